@@ -25,7 +25,7 @@ type Device struct {
 	in   chan []byte // frames to be read from this end
 	peer *Device
 
-	closeOnce *sync.Once // shared by both ends
+	closeOnce *sync.Once    // shared by both ends
 	closed    chan struct{} // closed on Close of either end
 	pool      *sync.Pool
 }
