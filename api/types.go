@@ -1,0 +1,70 @@
+// Package api holds the JSON types of kadlan's control API and a client for
+// it. The daemon serves these over HTTP on a Unix socket; the CLI prints them
+// with --json. Field names are stable: scripts may rely on them.
+package api
+
+// Status is the answer of GET /v1/status and `kadlan status --json`.
+type Status struct {
+	Address       string   `json:"address"`        // libp2p peer ID
+	Key           string   `json:"key"`            // SHA-256 of the peer ID, hex: place in XOR space
+	Version       string   `json:"version"`        // kadlan version
+	ListenAddrs   []string `json:"listen_addrs"`   // addresses the host listens on
+	ObservedAddrs []string `json:"observed_addrs"` // addresses peers saw us at
+	Addrs         []string `json:"addrs"`          // addresses this node advertises (shareable)
+	Reachability  string   `json:"reachability"`   // public, private or unknown
+	DHTMode       string   `json:"dht_mode"`       // server or client
+	RoutingTable  int      `json:"routing_table"`  // peers in the Kademlia routing table
+	Connected     int      `json:"connected"`      // connected peers
+	Relay         string   `json:"relay"`          // relay service: on or off
+	RelayAddrs    []string `json:"relay_addrs"`    // circuit addresses reserved on relays
+	Uptime        float64  `json:"uptime_s"`
+	Bootstrap     string   `json:"bootstrap"` // joined, or waiting (no peer known yet)
+}
+
+// Peer is one entry of GET /v1/peers and `kadlan peers --json`.
+type Peer struct {
+	Address string   `json:"address"`          // libp2p peer ID
+	Addrs   []string `json:"addrs"`            // remote multiaddrs of open connections
+	Path    string   `json:"path"`             // direct or relayed
+	Via     string   `json:"via,omitempty"`    // relay's address when path is relayed
+	RTTms   float64  `json:"rtt_ms,omitempty"` // smoothed RTT, when known
+	InDHT   bool     `json:"in_routing_table"`
+}
+
+// FindResult is the answer of POST /v1/find and `kadlan find --json`.
+type FindResult struct {
+	Address   string   `json:"address"`
+	Addrs     []string `json:"addrs"`
+	ElapsedMs float64  `json:"elapsed_ms"`
+}
+
+// PingResult is the answer of POST /v1/ping and `kadlan ping --json`.
+type PingResult struct {
+	Address   string    `json:"address"`
+	Path      string    `json:"path"`          // direct or relayed (path of the last reply)
+	Via       string    `json:"via,omitempty"` // relay's address when relayed
+	Paths     []string  `json:"paths"`         // path of each reply, in order
+	RTTms     []float64 `json:"rtt_ms"`        // one per reply
+	ConnectMs float64   `json:"connect_ms"`    // lookup + connection set-up before the first ping
+	Sent      int       `json:"sent"`
+	Received  int       `json:"received"`
+}
+
+// FindRequest is the body of POST /v1/find.
+type FindRequest struct {
+	Address   string `json:"address"`
+	TimeoutMs int    `json:"timeout_ms,omitempty"`
+}
+
+// PingRequest is the body of POST /v1/ping.
+type PingRequest struct {
+	Address    string `json:"address"`
+	Count      int    `json:"count"`
+	IntervalMs int    `json:"interval_ms,omitempty"`
+	TimeoutMs  int    `json:"timeout_ms,omitempty"`
+}
+
+// Error is the body of every non-2xx answer.
+type Error struct {
+	Error string `json:"error"`
+}

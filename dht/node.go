@@ -1,0 +1,331 @@
+// Package dht runs kadlan's libp2p host and its Kademlia DHT: transports,
+// identity, reachability, lookups, pings and path reporting. Nothing here
+// knows about bootstrap lists, networks or TAP devices.
+package dht
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	kaddht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ws "github.com/libp2p/go-libp2p/p2p/transport/websocket"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+)
+
+// DefaultPort is the one port kadlan listens on by default, for TCP,
+// WebSocket (sharing the TCP listener) and QUIC (UDP): open it once in a
+// firewall.
+const DefaultPort = 4242
+
+// ProtocolPrefix makes kad-dht speak /kadlan/kad/1.0.0, so kadlan nodes form
+// their own DHT and never join IPFS's.
+const ProtocolPrefix protocol.ID = "/kadlan"
+
+// DefaultListenAddrs returns the listen addresses for port on all
+// interfaces, IPv4 and IPv6, TCP, WebSocket and QUIC.
+func DefaultListenAddrs(port int) []string {
+	var out []string
+	for _, ip := range []string{"/ip4/0.0.0.0", "/ip6/::"} {
+		out = append(out,
+			fmt.Sprintf("%s/tcp/%d", ip, port),
+			fmt.Sprintf("%s/tcp/%d/ws", ip, port),
+			fmt.Sprintf("%s/udp/%d/quic-v1", ip, port))
+	}
+	return out
+}
+
+// Config says what the node is. The zero value of each field is documented.
+type Config struct {
+	// Key is the node's Ed25519 identity. Required.
+	Key crypto.PrivKey
+	// ListenAddrs are multiaddrs to listen on. Empty means DefaultListenAddrs(DefaultPort).
+	ListenAddrs []string
+	// Reachability: "auto" (or empty), "public" or "private". Auto treats a
+	// node with a public address on one of its listening interfaces as public
+	// and otherwise lets AutoNAT decide.
+	Reachability string
+	// DHTMode: "auto" (or empty), "server" or "client". Auto is server when
+	// the node is publicly reachable and client otherwise.
+	DHTMode string
+	// AllowLoopback keeps loopback addresses in what the node advertises and
+	// accepts from the DHT. Only for tests on 127.0.0.1.
+	AllowLoopback bool
+	// BootstrapPeers is called by the DHT whenever its routing table runs
+	// empty. May be nil.
+	BootstrapPeers func() []peer.AddrInfo
+	// Logf logs; nil discards.
+	Logf func(format string, args ...any)
+	// Version is reported in status.
+	Version string
+	// ExtraOptions are appended to the libp2p options (tests, later features).
+	ExtraOptions []libp2p.Option
+}
+
+// Node is a running libp2p host with kadlan's DHT.
+type Node struct {
+	Host    host.Host
+	DHT     *kaddht.IpfsDHT
+	cfg     Config
+	started time.Time
+	logf    func(string, ...any)
+
+	mu           sync.Mutex
+	reachability network.Reachability
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	once   sync.Once
+}
+
+// New starts the host and the DHT. Close stops both.
+func New(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.Key == nil {
+		return nil, errors.New("dht: Config.Key is required")
+	}
+	logf := cfg.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	listen := cfg.ListenAddrs
+	if len(listen) == 0 {
+		listen = DefaultListenAddrs(DefaultPort)
+	}
+	listenMA := make([]ma.Multiaddr, 0, len(listen))
+	for _, s := range listen {
+		a, err := ma.NewMultiaddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("dht: bad listen address %q: %w", s, err)
+		}
+		listenMA = append(listenMA, a)
+	}
+
+	reach, err := decideReachability(cfg.Reachability, listenMA)
+	if err != nil {
+		return nil, err
+	}
+	mode, err := dhtMode(cfg.DHTMode, reach)
+	if err != nil {
+		return nil, err
+	}
+	rm, err := newResourceManager()
+	if err != nil {
+		return nil, err
+	}
+	cm, err := connmgr.NewConnManager(64, 192, connmgr.WithGracePeriod(time.Minute))
+	if err != nil {
+		return nil, fmt.Errorf("dht: connection manager: %w", err)
+	}
+	filter := addrFilter(cfg.AllowLoopback)
+	opts := []libp2p.Option{
+		libp2p.Identity(cfg.Key),
+		libp2p.ListenAddrs(listenMA...),
+		libp2p.ShareTCPListener(),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Transport(ws.New),
+		libp2p.Transport(quic.NewTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Security(tls.ID, tls.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.ResourceManager(rm),
+		libp2p.ConnectionManager(cm),
+		libp2p.DisableMetrics(),
+		libp2p.UserAgent("kadlan/" + cfg.Version),
+		libp2p.AddrsFactory(func(as []ma.Multiaddr) []ma.Multiaddr { return filter(as) }),
+		libp2p.EnableNATService(),
+	}
+	switch reach {
+	case network.ReachabilityPublic:
+		opts = append(opts, libp2p.ForceReachabilityPublic())
+	case network.ReachabilityPrivate:
+		opts = append(opts, libp2p.ForceReachabilityPrivate())
+	}
+	opts = append(opts, cfg.ExtraOptions...)
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("dht: starting libp2p host: %w", err)
+	}
+	dopts := []kaddht.Option{
+		kaddht.ProtocolPrefix(ProtocolPrefix),
+		kaddht.Mode(mode),
+		kaddht.AddressFilter(filter),
+	}
+	if cfg.BootstrapPeers != nil {
+		dopts = append(dopts, kaddht.BootstrapPeersFunc(cfg.BootstrapPeers))
+	}
+	d, err := kaddht.New(h, dopts...)
+	if err != nil {
+		h.Close()
+		return nil, fmt.Errorf("dht: starting Kademlia: %w", err)
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	n := &Node{Host: h, DHT: d, cfg: cfg, started: time.Now(), logf: logf, cancel: cancel, reachability: reach}
+	if err := n.watchReachability(cctx); err != nil {
+		n.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+// Close stops the DHT and the host. It is idempotent.
+func (n *Node) Close() error {
+	var err error
+	n.once.Do(func() {
+		n.cancel()
+		n.wg.Wait()
+		err = errors.Join(n.DHT.Close(), n.Host.Close())
+	})
+	return err
+}
+
+// ID is the node's address.
+func (n *Node) ID() peer.ID { return n.Host.ID() }
+
+// Reachability is what the node currently believes about itself.
+func (n *Node) Reachability() network.Reachability {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.reachability
+}
+
+func (n *Node) watchReachability(ctx context.Context) error {
+	sub, err := n.Host.EventBus().Subscribe(new(event.EvtLocalReachabilityChanged))
+	if err != nil {
+		return fmt.Errorf("dht: subscribing to reachability: %w", err)
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer sub.Close()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-sub.Out():
+				if !ok {
+					return
+				}
+				r := e.(event.EvtLocalReachabilityChanged).Reachability
+				n.mu.Lock()
+				n.reachability = r
+				n.mu.Unlock()
+				n.logf("dht: reachability is now %s", reachabilityWord(r))
+			}
+		}
+	}()
+	return nil
+}
+
+// decideReachability turns the configured word into a starting belief.
+func decideReachability(word string, listen []ma.Multiaddr) (network.Reachability, error) {
+	switch word {
+	case "public":
+		return network.ReachabilityPublic, nil
+	case "private":
+		return network.ReachabilityPrivate, nil
+	case "", "auto":
+		if hasPublicInterfaceAddr(listen) {
+			return network.ReachabilityPublic, nil
+		}
+		return network.ReachabilityUnknown, nil
+	}
+	return 0, fmt.Errorf("dht: reachability %q: want auto, public or private", word)
+}
+
+func dhtMode(word string, reach network.Reachability) (kaddht.ModeOpt, error) {
+	switch word {
+	case "server":
+		return kaddht.ModeServer, nil
+	case "client":
+		return kaddht.ModeClient, nil
+	case "", "auto":
+		if reach == network.ReachabilityPublic {
+			return kaddht.ModeServer, nil
+		}
+		// Client until AutoNAT says public: a node behind NAT must not
+		// enter others' routing tables as an unreachable server.
+		return kaddht.ModeAuto, nil
+	}
+	return 0, fmt.Errorf("dht: DHT mode %q: want auto, server or client", word)
+}
+
+// hasPublicInterfaceAddr reports whether one of the addresses the node
+// listens on is a public IP: either a listen address given explicitly, or
+// an address of an interface when listening on 0.0.0.0 / ::.
+func hasPublicInterfaceAddr(listen []ma.Multiaddr) bool {
+	var ifaceAddrs []ma.Multiaddr
+	for _, l := range listen {
+		ip, err := manet.ToIP(l)
+		if err != nil {
+			continue
+		}
+		if !ip.IsUnspecified() {
+			if manet.IsPublicAddr(l) {
+				return true
+			}
+			continue
+		}
+		if ifaceAddrs == nil {
+			ifaceAddrs, _ = manet.InterfaceMultiaddrs()
+		}
+		for _, a := range ifaceAddrs {
+			aip, err := manet.ToIP(a)
+			if err != nil || (aip.To4() == nil) != (ip.To4() == nil) {
+				continue
+			}
+			if manet.IsPublicAddr(a) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// addrFilter drops addresses nobody else can use: unspecified, link-local
+// and (unless allowed) loopback.
+func addrFilter(allowLoopback bool) func([]ma.Multiaddr) []ma.Multiaddr {
+	return func(in []ma.Multiaddr) []ma.Multiaddr {
+		out := make([]ma.Multiaddr, 0, len(in))
+		for _, a := range in {
+			if manet.IsIP6LinkLocal(a) {
+				continue
+			}
+			if ip, err := manet.ToIP(a); err == nil {
+				if ip.IsUnspecified() || ip.IsLinkLocalUnicast() {
+					continue
+				}
+				if ip.IsLoopback() && !allowLoopback {
+					continue
+				}
+			}
+			out = append(out, a)
+		}
+		return out
+	}
+}
+
+func reachabilityWord(r network.Reachability) string {
+	switch r {
+	case network.ReachabilityPublic:
+		return "public"
+	case network.ReachabilityPrivate:
+		return "private"
+	}
+	return "unknown"
+}

@@ -1,0 +1,279 @@
+package dht
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/kadlan/kadlan/api"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// ErrNotFound is returned when a lookup ends without the peer's addresses.
+var ErrNotFound = errors.New("not found in the DHT")
+
+// Status reports the node's view of itself.
+func (n *Node) Status() api.Status {
+	id := n.ID()
+	key := KademliaKey(id)
+	st := api.Status{
+		Address:      id.String(),
+		Key:          hex.EncodeToString(key[:]),
+		Version:      n.cfg.Version,
+		ListenAddrs:  strs(n.Host.Network().ListenAddresses()),
+		Reachability: reachabilityWord(n.Reachability()),
+		RoutingTable: n.DHT.RoutingTable().Size(),
+		Connected:    len(n.Host.Network().Peers()),
+		Uptime:       time.Since(n.started).Seconds(),
+	}
+	for _, a := range n.Host.Addrs() {
+		if isCircuit(a) {
+			st.RelayAddrs = append(st.RelayAddrs, a.String())
+		}
+	}
+	st.Addrs = n.ShareableAddrs()
+	st.ObservedAddrs = n.observedAddrs()
+	st.DHTMode = n.DHTMode()
+	return st
+}
+
+// DHTMode is "server" while the node answers Kademlia queries, else "client".
+func (n *Node) DHTMode() string {
+	want := ProtocolPrefix + "/kad/1.0.0"
+	for _, p := range n.Host.Mux().Protocols() {
+		if p == want {
+			return "server"
+		}
+	}
+	return "client"
+}
+
+// ShareableAddrs are the node's advertised addresses with /p2p/<address>
+// appended: what goes into a peers file.
+func (n *Node) ShareableAddrs() []string {
+	ai := peer.AddrInfo{ID: n.ID(), Addrs: n.Host.Addrs()}
+	full, err := peer.AddrInfoToP2pAddrs(&ai)
+	if err != nil {
+		return nil
+	}
+	return strs(full)
+}
+
+func (n *Node) observedAddrs() []string {
+	listen := map[string]bool{}
+	for _, a := range n.Host.Network().ListenAddresses() {
+		listen[a.String()] = true
+	}
+	var out []string
+	for _, a := range n.Host.Addrs() {
+		if !listen[a.String()] && !isCircuit(a) {
+			out = append(out, a.String())
+		}
+	}
+	return out
+}
+
+// Peers lists connected peers, best path first for each.
+func (n *Node) Peers() []api.Peer {
+	rt := map[peer.ID]bool{}
+	for _, p := range n.DHT.RoutingTable().ListPeers() {
+		rt[p] = true
+	}
+	var out []api.Peer
+	for _, p := range n.Host.Network().Peers() {
+		conns := n.Host.Network().ConnsToPeer(p)
+		if len(conns) == 0 {
+			continue
+		}
+		path, via := PathOf(conns)
+		e := api.Peer{Address: p.String(), Path: path, Via: via, InDHT: rt[p]}
+		for _, c := range conns {
+			e.Addrs = append(e.Addrs, c.RemoteMultiaddr().String())
+		}
+		if l := n.Host.Peerstore().LatencyEWMA(p); l > 0 {
+			e.RTTms = ms(l)
+		}
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
+	return out
+}
+
+// PathOf says how a set of connections to one peer reaches it: "direct" if
+// any connection is direct, else "relayed" with the relay's address.
+func PathOf(conns []network.Conn) (path, via string) {
+	if len(conns) == 0 {
+		return "", ""
+	}
+	for _, c := range conns {
+		if !isCircuit(c.RemoteMultiaddr()) {
+			return "direct", ""
+		}
+	}
+	return "relayed", relayOf(conns[0].RemoteMultiaddr())
+}
+
+func isCircuit(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
+}
+
+// relayOf returns the relay's peer ID from .../p2p/RELAY/p2p-circuit/...
+func relayOf(a ma.Multiaddr) string {
+	relay := ""
+	for _, c := range a {
+		switch c.Protocol().Code {
+		case ma.P_P2P:
+			relay = c.Value()
+		case ma.P_CIRCUIT:
+			return relay
+		}
+	}
+	return ""
+}
+
+// ResolvePeer turns a full address or a unique prefix of one (among peers
+// this node knows) into a peer ID.
+func (n *Node) ResolvePeer(s string) (peer.ID, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return "", errors.New("empty address")
+	}
+	if id, err := peer.Decode(s); err == nil {
+		return id, nil
+	}
+	var match []peer.ID
+	for _, p := range n.Host.Peerstore().Peers() {
+		if strings.HasPrefix(p.String(), s) {
+			match = append(match, p)
+		}
+	}
+	switch len(match) {
+	case 0:
+		return "", fmt.Errorf("%q is not an address, nor the prefix of a known one", s)
+	case 1:
+		return match[0], nil
+	}
+	return "", fmt.Errorf("prefix %q is ambiguous: %d known addresses start with it", s, len(match))
+}
+
+// Find looks a node's addresses up in the DHT.
+func (n *Node) Find(ctx context.Context, id peer.ID) (api.FindResult, error) {
+	start := time.Now()
+	ai, err := n.DHT.FindPeer(ctx, id)
+	res := api.FindResult{Address: id.String(), ElapsedMs: ms(time.Since(start))}
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "routing: not found") {
+			return res, fmt.Errorf("%s: %w", id, ErrNotFound)
+		}
+		return res, fmt.Errorf("finding %s: %w", id, err)
+	}
+	res.Addrs = strs(ai.Addrs)
+	if len(res.Addrs) == 0 {
+		return res, fmt.Errorf("%s: %w", id, ErrNotFound)
+	}
+	return res, nil
+}
+
+// Connect makes sure there is a connection to id, looking it up first when
+// its addresses are not known.
+func (n *Node) Connect(ctx context.Context, id peer.ID) error {
+	if id == n.ID() {
+		return errors.New("that is this node's own address")
+	}
+	if n.Host.Network().Connectedness(id) == network.Connected {
+		return nil
+	}
+	ai := peer.AddrInfo{ID: id}
+	if len(n.Host.Peerstore().Addrs(id)) == 0 {
+		found, err := n.DHT.FindPeer(ctx, id)
+		if err != nil {
+			return fmt.Errorf("finding %s: %w", id, err)
+		}
+		ai = found
+	}
+	n.Host.Peerstore().AddAddrs(id, ai.Addrs, peerstore.TempAddrTTL)
+	if err := n.Host.Connect(network.WithAllowLimitedConn(ctx, "kadlan"), ai); err != nil {
+		// Cached addresses may be stale: look up and try once more.
+		found, ferr := n.DHT.FindPeer(ctx, id)
+		if ferr != nil {
+			return fmt.Errorf("connecting to %s: %w", id, err)
+		}
+		if err := n.Host.Connect(network.WithAllowLimitedConn(ctx, "kadlan"), found); err != nil {
+			return fmt.Errorf("connecting to %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// Ping connects to id (through the DHT if needed) and measures count RTTs
+// with libp2p's ping protocol.
+func (n *Node) Ping(ctx context.Context, id peer.ID, count int, interval time.Duration) (api.PingResult, error) {
+	if count <= 0 {
+		count = 1
+	}
+	res := api.PingResult{Address: id.String(), RTTms: []float64{}, Paths: []string{}}
+	start := time.Now()
+	if err := n.Connect(ctx, id); err != nil {
+		return res, err
+	}
+	res.ConnectMs = ms(time.Since(start))
+	var lastErr error
+	for i := 0; i < count; i++ {
+		if i > 0 {
+			select {
+			case <-ctx.Done():
+				return res, ctx.Err()
+			case <-time.After(interval):
+			}
+		}
+		res.Sent++
+		rtt, err := n.pingOnce(ctx, id)
+		if err != nil {
+			lastErr = err
+			n.logf("dht: ping %s: %v", id, err)
+			continue
+		}
+		res.Received++
+		res.RTTms = append(res.RTTms, ms(rtt))
+		res.Path, res.Via = PathOf(n.Host.Network().ConnsToPeer(id))
+		res.Paths = append(res.Paths, res.Path)
+	}
+	if res.Received == 0 {
+		return res, fmt.Errorf("no reply from %s: %w", id, lastErr)
+	}
+	return res, nil
+}
+
+func (n *Node) pingOnce(ctx context.Context, id peer.ID) (time.Duration, error) {
+	pctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(ctx, "kadlan-ping"), 10*time.Second)
+	defer cancel()
+	if n.Host.Network().Connectedness(id) != network.Connected {
+		if err := n.Connect(pctx, id); err != nil {
+			return 0, err
+		}
+	}
+	r, ok := <-ping.Ping(pctx, n.Host, id)
+	if !ok {
+		return 0, errors.New("ping aborted")
+	}
+	return r.RTT, r.Error
+}
+
+func strs(as []ma.Multiaddr) []string {
+	out := make([]string, 0, len(as))
+	for _, a := range as {
+		out = append(out, a.String())
+	}
+	return out
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
