@@ -1,0 +1,273 @@
+package bootstrap
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// MDNSService is the DNS-SD service name kadlan nodes announce on a LAN.
+const MDNSService = "_kadlan._udp"
+
+// Routing is the part of the DHT the bootstrapper drives.
+type Routing interface {
+	Bootstrap(context.Context) error
+	// RoutingTablePeers lists the peers in the Kademlia routing table.
+	RoutingTablePeers() []peer.ID
+}
+
+// Config says where first peers may come from.
+type Config struct {
+	Host    host.Host
+	Routing Routing
+	// CachePath is the peer cache file; empty disables the cache.
+	CachePath string
+	// Peers come from --bootstrap flags.
+	Peers []peer.AddrInfo
+	// PeersFile is re-read on every attempt, so a user can add a line to it
+	// while the daemon waits.
+	PeersFile string
+	// MDNS enables discovery on the local network.
+	MDNS bool
+	// Logf logs; nil discards.
+	Logf func(format string, args ...any)
+	// Interval between checks; zero means 2 s.
+	Interval time.Duration
+}
+
+// State words reported in status.
+const (
+	StateWaiting = "waiting" // no peer known or reachable yet
+	StateJoined  = "joined"  // the routing table has peers
+)
+
+// Bootstrapper keeps the node joined: while its routing table is empty it
+// dials candidates (cache, flags, peers file, mDNS, in that order), and while
+// joined it keeps the peer cache fresh.
+type Bootstrapper struct {
+	cfg   Config
+	logf  func(string, ...any)
+	cache *Cache
+
+	mu      sync.Mutex
+	state   string
+	mdnsFnd map[peer.ID]peer.AddrInfo
+	mdnsSvc mdns.Service
+}
+
+// New prepares a bootstrapper; Run drives it.
+func New(cfg Config) *Bootstrapper {
+	b := &Bootstrapper{cfg: cfg, logf: cfg.Logf, state: StateWaiting, mdnsFnd: map[peer.ID]peer.AddrInfo{}}
+	if b.logf == nil {
+		b.logf = func(string, ...any) {}
+	}
+	if b.cfg.Interval == 0 {
+		b.cfg.Interval = 2 * time.Second
+	}
+	if cfg.CachePath != "" {
+		c, err := LoadCache(cfg.CachePath)
+		if err != nil {
+			b.logf("%v", err)
+		}
+		b.cache = c
+	}
+	return b
+}
+
+// State is StateWaiting or StateJoined.
+func (b *Bootstrapper) State() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.state
+}
+
+// Candidates lists first peers in order of preference: cache, flags, peers
+// file, mDNS. The DHT calls it when its routing table runs empty.
+func (b *Bootstrapper) Candidates() []peer.AddrInfo {
+	var out []peer.AddrInfo
+	seen := map[peer.ID]int{}
+	add := func(ais ...peer.AddrInfo) {
+		for _, ai := range ais {
+			if ai.ID == b.cfg.Host.ID() {
+				continue
+			}
+			if i, ok := seen[ai.ID]; ok {
+				out[i].Addrs = append(out[i].Addrs, ai.Addrs...)
+				continue
+			}
+			seen[ai.ID] = len(out)
+			out = append(out, ai)
+		}
+	}
+	if b.cache != nil {
+		b.mu.Lock()
+		add(b.cache.AddrInfos(time.Now())...)
+		b.mu.Unlock()
+	}
+	add(b.cfg.Peers...)
+	if b.cfg.PeersFile != "" {
+		ais, err := ReadPeersFile(b.cfg.PeersFile)
+		if err != nil {
+			b.logf("%v", err)
+		}
+		add(ais...)
+	}
+	b.mu.Lock()
+	for _, ai := range b.mdnsFnd {
+		add(ai)
+	}
+	b.mu.Unlock()
+	return out
+}
+
+// HandlePeerFound is called by mDNS.
+func (b *Bootstrapper) HandlePeerFound(ai peer.AddrInfo) {
+	if ai.ID == b.cfg.Host.ID() {
+		return
+	}
+	b.mu.Lock()
+	_, known := b.mdnsFnd[ai.ID]
+	b.mdnsFnd[ai.ID] = ai
+	b.mu.Unlock()
+	if !known {
+		b.logf("bootstrap: found %s on the local network", ai.ID)
+	}
+	b.cfg.Host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.TempAddrTTL)
+}
+
+// Run keeps the node joined until ctx ends, then saves the cache.
+func (b *Bootstrapper) Run(ctx context.Context) {
+	if b.cfg.MDNS {
+		b.mdnsSvc = mdns.NewMdnsService(b.cfg.Host, MDNSService, b)
+		if err := b.mdnsSvc.Start(); err != nil {
+			b.logf("bootstrap: mDNS: %v", err)
+		}
+		defer b.mdnsSvc.Close()
+	}
+	var lastHint time.Time
+	lastSave := time.Now()
+	tick := time.NewTicker(b.cfg.Interval)
+	defer tick.Stop()
+	for {
+		joined := len(b.cfg.Routing.RoutingTablePeers()) > 0
+		if !joined {
+			joined = b.attempt(ctx, &lastHint)
+		}
+		b.setState(joined)
+		if joined && time.Since(lastSave) > 15*time.Second {
+			b.refreshCache()
+			lastSave = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			b.refreshCache()
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (b *Bootstrapper) setState(joined bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	was := b.state
+	if joined {
+		b.state = StateJoined
+	} else {
+		b.state = StateWaiting
+	}
+	if was != b.state {
+		b.logf("bootstrap: %s", b.state)
+	}
+}
+
+// attempt dials every candidate in parallel and bootstraps the DHT if any
+// answered. It reports whether the node is now joined.
+func (b *Bootstrapper) attempt(ctx context.Context, lastHint *time.Time) bool {
+	cands := b.Candidates()
+	if len(cands) == 0 {
+		if time.Since(*lastHint) > time.Minute {
+			b.logf("bootstrap: no peer known yet. Give one with --bootstrap /ip4/ADDR/tcp/4242/p2p/ADDRESS, " +
+				"a shared --peers-file, or --mdns on a LAN; kadlan keeps running and joins as soon as one answers")
+			*lastHint = time.Now()
+		}
+		return false
+	}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok := 0
+	for _, ai := range cands {
+		wg.Add(1)
+		go func(ai peer.AddrInfo) {
+			defer wg.Done()
+			if err := b.cfg.Host.Connect(dctx, ai); err != nil {
+				return
+			}
+			mu.Lock()
+			ok++
+			mu.Unlock()
+		}(ai)
+	}
+	wg.Wait()
+	if ok == 0 {
+		if time.Since(*lastHint) > time.Minute {
+			b.logf("bootstrap: none of %d known peers answered; retrying", len(cands))
+			*lastHint = time.Now()
+		}
+		return false
+	}
+	b.logf("bootstrap: connected to %d of %d candidate peers", ok, len(cands))
+	if err := b.cfg.Routing.Bootstrap(ctx); err != nil {
+		b.logf("bootstrap: DHT refresh: %v", err)
+	}
+	// The routing table fills as identify completes; wait briefly for it.
+	for i := 0; i < 20 && len(b.cfg.Routing.RoutingTablePeers()) == 0; i++ {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	joined := len(b.cfg.Routing.RoutingTablePeers()) > 0
+	if joined {
+		b.refreshCache()
+	}
+	return joined
+}
+
+// refreshCache records connected routing-table peers (peers that work) with
+// their advertised addresses, then saves the cache.
+func (b *Bootstrapper) refreshCache() {
+	if b.cache == nil {
+		return
+	}
+	now := time.Now()
+	h := b.cfg.Host
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, p := range b.cfg.Routing.RoutingTablePeers() {
+		if h.Network().Connectedness(p) != network.Connected {
+			continue
+		}
+		var addrs []ma.Multiaddr
+		for _, a := range h.Peerstore().Addrs(p) {
+			if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
+				continue // relay addresses go stale; the DHT finds fresh ones
+			}
+			addrs = append(addrs, a)
+		}
+		b.cache.Observe(p, addrs, now)
+	}
+	if err := b.cache.Save(now); err != nil {
+		b.logf("%v", err)
+	}
+}

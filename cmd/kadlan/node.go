@@ -1,0 +1,256 @@
+package main
+
+import (
+	"encoding/hex"
+	"fmt"
+	"log"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/kadlan/kadlan/api"
+	"github.com/kadlan/kadlan/daemon"
+	"github.com/kadlan/kadlan/dht"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/urfave/cli/v2"
+)
+
+func idCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "id",
+		Usage: "print this node's address (creating its identity key if missing)",
+		Description: "The address is the libp2p peer ID of the Ed25519 key in STATE/identity.key;\n" +
+			"it never changes for a state dir. 'key' is SHA-256 of the peer ID: the\n" +
+			"node's point in Kademlia's XOR space.",
+		Flags: []cli.Flag{jsonFlag},
+		Action: func(c *cli.Context) error {
+			k, err := dht.LoadOrCreateKey(daemon.KeyPath(c.String("state")))
+			if err != nil {
+				return userErrorf("%v", err)
+			}
+			id, err := peer.IDFromPrivateKey(k)
+			if err != nil {
+				return userErrorf("%v", err)
+			}
+			key := dht.KademliaKey(id)
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, map[string]string{"address": id.String(), "key": hex.EncodeToString(key[:])})
+			}
+			fmt.Fprintln(c.App.Writer, id)
+			return nil
+		},
+	}
+}
+
+func daemonCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "daemon",
+		Usage: "run a node: join the DHT and serve the control API",
+		Description: "Listens by default on port 4242 for TCP, WebSocket and QUIC (UDP), IPv4\n" +
+			"and IPv6: open that one port in a firewall. First peers come from, in\n" +
+			"order: the peer cache in STATE (peers seen working), --bootstrap, a\n" +
+			"--peers-file, and mDNS on the LAN (--mdns). With none known it keeps\n" +
+			"running and joins as soon as one appears. kadlan ships no bootstrap list.",
+		Flags: []cli.Flag{
+			&cli.StringSliceFlag{Name: "listen", Usage: "listen `MULTIADDR` (repeatable; default all interfaces, port 4242, tcp+ws+quic)"},
+			&cli.StringSliceFlag{Name: "bootstrap", Aliases: []string{"b"}, Usage: "bootstrap peer `MULTIADDR` ending in /p2p/ADDRESS (repeatable)"},
+			&cli.StringFlag{Name: "peers-file", Usage: "`FILE` of bootstrap multiaddrs, one per line, # comments (re-read while waiting)"},
+			&cli.BoolFlag{Name: "mdns", Usage: "discover peers on the local network with mDNS"},
+			&cli.StringFlag{Name: "reachability", Value: "auto", Usage: "auto, public or private: whether others can dial this node"},
+			&cli.StringFlag{Name: "dht-mode", Value: "auto", Usage: "auto, server or client (auto: server when publicly reachable)"},
+			&cli.BoolFlag{Name: "allow-loopback", Hidden: true, Usage: "advertise loopback addresses (tests on one host)"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return userErrorf("daemon takes no arguments (got %q); see kadlan daemon --help", c.Args().First())
+			}
+			lg := log.New(c.App.ErrWriter, "", log.LstdFlags|log.Lmicroseconds)
+			err := daemon.Run(c.Context, daemon.Config{
+				StateDir:      c.String("state"),
+				APIPath:       c.String("api"),
+				Listen:        c.StringSlice("listen"),
+				Bootstrap:     c.StringSlice("bootstrap"),
+				PeersFile:     c.String("peers-file"),
+				MDNS:          c.Bool("mdns"),
+				Reachability:  c.String("reachability"),
+				DHTMode:       c.String("dht-mode"),
+				AllowLoopback: c.Bool("allow-loopback"),
+				Version:       version,
+				Logf:          lg.Printf,
+			}, nil)
+			if err != nil {
+				return userErrorf("daemon: %v", err)
+			}
+			return nil
+		},
+	}
+}
+
+func statusCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "status",
+		Usage: "show this node: address, addresses, reachability, DHT mode and size",
+		Flags: []cli.Flag{jsonFlag},
+		Action: func(c *cli.Context) error {
+			var st api.Status
+			if err := call(c, http.MethodGet, "/v1/status", nil, &st, 10*time.Second); err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, st)
+			}
+			w := c.App.Writer
+			fmt.Fprintf(w, "%-14s %s\n", "address:", st.Address)
+			fmt.Fprintf(w, "%-14s %s\n", "key:", st.Key)
+			fmt.Fprintf(w, "%-14s %s\n", "version:", st.Version)
+			fmt.Fprintf(w, "%-14s %s\n", "bootstrap:", st.Bootstrap)
+			fmt.Fprintf(w, "%-14s %s\n", "reachability:", st.Reachability)
+			fmt.Fprintf(w, "%-14s %s (%d peers in routing table)\n", "dht:", st.DHTMode, st.RoutingTable)
+			fmt.Fprintf(w, "%-14s %d\n", "connected:", st.Connected)
+			fmtAddrs(w, "listening", st.ListenAddrs)
+			fmtAddrs(w, "observed", st.ObservedAddrs)
+			fmtAddrs(w, "relay addrs", st.RelayAddrs)
+			return nil
+		},
+	}
+}
+
+func peersCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "peers",
+		Usage: "list connected peers with their path (direct or relayed) and RTT",
+		Flags: []cli.Flag{jsonFlag},
+		Subcommands: []*cli.Command{{
+			Name:  "export",
+			Usage: "print this node's shareable multiaddrs (for someone's peers file)",
+			Flags: []cli.Flag{jsonFlag},
+			Action: func(c *cli.Context) error {
+				var res struct {
+					Addrs []string `json:"addrs"`
+				}
+				if err := call(c, http.MethodGet, "/v1/peers/export", nil, &res, 10*time.Second); err != nil {
+					return err
+				}
+				if c.Bool("json") {
+					return printJSON(c.App.Writer, res)
+				}
+				if len(res.Addrs) == 0 {
+					return userErrorf("this node has no shareable address yet (no listener, or not reachable)")
+				}
+				st := ""
+				fmt.Fprintf(c.App.Writer, "# kadlan peer, exported %s\n", time.Now().UTC().Format(time.RFC3339)+st)
+				for _, a := range res.Addrs {
+					fmt.Fprintln(c.App.Writer, a)
+				}
+				return nil
+			},
+		}},
+		Action: func(c *cli.Context) error {
+			var ps []api.Peer
+			if err := call(c, http.MethodGet, "/v1/peers", nil, &ps, 10*time.Second); err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, ps)
+			}
+			tw := tabwriter.NewWriter(c.App.Writer, 2, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ADDRESS\tPATH\tRTT\tMULTIADDR")
+			for _, p := range ps {
+				path := p.Path
+				if p.Via != "" {
+					path += " via " + short(p.Via)
+				}
+				rtt := "-"
+				if p.RTTms > 0 {
+					rtt = fmt.Sprintf("%.2fms", p.RTTms)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Address, path, rtt, strings.Join(p.Addrs, " "))
+			}
+			tw.Flush()
+			return nil
+		},
+	}
+}
+
+func findCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "find",
+		Usage:     "look a node's addresses up in the DHT",
+		ArgsUsage: "ADDRESS (or a unique prefix of a known one)",
+		Flags:     []cli.Flag{jsonFlag, &cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "give up after `DURATION`"}},
+		Action: func(c *cli.Context) error {
+			if err := exactArgs(c, 1, "ADDRESS"); err != nil {
+				return err
+			}
+			var res api.FindResult
+			to := c.Duration("timeout")
+			req := api.FindRequest{Address: c.Args().First(), TimeoutMs: int(to.Milliseconds())}
+			if err := call(c, http.MethodPost, "/v1/find", req, &res, to+5*time.Second); err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, res)
+			}
+			fmt.Fprintf(c.App.Writer, "%s found in %.1f ms\n", res.Address, res.ElapsedMs)
+			for _, a := range res.Addrs {
+				fmt.Fprintln(c.App.Writer, "  "+a)
+			}
+			return nil
+		},
+	}
+}
+
+func pingCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "ping",
+		Usage:     "reach a node by address (DHT lookup if needed) and measure RTTs",
+		ArgsUsage: "ADDRESS",
+		Flags: []cli.Flag{jsonFlag,
+			&cli.IntFlag{Name: "count", Aliases: []string{"c"}, Value: 3, Usage: "number of pings"},
+			&cli.DurationFlag{Name: "interval", Aliases: []string{"i"}, Value: time.Second, Usage: "wait `DURATION` between pings"},
+			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "give up connecting after `DURATION`"},
+		},
+		Action: func(c *cli.Context) error {
+			if err := exactArgs(c, 1, "ADDRESS [-c N]"); err != nil {
+				return err
+			}
+			n := c.Int("count")
+			if n < 1 || n > 10000 {
+				return userErrorf("--count must be between 1 and 10000")
+			}
+			iv := c.Duration("interval")
+			to := c.Duration("timeout")
+			req := api.PingRequest{Address: c.Args().First(), Count: n, IntervalMs: int(iv.Milliseconds()),
+				TimeoutMs: int((to + time.Duration(n)*iv).Milliseconds())}
+			var res api.PingResult
+			if err := call(c, http.MethodPost, "/v1/ping", req, &res, to+time.Duration(n)*iv+5*time.Second); err != nil {
+				return err
+			}
+			if c.Bool("json") {
+				return printJSON(c.App.Writer, res)
+			}
+			w := c.App.Writer
+			fmt.Fprintf(w, "PING %s (connected in %.1f ms)\n", res.Address, res.ConnectMs)
+			for i, r := range res.RTTms {
+				fmt.Fprintf(w, "reply %d: rtt=%.3f ms path=%s\n", i+1, r, res.Paths[i])
+			}
+			path := res.Path
+			if res.Via != "" {
+				path += " via " + res.Via
+			}
+			fmt.Fprintf(w, "%d sent, %d received, path %s\n", res.Sent, res.Received, path)
+			return nil
+		},
+	}
+}
+
+func short(s string) string {
+	if len(s) > 16 {
+		return s[:8] + "…" + s[len(s)-6:]
+	}
+	return s
+}
+
+var _ = os.Stderr

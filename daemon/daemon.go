@@ -1,0 +1,191 @@
+// Package daemon is kadlan's composition root: it opens the state dir,
+// loads the identity, starts the libp2p node and its bootstrapper, and
+// serves the control API on a Unix socket until its context ends.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/kadlan/kadlan/bootstrap"
+	"github.com/kadlan/kadlan/dht"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// File names inside the state dir.
+const (
+	KeyFile    = "identity.key"
+	CacheFile  = "peers.json"
+	SocketFile = "kadlan.sock"
+)
+
+// Config is what `kadlan daemon` was told.
+type Config struct {
+	StateDir      string
+	APIPath       string // empty: StateDir/kadlan.sock
+	Listen        []string
+	Bootstrap     []string // multiaddrs with /p2p/
+	PeersFile     string
+	MDNS          bool
+	Reachability  string
+	DHTMode       string
+	AllowLoopback bool
+	Version       string
+	Logf          func(format string, args ...any)
+}
+
+// Daemon is a running node with its control API.
+type Daemon struct {
+	cfg  Config
+	Node *dht.Node
+	Boot *bootstrap.Bootstrapper
+	mux  *http.ServeMux
+	logf func(string, ...any)
+}
+
+// Paths returns the identity key path of a state dir.
+func KeyPath(stateDir string) string { return filepath.Join(stateDir, KeyFile) }
+
+// Run starts everything and blocks until ctx ends, then shuts down in
+// reverse order. ready, if non-nil, is called once the API is serving.
+func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
+	logf := cfg.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if cfg.StateDir == "" {
+		return errors.New("no state dir")
+	}
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	if cfg.APIPath == "" {
+		cfg.APIPath = filepath.Join(cfg.StateDir, SocketFile)
+	}
+	var flagPeers []peer.AddrInfo
+	for _, s := range cfg.Bootstrap {
+		a, err := bootstrap.ParseAddr(s)
+		if err != nil {
+			return fmt.Errorf("--bootstrap: %w", err)
+		}
+		ai, _ := peer.AddrInfoFromP2pAddr(a)
+		flagPeers = append(flagPeers, *ai)
+	}
+	if cfg.PeersFile != "" {
+		if _, err := bootstrap.ReadPeersFile(cfg.PeersFile); err != nil {
+			return err
+		}
+	}
+	key, err := dht.LoadOrCreateKey(KeyPath(cfg.StateDir))
+	if err != nil {
+		return err
+	}
+	ln, err := listenUnix(cfg.APIPath)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+
+	d := &Daemon{cfg: cfg, logf: logf, mux: http.NewServeMux()}
+	var boot *bootstrap.Bootstrapper
+	node, err := dht.New(ctx, dht.Config{
+		Key:           key,
+		ListenAddrs:   cfg.Listen,
+		Reachability:  cfg.Reachability,
+		DHTMode:       cfg.DHTMode,
+		AllowLoopback: cfg.AllowLoopback,
+		Version:       cfg.Version,
+		Logf:          logf,
+		BootstrapPeers: func() []peer.AddrInfo {
+			if boot == nil {
+				return nil
+			}
+			return boot.Candidates()
+		},
+	})
+	if err != nil {
+		return err
+	}
+	defer node.Close()
+	d.Node = node
+	boot = bootstrap.New(bootstrap.Config{
+		Host:      node.Host,
+		Routing:   routing{node},
+		CachePath: filepath.Join(cfg.StateDir, CacheFile),
+		Peers:     flagPeers,
+		PeersFile: cfg.PeersFile,
+		MDNS:      cfg.MDNS,
+		Logf:      logf,
+	})
+	d.Boot = boot
+	logf("kadlan %s: address %s", cfg.Version, node.ID())
+	for _, a := range node.ShareableAddrs() {
+		logf("listening: %s", a)
+	}
+
+	bctx, bcancel := context.WithCancel(ctx)
+	bdone := make(chan struct{})
+	go func() { defer close(bdone); boot.Run(bctx) }()
+
+	d.routes()
+	srv := &http.Server{Handler: d.mux, ReadHeaderTimeout: 10 * time.Second}
+	sdone := make(chan error, 1)
+	go func() { sdone <- srv.Serve(ln) }()
+	logf("control API on %s", cfg.APIPath)
+	if ready != nil {
+		ready(d)
+	}
+
+	var serr error
+	select {
+	case <-ctx.Done():
+	case serr = <-sdone:
+	}
+	logf("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+	srv.Shutdown(sctx)
+	scancel()
+	bcancel()
+	<-bdone
+	os.Remove(cfg.APIPath)
+	if serr != nil && !errors.Is(serr, http.ErrServerClosed) {
+		return serr
+	}
+	return nil
+}
+
+// Handle registers an extra API route (for subsystems such as overlay).
+func (d *Daemon) Handle(pattern string, h http.HandlerFunc) { d.mux.HandleFunc(pattern, h) }
+
+type routing struct{ n *dht.Node }
+
+func (r routing) Bootstrap(ctx context.Context) error { return r.n.DHT.Bootstrap(ctx) }
+func (r routing) RoutingTablePeers() []peer.ID       { return r.n.DHT.RoutingTable().ListPeers() }
+
+// listenUnix listens on path with mode 0600, replacing a stale socket left
+// by a crashed daemon but never one that a live daemon still serves.
+func listenUnix(path string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("api socket dir: %w", err)
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another kadlan daemon is already serving %s", path)
+	}
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("api socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("api socket: %w", err)
+	}
+	return ln, nil
+}
