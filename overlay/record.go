@@ -1,0 +1,205 @@
+package overlay
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ipfs/go-cid"
+	record "github.com/libp2p/go-libp2p-record"
+	"github.com/libp2p/go-libp2p/core/peer"
+	mh "github.com/multiformats/go-multihash"
+)
+
+// Namespace is the kad-dht namespace of kadlan's network records. Register
+// the validator with kad-dht as
+//
+//	dht.NamespacedValidator(overlay.Namespace, overlay.RecordValidator{})
+//
+// Keys (NetworkID in String form, addresses as peer.ID.String):
+//
+//	/kadlan-net/<network>/def              Definition   (owner-signed, highest Seq wins)
+//	/kadlan-net/<network>/cert/<address>   Certificate  (owner-signed, latest Issued wins)
+//	/kadlan-net/<network>/revoked          Revocation   (owner-signed, highest Seq wins)
+//	/kadlan-net/<network>/member/<address> Announcement (member-signed, latest Time wins)
+const Namespace = "kadlan-net"
+
+// DefinitionKey is the DHT key of a network's definition.
+func DefinitionKey(id NetworkID) string { return "/" + Namespace + "/" + id.String() + "/def" }
+
+// CertificateKey is the DHT key of member's certificate on a network.
+func CertificateKey(id NetworkID, member peer.ID) string {
+	return "/" + Namespace + "/" + id.String() + "/cert/" + member.String()
+}
+
+// RevocationKey is the DHT key of a network's revocation list.
+func RevocationKey(id NetworkID) string { return "/" + Namespace + "/" + id.String() + "/revoked" }
+
+// AnnouncementKey is the DHT key of member's announcement on a network.
+func AnnouncementKey(id NetworkID, member peer.ID) string {
+	return "/" + Namespace + "/" + id.String() + "/member/" + member.String()
+}
+
+// MembersCID is the content ID that members of a network provide (and look
+// up providers of) in the DHT to find each other. Everyone who knows the
+// network ID can compute it.
+func MembersCID(id NetworkID) cid.Cid {
+	h, err := mh.Sum(append([]byte("kadlan members v1\x00"), id[:]...), mh.SHA2_256, -1)
+	if err != nil {
+		panic("overlay: sha2-256 multihash: " + err.Error()) // cannot happen
+	}
+	return cid.NewCidV1(cid.Raw, h)
+}
+
+// RecordKind says which record a key names.
+type RecordKind int
+
+// Record kinds.
+const (
+	KindDefinition RecordKind = iota + 1
+	KindCertificate
+	KindRevocation
+	KindAnnouncement
+)
+
+// ParseKey splits a DHT key of this namespace. member is empty for the
+// definition and revocation kinds.
+func ParseKey(key string) (kind RecordKind, id NetworkID, member peer.ID, err error) {
+	ns, rest, err := record.SplitKey(key)
+	if err != nil || ns != Namespace {
+		return 0, id, "", fmt.Errorf("overlay: key %q is not in namespace /%s", key, Namespace)
+	}
+	parts := strings.Split(rest, "/")
+	if id, err = ParseNetworkID(parts[0]); err != nil || id.String() != parts[0] {
+		return 0, id, "", fmt.Errorf("overlay: key %q: bad network ID", key)
+	}
+	switch {
+	case len(parts) == 2 && parts[1] == "def":
+		return KindDefinition, id, "", nil
+	case len(parts) == 2 && parts[1] == "revoked":
+		return KindRevocation, id, "", nil
+	case len(parts) == 3 && (parts[1] == "cert" || parts[1] == "member"):
+		member, err = peer.Decode(parts[2])
+		if err != nil || member.String() != parts[2] {
+			return 0, id, "", fmt.Errorf("overlay: key %q: bad address", key)
+		}
+		if parts[1] == "cert" {
+			return KindCertificate, id, member, nil
+		}
+		return KindAnnouncement, id, member, nil
+	}
+	return 0, id, "", fmt.Errorf("overlay: key %q: unknown record", key)
+}
+
+// RecordValidator validates and selects kadlan network records for kad-dht
+// (github.com/libp2p/go-libp2p-record Validator). The zero value is ready
+// to use and checks expiry against the wall clock.
+type RecordValidator struct {
+	// Now returns the current time; nil means time.Now. Tests set it.
+	Now func() time.Time
+}
+
+var _ record.Validator = RecordValidator{}
+
+// maxClockSkew is how far in the future a record's time may lie.
+const maxClockSkew = 10 * time.Minute
+
+func (v RecordValidator) now() time.Time {
+	if v.Now != nil {
+		return v.Now()
+	}
+	return time.Now()
+}
+
+// Validate implements record.Validator: it decodes value strictly, checks
+// the signature, that the record belongs to the network (and member) named
+// by key, and that a certificate has not expired.
+func (v RecordValidator) Validate(key string, value []byte) error {
+	_, err := v.parse(key, value)
+	return err
+}
+
+// parsed is a validated record reduced to what Select compares.
+type parsed struct {
+	rank1, rank2 uint64
+}
+
+func (v RecordValidator) parse(key string, value []byte) (parsed, error) {
+	kind, id, member, err := ParseKey(key)
+	if err != nil {
+		return parsed{}, err
+	}
+	now := v.now()
+	switch kind {
+	case KindDefinition:
+		d, err := ParseDefinition(value)
+		if err != nil {
+			return parsed{}, err
+		}
+		if d.ID() != id {
+			return parsed{}, errors.New("overlay: definition does not belong to the key's network")
+		}
+		return parsed{d.Seq, 0}, nil
+	case KindRevocation:
+		r, err := ParseRevocation(value)
+		if err != nil {
+			return parsed{}, err
+		}
+		if r.Network() != id {
+			return parsed{}, errors.New("overlay: revocation does not belong to the key's network")
+		}
+		return parsed{r.Seq, 0}, nil
+	case KindCertificate:
+		c, err := ParseCertificate(value)
+		if err != nil {
+			return parsed{}, err
+		}
+		if c.Member != member {
+			return parsed{}, errors.New("overlay: certificate is for another member than the key's")
+		}
+		if err := c.Valid(id, now, nil); err != nil {
+			return parsed{}, err
+		}
+		if c.Issued.After(now.Add(maxClockSkew)) {
+			return parsed{}, errors.New("overlay: certificate issued in the future")
+		}
+		return parsed{timeField(c.Issued), timeField(c.Expires)}, nil
+	case KindAnnouncement:
+		a, err := ParseAnnouncement(value)
+		if err != nil {
+			return parsed{}, err
+		}
+		if a.Network != id || a.Member != member {
+			return parsed{}, errors.New("overlay: announcement does not match its key")
+		}
+		if a.Time.After(now.Add(maxClockSkew)) {
+			return parsed{}, errors.New("overlay: announcement from the future")
+		}
+		return parsed{timeField(a.Time), 0}, nil
+	}
+	return parsed{}, fmt.Errorf("overlay: key %q: unknown record", key)
+}
+
+// Select implements record.Validator: the valid record with the highest
+// sequence (definition, revocation) or latest time (certificate: issue time
+// then expiry; announcement) wins; exact ties go to the bytewise greater
+// value so that every node picks the same one.
+func (v RecordValidator) Select(key string, values [][]byte) (int, error) {
+	best, bestP := -1, parsed{}
+	for i, val := range values {
+		p, err := v.parse(key, val)
+		if err != nil {
+			continue
+		}
+		if best < 0 || p.rank1 > bestP.rank1 || p.rank1 == bestP.rank1 && (p.rank2 > bestP.rank2 ||
+			p.rank2 == bestP.rank2 && bytes.Compare(val, values[best]) > 0) {
+			best, bestP = i, p
+		}
+	}
+	if best < 0 {
+		return 0, errors.New("overlay: no valid record to select")
+	}
+	return best, nil
+}

@@ -1,0 +1,88 @@
+package overlay
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// Each decoder either rejects the input or accepts exactly the canonical
+// encoding of what it returns.
+func FuzzRecords(f *testing.F) {
+	owner, _ := testKey(f, 1)
+	mk, m := testKey(f, 3)
+	def := testDef(f, owner, true)
+	b, _ := def.Marshal()
+	f.Add(b) // a signed definition
+	c, _ := IssueCertificate(owner, def, m, netip.MustParseAddr("10.9.0.3"), t0, t0.Add(time.Hour))
+	b, _ = c.Marshal()
+	f.Add(b) // a certificate with IPv4 and expiry
+	r, _ := NewRevocation(owner, def, 3, []RevokedEntry{{m, t0}})
+	b, _ = r.Marshal()
+	f.Add(b) // a revocation with one entry
+	a, _ := NewAnnouncement(mk, def.ID(), netip.Addr{}, t0)
+	b, _ = a.Marshal()
+	f.Add(b)                        // an announcement
+	f.Add([]byte{1, 1})             // header only
+	f.Add(make([]byte, 2+32+16+64)) // zeros of the minimum length
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if d, err := ParseDefinition(b); err == nil {
+			re, err := d.Marshal()
+			if err != nil || !bytes.Equal(re, b) {
+				t.Fatalf("definition not canonical")
+			}
+		}
+		if c, err := ParseCertificate(b); err == nil {
+			re, err := c.Marshal()
+			if err != nil || !bytes.Equal(re, b) {
+				t.Fatalf("certificate not canonical")
+			}
+		}
+		if r, err := ParseRevocation(b); err == nil {
+			re, err := r.Marshal()
+			if err != nil || !bytes.Equal(re, b) {
+				t.Fatalf("revocation not canonical")
+			}
+		}
+		if a, err := ParseAnnouncement(b); err == nil {
+			re, err := a.Marshal()
+			if err != nil || !bytes.Equal(re, b) {
+				t.Fatalf("announcement not canonical")
+			}
+		}
+		v := RecordValidator{Now: func() time.Time { return t0 }}
+		_ = v.Validate(DefinitionKey(def.ID()), b)
+		_ = v.Validate(CertificateKey(def.ID(), m), b)
+	})
+}
+
+func FuzzParseKey(f *testing.F) {
+	owner, _ := testKey(f, 1)
+	_, m := testKey(f, 3)
+	id := testDef(f, owner, true).ID()
+	f.Add(DefinitionKey(id))
+	f.Add(CertificateKey(id, m))
+	f.Add(AnnouncementKey(id, m))
+	f.Add("/kadlan-net//")
+	f.Fuzz(func(t *testing.T, key string) {
+		kind, id, member, err := ParseKey(key)
+		if err != nil {
+			return
+		}
+		var re string
+		switch kind {
+		case KindDefinition:
+			re = DefinitionKey(id)
+		case KindRevocation:
+			re = RevocationKey(id)
+		case KindCertificate:
+			re = CertificateKey(id, member)
+		case KindAnnouncement:
+			re = AnnouncementKey(id, member)
+		}
+		if re != key {
+			t.Fatalf("key %q re-encodes as %q", key, re)
+		}
+	})
+}
