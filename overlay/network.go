@@ -131,20 +131,32 @@ func rawEd25519Pub(k crypto.PubKey) ([32]byte, error) {
 
 // BroadcastParams bound the cost of one broadcast or multicast frame (see
 // DESIGN.md, implicit social switching).
+// They are the network-wide part of SocialParams.
 type BroadcastParams struct {
-	Fanout int // social neighbours a node forwards to, 1..64
-	Hops   int // hop limit, 1..32
-	Budget int // total messages per broadcast, 1..65535
+	Fanout        int `json:"fanout"`         // neighbours the origin sends to, 1..64
+	ForwardFanout int `json:"forward_fanout"` // neighbours a forwarder sends to, 1..64
+	Hops          int `json:"hops"`           // hop limit, 1..64
+	Budget        int `json:"budget"`         // total messages per broadcast, 1..65535
 }
 
 // DefaultBroadcast is used when a definition leaves BroadcastParams zero.
-var DefaultBroadcast = BroadcastParams{Fanout: 8, Hops: 6, Budget: 256}
+// It matches DefaultSocialParams.
+var DefaultBroadcast = BroadcastParams{Fanout: 12, ForwardFanout: 4, Hops: 8, Budget: 128}
 
 func (p BroadcastParams) validate() error {
-	if p.Fanout < 1 || p.Fanout > 64 || p.Hops < 1 || p.Hops > 32 || p.Budget < 1 || p.Budget > 65535 {
-		return fmt.Errorf("overlay: broadcast parameters %+v out of range (fanout 1..64, hops 1..32, budget 1..65535)", p)
+	if p.Fanout < 1 || p.Fanout > 64 || p.ForwardFanout < 1 || p.ForwardFanout > 64 ||
+		p.Hops < 1 || p.Hops > 64 || p.Budget < 1 || p.Budget > 65535 {
+		return fmt.Errorf("overlay: broadcast parameters %+v out of range (fanout 1..64, forward fanout 1..64, hops 1..64, budget 1..65535)", p)
 	}
 	return nil
+}
+
+// Social returns the social switching parameters of a network with these
+// broadcast parameters (other fields at their defaults).
+func (p BroadcastParams) Social() SocialParams {
+	s := DefaultSocialParams()
+	s.Fanout, s.ForwardFanout, s.TTL, s.Budget = p.Fanout, p.ForwardFanout, p.Hops, p.Budget
+	return s
 }
 
 // Network definition limits and defaults.
@@ -261,7 +273,7 @@ func (d *Definition) body() []byte {
 	b = append(b, a[:]...)
 	b = append(b, byte(d.IPv4Pool.Bits()))
 	b = appendU16(b, uint16(d.MTU))
-	b = append(b, byte(d.Broadcast.Fanout), byte(d.Broadcast.Hops))
+	b = append(b, byte(d.Broadcast.Fanout), byte(d.Broadcast.ForwardFanout), byte(d.Broadcast.Hops))
 	b = appendU16(b, uint16(d.Broadcast.Budget))
 	b = appendU64(b, uint64(d.Created.Unix()))
 	return b
@@ -347,6 +359,7 @@ func ParseDefinition(b []byte) (*Definition, error) {
 	bits := d.u8("pool bits")
 	def.MTU = int(d.u16("mtu"))
 	def.Broadcast.Fanout = int(d.u8("fanout"))
+	def.Broadcast.ForwardFanout = int(d.u8("forward fanout"))
 	def.Broadcast.Hops = int(d.u8("hops"))
 	def.Broadcast.Budget = int(d.u16("budget"))
 	created := d.u64("created")
