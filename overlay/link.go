@@ -1,0 +1,259 @@
+package overlay
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// ProtocolID is the libp2p protocol of member links: one long-lived stream
+// per member and network, which starts with a Hello from the opener and then
+// carries Messages in both directions.
+const ProtocolID = "/kadlan/eth/1.0.0"
+
+// MsgKind says what a link message carries.
+type MsgKind uint8
+
+// Message kinds.
+const (
+	// MsgFrame is a unicast Ethernet frame for the receiver's device.
+	MsgFrame MsgKind = 1
+	// MsgBroadcast is a broadcast or multicast frame preceded by its
+	// SocialHeader (Message.Social).
+	MsgBroadcast MsgKind = 2
+	// MsgGroups is the sender's multicast group announcement
+	// (EncodeGroupAnnouncement).
+	MsgGroups MsgKind = 3
+	// MsgRecord pushes a signed record (Definition, Certificate,
+	// Revocation or Announcement; its first two bytes say which).
+	MsgRecord MsgKind = 4
+)
+
+func (k MsgKind) valid() bool { return k >= MsgFrame && k <= MsgRecord }
+
+// String names the kind.
+func (k MsgKind) String() string {
+	switch k {
+	case MsgFrame:
+		return "frame"
+	case MsgBroadcast:
+		return "broadcast"
+	case MsgGroups:
+		return "groups"
+	case MsgRecord:
+		return "record"
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Message is one unit on a link.
+type Message struct {
+	Kind    MsgKind
+	Social  []byte // encoded SocialHeader, MsgBroadcast only
+	Payload []byte // the frame, announcement or record
+}
+
+// Link message wire format: a 4-byte big-endian word whose top byte is the
+// kind and whose low 24 bits are the body length, then the body. The body of
+// MsgBroadcast is the social header (self-delimiting) followed by the frame;
+// other bodies are the payload itself.
+const (
+	msgHeaderLen = 4
+	// MaxMessageBody bounds a message body: room for a 64 KiB offload
+	// segment, its virtio-net header and a social header.
+	MaxMessageBody = 1 << 17
+)
+
+// ErrMessage is wrapped by every link decoding error.
+var ErrMessage = errors.New("overlay: bad link message")
+
+// EncodedLen is the number of bytes AppendMessage adds for m.
+func (m Message) EncodedLen() int {
+	return msgHeaderLen + len(m.Social) + len(m.Payload)
+}
+
+// AppendMessage appends the wire form of m to b. Many messages appended to
+// one buffer make one batched write.
+func AppendMessage(b []byte, m Message) ([]byte, error) {
+	body := len(m.Social) + len(m.Payload)
+	if !m.Kind.valid() || body > MaxMessageBody || (m.Kind == MsgBroadcast) != (len(m.Social) > 0) {
+		return b, fmt.Errorf("%w: cannot encode %v with %d+%d bytes", ErrMessage, m.Kind, len(m.Social), len(m.Payload))
+	}
+	b = binary.BigEndian.AppendUint32(b, uint32(m.Kind)<<24|uint32(body))
+	b = append(b, m.Social...)
+	return append(b, m.Payload...), nil
+}
+
+// DecodeMessage parses one message at the start of b and returns it with
+// the number of bytes it took. It returns io.ErrUnexpectedEOF when b holds
+// only part of a message. The returned slices alias b.
+func DecodeMessage(b []byte) (Message, int, error) {
+	if len(b) < msgHeaderLen {
+		return Message{}, 0, io.ErrUnexpectedEOF
+	}
+	w := binary.BigEndian.Uint32(b)
+	kind, body := MsgKind(w>>24), int(w&0xffffff)
+	if !kind.valid() {
+		return Message{}, 0, fmt.Errorf("%w: unknown kind %d", ErrMessage, kind)
+	}
+	if body > MaxMessageBody {
+		return Message{}, 0, fmt.Errorf("%w: body of %d bytes exceeds %d", ErrMessage, body, MaxMessageBody)
+	}
+	if len(b) < msgHeaderLen+body {
+		return Message{}, 0, io.ErrUnexpectedEOF
+	}
+	p := b[msgHeaderLen : msgHeaderLen+body]
+	m := Message{Kind: kind, Payload: p}
+	if kind == MsgBroadcast {
+		_, n, err := DecodeSocialHeader(p)
+		if err != nil {
+			return Message{}, 0, fmt.Errorf("%w: %w", ErrMessage, err)
+		}
+		m.Social, m.Payload = p[:n:n], p[n:]
+	}
+	return m, msgHeaderLen + body, nil
+}
+
+// Reader decodes messages from a stream with one buffer and no allocation
+// per message: it reads as much as is available and hands out messages that
+// alias its buffer.
+type Reader struct {
+	r          io.Reader
+	buf        []byte
+	start, end int
+	err        error
+}
+
+// NewReader returns a Reader on r. bufSize (at least MaxMessageBody+4,
+// which 0 selects) bounds one read; a larger buffer means fewer reads.
+func NewReader(r io.Reader, bufSize int) *Reader {
+	bufSize = max(bufSize, MaxMessageBody+msgHeaderLen)
+	return &Reader{r: r, buf: make([]byte, bufSize)}
+}
+
+// Next returns the next message. Its slices are valid until the following
+// call to Next. At a clean end of stream between messages it returns io.EOF;
+// in the middle of one, io.ErrUnexpectedEOF. A malformed message is an error
+// wrapping ErrMessage, after which the stream must be closed (the framing is
+// lost).
+func (r *Reader) Next() (Message, error) {
+	for {
+		m, n, err := DecodeMessage(r.buf[r.start:r.end])
+		if err == nil {
+			r.start += n
+			return m, nil
+		}
+		if err != io.ErrUnexpectedEOF {
+			r.err = err
+			return Message{}, err
+		}
+		if r.err != nil {
+			if r.err == io.EOF && r.start != r.end {
+				return Message{}, io.ErrUnexpectedEOF
+			}
+			return Message{}, r.err
+		}
+		if r.start > 0 { // move the partial message to the front
+			r.end = copy(r.buf, r.buf[r.start:r.end])
+			r.start = 0
+		}
+		n, err = r.r.Read(r.buf[r.end:])
+		r.end += n
+		if err != nil {
+			r.err = err
+		}
+	}
+}
+
+// Hello opens a link: the opener names the network and presents its
+// certificate (empty on public networks) and its announcement.
+type Hello struct {
+	Network      NetworkID
+	Certificate  []byte // encoded Certificate, may be empty
+	Announcement []byte // encoded Announcement, may be empty
+}
+
+var helloMagic = [4]byte{'K', 'L', 'N', 'K'}
+
+const (
+	helloVersion   = 1
+	maxHelloRecord = 1024
+)
+
+// AppendHello appends the wire form of h: "KLNK", version 1, the network
+// ID, then the two records each with a uint16 length.
+func AppendHello(b []byte, h Hello) ([]byte, error) {
+	if len(h.Certificate) > maxHelloRecord || len(h.Announcement) > maxHelloRecord {
+		return b, fmt.Errorf("%w: hello record too long", ErrMessage)
+	}
+	b = append(b, helloMagic[:]...)
+	b = append(b, helloVersion)
+	b = append(b, h.Network[:]...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(h.Certificate)))
+	b = append(b, h.Certificate...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(h.Announcement)))
+	return append(b, h.Announcement...), nil
+}
+
+// DecodeHello parses a whole hello.
+func DecodeHello(b []byte) (Hello, error) {
+	var h Hello
+	d := &decoder{b: b}
+	if m := d.take(4, "magic"); m != nil && [4]byte(m) != helloMagic {
+		return h, fmt.Errorf("%w: not a kadlan link hello", ErrMessage)
+	}
+	if v := d.u8("version"); d.err == nil && v != helloVersion {
+		return h, fmt.Errorf("%w: hello version %d, want %d", ErrMessage, v, helloVersion)
+	}
+	copy(h.Network[:], d.take(32, "network"))
+	for _, f := range []*[]byte{&h.Certificate, &h.Announcement} {
+		n := int(d.u16("record length"))
+		if n > maxHelloRecord {
+			d.fail("hello record of %d bytes", n)
+		}
+		if v := d.take(n, "record"); n > 0 && v != nil {
+			*f = v
+		}
+	}
+	if err := d.end(); err != nil {
+		return Hello{}, fmt.Errorf("%w: %w", ErrMessage, err)
+	}
+	return h, nil
+}
+
+// ReadHello reads a hello from the start of a stream without reading past
+// it, so that a Reader can take over.
+func ReadHello(r io.Reader) (Hello, error) {
+	const fixed = 4 + 1 + 32 + 2
+	b := make([]byte, 0, fixed+2*maxHelloRecord+2)
+	read := func(n int) error {
+		if n > maxHelloRecord+fixed {
+			return fmt.Errorf("%w: hello record of %d bytes", ErrMessage, n)
+		}
+		b = b[:len(b)+n]
+		if _, err := io.ReadFull(r, b[len(b)-n:]); err != nil {
+			return fmt.Errorf("overlay: read hello: %w", err)
+		}
+		return nil
+	}
+	if err := read(fixed); err != nil {
+		return Hello{}, err
+	}
+	if [4]byte(b[:4]) != helloMagic {
+		return Hello{}, fmt.Errorf("%w: not a kadlan link hello", ErrMessage)
+	}
+	for i := range 2 {
+		n := int(binary.BigEndian.Uint16(b[len(b)-2:]))
+		if n > maxHelloRecord {
+			return Hello{}, fmt.Errorf("%w: hello record of %d bytes", ErrMessage, n)
+		}
+		if i == 0 {
+			n += 2 // and the second record's length
+		}
+		if err := read(n); err != nil {
+			return Hello{}, err
+		}
+	}
+	return DecodeHello(b)
+}

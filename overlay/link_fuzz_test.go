@@ -1,0 +1,61 @@
+package overlay
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+func FuzzLinkStream(f *testing.F) {
+	var stream []byte
+	for _, m := range testMessages(f) {
+		stream, _ = AppendMessage(stream, m)
+	}
+	f.Add(stream)                   // every kind, including a jumbo frame
+	f.Add([]byte{2, 0, 0, 18})      // broadcast header claiming 18 bytes, none present
+	f.Add([]byte{1, 0, 0, 0})       // empty frame
+	f.Add([]byte{0xff, 0xff, 0xff}) // partial header
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r := NewReader(bytes.NewReader(b), 0)
+		var re []byte
+		for {
+			m, err := r.Next()
+			if err != nil {
+				if err == io.EOF {
+					// Everything decoded re-encodes to exactly the input.
+					if !bytes.Equal(re, b) {
+						t.Fatalf("re-encoding differs")
+					}
+				} else if err != io.ErrUnexpectedEOF && !errors.Is(err, ErrMessage) {
+					t.Fatalf("unexpected error %v", err)
+				}
+				return
+			}
+			var err2 error
+			re, err2 = AppendMessage(re, m)
+			if err2 != nil {
+				t.Fatalf("decoded message does not encode: %v", err2)
+			}
+		}
+	})
+}
+
+func FuzzHello(f *testing.F) {
+	b, _ := AppendHello(nil, Hello{Network: NetworkID{9}, Certificate: []byte("c"), Announcement: []byte("a")})
+	f.Add(b)
+	f.Add([]byte("KLNK"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := DecodeHello(b)
+		h2, err2 := ReadHello(bytes.NewReader(b))
+		if err == nil {
+			re, err := AppendHello(nil, h)
+			if err != nil || !bytes.Equal(re, b) {
+				t.Fatal("hello does not round-trip")
+			}
+			if err2 != nil || h2.Network != h.Network || !bytes.Equal(h2.Certificate, h.Certificate) {
+				t.Fatalf("ReadHello disagrees: %v", err2)
+			}
+		}
+	})
+}

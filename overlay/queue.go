@@ -1,0 +1,111 @@
+package overlay
+
+import (
+	"sync"
+)
+
+// DefaultQueueBytes bounds a member link's send queue: about 2 ms of
+// traffic at 1 Gbit/s, so a bulk transfer does not bloat the latency of
+// everything else (Ethernet drops rather than buffers).
+const DefaultQueueBytes = 256 << 10
+
+// Queue is a member link's bounded send queue. Producers (the goroutines
+// that run the Switch) Push encoded messages into a byte buffer; the link's
+// single writer goroutine Takes the whole buffer and writes it with one
+// call, so a batch costs one stream write. When the buffer would exceed its
+// limit the new message is dropped (drop-tail) and counted. Two buffers
+// alternate between producers and writer, so steady-state operation
+// allocates nothing.
+type Queue struct {
+	mu     sync.Mutex
+	buf    []byte
+	limit  int
+	msgs   int
+	stats  QueueStats
+	ready  chan struct{} // holds a token while buf is not empty
+	closed bool
+}
+
+// QueueStats counts what a Queue did.
+type QueueStats struct {
+	Pushed, Dropped uint64 // messages accepted and dropped
+	Batches         uint64 // Take calls that returned data
+	Bytes           uint64 // bytes accepted
+}
+
+// NewQueue returns a queue that holds at most limit bytes (0 selects
+// DefaultQueueBytes). A single message larger than limit is always dropped.
+func NewQueue(limit int) *Queue {
+	if limit <= 0 {
+		limit = DefaultQueueBytes
+	}
+	return &Queue{limit: limit, buf: make([]byte, 0, limit), ready: make(chan struct{}, 1)}
+}
+
+// Push appends m, or drops it when the queue is full or closed; it reports
+// whether m was queued. It never blocks on the writer.
+func (q *Queue) Push(m Message) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || len(q.buf)+m.EncodedLen() > q.limit {
+		q.stats.Dropped++
+		return false
+	}
+	b, err := AppendMessage(q.buf, m)
+	if err != nil {
+		q.stats.Dropped++
+		return false
+	}
+	q.stats.Pushed++
+	q.stats.Bytes += uint64(len(b) - len(q.buf))
+	q.buf = b
+	q.msgs++
+	if q.msgs == 1 {
+		select {
+		case q.ready <- struct{}{}:
+		default:
+		}
+	}
+	return true
+}
+
+// Ready has a value when the queue holds data. The writer waits on it, then
+// calls Take.
+func (q *Queue) Ready() <-chan struct{} { return q.ready }
+
+// Take returns everything queued, as one buffer of encoded messages, and
+// installs spare (truncated; pass the buffer the previous Take returned,
+// once written, or nil) as the new queue buffer. It returns nil when the
+// queue is empty.
+func (q *Queue) Take(spare []byte) []byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.msgs == 0 {
+		return nil
+	}
+	b := q.buf
+	if cap(spare) < q.limit {
+		spare = make([]byte, 0, q.limit)
+	}
+	q.buf, q.msgs = spare[:0], 0
+	q.stats.Batches++
+	select { // drain a stale token
+	case <-q.ready:
+	default:
+	}
+	return b
+}
+
+// Close makes later Pushes drop; queued data can still be taken.
+func (q *Queue) Close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+}
+
+// Stats returns the counters and the bytes queued now.
+func (q *Queue) Stats() (s QueueStats, queued int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.stats, len(q.buf)
+}
