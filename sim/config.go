@@ -1,0 +1,240 @@
+package sim
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/kadlan/kadlan/overlay"
+)
+
+// Config is one simulation: a model, its parameters and an optional sweep.
+// Every field has a JSON name; `--set name=value` and sweeps use those names
+// (dotted for nested fields, e.g. social.budget).
+type Config struct {
+	Preset      string `json:"preset,omitempty"`
+	Description string `json:"description,omitempty"`
+	// Model: lookup, sybil, churn, nat, broadcast, rooted or triangle.
+	Model string `json:"model"`
+	Nodes int    `json:"nodes"`
+	Seed  uint64 `json:"seed"`
+
+	// Kademlia.
+	K            int     `json:"k"`              // bucket size and result count (kad-dht: 20)
+	Alpha        int     `json:"alpha"`          // RPCs in flight per lookup path (kad-dht: 10; Kademlia paper: 3)
+	Paths        int     `json:"paths"`          // disjoint paths (1 = plain lookup)
+	Lookups      int     `json:"lookups"`        // lookups per point
+	LookupRate   float64 `json:"lookup_rate"`    // lookups started per second, network-wide
+	RPCTimeoutMs float64 `json:"rpc_timeout_ms"` // wait before giving up on a dead contact
+	ServiceUs    float64 `json:"service_us"`     // RPC processing time at a node
+	SybilShare   float64 `json:"sybil_share"`    // share of colluding adversarial nodes
+	RPCBytes     float64 `json:"rpc_bytes"`      // bytes of one FIND_NODE request + answer
+
+	// Churn (model churn): session lengths and bucket refresh.
+	Churn          string  `json:"churn"` // weibull or exponential
+	SessionMedianS float64 `json:"session_median_s"`
+	WeibullShape   float64 `json:"weibull_shape"`
+	Availability   float64 `json:"availability"` // long-run share of time a node is up
+	RefreshS       float64 `json:"refresh_s"`    // bucket refresh interval
+
+	// NAT (models nat, rooted, triangle).
+	PublicShare    float64 `json:"public_share"`        // nodes with a public address
+	SymmetricShare float64 `json:"symmetric_share"`     // NATed nodes behind symmetric NATs
+	PunchEIM       float64 `json:"punch_success_eim"`   // hole punch success, both NATs endpoint-independent
+	PunchMixed     float64 `json:"punch_success_mixed"` // one symmetric, one endpoint-independent
+	Relays         int     `json:"relays"`              // relay reservations per NATed node
+	Pairs          int     `json:"pairs"`               // node pairs connected per point
+	ConnectRate    float64 `json:"connect_rate"`        // new connections per second, network-wide
+
+	// Fixed roots (models rooted, triangle).
+	Roots        int     `json:"roots"`
+	RootCapacity float64 `json:"root_capacity"` // a root serves this many times faster than a node
+
+	// Broadcast (model broadcast).
+	Community        int                  `json:"community"`  // community size of the contact graph
+	InDegree         int                  `json:"in_degree"`  // contacts drawn inside the community
+	OutDegree        int                  `json:"out_degree"` // contacts drawn outside
+	Affinity         float64              `json:"affinity"`   // recency bonus of in-community contacts
+	Broadcasts       int                  `json:"broadcasts"` // broadcasts per method and point
+	GossipFanout     int                  `json:"gossip_fanout"`
+	ReplicationLimit int                  `json:"replication_limit"` // ZeroTier multicastLimit
+	Social           overlay.SocialParams `json:"social"`
+
+	// Triangle: designs compared.
+	Designs []string `json:"designs,omitempty"`
+
+	Sweep *Sweep `json:"sweep,omitempty"`
+}
+
+// Sweep varies one field over values; each value is one point.
+type Sweep struct {
+	Key    string `json:"key"`
+	Values []any  `json:"values"`
+}
+
+// Defaults returns the base every preset starts from.
+func Defaults() Config {
+	return Config{Model: "lookup", Nodes: 10000, Seed: 1, K: 20, Alpha: 3, Paths: 1, Lookups: 2000,
+		LookupRate: 100, RPCTimeoutMs: 3000, ServiceUs: 50, RPCBytes: 1500,
+		Churn: "weibull", SessionMedianS: 7200, WeibullShape: 0.5, Availability: 0.5, RefreshS: 600,
+		PublicShare: 0.2, SymmetricShare: 0.2, PunchEIM: 0.85, PunchMixed: 0.35, Relays: 2, Pairs: 5000,
+		ConnectRate: 200, RootCapacity: 100,
+		Community: 40, InDegree: 8, OutDegree: 1, Affinity: 0.5, Broadcasts: 200, ReplicationLimit: 32,
+		Social: overlay.DefaultSocialParams()}
+}
+
+//go:embed presets/*.json
+var presetFS embed.FS
+
+// PresetNames lists the embedded presets.
+func PresetNames() []string {
+	ents, _ := fs.ReadDir(presetFS, "presets")
+	var out []string
+	for _, e := range ents {
+		out = append(out, strings.TrimSuffix(e.Name(), ".json"))
+	}
+	return out
+}
+
+// PresetJSON returns the embedded config file of a preset.
+func PresetJSON(name string) ([]byte, error) {
+	b, err := presetFS.ReadFile("presets/" + name + ".json")
+	if err != nil {
+		return nil, fmt.Errorf("sim: no preset %q (have %s)", name, strings.Join(PresetNames(), ", "))
+	}
+	return b, nil
+}
+
+// LoadPreset returns the config of a named preset over Defaults.
+func LoadPreset(name string) (Config, error) {
+	b, err := PresetJSON(name)
+	if err != nil {
+		return Config{}, err
+	}
+	return ParseConfig(b)
+}
+
+// ParseConfig reads a JSON config over Defaults; unknown fields are errors.
+func ParseConfig(b []byte) (Config, error) {
+	c := Defaults()
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&c); err != nil {
+		return c, fmt.Errorf("sim: config: %w", err)
+	}
+	return c, c.Validate()
+}
+
+// Validate checks ranges.
+func (c *Config) Validate() error {
+	switch {
+	case !slices.Contains(Models(), c.Model):
+		return fmt.Errorf("sim: config: unknown model %q (have %s)", c.Model, strings.Join(Models(), ", "))
+	case c.Nodes < 2 || c.Nodes > 1<<28:
+		return fmt.Errorf("sim: config: nodes %d not in 2..2^28", c.Nodes)
+	case c.K < 1 || c.Alpha < 1 || c.Paths < 1 || c.Lookups < 0:
+		return fmt.Errorf("sim: config: k, alpha, paths must be positive")
+	case c.SybilShare < 0 || c.SybilShare >= 1, c.PublicShare < 0 || c.PublicShare > 1,
+		c.SymmetricShare < 0 || c.SymmetricShare > 1, c.Availability <= 0 || c.Availability > 1:
+		return fmt.Errorf("sim: config: shares must be in [0,1]")
+	case c.Churn != "weibull" && c.Churn != "exponential":
+		return fmt.Errorf("sim: config: churn %q: want weibull or exponential", c.Churn)
+	case c.LookupRate <= 0 || c.RefreshS <= 0 || c.SessionMedianS <= 0:
+		return fmt.Errorf("sim: config: rates and durations must be positive")
+	}
+	if err := c.Social.Validate(); err != nil {
+		return fmt.Errorf("sim: config: %w", err)
+	}
+	return nil
+}
+
+// Set assigns a field by JSON name (dotted for nested fields). The value is
+// parsed as JSON (numbers, true/false, lists) or else taken as a string.
+func (c *Config) Set(key, value string) error {
+	var v any
+	if err := json.Unmarshal([]byte(value), &v); err != nil {
+		v = value
+	}
+	return c.SetValue(key, v)
+}
+
+// SetValue assigns a decoded JSON value to the field named key.
+func (c *Config) SetValue(key string, v any) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	parts := strings.Split(key, ".")
+	cur := m
+	for _, p := range parts[:len(parts)-1] {
+		sub, ok := cur[p].(map[string]any)
+		if !ok {
+			return fmt.Errorf("sim: config: no field %q", key)
+		}
+		cur = sub
+	}
+	last := parts[len(parts)-1]
+	if _, ok := cur[last]; !ok && last != "sweep" && last != "designs" {
+		return fmt.Errorf("sim: config: no field %q", key)
+	}
+	cur[last] = v
+	b, _ = json.Marshal(m)
+	nc := Config{}
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.DisallowUnknownFields()
+	if err := d.Decode(&nc); err != nil {
+		return fmt.Errorf("sim: config: %s: %w", key, err)
+	}
+	*c = nc
+	return nil
+}
+
+// ParseSweep parses "key=v1,v2,...".
+func ParseSweep(s string) (*Sweep, error) {
+	key, vals, ok := strings.Cut(s, "=")
+	if !ok || key == "" || vals == "" {
+		return nil, fmt.Errorf("sim: sweep %q: want key=v1,v2,...", s)
+	}
+	sw := &Sweep{Key: key}
+	for _, v := range strings.Split(vals, ",") {
+		if f, err := strconv.ParseFloat(v, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
+			sw.Values = append(sw.Values, f)
+		} else {
+			sw.Values = append(sw.Values, v)
+		}
+	}
+	return sw, nil
+}
+
+// Points expands the sweep into one config per point.
+func (c Config) Points() ([]Config, error) {
+	if c.Sweep == nil || len(c.Sweep.Values) == 0 {
+		p := c
+		p.Sweep = nil
+		return []Config{p}, nil
+	}
+	var out []Config
+	for _, v := range c.Sweep.Values {
+		p := c
+		p.Sweep = nil
+		p.Designs = slices.Clone(c.Designs)
+		if err := p.SetValue(c.Sweep.Key, v); err != nil {
+			return nil, err
+		}
+		if err := p.Validate(); err != nil {
+			return nil, fmt.Errorf("sim: sweep %s=%v: %w", c.Sweep.Key, v, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}

@@ -1,0 +1,239 @@
+package sim
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// MetricNames lists every metric name of the points, sorted.
+func (r *Results) MetricNames() []string {
+	set := map[string]bool{}
+	for _, p := range r.Points {
+		for k := range p.Metrics {
+			set[k] = true
+		}
+	}
+	var out []string
+	for k := range set {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// SweepKey is the swept field, or "" when the study has a single point.
+func (r *Results) SweepKey() string {
+	if r.Config.Sweep == nil {
+		return ""
+	}
+	return r.Config.Sweep.Key
+}
+
+func fmtValue(v any) string {
+	switch x := v.(type) {
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case nil:
+		return ""
+	default:
+		return fmt.Sprint(x)
+	}
+}
+
+func fmtMetric(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
+
+// WriteCSV writes one row per point: index, the sweep value, every metric.
+func (r *Results) WriteCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	names := r.MetricNames()
+	key := r.SweepKey()
+	if slices.Contains(names, key) {
+		key = "" // the metric column already holds it
+	}
+	head := []string{"point"}
+	if key != "" {
+		head = append(head, key)
+	}
+	if err := cw.Write(append(head, names...)); err != nil {
+		return err
+	}
+	for _, p := range r.Points {
+		row := []string{strconv.Itoa(p.Index)}
+		if key != "" {
+			row = append(row, fmtValue(p.Params[key]))
+		}
+		for _, n := range names {
+			if v, ok := p.Metrics[n]; ok {
+				row = append(row, fmtMetric(v))
+			} else {
+				row = append(row, "")
+			}
+		}
+		if err := cw.Write(row); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// WriteDir writes results.json, points.csv and one SVG per plot into dir
+// (created if needed) and returns the files written.
+func (r *Results) WriteDir(dir string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("sim: output: %w", err)
+	}
+	var files []string
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("sim: output: %w", err)
+	}
+	write := func(name string, data []byte) error {
+		p := filepath.Join(dir, name)
+		if err := writeAtomic(p, data); err != nil {
+			return err
+		}
+		files = append(files, p)
+		return nil
+	}
+	if err := write("results.json", append(b, '\n')); err != nil {
+		return files, err
+	}
+	var csvb strings.Builder
+	if err := r.WriteCSV(&csvb); err != nil {
+		return files, err
+	}
+	if err := write("points.csv", []byte(csvb.String())); err != nil {
+		return files, err
+	}
+	for _, ps := range models[r.Config.Model].plots {
+		svg, ok := r.plotSVG(ps)
+		if !ok {
+			continue
+		}
+		if err := write("plot_"+ps.Name+".svg", []byte(svg)); err != nil {
+			return files, err
+		}
+	}
+	return files, nil
+}
+
+func writeAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err != nil {
+		return fmt.Errorf("sim: output: %w", err)
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("sim: output: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sim: output: %w", err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return fmt.Errorf("sim: output: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("sim: output: %w", err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("sim: output: %w", err)
+	}
+	return nil
+}
+
+// Summary writes a short table of the model's key metrics, one row per point.
+func (r *Results) Summary(w io.Writer) {
+	cols := models[r.Config.Model].summary
+	if len(cols) == 0 {
+		cols = r.MetricNames()
+	}
+	key := r.SweepKey()
+	head := []string{}
+	if key != "" {
+		head = append(head, key)
+	}
+	head = append(head, cols...)
+	rows := [][]string{head}
+	for _, p := range r.Points {
+		var row []string
+		if key != "" {
+			row = append(row, fmtValue(p.Params[key]))
+		}
+		for _, c := range cols {
+			if v, ok := p.Metrics[c]; ok {
+				row = append(row, strconv.FormatFloat(v, 'g', 4, 64))
+			} else {
+				row = append(row, "-")
+			}
+		}
+		rows = append(rows, row)
+	}
+	width := make([]int, len(head))
+	for _, row := range rows {
+		for i, s := range row {
+			width[i] = max(width[i], len(s))
+		}
+	}
+	for _, row := range rows {
+		for i, s := range row {
+			fmt.Fprintf(w, "%*s  ", width[i], s)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// ReadResults loads a results.json.
+func ReadResults(path string) (*Results, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("sim: merge: %w", err)
+	}
+	var r Results
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("sim: merge: %s: %w", path, err)
+	}
+	return &r, nil
+}
+
+// Merge combines the results of shards of one study (same config, seed
+// and version) into one, points in index order.
+func Merge(parts []*Results) (*Results, error) {
+	if len(parts) == 0 {
+		return nil, fmt.Errorf("sim: merge: nothing to merge")
+	}
+	base := parts[0]
+	cfg0, _ := json.Marshal(base.Config)
+	out := *base
+	out.Shard = ""
+	out.Points = nil
+	seen := map[int]bool{}
+	for _, p := range parts {
+		cfg, _ := json.Marshal(p.Config)
+		if string(cfg) != string(cfg0) || p.Seed != base.Seed || p.Version != base.Version || p.Total != base.Total {
+			return nil, fmt.Errorf("sim: merge: results differ in config, seed or version")
+		}
+		for _, pt := range p.Points {
+			if seen[pt.Index] {
+				return nil, fmt.Errorf("sim: merge: point %d twice", pt.Index)
+			}
+			seen[pt.Index] = true
+			out.Points = append(out.Points, pt)
+		}
+	}
+	slices.SortFunc(out.Points, func(a, b Point) int { return a.Index - b.Index })
+	if len(out.Points) != out.Total {
+		return &out, fmt.Errorf("sim: merge: %d of %d points present", len(out.Points), out.Total)
+	}
+	return &out, nil
+}

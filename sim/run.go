@@ -1,0 +1,267 @@
+package sim
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Metrics of one point, by name.
+type Metrics map[string]float64
+
+// PlotSpec describes one SVG plot of a model: Y metrics against the sweep
+// key (Kind "line") or, for Kind "scatter", each point placed at (X, Y[0])
+// and labelled with its sweep value.
+type PlotSpec struct {
+	Name   string
+	Title  string
+	XLabel string // default: the sweep key
+	YLabel string
+	X      string // scatter only: metric on the x axis
+	Y      []string
+	Kind   string
+	LogX   bool
+	LogY   bool
+}
+
+type modelDef struct {
+	// run computes one point; progress gets the done fraction (0..1).
+	run     func(c Config, progress func(float64)) (Metrics, error)
+	plots   []PlotSpec
+	summary []string // metrics shown in the terminal table
+}
+
+var models = map[string]modelDef{}
+
+// Models lists the model names.
+func Models() []string {
+	var out []string
+	for m := range models {
+		out = append(out, m)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Point is the outcome of one sweep point.
+type Point struct {
+	Index   int            `json:"index"`
+	Params  map[string]any `json:"params,omitempty"` // the sweep key and its value
+	Metrics Metrics        `json:"metrics"`
+}
+
+// Results is what results.json holds: enough to cite and rerun a study.
+type Results struct {
+	Tool    string  `json:"tool"`
+	Version string  `json:"version"`
+	Preset  string  `json:"preset,omitempty"`
+	Seed    uint64  `json:"seed"`
+	Config  Config  `json:"config"`
+	Shard   string  `json:"shard,omitempty"` // "i/n" when only some points ran
+	Total   int     `json:"total_points"`
+	Points  []Point `json:"points"`
+}
+
+// Options control a run.
+type Options struct {
+	Jobs     int       // points run in parallel (0: number of CPUs)
+	Shard    int       // run only points with index % Shards == Shard
+	Shards   int       // 0 or 1: all points
+	Progress io.Writer // progress bar (nil: quiet)
+	Version  string
+}
+
+// Run computes every point (of this shard) of c, in parallel.
+func Run(c Config, o Options) (*Results, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	pts, err := c.Points()
+	if err != nil {
+		return nil, err
+	}
+	md := models[c.Model]
+	shards := max(1, o.Shards)
+	var todo []int
+	for i := range pts {
+		if i%shards == o.Shard {
+			todo = append(todo, i)
+		}
+	}
+	res := &Results{Tool: "kadlan sim", Version: o.Version, Preset: c.Preset, Seed: c.Seed, Config: c,
+		Total: len(pts), Points: make([]Point, len(todo))}
+	if shards > 1 {
+		res.Shard = fmt.Sprintf("%d/%d", o.Shard, shards)
+	}
+	jobs := o.Jobs
+	if jobs <= 0 {
+		jobs = runtime.NumCPU()
+	}
+	bar := newProgress(o.Progress, len(todo))
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  int
+	)
+	for range min(jobs, len(todo)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				if next >= len(todo) || first != nil {
+					mu.Unlock()
+					return
+				}
+				j := next
+				next++
+				mu.Unlock()
+				i := todo[j]
+				m, err := md.run(pts[i], func(f float64) { bar.set(j, f) })
+				mu.Lock()
+				if err != nil && first == nil {
+					first = fmt.Errorf("sim: point %d: %w", i, err)
+				}
+				mu.Unlock()
+				p := Point{Index: i, Metrics: clean(m)}
+				if c.Sweep != nil {
+					p.Params = map[string]any{c.Sweep.Key: c.Sweep.Values[i]}
+				}
+				res.Points[j] = p
+				bar.set(j, 1)
+			}
+		}()
+	}
+	wg.Wait()
+	bar.finish()
+	return res, first
+}
+
+// clean replaces NaN and infinities (not representable in JSON) by -1.
+func clean(m Metrics) Metrics {
+	for k, v := range m {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			m[k] = -1
+		}
+	}
+	return m
+}
+
+// progress draws a one-line bar: points done and the running ones' share.
+type progress struct {
+	mu    sync.Mutex
+	w     io.Writer
+	frac  []float64
+	last  time.Time
+	start time.Time
+}
+
+func newProgress(w io.Writer, n int) *progress {
+	return &progress{w: w, frac: make([]float64, n), start: time.Now()}
+}
+
+func (p *progress) set(i int, f float64) {
+	if p.w == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.frac[i] = f
+	if time.Since(p.last) < 200*time.Millisecond && f < 1 {
+		return
+	}
+	p.last = time.Now()
+	p.draw()
+}
+
+func (p *progress) draw() {
+	var sum float64
+	done := 0
+	for _, f := range p.frac {
+		sum += f
+		if f >= 1 {
+			done++
+		}
+	}
+	tot := sum / float64(max(1, len(p.frac)))
+	const width = 30
+	n := int(tot * width)
+	fmt.Fprintf(p.w, "\r[%s%s] %3.0f%%  %d/%d points  %s ", strings.Repeat("=", n), strings.Repeat(" ", width-n),
+		100*tot, done, len(p.frac), time.Since(p.start).Round(time.Second))
+}
+
+func (p *progress) finish() {
+	if p.w == nil {
+		return
+	}
+	p.mu.Lock()
+	p.draw()
+	fmt.Fprintln(p.w)
+	p.mu.Unlock()
+}
+
+// stats helpers
+
+func mean(x []float64) float64 {
+	if len(x) == 0 {
+		return math.NaN()
+	}
+	var s float64
+	for _, v := range x {
+		s += v
+	}
+	return s / float64(len(x))
+}
+
+// quantile of x (sorted in place), q in [0,1], nearest rank.
+func quantile(x []float64, q float64) float64 {
+	if len(x) == 0 {
+		return math.NaN()
+	}
+	if !sort.Float64sAreSorted(x) {
+		sort.Float64s(x)
+	}
+	i := int(math.Ceil(q*float64(len(x)))) - 1
+	return x[max(0, min(i, len(x)-1))]
+}
+
+// gini coefficient of non-negative loads.
+func gini(load []float64) float64 {
+	x := slices.Clone(load)
+	sort.Float64s(x)
+	var cum, sum float64
+	for i, v := range x {
+		cum += float64(i+1) * v
+		sum += v
+	}
+	n := float64(len(x))
+	if sum == 0 || n == 0 {
+		return 0
+	}
+	return 2*cum/(n*sum) - (n+1)/n
+}
+
+// topShare is the share of the total carried by the busiest fraction f.
+func topShare(load []float64, f float64) float64 {
+	x := slices.Clone(load)
+	sort.Sort(sort.Reverse(sort.Float64Slice(x)))
+	k := max(1, int(math.Ceil(f*float64(len(x)))))
+	var top, sum float64
+	for i, v := range x {
+		if i < k {
+			top += v
+		}
+		sum += v
+	}
+	if sum == 0 {
+		return 0
+	}
+	return top / sum
+}
