@@ -1,0 +1,547 @@
+package overlay
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/kadlan/kadlan/tap/ether"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// SwitchConfig describes the local node on one network. Zero fields take
+// the documented defaults.
+type SwitchConfig struct {
+	Network NetworkID
+	Self    peer.ID
+	// MAC is the local device's address; zero means MemberMAC(Network, Self).
+	MAC ether.MAC
+	// IPv4 and IPv6 are the local addresses, so that the switch does not
+	// answer ARP or NDP for them. A zero IPv6 means MemberIPv6.
+	IPv4, IPv6 netip.Addr
+	// Social parameterises broadcast and multicast; zero fields take
+	// DefaultSocialParams (use Definition.Broadcast.Social()).
+	Social SocialParams
+	// MACAge is how long a learned (bridged) address lives; 0 means 5 min.
+	MACAge time.Duration
+	// MaxLearned bounds the learned-address table; 0 means 1024.
+	MaxLearned int
+	// AllowBridging accepts frames whose source address is not the
+	// sending member's derived MAC (hosts bridged behind a member), and
+	// local frames from addresses other than MAC. Members' derived MACs
+	// stay reserved to their owners. Off by default.
+	AllowBridging bool
+}
+
+// SwitchMember is an authorized member as the switch needs it.
+type SwitchMember struct {
+	Peer peer.ID
+	MAC  ether.MAC  // zero: MemberMAC(network, Peer)
+	IPv4 netip.Addr // invalid when unknown
+	IPv6 netip.Addr // zero: MemberIPv6(network, Peer)
+}
+
+// OutputKind says where an Output goes.
+type OutputKind uint8
+
+// Output kinds.
+const (
+	// ToLocal: write Msg.Payload (an Ethernet frame) to the local device.
+	ToLocal OutputKind = 1
+	// ToPeer: push Msg onto the link queue of Peer.
+	ToPeer OutputKind = 2
+)
+
+// Output is one action for the caller. Its slices alias the frame passed
+// in or the switch's scratch buffers: they are valid until the next call to
+// a Switch method, so copy (Queue.Push does) before that.
+type Output struct {
+	Kind OutputKind
+	Peer peer.ID
+	Msg  Message
+}
+
+// Counters count what a Switch did; every dropped frame is in exactly one
+// Drop counter.
+type Counters struct {
+	LocalIn  uint64 `json:"local_in"`  // frames from the local device
+	RemoteIn uint64 `json:"remote_in"` // messages from members
+
+	UnicastOut         uint64 `json:"unicast_out"`
+	UnicastDelivered   uint64 `json:"unicast_delivered"`
+	BroadcastOrigin    uint64 `json:"broadcast_origin"`    // local broadcasts started
+	BroadcastSent      uint64 `json:"broadcast_sent"`      // copies sent (origin and forwards)
+	BroadcastDelivered uint64 `json:"broadcast_delivered"` // remote broadcasts delivered
+	BroadcastDuplicate uint64 `json:"broadcast_duplicate"`
+	ARPAnswered        uint64 `json:"arp_answered"`
+	NDPAnswered        uint64 `json:"ndp_answered"`
+	GroupsHeard        uint64 `json:"groups_heard"`
+	GroupsSent         uint64 `json:"groups_sent"`
+
+	DropMalformed   uint64 `json:"drop_malformed"`    // unparsable frame or message
+	DropNotMember   uint64 `json:"drop_not_member"`   // sender is not an authorized member
+	DropSpoofed     uint64 `json:"drop_spoofed"`      // source MAC or IP of another member
+	DropUnknownDest uint64 `json:"drop_unknown_dest"` // unicast to an unknown address
+	DropLocalSource uint64 `json:"drop_local_source"` // local frame with a foreign source MAC
+	DropNotForUs    uint64 `json:"drop_not_for_us"`   // remote unicast for another address
+	DropOwnDAD      uint64 `json:"drop_own_dad"`      // local ARP/NDP probes for own addresses
+}
+
+// Switch is the Ethernet switch of one network as a pure state machine:
+// frames and time go in, Outputs come out; it does no I/O, starts no
+// goroutines and reads no clock. It is not safe for concurrent use.
+//
+// Unicast goes to the member owning the destination MAC (derived MACs are
+// known in advance; bridged ones are learned). ARP and NDP for members'
+// addresses are answered locally. Broadcast and multicast go through
+// implicit social switching (Social). Frames from non-members, and frames
+// whose source MAC or IP address belongs to another member, are dropped and
+// counted.
+type Switch struct {
+	cfg     SwitchConfig
+	social  *Social[peer.ID]
+	members map[peer.ID]*SwitchMember
+	byMAC   map[ether.MAC]peer.ID
+	byIP    map[netip.Addr]peer.ID // IPv4, IPv6 and EUI-64 link-local
+	learned *MACTable
+	groups  map[ether.MAC]bool
+
+	out      []Output
+	scratch  []byte
+	counters Counters
+
+	lastGroups time.Time
+}
+
+// NewSwitch returns a switch with no members.
+func NewSwitch(cfg SwitchConfig) (*Switch, error) {
+	if cfg.Self == "" {
+		return nil, errors.New("overlay: switch: Self is required")
+	}
+	if cfg.MAC.IsZero() {
+		cfg.MAC = MemberMAC(cfg.Network, cfg.Self)
+	}
+	if cfg.MAC.IsMulticast() {
+		return nil, fmt.Errorf("overlay: switch: MAC %v is multicast", cfg.MAC)
+	}
+	if !cfg.IPv6.IsValid() {
+		cfg.IPv6 = MemberIPv6(cfg.Network, cfg.Self)
+	}
+	if cfg.MACAge == 0 {
+		cfg.MACAge = 5 * time.Minute
+	}
+	if cfg.MaxLearned == 0 {
+		cfg.MaxLearned = 1024
+	}
+	soc, err := NewSocial(cfg.Self, PeerHash, cfg.Social)
+	if err != nil {
+		return nil, err
+	}
+	s := &Switch{
+		cfg: cfg, social: soc,
+		members: map[peer.ID]*SwitchMember{},
+		byMAC:   map[ether.MAC]peer.ID{},
+		byIP:    map[netip.Addr]peer.ID{},
+		learned: NewMACTable(cfg.MACAge, cfg.MaxLearned),
+		groups:  map[ether.MAC]bool{},
+		scratch: make([]byte, 0, 4096),
+	}
+	// Groups every IPv4/IPv6 host listens to.
+	for _, g := range []ether.MAC{
+		{0x33, 0x33, 0, 0, 0, 1},            // IPv6 all-nodes
+		{0x33, 0x33, 0, 0, 0, 0xfb},         // mDNS IPv6
+		{0x01, 0x00, 0x5e, 0, 0, 0xfb},      // mDNS IPv4
+		{0x01, 0x00, 0x5e, 0, 0, 1},         // IPv4 all-hosts
+		ether.IPv6Multicast(ether.SolicitedNode(cfg.IPv6)),
+		ether.IPv6Multicast(ether.SolicitedNode(ether.LinkLocal(cfg.MAC))),
+	} {
+		s.JoinGroup(g)
+	}
+	return s, nil
+}
+
+// Config returns the configuration with defaults filled in.
+func (s *Switch) Config() SwitchConfig { return s.cfg }
+
+// Counters returns a copy of the counters.
+func (s *Switch) Counters() Counters { return s.counters }
+
+// Social exposes the broadcast state (for status output and tests).
+func (s *Switch) Social() *Social[peer.ID] { return s.social }
+
+// GroupOf is the multicast group ID of an Ethernet group address.
+func GroupOf(mac ether.MAC) uint64 {
+	var b [8]byte
+	copy(b[2:], mac[:])
+	return binary.BigEndian.Uint64(b[:])
+}
+
+// JoinGroup subscribes the local host to a multicast Ethernet address, so
+// that announcements tell neighbours to send that group's traffic here.
+func (s *Switch) JoinGroup(mac ether.MAC) {
+	s.groups[mac] = true
+	s.social.JoinGroup(GroupOf(mac))
+}
+
+// LeaveGroup undoes JoinGroup.
+func (s *Switch) LeaveGroup(mac ether.MAC) {
+	delete(s.groups, mac)
+	s.social.LeaveGroup(GroupOf(mac))
+}
+
+// SetMember adds or updates an authorized member.
+func (s *Switch) SetMember(m SwitchMember) {
+	if m.Peer == s.cfg.Self {
+		return
+	}
+	if m.MAC.IsZero() {
+		m.MAC = MemberMAC(s.cfg.Network, m.Peer)
+	}
+	if !m.IPv6.IsValid() {
+		m.IPv6 = MemberIPv6(s.cfg.Network, m.Peer)
+	}
+	s.RemoveMember(m.Peer)
+	mm := m
+	s.members[m.Peer] = &mm
+	s.byMAC[m.MAC] = m.Peer
+	if m.IPv4.IsValid() {
+		s.byIP[m.IPv4] = m.Peer
+	}
+	s.byIP[m.IPv6] = m.Peer
+	s.byIP[ether.LinkLocal(m.MAC)] = m.Peer
+}
+
+// RemoveMember drops a member (left, revoked or expired): its frames are
+// refused from now on and nothing is sent to it.
+func (s *Switch) RemoveMember(p peer.ID) {
+	m, ok := s.members[p]
+	if !ok {
+		return
+	}
+	delete(s.members, p)
+	if s.byMAC[m.MAC] == p {
+		delete(s.byMAC, m.MAC)
+	}
+	for _, a := range []netip.Addr{m.IPv4, m.IPv6, ether.LinkLocal(m.MAC)} {
+		if a.IsValid() && s.byIP[a] == p {
+			delete(s.byIP, a)
+		}
+	}
+	s.learned.RemovePeer(p)
+	s.social.Forget(p)
+}
+
+// Member returns the member entry of p.
+func (s *Switch) Member(p peer.ID) (SwitchMember, bool) {
+	m, ok := s.members[p]
+	if !ok {
+		return SwitchMember{}, false
+	}
+	return *m, true
+}
+
+// NumMembers is the number of authorized members (self excluded).
+func (s *Switch) NumMembers() int { return len(s.members) }
+
+func (s *Switch) reset() {
+	s.out = s.out[:0]
+	s.scratch = s.scratch[:0]
+}
+
+func (s *Switch) emitLocal(frame []byte) {
+	s.out = append(s.out, Output{Kind: ToLocal, Msg: Message{Kind: MsgFrame, Payload: frame}})
+}
+
+func (s *Switch) emitPeer(p peer.ID, m Message) {
+	s.out = append(s.out, Output{Kind: ToPeer, Peer: p, Msg: m})
+}
+
+// synth appends a synthesized frame to scratch and returns it.
+func (s *Switch) synth(build func([]byte) []byte) []byte {
+	n := len(s.scratch)
+	s.scratch = build(s.scratch)
+	return s.scratch[n:len(s.scratch):len(s.scratch)]
+}
+
+// HandleLocal processes a frame read from the local device at now.
+func (s *Switch) HandleLocal(now time.Time, frame []byte) []Output {
+	s.reset()
+	s.counters.LocalIn++
+	h, err := ether.ParseHeader(frame)
+	if err != nil {
+		s.counters.DropMalformed++
+		return nil
+	}
+	if h.Src != s.cfg.MAC && (!s.cfg.AllowBridging || h.Src.IsMulticast() || s.isMemberMAC(h.Src)) {
+		s.counters.DropLocalSource++
+		return nil
+	}
+	if h.Dst.IsMulticast() {
+		if s.answerLocally(h, frame) {
+			return s.out
+		}
+		s.originate(now, h, frame)
+		return s.out
+	}
+	p, ok := s.byMAC[h.Dst]
+	if !ok && s.cfg.AllowBridging {
+		p, ok = s.learned.Lookup(h.Dst, now)
+	}
+	if !ok {
+		s.counters.DropUnknownDest++
+		return nil
+	}
+	s.counters.UnicastOut++
+	s.social.Touch(p, now)
+	s.emitPeer(p, Message{Kind: MsgFrame, Payload: frame})
+	return s.out
+}
+
+func (s *Switch) isMemberMAC(m ether.MAC) bool {
+	_, ok := s.byMAC[m]
+	return ok
+}
+
+// answerLocally answers an ARP request or neighbour solicitation for a
+// member's address (or swallows a probe for our own) and reports whether it
+// did.
+func (s *Switch) answerLocally(h ether.Header, frame []byte) bool {
+	switch h.Type {
+	case ether.TypeARP:
+		a, err := ether.ParseARP(frame[ether.HeaderLen:])
+		if err != nil || a.Op != ether.ARPRequest {
+			return false
+		}
+		if a.TargetIP == s.cfg.IPv4 && a.SenderIP != a.TargetIP {
+			s.counters.DropOwnDAD++ // a probe for our own address: nobody else has it
+			return true
+		}
+		m := s.memberByIP(a.TargetIP)
+		if m == nil || a.SenderIP == a.TargetIP {
+			return false
+		}
+		reply := ether.ARP{Op: ether.ARPReply, SenderMAC: m.MAC, SenderIP: a.TargetIP, TargetMAC: a.SenderMAC, TargetIP: a.SenderIP}
+		s.emitLocal(s.synth(func(b []byte) []byte { return ether.AppendARPFrame(b, h.Src, m.MAC, reply) }))
+		s.counters.ARPAnswered++
+		return true
+	case ether.TypeIPv6:
+		n, err := ether.ParseNDP(frame[ether.HeaderLen:])
+		if err != nil || n.Type != ether.ICMPv6NeighborSol {
+			return false
+		}
+		if n.Target == s.cfg.IPv6 || n.Target == ether.LinkLocal(s.cfg.MAC) {
+			s.counters.DropOwnDAD++
+			return true
+		}
+		m := s.memberByIP(n.Target)
+		if m == nil {
+			return false
+		}
+		na := ether.NDP{Type: ether.ICMPv6NeighborAdv, Src: n.Target, Dst: n.Src, Target: n.Target, Flags: 0x60, LLAddr: m.MAC}
+		if n.Src.IsUnspecified() { // someone else's DAD: tell everyone
+			na.Dst, na.Flags = netip.MustParseAddr("ff02::1"), 0x20
+		}
+		s.emitLocal(s.synth(func(b []byte) []byte { return ether.AppendNDPFrame(b, h.Src, m.MAC, na) }))
+		s.counters.NDPAnswered++
+		return true
+	}
+	return false
+}
+
+func (s *Switch) memberByIP(ip netip.Addr) *SwitchMember {
+	if !ip.IsValid() {
+		return nil
+	}
+	if p, ok := s.byIP[ip]; ok {
+		return s.members[p]
+	}
+	return nil
+}
+
+func (s *Switch) originate(now time.Time, h ether.Header, frame []byte) {
+	var sends []SocialSend[peer.ID]
+	if h.Dst.IsBroadcast() {
+		_, sends = s.social.Originate(now)
+	} else {
+		_, sends = s.social.OriginateGroup(GroupOf(h.Dst), now)
+	}
+	s.counters.BroadcastOrigin++
+	s.sendCopies(sends, frame)
+}
+
+func (s *Switch) sendCopies(sends []SocialSend[peer.ID], frame []byte) {
+	for _, snd := range sends {
+		if _, ok := s.members[snd.To]; !ok {
+			continue
+		}
+		n := len(s.scratch)
+		var err error
+		s.scratch, err = snd.SocialHeader.AppendBinary(s.scratch)
+		if err != nil {
+			continue
+		}
+		hdr := s.scratch[n:len(s.scratch):len(s.scratch)]
+		s.counters.BroadcastSent++
+		s.emitPeer(snd.To, Message{Kind: MsgBroadcast, Social: hdr, Payload: frame})
+	}
+}
+
+// HandleRemote processes a message that member from sent on its link at now.
+func (s *Switch) HandleRemote(now time.Time, from peer.ID, m Message) []Output {
+	s.reset()
+	s.counters.RemoteIn++
+	sender, ok := s.members[from]
+	if !ok {
+		s.counters.DropNotMember++
+		return nil
+	}
+	switch m.Kind {
+	case MsgGroups:
+		groups, err := DecodeGroupAnnouncement(m.Payload)
+		if err != nil {
+			s.counters.DropMalformed++
+			return nil
+		}
+		s.counters.GroupsHeard++
+		s.social.HearGroups(from, groups, now)
+		return nil
+	case MsgFrame, MsgBroadcast:
+	default: // records are the daemon's business
+		return nil
+	}
+	h, err := ether.ParseHeader(m.Payload)
+	if err != nil || (m.Kind == MsgBroadcast) != h.Dst.IsMulticast() {
+		s.counters.DropMalformed++
+		return nil
+	}
+	if m.Kind == MsgFrame {
+		if !s.sourceOK(h, m.Payload, sender, now) {
+			return nil
+		}
+		if h.Dst != s.cfg.MAC && (!s.cfg.AllowBridging || s.isMemberMAC(h.Dst)) {
+			s.counters.DropNotForUs++
+			return nil
+		}
+		s.social.Touch(from, now)
+		s.counters.UnicastDelivered++
+		s.emitLocal(m.Payload)
+		return s.out
+	}
+	sh, _, err := DecodeSocialHeader(m.Social)
+	if err != nil {
+		s.counters.DropMalformed++
+		return nil
+	}
+	// A broadcast copy carries the origin's frame: check the source
+	// against the origin, whom the frame's source MAC names.
+	origin := sender
+	if h.Src != sender.MAC {
+		if p, ok := s.byMAC[h.Src]; ok {
+			origin = s.members[p]
+		} else if p, ok := s.learned.Lookup(h.Src, now); ok && s.cfg.AllowBridging {
+			origin = s.members[p]
+		}
+	}
+	own := h.Src == s.cfg.MAC && sh.ID.Origin == PeerHash(s.cfg.Self)
+	switch {
+	case own: // our own broadcast came back: forward with its budget, never deliver
+	case origin == nil || sh.ID.Origin != PeerHash(origin.Peer):
+		s.counters.DropSpoofed++
+		return nil
+	case !s.sourceOK(h, m.Payload, origin, now):
+		return nil
+	}
+	d := s.social.Receive(from, sh, now)
+	if d.Duplicate {
+		s.counters.BroadcastDuplicate++
+	}
+	if d.Deliver && !own {
+		s.counters.BroadcastDelivered++
+		s.emitLocal(m.Payload)
+	}
+	s.sendCopies(d.Sends, m.Payload)
+	return s.out
+}
+
+// sourceOK checks that frame's source MAC and, for ARP, IPv4 and IPv6, its
+// source address belong to member m (or to nobody else), learning bridged
+// addresses; it counts the drop when not.
+func (s *Switch) sourceOK(h ether.Header, frame []byte, m *SwitchMember, now time.Time) bool {
+	if h.Src != m.MAC {
+		if !s.cfg.AllowBridging || h.Src == s.cfg.MAC || h.Src.IsMulticast() || s.isMemberMAC(h.Src) {
+			s.counters.DropSpoofed++
+			return false
+		}
+		s.learned.Learn(h.Src, m.Peer, now)
+	}
+	var src netip.Addr
+	p := frame[ether.HeaderLen:]
+	switch h.Type {
+	case ether.TypeARP:
+		if a, err := ether.ParseARP(p); err == nil {
+			src = a.SenderIP
+		}
+	case ether.TypeIPv4:
+		if len(p) >= 20 {
+			src = netip.AddrFrom4([4]byte(p[12:16]))
+		}
+	case ether.TypeIPv6:
+		if len(p) >= 40 {
+			src = netip.AddrFrom16([16]byte(p[8:24]))
+		}
+	}
+	if src.IsValid() {
+		if owner, ok := s.byIP[src]; ok && owner != m.Peer || src == s.cfg.IPv4 || src == s.cfg.IPv6 {
+			s.counters.DropSpoofed++
+			return false
+		}
+	}
+	return true
+}
+
+// Tick does the periodic work at now: it expires learned addresses and,
+// every third of the group announcement lifetime, announces the local
+// multicast groups to the social neighbours. Call it every few seconds.
+func (s *Switch) Tick(now time.Time) []Output {
+	s.reset()
+	s.learned.Expire(now)
+	every := time.Duration(s.social.Params().GroupAgeSec) * time.Second / 3
+	if !s.lastGroups.IsZero() && now.Sub(s.lastGroups) < every {
+		return nil
+	}
+	s.lastGroups = now
+	msg := s.GroupsMessage()
+	for _, p := range s.social.Neighbours(now) {
+		if _, ok := s.members[p]; ok {
+			s.counters.GroupsSent++
+			s.emitPeer(p, msg)
+		}
+	}
+	return s.out
+}
+
+// Connected is called when a link to member p opens at now: p becomes a
+// social neighbour (so that broadcasts reach new members before any
+// unicast), and the returned output announces the local groups to it.
+func (s *Switch) Connected(p peer.ID, now time.Time) []Output {
+	s.reset()
+	if _, ok := s.members[p]; !ok {
+		return nil
+	}
+	s.social.Touch(p, now)
+	s.counters.GroupsSent++
+	s.emitPeer(p, s.GroupsMessage())
+	return s.out
+}
+
+// GroupsMessage is the local group announcement, to send when a link to a
+// member opens (Tick repeats it to the social neighbours).
+func (s *Switch) GroupsMessage() Message {
+	b, err := EncodeGroupAnnouncement(s.social.Groups())
+	if err != nil {
+		b, _ = EncodeGroupAnnouncement(nil)
+	}
+	return Message{Kind: MsgGroups, Payload: b}
+}
