@@ -150,10 +150,10 @@ func NewSwitch(cfg SwitchConfig) (*Switch, error) {
 	}
 	// Groups every IPv4/IPv6 host listens to.
 	for _, g := range []ether.MAC{
-		{0x33, 0x33, 0, 0, 0, 1},            // IPv6 all-nodes
-		{0x33, 0x33, 0, 0, 0, 0xfb},         // mDNS IPv6
-		{0x01, 0x00, 0x5e, 0, 0, 0xfb},      // mDNS IPv4
-		{0x01, 0x00, 0x5e, 0, 0, 1},         // IPv4 all-hosts
+		{0x33, 0x33, 0, 0, 0, 1},       // IPv6 all-nodes
+		{0x33, 0x33, 0, 0, 0, 0xfb},    // mDNS IPv6
+		{0x01, 0x00, 0x5e, 0, 0, 0xfb}, // mDNS IPv4
+		{0x01, 0x00, 0x5e, 0, 0, 1},    // IPv4 all-hosts
 		ether.IPv6Multicast(ether.SolicitedNode(cfg.IPv6)),
 		ether.IPv6Multicast(ether.SolicitedNode(ether.LinkLocal(cfg.MAC))),
 	} {
