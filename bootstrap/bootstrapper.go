@@ -83,9 +83,10 @@ func New(cfg Config) *Bootstrapper {
 
 // State is StateWaiting or StateJoined.
 func (b *Bootstrapper) State() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.state
+	if len(b.cfg.Routing.RoutingTablePeers()) > 0 {
+		return StateJoined
+	}
+	return StateWaiting
 }
 
 // Candidates lists first peers in order of preference: cache, flags, peers

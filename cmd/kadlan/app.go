@@ -91,13 +91,6 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-func exactArgs(c *cli.Context, n int, usage string) error {
-	if c.NArg() != n {
-		return userErrorf("usage: kadlan %s %s", c.Command.Name, usage)
-	}
-	return nil
-}
-
 func fmtAddrs(w io.Writer, label string, as []string) {
 	if len(as) == 0 {
 		fmt.Fprintf(w, "%-14s -\n", label+":")

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log"
 	"net/http"
-	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -26,6 +25,9 @@ func idCommand() *cli.Command {
 			"node's point in Kademlia's XOR space.",
 		Flags: []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
+			if _, err := argsN(c, 0, "[--json]"); err != nil {
+				return err
+			}
 			k, err := dht.LoadOrCreateKey(daemon.KeyPath(c.String("state")))
 			if err != nil {
 				return userErrorf("%v", err)
@@ -63,8 +65,10 @@ func daemonCommand() *cli.Command {
 			&cli.BoolFlag{Name: "allow-loopback", Hidden: true, Usage: "advertise loopback addresses (tests on one host)"},
 		},
 		Action: func(c *cli.Context) error {
-			if c.NArg() > 0 {
-				return userErrorf("daemon takes no arguments (got %q); see kadlan daemon --help", c.Args().First())
+			if pos, err := posArgs(c); err != nil {
+				return err
+			} else if len(pos) > 0 {
+				return userErrorf("daemon takes no arguments (got %q); see kadlan daemon --help", pos[0])
 			}
 			lg := log.New(c.App.ErrWriter, "", log.LstdFlags|log.Lmicroseconds)
 			err := daemon.Run(c.Context, daemon.Config{
@@ -94,6 +98,9 @@ func statusCommand() *cli.Command {
 		Usage: "show this node: address, addresses, reachability, DHT mode and size",
 		Flags: []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
+			if _, err := argsN(c, 0, "[--json]"); err != nil {
+				return err
+			}
 			var st api.Status
 			if err := call(c, http.MethodGet, "/v1/status", nil, &st, 10*time.Second); err != nil {
 				return err
@@ -127,6 +134,9 @@ func peersCommand() *cli.Command {
 			Usage: "print this node's shareable multiaddrs (for someone's peers file)",
 			Flags: []cli.Flag{jsonFlag},
 			Action: func(c *cli.Context) error {
+				if _, err := argsN(c, 0, "[--json]"); err != nil {
+					return err
+				}
 				var res struct {
 					Addrs []string `json:"addrs"`
 				}
@@ -139,8 +149,7 @@ func peersCommand() *cli.Command {
 				if len(res.Addrs) == 0 {
 					return userErrorf("this node has no shareable address yet (no listener, or not reachable)")
 				}
-				st := ""
-				fmt.Fprintf(c.App.Writer, "# kadlan peer, exported %s\n", time.Now().UTC().Format(time.RFC3339)+st)
+				fmt.Fprintf(c.App.Writer, "# kadlan peer, exported %s\n", time.Now().UTC().Format(time.RFC3339))
 				for _, a := range res.Addrs {
 					fmt.Fprintln(c.App.Writer, a)
 				}
@@ -148,6 +157,9 @@ func peersCommand() *cli.Command {
 			},
 		}},
 		Action: func(c *cli.Context) error {
+			if _, err := argsN(c, 0, "[--json] | export"); err != nil {
+				return err
+			}
 			var ps []api.Peer
 			if err := call(c, http.MethodGet, "/v1/peers", nil, &ps, 10*time.Second); err != nil {
 				return err
@@ -181,12 +193,13 @@ func findCommand() *cli.Command {
 		ArgsUsage: "ADDRESS (or a unique prefix of a known one)",
 		Flags:     []cli.Flag{jsonFlag, &cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "give up after `DURATION`"}},
 		Action: func(c *cli.Context) error {
-			if err := exactArgs(c, 1, "ADDRESS"); err != nil {
+			args, err := argsN(c, 1, "ADDRESS")
+			if err != nil {
 				return err
 			}
 			var res api.FindResult
 			to := c.Duration("timeout")
-			req := api.FindRequest{Address: c.Args().First(), TimeoutMs: int(to.Milliseconds())}
+			req := api.FindRequest{Address: args[0], TimeoutMs: int(to.Milliseconds())}
 			if err := call(c, http.MethodPost, "/v1/find", req, &res, to+5*time.Second); err != nil {
 				return err
 			}
@@ -213,7 +226,8 @@ func pingCommand() *cli.Command {
 			&cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "give up connecting after `DURATION`"},
 		},
 		Action: func(c *cli.Context) error {
-			if err := exactArgs(c, 1, "ADDRESS [-c N]"); err != nil {
+			args, err := argsN(c, 1, "ADDRESS [-c N]")
+			if err != nil {
 				return err
 			}
 			n := c.Int("count")
@@ -222,7 +236,7 @@ func pingCommand() *cli.Command {
 			}
 			iv := c.Duration("interval")
 			to := c.Duration("timeout")
-			req := api.PingRequest{Address: c.Args().First(), Count: n, IntervalMs: int(iv.Milliseconds()),
+			req := api.PingRequest{Address: args[0], Count: n, IntervalMs: int(iv.Milliseconds()),
 				TimeoutMs: int((to + time.Duration(n)*iv).Milliseconds())}
 			var res api.PingResult
 			if err := call(c, http.MethodPost, "/v1/ping", req, &res, to+time.Duration(n)*iv+5*time.Second); err != nil {
@@ -252,5 +266,3 @@ func short(s string) string {
 	}
 	return s
 }
-
-var _ = os.Stderr
