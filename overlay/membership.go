@@ -1,0 +1,368 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/kadlan/kadlan/tap/ether"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Status is a one-word state of this node on a network, or of a member as
+// this node sees it, as printed by `kadlan networks` and `kadlan members`.
+type Status string
+
+// Status words.
+const (
+	// StatusOK: allowed on the network (frames flow once links are up).
+	StatusOK Status = "ok"
+	// StatusPending: this node has not found the network definition yet;
+	// for another member: it announced itself on a private network but
+	// holds no certificate (the owner may authorize it).
+	StatusPending Status = "pending"
+	// StatusUnauthorized: the network is private and this node has no
+	// certificate.
+	StatusUnauthorized Status = "unauthorized"
+	// StatusExpired: the certificate has expired.
+	StatusExpired Status = "expired"
+	// StatusRevoked: the owner revoked the certificate.
+	StatusRevoked Status = "revoked"
+)
+
+// Member is what this node knows of another node on a network.
+type Member struct {
+	Peer         peer.ID
+	Certificate  *Certificate  // nil when none is known
+	Announcement *Announcement // nil when none is known
+	LastSeen     time.Time     // zero when never connected
+}
+
+// Membership is the state of one joined network: its definition, this
+// node's certificate, the revocation list and the members known. It is
+// pure state without I/O and not safe for concurrent use.
+type Membership struct {
+	ID   NetworkID
+	Self peer.ID
+	// Interface is the local device name chosen for the network (persisted).
+	Interface string
+	Joined    time.Time
+
+	Def        *Definition
+	Cert       *Certificate // own; nil when none
+	Revocation *Revocation
+
+	members map[peer.ID]*Member
+}
+
+// NewMembership starts the state of network id for node self.
+func NewMembership(id NetworkID, self peer.ID, now time.Time) *Membership {
+	return &Membership{ID: id, Self: self, Joined: now.Truncate(time.Second).UTC(), members: map[peer.ID]*Member{}}
+}
+
+// ErrWrongNetwork is returned for records of another network.
+var ErrWrongNetwork = errors.New("overlay: record belongs to another network")
+
+// SetDefinition installs d if it is for this network and newer (higher
+// Seq) than the one held, and reports whether it did.
+func (m *Membership) SetDefinition(d *Definition) (bool, error) {
+	if d.ID() != m.ID {
+		return false, ErrWrongNetwork
+	}
+	if m.Def != nil && d.Seq <= m.Def.Seq {
+		return false, nil
+	}
+	m.Def = d
+	return true, nil
+}
+
+// AddCertificate stores c (this node's own or another member's) if it is
+// for this network and newer than the one held, and reports whether it did.
+func (m *Membership) AddCertificate(c *Certificate) (bool, error) {
+	if c.Network() != m.ID {
+		return false, ErrWrongNetwork
+	}
+	if c.Member == m.Self {
+		if m.Cert != nil && !c.Issued.After(m.Cert.Issued) {
+			return false, nil
+		}
+		m.Cert = c
+		return true, nil
+	}
+	mem := m.member(c.Member)
+	if mem.Certificate != nil && !c.Issued.After(mem.Certificate.Issued) {
+		return false, nil
+	}
+	mem.Certificate = c
+	return true, nil
+}
+
+// SetRevocation installs r if it is for this network and has a higher Seq
+// than the one held, and reports whether it did.
+func (m *Membership) SetRevocation(r *Revocation) (bool, error) {
+	if r.Network() != m.ID {
+		return false, ErrWrongNetwork
+	}
+	if m.Revocation != nil && r.Seq <= m.Revocation.Seq {
+		return false, nil
+	}
+	m.Revocation = r
+	return true, nil
+}
+
+// AddAnnouncement stores another member's announcement if it is newer than
+// the one held, and reports whether it did.
+func (m *Membership) AddAnnouncement(a *Announcement) (bool, error) {
+	if a.Network != m.ID {
+		return false, ErrWrongNetwork
+	}
+	if a.Member == m.Self {
+		return false, nil
+	}
+	mem := m.member(a.Member)
+	if mem.Announcement != nil && !a.Time.After(mem.Announcement.Time) {
+		return false, nil
+	}
+	mem.Announcement = a
+	return true, nil
+}
+
+// Seen records that p was connected at now.
+func (m *Membership) Seen(p peer.ID, now time.Time) {
+	if p != m.Self {
+		m.member(p).LastSeen = now
+	}
+}
+
+// Forget drops what is known of p (it stays subject to the rules).
+func (m *Membership) Forget(p peer.ID) { delete(m.members, p) }
+
+func (m *Membership) member(p peer.ID) *Member {
+	mem, ok := m.members[p]
+	if !ok {
+		mem = &Member{Peer: p}
+		m.members[p] = mem
+	}
+	return mem
+}
+
+// Member returns what is known of p.
+func (m *Membership) Member(p peer.ID) (Member, bool) {
+	mem, ok := m.members[p]
+	if !ok {
+		return Member{}, false
+	}
+	return *mem, true
+}
+
+// Owner returns the network owner's address, when a definition or
+// certificate has revealed the owner's key.
+func (m *Membership) Owner() (peer.ID, bool) {
+	var o *Owner
+	switch {
+	case m.Def != nil:
+		o = &m.Def.Owner
+	case m.Cert != nil:
+		o = &m.Cert.Owner
+	default:
+		return "", false
+	}
+	id, err := o.PeerID()
+	return id, err == nil
+}
+
+// IsOwner reports whether this node owns the network.
+func (m *Membership) IsOwner() bool {
+	o, ok := m.Owner()
+	return ok && o == m.Self
+}
+
+// statusOf decides the status of p given its certificate (nil: none).
+func (m *Membership) statusOf(p peer.ID, c *Certificate, now time.Time) Status {
+	if m.Def == nil {
+		return StatusPending
+	}
+	if o, _ := m.Owner(); o == p {
+		return StatusOK
+	}
+	if c != nil {
+		err := c.Valid(m.ID, now, m.Revocation)
+		switch {
+		case err == nil:
+			return StatusOK
+		case errors.Is(err, ErrRevoked):
+			return StatusRevoked
+		case errors.Is(err, ErrExpired):
+			if m.Def.Private {
+				return StatusExpired
+			}
+		}
+	}
+	if m.Def.Private {
+		if p == m.Self {
+			return StatusUnauthorized
+		}
+		return StatusPending
+	}
+	// Public network: everyone may join unless the owner revoked them.
+	if e, ok := m.Revocation.Lookup(p); ok && (c == nil || !c.Issued.After(e.Before)) {
+		return StatusRevoked
+	}
+	return StatusOK
+}
+
+// Status is this node's status on the network at now.
+func (m *Membership) Status(now time.Time) Status { return m.statusOf(m.Self, m.Cert, now) }
+
+// MemberStatus is p's status as this node sees it at now.
+func (m *Membership) MemberStatus(p peer.ID, now time.Time) Status {
+	var c *Certificate
+	if mem, ok := m.members[p]; ok {
+		c = mem.Certificate
+	}
+	return m.statusOf(p, c, now)
+}
+
+// Authorize decides whether frames of p may be exchanged at now; pass the
+// certificate p presented in its Hello (nil for none). A valid presented
+// certificate is stored, and an authorized p is recorded as a member seen
+// at now (so that Sync adds it to the switch).
+func (m *Membership) Authorize(p peer.ID, presented *Certificate, now time.Time) error {
+	if presented != nil {
+		if presented.Member != p {
+			return fmt.Errorf("overlay: %s presented a certificate of %s", p, presented.Member)
+		}
+		if _, err := m.AddCertificate(presented); err != nil {
+			return err
+		}
+	}
+	if s := m.MemberStatus(p, now); s != StatusOK {
+		return fmt.Errorf("overlay: %s is not authorized on %s: %s", p, m.ID.Short(), s)
+	}
+	if p != m.Self {
+		m.member(p).LastSeen = now
+	}
+	return nil
+}
+
+// MAC is this node's Ethernet address on the network.
+func (m *Membership) MAC() ether.MAC { return MemberMAC(m.ID, m.Self) }
+
+// IPv6 is this node's address; its prefix is IPv6Prefix(ID).
+func (m *Membership) IPv6() netip.Addr { return MemberIPv6(m.ID, m.Self) }
+
+// claims lists the IPv4 addresses other members hold.
+func (m *Membership) claims(now time.Time) []IPv4Claim {
+	var out []IPv4Claim
+	for p, mem := range m.members {
+		if mem.Certificate != nil && mem.Certificate.IPv4.IsValid() && mem.Certificate.Valid(m.ID, now, m.Revocation) == nil {
+			out = append(out, IPv4Claim{Member: p, Addr: mem.Certificate.IPv4, Fixed: true})
+		} else if mem.Announcement != nil && mem.Announcement.IPv4.IsValid() {
+			out = append(out, IPv4Claim{Member: p, Addr: mem.Announcement.IPv4})
+		}
+	}
+	return out
+}
+
+// IPv4 is this node's IPv4 address with the pool's prefix length: the one in
+// its certificate, or else derived within the pool avoiding the addresses
+// other members claim (see ChooseIPv4). It is invalid before the
+// definition is known or when the pool is exhausted.
+func (m *Membership) IPv4(now time.Time) netip.Prefix {
+	if m.Def == nil {
+		return netip.Prefix{}
+	}
+	bits := m.Def.IPv4Pool.Bits()
+	if m.Cert != nil && m.Cert.IPv4.IsValid() {
+		return netip.PrefixFrom(m.Cert.IPv4, bits)
+	}
+	a, ok := ChooseIPv4(m.Def.IPv4Pool, m.ID, m.Self, m.claims(now))
+	if !ok {
+		return netip.Prefix{}
+	}
+	return netip.PrefixFrom(a, bits)
+}
+
+// MemberIPv4 is p's IPv4 address as known from its certificate or its
+// announcement; invalid when unknown.
+func (m *Membership) MemberIPv4(p peer.ID, now time.Time) netip.Addr {
+	mem, ok := m.members[p]
+	if !ok {
+		return netip.Addr{}
+	}
+	if c := mem.Certificate; c != nil && c.IPv4.IsValid() && c.Valid(m.ID, now, m.Revocation) == nil {
+		return c.IPv4
+	}
+	if mem.Announcement != nil {
+		return mem.Announcement.IPv4
+	}
+	return netip.Addr{}
+}
+
+// MemberInfo is one line of `kadlan members`.
+type MemberInfo struct {
+	Address  peer.ID    `json:"address"`
+	Status   Status     `json:"status"`
+	MAC      string     `json:"mac"`
+	IPv4     netip.Addr `json:"ipv4,omitzero"`
+	IPv6     netip.Addr `json:"ipv6"`
+	Expires  time.Time  `json:"expires,omitzero"`
+	LastSeen time.Time  `json:"last_seen,omitzero"`
+}
+
+// Members lists the known members (self excluded) sorted by address.
+func (m *Membership) Members(now time.Time) []MemberInfo {
+	out := make([]MemberInfo, 0, len(m.members))
+	for p, mem := range m.members {
+		mi := MemberInfo{Address: p, Status: m.MemberStatus(p, now), MAC: MemberMAC(m.ID, p).String(),
+			IPv4: m.MemberIPv4(p, now), IPv6: MemberIPv6(m.ID, p), LastSeen: mem.LastSeen}
+		if mem.Certificate != nil {
+			mi.Expires = mem.Certificate.Expires
+		}
+		out = append(out, mi)
+	}
+	slices.SortFunc(out, func(a, b MemberInfo) int {
+		if a.Address < b.Address {
+			return -1
+		} else if a.Address > b.Address {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// SwitchConfig returns the configuration of this network's Switch at now.
+func (m *Membership) SwitchConfig(now time.Time) SwitchConfig {
+	c := SwitchConfig{Network: m.ID, Self: m.Self, MAC: m.MAC(), IPv6: m.IPv6(), IPv4: m.IPv4(now).Addr()}
+	if m.Def != nil {
+		c.Social = m.Def.Broadcast.Social()
+	}
+	return c
+}
+
+// Sync brings the switch's member set in line with the membership at now:
+// members whose status is ok are set (with their current IPv4), all others
+// removed. It returns the peers it removed, whose links the daemon should
+// close. Call it after every change of records and periodically (expiry),
+// which bounds how long a revoked member keeps its access.
+func (m *Membership) Sync(sw *Switch, now time.Time) (removed []peer.ID) {
+	for p := range sw.members {
+		if m.MemberStatus(p, now) != StatusOK {
+			sw.RemoveMember(p)
+			removed = append(removed, p)
+		}
+	}
+	for p := range m.members {
+		if m.MemberStatus(p, now) != StatusOK {
+			continue
+		}
+		want := SwitchMember{Peer: p, MAC: MemberMAC(m.ID, p), IPv4: m.MemberIPv4(p, now), IPv6: MemberIPv6(m.ID, p)}
+		if cur, ok := sw.Member(p); !ok || cur != want {
+			sw.SetMember(want)
+		}
+	}
+	return removed
+}

@@ -1,0 +1,211 @@
+package overlay
+
+import (
+	"encoding/json"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
+)
+
+func TestMembershipStatusPrivate(t *testing.T) {
+	owner, ownerID := testKey(t, 1)
+	_, self := testKey(t, 3)
+	_, other := testKey(t, 4)
+	def := testDef(t, owner, true)
+	m := NewMembership(def.ID(), self, t0)
+	if s := m.Status(t0); s != StatusPending {
+		t.Fatalf("before definition: %s", s)
+	}
+	if ok, err := m.SetDefinition(def); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if s := m.Status(t0); s != StatusUnauthorized {
+		t.Fatalf("without certificate: %s", s)
+	}
+	if s := m.MemberStatus(ownerID, t0); s != StatusOK {
+		t.Fatalf("owner: %s", s)
+	}
+	cert, _ := IssueCertificate(owner, def, self, netip.MustParseAddr("10.9.0.50"), t0, t0.Add(time.Hour))
+	if ok, err := m.AddCertificate(cert); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if s := m.Status(t0.Add(time.Minute)); s != StatusOK {
+		t.Fatalf("with certificate: %s", s)
+	}
+	if got := m.IPv4(t0); got.String() != "10.9.0.50/24" {
+		t.Fatalf("IPv4 %v", got)
+	}
+	if s := m.Status(t0.Add(time.Hour)); s != StatusExpired {
+		t.Fatalf("after expiry: %s", s)
+	}
+	rev, _ := NewRevocation(owner, def, 1, []RevokedEntry{{self, t0}})
+	m.SetRevocation(rev)
+	if s := m.Status(t0); s != StatusRevoked {
+		t.Fatalf("revoked: %s", s)
+	}
+	// Others: an announcement without certificate is pending; Authorize
+	// refuses it, then accepts a presented certificate.
+	a, _ := NewAnnouncement(mustKey(t, 4), def.ID(), netip.Addr{}, t0)
+	m.AddAnnouncement(a)
+	if s := m.MemberStatus(other, t0); s != StatusPending {
+		t.Fatalf("announced member: %s", s)
+	}
+	if err := m.Authorize(other, nil, t0); err == nil {
+		t.Fatal("member without certificate authorized")
+	}
+	oc, _ := IssueCertificate(owner, def, other, netip.Addr{}, t0, time.Time{})
+	sc, _ := IssueCertificate(owner, def, self, netip.Addr{}, t0, time.Time{})
+	if err := m.Authorize(other, sc, t0); err == nil {
+		t.Fatal("certificate of another member accepted")
+	}
+	if err := m.Authorize(other, oc, t0); err != nil {
+		t.Fatal(err)
+	}
+	// Records of another network are refused.
+	otherDef := testDef(t, owner, true)
+	if _, err := m.SetDefinition(otherDef); err == nil {
+		t.Fatal("foreign definition accepted")
+	}
+	// An older definition does not replace a newer one.
+	def2 := *def
+	def2.Seq = 2
+	def2.Sign(owner)
+	m.SetDefinition(&def2)
+	if ok, _ := m.SetDefinition(def); ok || m.Def.Seq != 2 {
+		t.Fatal("older definition replaced newer")
+	}
+}
+
+func mustKey(t testing.TB, seed uint64) crypto.PrivKey {
+	k, _ := testKey(t, seed)
+	return k
+}
+
+func TestMembershipPublicAndSync(t *testing.T) {
+	owner, _ := testKey(t, 1)
+	_, self := testKey(t, 3)
+	peers := testPeers(t, 3)
+	def := testDef(t, owner, false)
+	m := NewMembership(def.ID(), self, t0)
+	m.SetDefinition(def)
+	if s := m.Status(t0); s != StatusOK {
+		t.Fatalf("public network: %s", s)
+	}
+	sw, err := NewSwitch(m.SwitchConfig(t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range peers {
+		if err := m.Authorize(p, nil, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if removed := m.Sync(sw, t0); len(removed) != 0 || sw.NumMembers() != 3 {
+		t.Fatalf("sync: removed %v, %d members", removed, sw.NumMembers())
+	}
+	rev, _ := NewRevocation(owner, def, 1, []RevokedEntry{{peers[1], t0}})
+	m.SetRevocation(rev)
+	removed := m.Sync(sw, t0)
+	if len(removed) != 1 || removed[0] != peers[1] || sw.NumMembers() != 2 {
+		t.Fatalf("after revocation: removed %v, %d members", removed, sw.NumMembers())
+	}
+	if _, ok := sw.Member(peers[1]); ok {
+		t.Fatal("revoked member still in switch")
+	}
+	if err := m.Authorize(peers[1], nil, t0); err == nil {
+		t.Fatal("revoked member authorized on public network")
+	}
+	// Derived IPv4s avoid each other's announced claims.
+	mine := m.IPv4(t0)
+	if !def.IPv4Pool.Contains(mine.Addr()) {
+		t.Fatalf("IPv4 %v outside pool", mine)
+	}
+}
+
+func TestMembershipPersistence(t *testing.T) {
+	owner, _ := testKey(t, 1)
+	mk, member := testKey(t, 4)
+	_, self := testKey(t, 3)
+	def := testDef(t, owner, true)
+	dir := t.TempDir()
+	m := NewMembership(def.ID(), self, t0)
+	m.Interface = "kl0"
+	m.SetDefinition(def)
+	c, _ := IssueCertificate(owner, def, self, netip.MustParseAddr("10.9.0.5"), t0, time.Time{})
+	m.AddCertificate(c)
+	r, _ := NewRevocation(owner, def, 3, nil)
+	m.SetRevocation(r)
+	mc, _ := IssueCertificate(owner, def, member, netip.Addr{}, t0, time.Time{})
+	m.AddCertificate(mc)
+	a, _ := NewAnnouncement(mk, def.ID(), netip.MustParseAddr("10.9.0.6"), t0)
+	m.AddAnnouncement(a)
+	m.Seen(member, t0)
+	if err := m.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(NetworkFile(dir, def.ID()))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("file mode %v %v", fi.Mode(), err)
+	}
+	all, err := LoadMemberships(dir)
+	if err != nil || len(all) != 1 {
+		t.Fatal(all, err)
+	}
+	got := all[0]
+	if got.ID != m.ID || got.Self != self || got.Interface != "kl0" || got.Def.Seq != 1 || got.Cert == nil ||
+		got.Revocation.Seq != 3 || got.Status(t0) != StatusOK || got.IPv4(t0) != m.IPv4(t0) {
+		t.Fatalf("loaded %+v", got)
+	}
+	gm, ok := got.Member(member)
+	if !ok || gm.Certificate == nil || gm.Announcement == nil || !gm.LastSeen.Equal(t0) {
+		t.Fatalf("member %+v", gm)
+	}
+	// No temporary files left behind.
+	ents, _ := os.ReadDir(filepath.Join(dir, "networks"))
+	if len(ents) != 1 {
+		t.Fatalf("%d files in networks/", len(ents))
+	}
+	// Tampering with a record is detected.
+	b, _ := os.ReadFile(NetworkFile(dir, def.ID()))
+	var raw map[string]any
+	json.Unmarshal(b, &raw)
+	db, _ := def.Marshal()
+	db[60] ^= 1 // inside the signed body
+	raw["definition"] = db
+	b, _ = json.Marshal(raw)
+	os.WriteFile(NetworkFile(dir, def.ID()), b, 0o600)
+	if _, err := LoadMemberships(dir); err == nil {
+		t.Fatal("tampered file loaded")
+	}
+	if err := RemoveMembership(dir, def.ID()); err != nil {
+		t.Fatal(err)
+	}
+	if all, err := LoadMemberships(dir); err != nil || len(all) != 0 {
+		t.Fatal(all, err)
+	}
+	if all, err := LoadMemberships(filepath.Join(dir, "missing")); err != nil || all != nil {
+		t.Fatal("missing directory:", err)
+	}
+}
+
+func TestWriteFileAtomic(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "f")
+	if err := WriteFileAtomic(p, []byte("one"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFileAtomic(p, []byte("two"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(p)
+	fi, _ := os.Stat(p)
+	if string(b) != "two" || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%q %v", b, fi.Mode())
+	}
+	if err := WriteFileAtomic(filepath.Join(t.TempDir(), "no", "dir"), nil, 0o600); err == nil {
+		t.Fatal("write into a missing directory succeeded")
+	}
+}

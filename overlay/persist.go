@@ -1,0 +1,243 @@
+package overlay
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// WriteFileAtomic writes data to path so that readers see either the old
+// or the new content: it writes a temporary file in the same directory with
+// mode perm, syncs it, renames it over path and syncs the directory.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("overlay: write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("overlay: write %s: %w", path, err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		return fail(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("overlay: write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("overlay: write %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// savedNetwork is the file format of a joined network.
+type savedNetwork struct {
+	Version     int           `json:"version"`
+	Network     NetworkID     `json:"network"`
+	Self        peer.ID       `json:"self"`
+	Interface   string        `json:"interface,omitempty"`
+	Joined      time.Time     `json:"joined"`
+	Definition  []byte        `json:"definition,omitempty"`
+	Certificate []byte        `json:"certificate,omitempty"`
+	Revocation  []byte        `json:"revocation,omitempty"`
+	Members     []savedMember `json:"members,omitempty"`
+}
+
+type savedMember struct {
+	Address      peer.ID   `json:"address"`
+	Certificate  []byte    `json:"certificate,omitempty"`
+	Announcement []byte    `json:"announcement,omitempty"`
+	LastSeen     time.Time `json:"last_seen,omitzero"`
+}
+
+const savedVersion = 1
+
+// networksDir is where joined networks live under a state directory.
+func networksDir(stateDir string) string { return filepath.Join(stateDir, "networks") }
+
+// NetworkFile is the path of network id's state under stateDir.
+func NetworkFile(stateDir string, id NetworkID) string {
+	return filepath.Join(networksDir(stateDir), id.String()+".json")
+}
+
+func marshalOpt(r interface{ Marshal() ([]byte, error) }, isNil bool) []byte {
+	if isNil {
+		return nil
+	}
+	b, err := r.Marshal()
+	if err != nil {
+		return nil
+	}
+	return b
+}
+
+// Save writes the membership to NetworkFile(stateDir, m.ID) atomically with
+// mode 0600, creating the directory (0700) if needed. Records are stored in
+// their signed wire form and verified again on Load.
+func (m *Membership) Save(stateDir string) error {
+	if err := os.MkdirAll(networksDir(stateDir), 0o700); err != nil {
+		return fmt.Errorf("overlay: save: %w", err)
+	}
+	s := savedNetwork{Version: savedVersion, Network: m.ID, Self: m.Self, Interface: m.Interface, Joined: m.Joined,
+		Definition:  marshalOpt(m.Def, m.Def == nil),
+		Certificate: marshalOpt(m.Cert, m.Cert == nil),
+		Revocation:  marshalOpt(m.Revocation, m.Revocation == nil)}
+	for p, mem := range m.members {
+		s.Members = append(s.Members, savedMember{Address: p, LastSeen: mem.LastSeen,
+			Certificate:  marshalOpt(mem.Certificate, mem.Certificate == nil),
+			Announcement: marshalOpt(mem.Announcement, mem.Announcement == nil)})
+	}
+	slices.SortFunc(s.Members, func(a, b savedMember) int { return strings.Compare(string(a.Address), string(b.Address)) })
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return fmt.Errorf("overlay: save: %w", err)
+	}
+	return WriteFileAtomic(NetworkFile(stateDir, m.ID), append(b, '\n'), 0o600)
+}
+
+// LoadMembership reads one saved network and verifies every record in it;
+// a record that no longer verifies is an error (the file was tampered with).
+func LoadMembership(path string) (*Membership, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("overlay: load: %w", err)
+	}
+	var s savedNetwork
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("overlay: load %s: %w", path, err)
+	}
+	if s.Version != savedVersion {
+		return nil, fmt.Errorf("overlay: load %s: version %d, want %d", path, s.Version, savedVersion)
+	}
+	if err := s.Self.Validate(); err != nil {
+		return nil, fmt.Errorf("overlay: load %s: self: %w", path, err)
+	}
+	m := NewMembership(s.Network, s.Self, s.Joined)
+	m.Joined, m.Interface = s.Joined, s.Interface
+	wrap := func(what string, err error) error { return fmt.Errorf("overlay: load %s: %s: %w", path, what, err) }
+	if s.Definition != nil {
+		d, err := ParseDefinition(s.Definition)
+		if err == nil {
+			_, err = m.SetDefinition(d)
+		}
+		if err != nil {
+			return nil, wrap("definition", err)
+		}
+	}
+	if s.Certificate != nil {
+		c, err := ParseCertificate(s.Certificate)
+		if err == nil && c.Member != s.Self {
+			err = errors.New("not this node's")
+		}
+		if err == nil {
+			_, err = m.AddCertificate(c)
+		}
+		if err != nil {
+			return nil, wrap("certificate", err)
+		}
+	}
+	if s.Revocation != nil {
+		r, err := ParseRevocation(s.Revocation)
+		if err == nil {
+			_, err = m.SetRevocation(r)
+		}
+		if err != nil {
+			return nil, wrap("revocation", err)
+		}
+	}
+	for _, sm := range s.Members {
+		if err := sm.Address.Validate(); err != nil || sm.Address == s.Self {
+			return nil, wrap("member", fmt.Errorf("bad address %q", sm.Address))
+		}
+		mem := m.member(sm.Address)
+		mem.LastSeen = sm.LastSeen
+		if sm.Certificate != nil {
+			c, err := ParseCertificate(sm.Certificate)
+			if err == nil && c.Member != sm.Address {
+				err = errors.New("for another member")
+			}
+			if err == nil {
+				_, err = m.AddCertificate(c)
+			}
+			if err != nil {
+				return nil, wrap("member certificate", err)
+			}
+		}
+		if sm.Announcement != nil {
+			a, err := ParseAnnouncement(sm.Announcement)
+			if err == nil && a.Member != sm.Address {
+				err = errors.New("for another member")
+			}
+			if err == nil {
+				_, err = m.AddAnnouncement(a)
+			}
+			if err != nil {
+				return nil, wrap("member announcement", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+// LoadMemberships reads every network saved under stateDir. A missing
+// directory means none. Files that fail to load are reported in the error
+// (joined with errors.Join) while the others are still returned.
+func LoadMemberships(stateDir string) ([]*Membership, error) {
+	ents, err := os.ReadDir(networksDir(stateDir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("overlay: load: %w", err)
+	}
+	var out []*Membership
+	var errs []error
+	for _, e := range ents {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
+			continue
+		}
+		m, err := LoadMembership(filepath.Join(networksDir(stateDir), name))
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if m.ID.String()+".json" != name {
+			errs = append(errs, fmt.Errorf("overlay: load %s: file holds network %s", name, m.ID))
+			continue
+		}
+		out = append(out, m)
+	}
+	return out, errors.Join(errs...)
+}
+
+// RemoveMembership deletes the saved state of network id (on leave).
+func RemoveMembership(stateDir string, id NetworkID) error {
+	err := os.Remove(NetworkFile(stateDir, id))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("overlay: remove: %w", err)
+	}
+	return nil
+}
