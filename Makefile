@@ -3,6 +3,9 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/kadlan
+PREFIX  ?= /usr/local
+# Packages without the namespace tests; e2e needs root and builds the binary.
+UNIT_PKGS = $(shell $(GO) list ./... | grep -v /e2e)
 
 .DEFAULT_GOAL := help
 
@@ -12,4 +15,32 @@ help: ## list targets
 build: ## build bin/kadlan
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/kadlan
 
-.PHONY: help build
+install: build ## install kadlan into $(PREFIX)/bin
+	install -m 0755 $(BIN) $(PREFIX)/bin/kadlan
+
+check: ## go vet and gofmt
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+test: check build ## vet, gofmt, unit tests with -race, then e2e tests in namespaces (root; skipped otherwise)
+	$(GO) test -race -count=1 -timeout 15m $(UNIT_PKGS)
+	KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m -v ./e2e/... 2>&1 | grep -v '^        20'; exit $${PIPESTATUS[0]}
+
+fuzz: ## run every fuzz target briefly (FUZZTIME=20s)
+	@for pkg in $(UNIT_PKGS); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-20s} $$pkg || exit 1; \
+	  done; done
+
+demo: build ## a root-less network in namespaces (needs root): nodes join, find each other, survive a killed bootstrap node
+	@if [ "$$(id -u)" != 0 ]; then echo "make demo creates network namespaces: run it as root (sudo make demo)"; exit 1; fi
+	$(BIN) demo
+
+bench: build ## print benchmark figures
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./dht/... 2>/dev/null | grep -E 'Benchmark|ok' || true
+
+clean: ## remove build output
+	rm -rf bin
+
+SHELL := /bin/bash
+.PHONY: help build install check test fuzz demo bench clean

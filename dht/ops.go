@@ -165,18 +165,39 @@ func (n *Node) ResolvePeer(s string) (peer.ID, error) {
 	return "", fmt.Errorf("prefix %q is ambiguous: %d known addresses start with it", s, len(match))
 }
 
-// Find looks a node's addresses up in the DHT.
+// Find looks a node's addresses up in the DHT. It always walks the DHT,
+// even when the node is already connected (kad-dht's FindPeer would answer
+// from the local peerstore then), so elapsed_ms is the cost of a real
+// iterative lookup.
 func (n *Node) Find(ctx context.Context, id peer.ID) (api.FindResult, error) {
 	start := time.Now()
-	ai, err := n.DHT.FindPeer(ctx, id)
-	res := api.FindResult{Address: id.String(), ElapsedMs: ms(time.Since(start))}
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "routing: not found") {
-			return res, fmt.Errorf("%s: %w", id, ErrNotFound)
+	res := api.FindResult{Address: id.String()}
+	var addrs []ma.Multiaddr
+	if n.Host.Network().Connectedness(id) == network.Connected {
+		closest, err := n.DHT.GetClosestPeers(ctx, string(id))
+		if err != nil {
+			res.ElapsedMs = ms(time.Since(start))
+			return res, fmt.Errorf("looking up %s: %w", id, err)
 		}
-		return res, fmt.Errorf("finding %s: %w", id, err)
+		for _, p := range closest {
+			if p == id {
+				addrs = n.Host.Peerstore().Addrs(id)
+			}
+		}
 	}
-	res.Addrs = strs(ai.Addrs)
+	if len(addrs) == 0 {
+		ai, err := n.DHT.FindPeer(ctx, id)
+		if err != nil {
+			res.ElapsedMs = ms(time.Since(start))
+			if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "routing: not found") {
+				return res, fmt.Errorf("%s: %w", id, ErrNotFound)
+			}
+			return res, fmt.Errorf("finding %s: %w", id, err)
+		}
+		addrs = ai.Addrs
+	}
+	res.ElapsedMs = ms(time.Since(start))
+	res.Addrs = strs(addrs)
 	if len(res.Addrs) == 0 {
 		return res, fmt.Errorf("%s: %w", id, ErrNotFound)
 	}

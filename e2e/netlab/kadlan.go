@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -21,7 +20,7 @@ var (
 )
 
 // Binary builds bin/kadlan once per test process (or uses $KADLAN_BIN).
-func Binary(t testing.TB) string {
+func Binary(t TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		if b := os.Getenv("KADLAN_BIN"); b != "" {
@@ -118,7 +117,7 @@ type Node struct {
 }
 
 // StartNode starts `kadlan daemon args...` on h and waits for its API.
-func (h *Host) StartNode(t testing.TB, args ...string) *Node {
+func (h *Host) StartNode(t TB, args ...string) *Node {
 	t.Helper()
 	dir := t.TempDir()
 	n := &Node{Host: h, Bin: Binary(t), State: filepath.Join(dir, "state"), API: filepath.Join(dir, "api.sock"),
@@ -128,7 +127,7 @@ func (h *Host) StartNode(t testing.TB, args ...string) *Node {
 }
 
 // Start (re)starts the daemon with args, keeping state dir and socket.
-func (n *Node) Start(t testing.TB, args ...string) {
+func (n *Node) Start(t TB, args ...string) {
 	t.Helper()
 	n.args = args
 	full := append([]string{n.Bin, "--state", n.State, "--api", n.API, "daemon"}, args...)

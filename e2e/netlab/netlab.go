@@ -2,11 +2,11 @@
 // namespaces for kadlan's end-to-end tests, and runs real kadlan daemons in
 // them.
 //
-//	          [inet]  bridge br0: the "public Internet", 192.0.0.128/25, 2001:2::/64
-//	         /   |    \
-//	   [pub0] [pub1]  [nat0]  wan 192.0.0.x  ── masquerade ──  br0 192.168.1.1/24
-//	                                                               |
-//	                                                          [nat0h0] 192.168.1.10
+//	       [inet]  bridge br0: the "public Internet", 192.0.0.128/25, 2001:2::/64
+//	      /   |    \
+//	[pub0] [pub1]  [nat0]  wan 192.0.0.x  ── masquerade ──  br0 192.168.1.1/24
+//	                                                            |
+//	                                                       [nat0h0] 192.168.1.10
 //
 // Every namespace is named with the lab's unique prefix and deleted by a
 // test cleanup, even when the test fails. No namespace has a link to the
@@ -26,7 +26,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 )
 
 // NAT kinds a router can apply.
@@ -43,8 +42,22 @@ const (
 	Only443
 )
 
+// TB is the part of testing.TB the lab uses, so that `kadlan demo` can
+// drive a lab outside `go test` too.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Logf(format string, args ...any)
+	Skip(args ...any)
+	Skipf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+	Failed() bool
+}
+
 // RequireRoot skips the test unless it runs as root with ip and nft.
-func RequireRoot(t testing.TB) {
+func RequireRoot(t TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("netlab: e2e tests create network namespaces and need root; run as root (CI does) to include them")
@@ -58,7 +71,7 @@ func RequireRoot(t testing.TB) {
 
 // Lab is one topology. Create it with New; it is torn down by t.Cleanup.
 type Lab struct {
-	t      testing.TB
+	t      TB
 	Prefix string
 	inet   string
 
@@ -74,7 +87,7 @@ var labSeq int
 var labMu sync.Mutex
 
 // New creates an empty Internet segment. It skips the test when not root.
-func New(t testing.TB) *Lab {
+func New(t TB) *Lab {
 	t.Helper()
 	RequireRoot(t)
 	labMu.Lock()

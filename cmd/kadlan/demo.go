@@ -1,0 +1,145 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/kadlan/kadlan/api"
+	"github.com/kadlan/kadlan/e2e/netlab"
+	"github.com/urfave/cli/v2"
+)
+
+func init() { extraCommands = append(extraCommands, demoCommand()) }
+
+func demoCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "demo",
+		Usage: "show a root-less network in throw-away network namespaces (needs root)",
+		Description: "Builds a small Internet out of Linux network namespaces (192.0.0.128/25, a\n" +
+			"reserved range with no route out of this machine), starts real kadlan\n" +
+			"daemons in it, kills the bootstrap node, and shows that a newcomer still\n" +
+			"joins through any other member and everyone finds everyone. Everything it\n" +
+			"creates is deleted when it ends.",
+		Flags: []cli.Flag{&cli.IntFlag{Name: "nodes", Value: 6, Usage: "public nodes besides the bootstrap node"}},
+		Action: func(c *cli.Context) error {
+			if os.Geteuid() != 0 {
+				return userErrorf("demo creates network namespaces: run it as root (sudo kadlan demo)")
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return userErrorf("demo: %v", err)
+			}
+			os.Setenv("KADLAN_BIN", self)
+			tb := newDemoTB(c.App.Writer)
+			defer tb.cleanup()
+			return tb.run(func() { runDemo(tb, c.App.Writer, c.Int("nodes")) })
+		},
+	}
+}
+
+func runDemo(tb *demoTB, w io.Writer, n int) {
+	step := func(format string, args ...any) { fmt.Fprintf(w, "\n== "+format+"\n", args...) }
+	lab := netlab.New(tb)
+	step("A public Internet segment (namespaces %s*), one bootstrap node and %d nodes", lab.Prefix, n)
+	boot := lab.PublicHost("boot").StartNode(tb)
+	fmt.Fprintf(w, "boot   %-15s %s\n", boot.Host.IPv4, boot.Address)
+	var nodes []*netlab.Node
+	for i := 0; i < n; i++ {
+		nd := lab.PublicHost(fmt.Sprintf("node%d", i)).StartNode(tb, "--bootstrap", boot.BootstrapAddr())
+		nodes = append(nodes, nd)
+		fmt.Fprintf(w, "node%d  %-15s %s   (kadlan daemon --bootstrap %s)\n", i, nd.Host.IPv4, nd.Address, short(boot.BootstrapAddr()))
+	}
+	step("Kademlia routing tables fill as the nodes look themselves up")
+	for i, nd := range append([]*netlab.Node{boot}, nodes...) {
+		var st api.Status
+		netlab.Eventually(20*time.Second, 200*time.Millisecond, func() error {
+			if err := nd.JSON(&st, "status"); err != nil {
+				return err
+			}
+			if st.RoutingTable < n/2 {
+				return fmt.Errorf("routing table %d", st.RoutingTable)
+			}
+			return nil
+		})
+		name := "boot "
+		if i > 0 {
+			name = fmt.Sprintf("node%d", i-1)
+		}
+		fmt.Fprintf(w, "%s  %s, dht %s, %d peers in routing table\n", name, st.Reachability, st.DHTMode, st.RoutingTable)
+	}
+	step("The bootstrap node is killed (SIGKILL): nothing depends on it")
+	boot.Kill()
+	late := lab.PublicHost("late").StartNode(tb, "--bootstrap", nodes[len(nodes)/2].BootstrapAddr())
+	fmt.Fprintf(w, "late   %-15s %s   (bootstraps from node%d, an ordinary member)\n", late.Host.IPv4, late.Address, len(nodes)/2)
+	step("The newcomer finds every node by address through the DHT")
+	for i, nd := range nodes {
+		var res api.FindResult
+		err := netlab.Eventually(15*time.Second, 250*time.Millisecond, func() error { return late.JSON(&res, "find", nd.Address) })
+		if err != nil {
+			tb.Fatalf("late could not find node%d: %v", i, err)
+		}
+		fmt.Fprintf(w, "find node%d: %6.1f ms  %s\n", i, res.ElapsedMs, res.Addrs[0])
+	}
+	step("And pings one of them")
+	var pr api.PingResult
+	if err := late.JSON(&pr, "ping", "-c", "3", "-i", "200ms", nodes[0].Address); err != nil {
+		tb.Fatalf("ping: %v", err)
+	}
+	fmt.Fprintf(w, "ping node0: rtt %v ms, path %s\n", pr.RTTms, pr.Path)
+	step("Done: no root server took part. Cleaning up the namespaces.")
+}
+
+// demoTB runs a netlab outside `go test`: Fatal aborts the demo, cleanups
+// run in reverse order at the end.
+type demoTB struct {
+	w        io.Writer
+	cleanups []func()
+	failed   bool
+	dirs     []string
+}
+
+type demoAbort struct{ msg string }
+
+func newDemoTB(w io.Writer) *demoTB { return &demoTB{w: w} }
+
+func (d *demoTB) run(f func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			a, ok := r.(demoAbort)
+			if !ok {
+				panic(r)
+			}
+			err = userErrorf("demo: %s", a.msg)
+		}
+	}()
+	f()
+	return nil
+}
+
+func (d *demoTB) cleanup() {
+	for i := len(d.cleanups) - 1; i >= 0; i-- {
+		d.cleanups[i]()
+	}
+	for _, dir := range d.dirs {
+		os.RemoveAll(dir)
+	}
+}
+
+func (d *demoTB) Helper()                           {}
+func (d *demoTB) Logf(format string, args ...any)   { fmt.Fprintf(d.w, format+"\n", args...) }
+func (d *demoTB) Fatal(args ...any)                 { d.failed = true; panic(demoAbort{fmt.Sprint(args...)}) }
+func (d *demoTB) Fatalf(format string, args ...any) { d.Fatal(fmt.Sprintf(format, args...)) }
+func (d *demoTB) Skip(args ...any)                  { d.Fatal(args...) }
+func (d *demoTB) Skipf(format string, args ...any)  { d.Fatalf(format, args...) }
+func (d *demoTB) Cleanup(f func())                  { d.cleanups = append(d.cleanups, f) }
+func (d *demoTB) Failed() bool                      { return d.failed }
+func (d *demoTB) TempDir() string {
+	dir, err := os.MkdirTemp("", "kadlan-demo-")
+	if err != nil {
+		d.Fatal(err)
+	}
+	d.dirs = append(d.dirs, dir)
+	return dir
+}
