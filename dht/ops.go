@@ -13,6 +13,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -168,40 +169,78 @@ func (n *Node) ResolvePeer(s string) (peer.ID, error) {
 // Find looks a node's addresses up in the DHT. It always walks the DHT,
 // even when the node is already connected (kad-dht's FindPeer would answer
 // from the local peerstore then), so elapsed_ms is the cost of a real
-// iterative lookup.
+// iterative lookup: it ends as soon as a queried peer returns the target
+// with addresses (or the target answers itself), without waiting for the
+// slowest, possibly dead, peers of the walk.
 func (n *Node) Find(ctx context.Context, id peer.ID) (api.FindResult, error) {
 	start := time.Now()
 	res := api.FindResult{Address: id.String()}
-	var addrs []ma.Multiaddr
-	if n.Host.Network().Connectedness(id) == network.Connected {
-		closest, err := n.DHT.GetClosestPeers(ctx, string(id))
-		if err != nil {
-			res.ElapsedMs = ms(time.Since(start))
-			return res, fmt.Errorf("looking up %s: %w", id, err)
-		}
-		for _, p := range closest {
-			if p == id {
-				addrs = n.Host.Peerstore().Addrs(id)
-			}
-		}
-	}
-	if len(addrs) == 0 {
-		ai, err := n.DHT.FindPeer(ctx, id)
-		if err != nil {
-			res.ElapsedMs = ms(time.Since(start))
-			if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "routing: not found") {
-				return res, fmt.Errorf("%s: %w", id, ErrNotFound)
-			}
-			return res, fmt.Errorf("finding %s: %w", id, err)
-		}
+	addrs, err := n.lookup(ctx, id)
+	if err == nil && len(addrs) == 0 {
+		var ai peer.AddrInfo
+		ai, err = n.DHT.FindPeer(ctx, id)
 		addrs = ai.Addrs
 	}
 	res.ElapsedMs = ms(time.Since(start))
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "routing: not found") {
+			return res, fmt.Errorf("%s: %w", id, ErrNotFound)
+		}
+		return res, fmt.Errorf("finding %s: %w", id, err)
+	}
 	res.Addrs = strs(addrs)
 	if len(res.Addrs) == 0 {
 		return res, fmt.Errorf("%s: %w", id, ErrNotFound)
 	}
 	return res, nil
+}
+
+// lookup walks the DHT towards id's key and returns the addresses of id as
+// soon as some peer reports them. It returns no addresses and no error when
+// the walk ended without seeing id.
+func (n *Node) lookup(ctx context.Context, id peer.ID) ([]ma.Multiaddr, error) {
+	qctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	qctx, events := routing.RegisterForQueryEvents(qctx)
+	type result struct {
+		peers []peer.ID
+		err   error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ps, err := n.DHT.GetClosestPeers(qctx, string(id))
+		done <- result{ps, err}
+	}()
+	for {
+		select {
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if ev.Type != routing.PeerResponse {
+				continue
+			}
+			if ev.ID == id {
+				return n.Host.Peerstore().Addrs(id), nil
+			}
+			for _, r := range ev.Responses {
+				if r.ID == id && len(r.Addrs) > 0 {
+					return r.Addrs, nil
+				}
+			}
+		case r := <-done:
+			if r.err != nil {
+				return nil, r.err
+			}
+			for _, p := range r.peers {
+				if p == id {
+					return n.Host.Peerstore().Addrs(id), nil
+				}
+			}
+			return nil, nil
+		}
+	}
 }
 
 // Connect makes sure there is a connection to id, looking it up first when
