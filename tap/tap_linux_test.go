@@ -65,7 +65,28 @@ func inNetns(t *testing.T, fn func() error) {
 
 // readUntil reads frames until match accepts one or the deadline passes.
 func readUntil(d *Linux, match func([]byte) bool) ([]byte, error) {
-	d.SetReadDeadline(time.Now().Add(3 * time.Second))
+	return readUntilFor(d, 3*time.Second, match)
+}
+
+// ask writes req and waits for a matching answer, retrying a few times:
+// right after a link comes up the kernel may still ignore neighbour
+// discovery for a moment.
+func ask(d *Linux, req []byte, match func([]byte) bool) ([]byte, error) {
+	var err error
+	for range 6 {
+		if _, err := d.Write(req); err != nil {
+			return nil, err
+		}
+		var f []byte
+		if f, err = readUntilFor(d, 500*time.Millisecond, match); err == nil {
+			return f, nil
+		}
+	}
+	return nil, err
+}
+
+func readUntilFor(d *Linux, timeout time.Duration, match func([]byte) bool) ([]byte, error) {
+	d.SetReadDeadline(time.Now().Add(timeout))
 	defer d.SetReadDeadline(time.Time{})
 	buf := make([]byte, 2048)
 	for {
@@ -117,10 +138,7 @@ func TestLinuxTAP(t *testing.T) {
 		// The kernel answers ARP for its IPv4 address.
 		req := ether.AppendARPFrame(nil, ether.Broadcast, peerMAC, ether.ARP{Op: ether.ARPRequest,
 			SenderMAC: peerMAC, SenderIP: netip.MustParseAddr("10.99.0.2"), TargetIP: v4.Addr()})
-		if _, err := d.Write(req); err != nil {
-			return err
-		}
-		rep, err := readUntil(d, func(f []byte) bool {
+		rep, err := ask(d, req, func(f []byte) bool {
 			h, _ := ether.ParseHeader(f)
 			a, err := ether.ParseARP(f[ether.HeaderLen:])
 			return h.Type == ether.TypeARP && err == nil && a.Op == ether.ARPReply
@@ -136,10 +154,7 @@ func TestLinuxTAP(t *testing.T) {
 		// And NDP for its IPv6 address, usable at once (no DAD).
 		ns := ether.NDP{Type: ether.ICMPv6NeighborSol, Src: netip.MustParseAddr("fd99::2"),
 			Dst: ether.SolicitedNode(v6.Addr()), Target: v6.Addr(), LLAddr: peerMAC}
-		if _, err := d.Write(ether.AppendNDPFrame(nil, ether.IPv6Multicast(ns.Dst), peerMAC, ns)); err != nil {
-			return err
-		}
-		na, err := readUntil(d, func(f []byte) bool {
+		na, err := ask(d, ether.AppendNDPFrame(nil, ether.IPv6Multicast(ns.Dst), peerMAC, ns), func(f []byte) bool {
 			n, err := ether.ParseNDP(f[ether.HeaderLen:])
 			return err == nil && n.Type == ether.ICMPv6NeighborAdv && n.Target == v6.Addr()
 		})
@@ -220,10 +235,7 @@ func TestLinuxTAPVnetHdr(t *testing.T) {
 		peer := ether.MAC{2, 0, 0, 0, 0, 9}
 		req := ether.AppendARPFrame(make([]byte, VirtioNetHdrLen), ether.Broadcast, peer, ether.ARP{Op: ether.ARPRequest,
 			SenderMAC: peer, SenderIP: netip.MustParseAddr("10.98.0.2"), TargetIP: netip.MustParseAddr("10.98.0.1")})
-		if _, err := d.Write(req); err != nil {
-			return err
-		}
-		_, err = readUntil(d, func(f []byte) bool {
+		_, err = ask(d, req, func(f []byte) bool {
 			if len(f) < VirtioNetHdrLen+ether.HeaderLen {
 				return false
 			}
