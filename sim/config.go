@@ -42,6 +42,9 @@ type Config struct {
 	WeibullShape   float64 `json:"weibull_shape"`
 	Availability   float64 `json:"availability"` // long-run share of time a node is up
 	RefreshS       float64 `json:"refresh_s"`    // bucket refresh interval
+	// RefreshValues: the churn model measures each of these refresh
+	// intervals (s) on the same churn; empty means [refresh_s].
+	RefreshValues []float64 `json:"refresh_values,omitempty"`
 
 	// NAT (models nat, rooted, triangle).
 	PublicShare    float64 `json:"public_share"`        // nodes with a public address
@@ -83,7 +86,7 @@ func Defaults() Config {
 	return Config{Model: "lookup", Nodes: 10000, Seed: 1, K: 20, Alpha: 3, Paths: 1, Lookups: 2000,
 		LookupRate: 100, RPCTimeoutMs: 3000, ServiceUs: 50, RPCBytes: 1500,
 		Churn: "weibull", SessionMedianS: 7200, WeibullShape: 0.5, Availability: 0.5, RefreshS: 600,
-		PublicShare: 0.2, SymmetricShare: 0.2, PunchEIM: 0.85, PunchMixed: 0.35, Relays: 2, Pairs: 5000,
+		PublicShare: 0.2, SymmetricShare: 0.2, PunchEIM: 0.9, PunchMixed: 0.4, Relays: 2, Pairs: 5000,
 		ConnectRate: 200, RootCapacity: 100,
 		Community: 40, InDegree: 8, OutDegree: 1, Affinity: 0.5, Broadcasts: 200, ReplicationLimit: 32,
 		Social: overlay.DefaultSocialParams()}
@@ -184,7 +187,7 @@ func (c *Config) SetValue(key string, v any) error {
 		cur = sub
 	}
 	last := parts[len(parts)-1]
-	if _, ok := cur[last]; !ok && last != "sweep" && last != "designs" {
+	if _, ok := cur[last]; !ok && last != "sweep" && last != "designs" && last != "refresh_values" {
 		return fmt.Errorf("sim: config: no field %q", key)
 	}
 	cur[last] = v
@@ -228,6 +231,7 @@ func (c Config) Points() ([]Config, error) {
 		p := c
 		p.Sweep = nil
 		p.Designs = slices.Clone(c.Designs)
+		p.RefreshValues = slices.Clone(c.RefreshValues)
 		if err := p.SetValue(c.Sweep.Key, v); err != nil {
 			return nil, err
 		}

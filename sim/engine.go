@@ -47,10 +47,10 @@ func (e *Engine) At(t int64, h Handler, arg int64) {
 	t = max(t, e.now)
 	e.seq++
 	e.q = append(e.q, event{t, e.seq, h, arg})
-	// sift up
+	// sift up (4-ary heap: shallower and more cache-friendly than binary)
 	i := len(e.q) - 1
 	for i > 0 {
-		p := (i - 1) / 2
+		p := (i - 1) / 4
 		if !e.q[i].before(&e.q[p]) {
 			break
 		}
@@ -75,12 +75,11 @@ func (e *Engine) Step() bool {
 	// sift down
 	i, n := 0, len(e.q)
 	for {
-		l, m := 2*i+1, i
-		if l < n && e.q[l].before(&e.q[m]) {
-			m = l
-		}
-		if r := l + 1; r < n && e.q[r].before(&e.q[m]) {
-			m = r
+		m := i
+		for c := 4*i + 1; c <= 4*i+4 && c < n; c++ {
+			if e.q[c].before(&e.q[m]) {
+				m = c
+			}
 		}
 		if m == i {
 			break

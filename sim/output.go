@@ -113,7 +113,12 @@ func (r *Results) WriteDir(dir string) ([]string, error) {
 	if err := write("points.csv", []byte(csvb.String())); err != nil {
 		return files, err
 	}
-	for _, ps := range models[r.Config.Model].plots {
+	md := models[r.Config.Model]
+	plots := md.plots
+	if md.plotsFor != nil {
+		plots = md.plotsFor(r.Config)
+	}
+	for _, ps := range plots {
 		svg, ok := r.plotSVG(ps)
 		if !ok {
 			continue
@@ -159,6 +164,9 @@ func (r *Results) Summary(w io.Writer) {
 		cols = r.MetricNames()
 	}
 	key := r.SweepKey()
+	if slices.Contains(cols, key) {
+		key = ""
+	}
 	head := []string{}
 	if key != "" {
 		head = append(head, key)

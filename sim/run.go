@@ -32,9 +32,12 @@ type PlotSpec struct {
 
 type modelDef struct {
 	// run computes one point; progress gets the done fraction (0..1).
-	run     func(c Config, progress func(float64)) (Metrics, error)
-	plots   []PlotSpec
-	summary []string // metrics shown in the terminal table
+	run   func(c Config, progress func(float64)) (Metrics, error)
+	plots []PlotSpec
+	// plotsFor, when set, replaces plots (for metric names that depend on
+	// the config).
+	plotsFor func(c Config) []PlotSpec
+	summary  []string // metrics shown in the terminal table
 }
 
 var models = map[string]modelDef{}

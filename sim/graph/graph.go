@@ -38,6 +38,20 @@ func (g *Graph) CommunityMembers(c int32) []int32 {
 	return out
 }
 
+// CommunityLists returns the members of every community, indexed by
+// community (computed in one pass; keep the result rather than calling
+// CommunityMembers in a loop).
+func (g *Graph) CommunityLists() [][]int32 {
+	var out [][]int32
+	for v, c := range g.Community {
+		for int(c) >= len(out) {
+			out = append(out, nil)
+		}
+		out[c] = append(out[c], int32(v))
+	}
+	return out
+}
+
 // FromEdges builds a graph on n nodes from edges packed as u<<32|v; self
 // loops and duplicates are dropped. edges is sorted in place.
 func FromEdges(n int, edges []uint64) *Graph {

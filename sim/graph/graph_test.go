@@ -47,3 +47,11 @@ func TestGenerators(t *testing.T) {
 		t.Error("not deterministic")
 	}
 }
+
+func TestCommunityLists(t *testing.T) {
+	g := Communities(100, 30, 3, 1, rand.New(rand.NewPCG(4, 4)))
+	l := g.CommunityLists()
+	if len(l) != 4 || len(l[3]) != 10 || !reflect.DeepEqual(l[1], g.CommunityMembers(1)) {
+		t.Fatalf("lists %v", l)
+	}
+}
