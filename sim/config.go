@@ -58,6 +58,17 @@ type Config struct {
 	// Fixed roots (models rooted, triangle).
 	Roots        int     `json:"roots"`
 	RootCapacity float64 `json:"root_capacity"` // a root serves this many times faster than a node
+	// RootShares: when set, the rooted model measures each share of the
+	// total service capacity held by the roots (overrides root_capacity).
+	RootShares []float64 `json:"root_capacity_shares,omitempty"`
+	// BlockCounts: besides R, the rooted model blocks these numbers of
+	// busiest nodes and measures new connections again.
+	BlockCounts []int `json:"block_counts,omitempty"`
+	// Design (model triangle): kad-plain, kad-disjoint or rooted-R.
+	Design string `json:"design,omitempty"`
+	// KeepaliveBytesS: background bytes per second a node spends keeping
+	// its path to a root open (rooted designs).
+	KeepaliveBytesS float64 `json:"keepalive_bytes_s"`
 
 	// Broadcast (model broadcast).
 	Community        int                  `json:"community"`  // community size of the contact graph
@@ -68,9 +79,6 @@ type Config struct {
 	GossipFanout     int                  `json:"gossip_fanout"`
 	ReplicationLimit int                  `json:"replication_limit"` // ZeroTier multicastLimit
 	Social           overlay.SocialParams `json:"social"`
-
-	// Triangle: designs compared.
-	Designs []string `json:"designs,omitempty"`
 
 	Sweep *Sweep `json:"sweep,omitempty"`
 }
@@ -87,7 +95,7 @@ func Defaults() Config {
 		LookupRate: 100, RPCTimeoutMs: 3000, ServiceUs: 50, RPCBytes: 1500,
 		Churn: "weibull", SessionMedianS: 7200, WeibullShape: 0.5, Availability: 0.5, RefreshS: 600,
 		PublicShare: 0.2, SymmetricShare: 0.2, PunchEIM: 0.9, PunchMixed: 0.4, Relays: 2, Pairs: 5000,
-		ConnectRate: 200, RootCapacity: 100,
+		ConnectRate: 200, RootCapacity: 100, KeepaliveBytesS: 8,
 		Community: 40, InDegree: 8, OutDegree: 1, Affinity: 0.5, Broadcasts: 200, ReplicationLimit: 32,
 		Social: overlay.DefaultSocialParams()}
 }
@@ -187,7 +195,8 @@ func (c *Config) SetValue(key string, v any) error {
 		cur = sub
 	}
 	last := parts[len(parts)-1]
-	if _, ok := cur[last]; !ok && last != "sweep" && last != "designs" && last != "refresh_values" {
+	if _, ok := cur[last]; !ok && last != "sweep" && last != "refresh_values" && last != "root_capacity_shares" &&
+		last != "block_counts" && last != "design" {
 		return fmt.Errorf("sim: config: no field %q", key)
 	}
 	cur[last] = v
@@ -230,8 +239,9 @@ func (c Config) Points() ([]Config, error) {
 	for _, v := range c.Sweep.Values {
 		p := c
 		p.Sweep = nil
-		p.Designs = slices.Clone(c.Designs)
 		p.RefreshValues = slices.Clone(c.RefreshValues)
+		p.RootShares = slices.Clone(c.RootShares)
+		p.BlockCounts = slices.Clone(c.BlockCounts)
 		if err := p.SetValue(c.Sweep.Key, v); err != nil {
 			return nil, err
 		}

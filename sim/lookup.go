@@ -50,7 +50,10 @@ type Lookup struct {
 	done          bool
 }
 
-const timeoutFlag = 1 << 62
+const (
+	timeoutFlag = 1 << 62
+	arriveFlag  = 1 << 61 // the request reaches the queried node
+)
 
 // StartLookup begins a lookup from origin at the engine's current time.
 // targetNode >= 0 makes it a peer lookup for that node's key.
@@ -117,13 +120,12 @@ func (l *Lookup) pump(pi int) {
 		}
 		n.Load[y]++
 		rtt := n.Geo.RTT(l.Origin, y)
-		resp := now + rtt + n.ServiceNs
 		if n.busy != nil {
-			start := max(now+rtt/2, n.busy[y])
-			n.busy[y] = start + n.ServiceNs
-			resp = n.busy[y] + rtt/2
+			// Queue at y in arrival order: an event when the request arrives.
+			l.eng.At(now+rtt/2, l, arg|arriveFlag)
+		} else {
+			l.eng.At(now+rtt+n.ServiceNs, l, arg)
 		}
-		l.eng.At(resp, l, arg)
 	}
 	if p.inflight == 0 && !p.done {
 		p.done = true
@@ -137,6 +139,13 @@ func (l *Lookup) pump(pi int) {
 // Fire handles an RPC answer or timeout.
 func (l *Lookup) Fire(now, arg int64) {
 	pi, y := int(arg>>32&0xffff), int32(uint32(arg))
+	if arg&arriveFlag != 0 {
+		n := l.net
+		start := max(now, n.busy[y])
+		n.busy[y] = start + n.ServiceNs
+		l.eng.At(n.busy[y]+n.Geo.RTT(l.Origin, y)/2, l, arg&^arriveFlag)
+		return
+	}
 	p := &l.paths[pi]
 	p.inflight--
 	if l.done {

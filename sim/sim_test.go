@@ -150,12 +150,12 @@ func fit(xs, ys []float64) (slope, icpt float64) {
 
 func TestConfigSetAndSweep(t *testing.T) {
 	c := Defaults()
-	for _, kv := range [][2]string{{"nodes", "1234"}, {"social.budget", "64"}, {"churn", "exponential"}, {"designs", `["a","b"]`}} {
+	for _, kv := range [][2]string{{"nodes", "1234"}, {"social.budget", "64"}, {"churn", "exponential"}, {"block_counts", `[1,2]`}} {
 		if err := c.Set(kv[0], kv[1]); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if c.Nodes != 1234 || c.Social.Budget != 64 || c.Churn != "exponential" || len(c.Designs) != 2 {
+	if c.Nodes != 1234 || c.Social.Budget != 64 || c.Churn != "exponential" || len(c.BlockCounts) != 2 {
 		t.Fatalf("set: %+v", c)
 	}
 	for _, kv := range [][2]string{{"nope", "1"}, {"nodes", "abc"}, {"social.nope", "1"}} {
