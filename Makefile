@@ -39,8 +39,11 @@ demo: build ## a root-less network in namespaces (needs root): nodes join, find 
 bench: build ## print benchmark figures
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./dht/... 2>/dev/null | grep -E 'Benchmark|ok' || true
 
+bench-sim: build ## simulator: nodes simulated, lookups/s and peak memory at 10^4, 10^5, 10^6 nodes (one process each)
+	@for n in 10000 100000 1000000; do nice $(BIN) sim bench --nodes $$n --lookups 20000 || exit 1; done
+
 clean: ## remove build output
 	rm -rf bin
 
 SHELL := /bin/bash
-.PHONY: help build install check test fuzz demo bench clean
+.PHONY: help build install check test fuzz demo bench bench-sim clean
