@@ -91,7 +91,7 @@ func startChurn(n *Net, c Config, eng *Engine, seed uint64) *churner {
 	N := n.N()
 	n.up, n.down = make([]int64, N), make([]int64, N)
 	n.RefreshNs = int64(c.RefreshS * 1e9)
-	warm := math.Max(86400, 10*c.RefreshS)
+	warm := math.Max(math.Max(86400, 10*c.RefreshS), 50*c.SessionMedianS)
 	for i := range N {
 		t := -warm
 		alive := ch.r.Float64() < c.Availability

@@ -238,3 +238,24 @@ func TestStats(t *testing.T) {
 		t.Errorf("median %v", q)
 	}
 }
+
+// TestModelsDeterministic: every model gives identical metrics for the same
+// config, run twice (maps inside overlay.Social and the engine's tie-breaks
+// must not leak iteration order).
+func TestModelsDeterministic(t *testing.T) {
+	for _, model := range Models() {
+		c := Defaults()
+		c.Model, c.Nodes, c.Lookups, c.Pairs, c.Broadcasts, c.Design = model, 600, 60, 80, 6, "kad-disjoint"
+		c.SybilShare = 0.1
+		a, err := models[model].run(c, func(float64) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := models[model].run(c, func(float64) {})
+		ja, _ := json.Marshal(clean(a))
+		jb, _ := json.Marshal(clean(b))
+		if !bytes.Equal(ja, jb) {
+			t.Errorf("%s: two runs differ", model)
+		}
+	}
+}
