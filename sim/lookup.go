@@ -45,7 +45,7 @@ type Lookup struct {
 
 	Start, End    int64
 	Found         bool // peer lookup: the target was learned
-	Hops          int  // hops to the answer that named the target (or the closest node)
+	Hops          int  // depth of the answer that named the target (or of the target's own answer)
 	RPCs, Timeout int
 	done          bool
 }
@@ -63,13 +63,10 @@ func (n *Net) StartLookup(eng *Engine, origin int32, target Key, targetNode int3
 		TimeoutNs: timeoutNs, OnDone: onDone, paths: make([]lpath, max(1, paths)),
 		claimed: make(map[int32]struct{}, 64), Start: eng.Now()}
 	l.claimed[origin] = struct{}{}
+	// As kad-dht's FindPeer, the lookup runs even when the target is in the
+	// origin's own table: it is then a depth-1 candidate, queried first.
 	first := n.FindNode(origin, target, eng.Now())
 	for i, y := range first {
-		if y == targetNode {
-			l.Found, l.Hops = true, 0
-			l.finish(eng.Now())
-			return l
-		}
 		p := &l.paths[i%len(l.paths)]
 		p.cands = append(p.cands, lcand{d: n.Space.Keys[y].Xor(target), node: y, hop: 1})
 		l.claimed[y] = struct{}{}
@@ -161,6 +158,11 @@ func (l *Lookup) Fire(now, arg int64) {
 	c := &p.cands[ci]
 	c.st = stOK
 	hop := c.hop
+	if y == l.TargetNode { // the target itself answered
+		l.Found, l.Hops = true, int(hop)
+		l.finish(now)
+		return
+	}
 	res := l.net.FindNode(y, l.Target, now)
 	added := false
 	for _, r := range res {

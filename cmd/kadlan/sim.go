@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kadlan/kadlan/sim"
+	"github.com/kadlan/kadlan/sim/emu"
 	"github.com/urfave/cli/v2"
 )
 
@@ -49,7 +51,7 @@ func simCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print results.json to stdout instead of the summary"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
 		},
-		Subcommands: []*cli.Command{simPresetsCommand(), simMergeCommand(), simBenchCommand()},
+		Subcommands: []*cli.Command{simPresetsCommand(), simMergeCommand(), simBenchCommand(), simEmulateCommand()},
 		Action:      simRun,
 	}
 }
@@ -320,4 +322,53 @@ func printBench(w io.Writer, m map[string]any) {
 	fmt.Fprintf(w, "sim bench: nodes=%d lookups=%d build=%.2fs run=%.2fs lookups/s=%.0f hops=%.2f rpcs=%.2f success=%.4f peak_rss=%.0fMiB heap=%.0fMiB\n",
 		m["nodes"], m["lookups"], m["build_s"], m["run_s"], m["lookups_per_s"], m["hops_mean"], m["rpcs_mean"],
 		m["success"], m["peak_rss_mib"], m["heap_sys_mib"])
+}
+
+func simEmulateCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "emulate",
+		Usage: "run the real go-libp2p-kad-dht on an in-memory mocknet and compare it with the model",
+		Description: "Starts N real kad-dht nodes on go-libp2p's mocknet (no sockets, no root), runs\n" +
+			"FindPeer lookups between random pairs, and runs the model with the same N, k\n" +
+			"and alpha. Exits non-zero when hops or RPCs differ beyond the documented\n" +
+			"tolerance (mean hops within 0.25, RPCs within a factor of 2, success >= 95%).",
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "nodes", Aliases: []string{"n"}, Value: 300, Usage: "network size `N` (each node is a real DHT)"},
+			&cli.IntFlag{Name: "k", Value: 20, Usage: "bucket size"},
+			&cli.IntFlag{Name: "alpha", Value: 3, Usage: "lookup concurrency"},
+			&cli.IntFlag{Name: "lookups", Value: 100, Usage: "lookups to run"},
+			&cli.Uint64Flag{Name: "seed", Value: 1, Usage: "random `SEED`"},
+			&cli.BoolFlag{Name: "json", Usage: "machine-readable output"},
+		},
+		Action: func(c *cli.Context) error {
+			cfg := emu.Config{Nodes: c.Int("nodes"), K: c.Int("k"), Alpha: c.Int("alpha"), Lookups: c.Int("lookups"), Seed: c.Uint64("seed")}
+			e, m, err := emu.Compare(c.Context, cfg)
+			if err != nil {
+				return userErrorf("%v", err)
+			}
+			within := e.Success() >= 0.95 && m["success"] >= 0.95 &&
+				math.Abs(e.HopsMean-m["hops_mean"]) <= emu.HopsTolerance &&
+				e.RPCsMean <= emu.RPCFactor*m["rpcs_mean"] && e.RPCsMean >= m["rpcs_mean"]/emu.RPCFactor
+			out := map[string]any{"nodes": cfg.Nodes, "k": cfg.K, "alpha": cfg.Alpha, "lookups": cfg.Lookups,
+				"emulation":        map[string]float64{"success": e.Success(), "hops_mean": e.HopsMean, "rpcs_mean": e.RPCsMean},
+				"model":            map[string]float64{"success": m["success"], "hops_mean": m["hops_mean"], "rpcs_mean": m["rpcs_mean"]},
+				"within_tolerance": within}
+			w := c.App.Writer
+			if c.Bool("json") {
+				if err := json.NewEncoder(w).Encode(out); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(w, "N=%d k=%d alpha=%d, %d lookups\n", cfg.Nodes, cfg.K, cfg.Alpha, cfg.Lookups)
+				fmt.Fprintf(w, "%-28s %8s %6s %6s\n", "", "success", "hops", "rpcs")
+				fmt.Fprintf(w, "%-28s %8.3f %6.2f %6.2f\n", "kad-dht on mocknet", e.Success(), e.HopsMean, e.RPCsMean)
+				fmt.Fprintf(w, "%-28s %8.3f %6.2f %6.2f\n", "model (kadlan sim)", m["success"], m["hops_mean"], m["rpcs_mean"])
+				fmt.Fprintf(w, "within tolerance: %v\n", within)
+			}
+			if !within {
+				return &exitError{code: 1, msg: "sim emulate: model and emulation differ beyond the tolerance"}
+			}
+			return nil
+		},
+	}
 }
