@@ -35,6 +35,7 @@ type Config struct {
 	ServiceUs    float64 `json:"service_us"`     // RPC processing time at a node
 	SybilShare   float64 `json:"sybil_share"`    // share of colluding adversarial nodes
 	RPCBytes     float64 `json:"rpc_bytes"`      // bytes of one FIND_NODE request + answer
+	AttackerCPUS float64 `json:"attacker_cpu_s"` // Sybil model: the attacker's CPU budget for identities
 
 	// Churn (model churn): session lengths and bucket refresh.
 	Churn          string  `json:"churn"` // weibull or exponential
@@ -92,7 +93,7 @@ type Sweep struct {
 // Defaults returns the base every preset starts from.
 func Defaults() Config {
 	return Config{Model: "lookup", Nodes: 10000, Seed: 1, K: 20, Alpha: 3, Paths: 1, Lookups: 2000,
-		LookupRate: 100, RPCTimeoutMs: 3000, ServiceUs: 50, RPCBytes: 1500,
+		LookupRate: 100, RPCTimeoutMs: 3000, ServiceUs: 50, RPCBytes: 1500, AttackerCPUS: 3.15e7,
 		Churn: "weibull", SessionMedianS: 7200, WeibullShape: 0.5, Availability: 0.5, RefreshS: 600,
 		PublicShare: 0.2, SymmetricShare: 0.2, PunchEIM: 0.9, PunchMixed: 0.4, Relays: 2, Pairs: 5000,
 		ConnectRate: 200, RootCapacity: 100, KeepaliveBytesS: 8,

@@ -8,10 +8,12 @@ func init() {
 			{Name: "success", Title: "Lookup success vs share of colluding Sybils", XLabel: "share of Sybil nodes",
 				YLabel: "share of lookups that found the target",
 				Y:      []string{"disjoint_success", "plain_success", "single_success", "single_model"}},
+			{Name: "identity_cost", Title: "Identity cost that caps an attacker at this Sybil share", XLabel: "share of Sybil nodes",
+				YLabel: "CPU-seconds per identity (log)", Y: []string{"identity_cost_cpu_s"}, LogY: true},
 			{Name: "rpcs", Title: "Cost of a lookup vs share of Sybils", XLabel: "share of Sybil nodes",
 				YLabel: "RPCs per lookup", Y: []string{"disjoint_rpcs_mean", "plain_rpcs_mean", "single_rpcs_mean"}},
 		},
-		summary: []string{"single_success", "single_model", "plain_success", "disjoint_success", "plain_rpcs_mean", "disjoint_rpcs_mean"}}
+		summary: []string{"single_success", "single_model", "plain_success", "disjoint_success", "plain_rpcs_mean", "disjoint_rpcs_mean", "identity_cost_cpu_s"}}
 }
 
 // runSybilModel runs the same lookups three ways on one network where a
@@ -40,5 +42,11 @@ func runSybilModel(c Config, progress func(float64)) (Metrics, error) {
 	m["clean_hops_mean"] = h
 	m["single_model"] = math.Pow(1-c.SybilShare, h)
 	m["paths"] = float64(c.Paths)
+	// Making identities expensive: an attacker with attacker_cpu_s of CPU
+	// time reaches this point's Sybil share only if one identity costs at
+	// most A(1-f)/(fN) CPU-seconds; an honest node pays that cost once.
+	if c.SybilShare > 0 {
+		m["identity_cost_cpu_s"] = c.AttackerCPUS * (1 - c.SybilShare) / (c.SybilShare * float64(c.Nodes))
+	}
 	return m, nil
 }
