@@ -259,3 +259,15 @@ func TestModelsDeterministic(t *testing.T) {
 		}
 	}
 }
+
+func TestAxisTicks(t *testing.T) {
+	if got := (axis{lo: 100, hi: 1e6, log: true}).ticks(); !slices.Equal(got, []float64{100, 1000, 1e4, 1e5, 1e6}) {
+		t.Errorf("log ticks %v", got)
+	}
+	if got := (axis{lo: 1000, hi: 1e5, log: true}).ticks(); len(got) != 7 {
+		t.Errorf("log ticks over two decades %v", got)
+	}
+	if got := (axis{lo: 0, hi: 1}).ticks(); !slices.Equal(got, []float64{0, 0.2, 0.4, 0.6, 0.8, 1}) {
+		t.Errorf("linear ticks %v", got)
+	}
+}

@@ -36,8 +36,12 @@ func (a axis) pos(v float64) float64 {
 func (a axis) ticks() []float64 {
 	var out []float64
 	if a.log {
+		mult := []float64{1, 2, 5}
+		if math.Log10(a.hi/a.lo) > 3 {
+			mult = mult[:1] // many decades: powers of ten only
+		}
 		for e := math.Floor(math.Log10(a.lo)); e <= math.Ceil(math.Log10(a.hi)); e++ {
-			for _, m := range []float64{1, 2, 5} {
+			for _, m := range mult {
 				v := m * math.Pow(10, e)
 				if v >= a.lo*0.999 && v <= a.hi*1.001 {
 					out = append(out, v)
@@ -55,7 +59,8 @@ func (a axis) ticks() []float64 {
 		}
 	}
 	for v := math.Ceil(a.lo/step) * step; v <= a.hi+step*1e-9; v += step {
-		out = append(out, math.Round(v/step)*step)
+		t, _ := strconv.ParseFloat(strconv.FormatFloat(math.Round(v/step)*step, 'g', 12, 64), 64)
+		out = append(out, t)
 	}
 	return out
 }
