@@ -184,6 +184,9 @@ func simReport(c *cli.Context, res *sim.Results, out string, took time.Duration)
 	for _, f := range files {
 		fmt.Fprintf(w, "  %s\n", f)
 	}
+	if len(files) > 0 {
+		fmt.Fprintf(w, "Plots are the .svg files in %s (open them in a web browser).\n", out)
+	}
 	if res.Shard != "" {
 		fmt.Fprintf(w, "shard %s: combine the shards with 'kadlan sim merge DIR...'\n", res.Shard)
 	}
@@ -262,8 +265,31 @@ func simMergeCommand() *cli.Command {
 			if c.NArg() == 0 {
 				return userErrorf("sim merge: give the shard output directories")
 			}
+			// urfave/cli stops parsing flags at the first argument: accept
+			// --out/-o and --json after the directories too.
+			out, asJSON := c.String("out"), c.Bool("json")
+			var dirs []string
+			args := c.Args().Slice()
+			for i := 0; i < len(args); i++ {
+				switch a := args[i]; {
+				case (a == "--out" || a == "-o") && i+1 < len(args):
+					out = args[i+1]
+					i++
+				case strings.HasPrefix(a, "--out="):
+					out = strings.TrimPrefix(a, "--out=")
+				case a == "--json":
+					asJSON = true
+				default:
+					dirs = append(dirs, a)
+				}
+			}
+			if asJSON {
+				if err := c.Set("json", "true"); err != nil {
+					return err
+				}
+			}
 			var parts []*sim.Results
-			for _, d := range c.Args().Slice() {
+			for _, d := range dirs {
 				r, err := sim.ReadResults(filepath.Join(d, "results.json"))
 				if err != nil {
 					return userErrorf("%v", err)
@@ -274,7 +300,6 @@ func simMergeCommand() *cli.Command {
 			if err != nil {
 				return userErrorf("%v", err)
 			}
-			out := c.String("out")
 			if out == "" {
 				out = filepath.Join("kadlan-sim", "merged")
 			}
