@@ -355,6 +355,11 @@ func (s *Social[K]) Receive(from K, h SocialHeader, now time.Time) SocialDecisio
 		d.Duplicate = true
 	}
 	s.addHave(e, from)
+	// A sender cannot make this node spend more than its own limits: a
+	// forged header with a huge budget or TTL is clamped here, so one
+	// member cannot turn a broadcast into a flood.
+	h.TTL = min(h.TTL, uint8(s.p.TTL-1))
+	h.Budget = min(h.Budget, uint16(s.p.Budget))
 	if h.TTL == 0 || h.Budget == 0 {
 		return d
 	}

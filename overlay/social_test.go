@@ -405,3 +405,30 @@ func TestSocialParams(t *testing.T) {
 		t.Fatalf("WithDefaults %+v", got)
 	}
 }
+
+// TestSocialClampsForgedHeader: a copy claiming a budget and TTL far above
+// the receiver's parameters costs no more than the receiver's own budget.
+func TestSocialClampsForgedHeader(t *testing.T) {
+	p := DefaultSocialParams()
+	p.Budget, p.TTL = 20, 3
+	g := graph.Communities(2000, 40, 8, 1, rand.New(rand.NewPCG(5, 5)))
+	nt := newSocialNet(t, g, p, 2)
+	forged := SocialHeader{ID: BroadcastID{Origin: 1, Seq: 1}, TTL: 255, Budget: 65535}
+	q := []socialInflight{{from: 1, to: 2, h: forged, hops: 1}}
+	msgs := 0
+	for len(q) > 0 {
+		m := q[0]
+		q = q[1:]
+		d := nt.node(m.to).Receive(m.from, m.h, socialT0)
+		for _, s := range d.Sends {
+			msgs++
+			if s.SocialHeader.TTL > 1 || s.SocialHeader.Budget > 20 {
+				t.Fatalf("forwarded %+v beyond the receiver's limits", s.SocialHeader)
+			}
+			q = append(q, socialInflight{m.to, s.To, s.SocialHeader, m.hops + 1})
+		}
+	}
+	if msgs > p.Budget {
+		t.Fatalf("forged header cost %d messages, budget %d", msgs, p.Budget)
+	}
+}
