@@ -46,8 +46,12 @@ type PingResult struct {
 	Paths     []string  `json:"paths"`         // path of each reply, in order
 	RTTms     []float64 `json:"rtt_ms"`        // one per reply
 	ConnectMs float64   `json:"connect_ms"`    // lookup + connection set-up before the first ping
-	Sent      int       `json:"sent"`
-	Received  int       `json:"received"`
+	// ConnectPath is the path right after the connection was set up,
+	// before hole punching had a chance: relayed for a peer behind NAT.
+	ConnectPath string `json:"connect_path"`
+	ConnectVia  string `json:"connect_via,omitempty"`
+	Sent        int    `json:"sent"`
+	Received    int    `json:"received"`
 }
 
 // FindRequest is the body of POST /v1/find.

@@ -56,6 +56,8 @@ type Bootstrapper struct {
 	logf  func(string, ...any)
 	cache *Cache
 
+	kick chan struct{}
+
 	mu      sync.Mutex
 	state   string
 	mdnsFnd map[peer.ID]peer.AddrInfo
@@ -64,7 +66,7 @@ type Bootstrapper struct {
 
 // New prepares a bootstrapper; Run drives it.
 func New(cfg Config) *Bootstrapper {
-	b := &Bootstrapper{cfg: cfg, logf: cfg.Logf, state: StateWaiting, mdnsFnd: map[peer.ID]peer.AddrInfo{}}
+	b := &Bootstrapper{cfg: cfg, logf: cfg.Logf, state: StateWaiting, mdnsFnd: map[peer.ID]peer.AddrInfo{}, kick: make(chan struct{}, 1)}
 	if b.logf == nil {
 		b.logf = func(string, ...any) {}
 	}
@@ -128,6 +130,15 @@ func (b *Bootstrapper) Candidates() []peer.AddrInfo {
 	return out
 }
 
+// Kick asks for an immediate reconnection round, even while joined: the
+// node's network changed and its connections are gone.
+func (b *Bootstrapper) Kick() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
 // HandlePeerFound is called by mDNS.
 func (b *Bootstrapper) HandlePeerFound(ai peer.AddrInfo) {
 	if ai.ID == b.cfg.Host.ID() {
@@ -156,11 +167,13 @@ func (b *Bootstrapper) Run(ctx context.Context) {
 	lastSave := time.Now()
 	tick := time.NewTicker(b.cfg.Interval)
 	defer tick.Stop()
+	kicked := false
 	for {
-		joined := len(b.cfg.Routing.RoutingTablePeers()) > 0
+		joined := len(b.cfg.Routing.RoutingTablePeers()) > 0 && !kicked
 		if !joined {
-			joined = b.attempt(ctx, &lastHint)
+			joined = b.attempt(ctx, &lastHint, kicked)
 		}
+		kicked = false
 		b.setState(joined)
 		if joined && time.Since(lastSave) > 15*time.Second {
 			b.refreshCache()
@@ -171,6 +184,8 @@ func (b *Bootstrapper) Run(ctx context.Context) {
 			b.refreshCache()
 			return
 		case <-tick.C:
+		case <-b.kick:
+			kicked = true
 		}
 	}
 }
@@ -191,8 +206,16 @@ func (b *Bootstrapper) setState(joined bool) {
 
 // attempt dials every candidate in parallel and bootstraps the DHT if any
 // answered. It reports whether the node is now joined.
-func (b *Bootstrapper) attempt(ctx context.Context, lastHint *time.Time) bool {
+func (b *Bootstrapper) attempt(ctx context.Context, lastHint *time.Time, withRT bool) bool {
 	cands := b.Candidates()
+	if withRT {
+		// After a network change: the routing table's peers first.
+		var rt []peer.AddrInfo
+		for _, p := range b.cfg.Routing.RoutingTablePeers() {
+			rt = append(rt, peer.AddrInfo{ID: p})
+		}
+		cands = append(rt, cands...)
+	}
 	if len(cands) == 0 {
 		if time.Since(*lastHint) > time.Minute {
 			b.logf("bootstrap: no peer known yet. Give one with --bootstrap /ip4/ADDR/tcp/4242/p2p/ADDRESS, " +

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/kadlan/kadlan/bootstrap"
@@ -36,6 +37,8 @@ type Config struct {
 	Reachability  string
 	DHTMode       string
 	AllowLoopback bool
+	Relay         string
+	RelayLimits   dht.RelayLimits
 	Version       string
 	Logf          func(format string, args ...any)
 }
@@ -93,20 +96,29 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	defer ln.Close()
 
 	d := &Daemon{cfg: cfg, logf: logf, mux: http.NewServeMux()}
-	var boot *bootstrap.Bootstrapper
+	// The node asks the bootstrapper for peers and the bootstrapper drives
+	// the node: boot is set once both exist.
+	var bootRef atomic.Pointer[bootstrap.Bootstrapper]
 	node, err := dht.New(ctx, dht.Config{
 		Key:           key,
 		ListenAddrs:   cfg.Listen,
 		Reachability:  cfg.Reachability,
 		DHTMode:       cfg.DHTMode,
 		AllowLoopback: cfg.AllowLoopback,
+		Relay:         cfg.Relay,
+		RelayLimits:   cfg.RelayLimits,
 		Version:       cfg.Version,
 		Logf:          logf,
-		BootstrapPeers: func() []peer.AddrInfo {
-			if boot == nil {
-				return nil
+		OnNetworkChange: func() {
+			if b := bootRef.Load(); b != nil {
+				b.Kick()
 			}
-			return boot.Candidates()
+		},
+		BootstrapPeers: func() []peer.AddrInfo {
+			if b := bootRef.Load(); b != nil {
+				return b.Candidates()
+			}
+			return nil
 		},
 	})
 	if err != nil {
@@ -114,7 +126,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	}
 	defer node.Close()
 	d.Node = node
-	boot = bootstrap.New(bootstrap.Config{
+	boot := bootstrap.New(bootstrap.Config{
 		Host:      node.Host,
 		Routing:   routing{node},
 		CachePath: filepath.Join(cfg.StateDir, CacheFile),
@@ -124,6 +136,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 		Logf:      logf,
 	})
 	d.Boot = boot
+	bootRef.Store(boot)
 	logf("kadlan %s: address %s", cfg.Version, node.ID())
 	for _, a := range node.ShareableAddrs() {
 		logf("listening: %s", a)

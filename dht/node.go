@@ -7,7 +7,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -18,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/host/eventbus"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
@@ -74,6 +77,14 @@ type Config struct {
 	Logf func(format string, args ...any)
 	// Version is reported in status.
 	Version string
+	// Relay: "auto" (or empty) runs the circuit-relay-v2 service while the
+	// node is publicly reachable, "on" always, "off" never.
+	Relay string
+	// RelayLimits bound the relay service; zero fields take defaults.
+	RelayLimits RelayLimits
+	// OnNetworkChange is called after the node's interface addresses
+	// changed (roaming) and its connections were closed. May be nil.
+	OnNetworkChange func()
 	// ExtraOptions are appended to the libp2p options (tests, later features).
 	ExtraOptions []libp2p.Option
 }
@@ -88,6 +99,8 @@ type Node struct {
 
 	mu           sync.Mutex
 	reachability network.Reachability
+	relay        io.Closer
+	relayAddrs   []ma.Multiaddr
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -133,6 +146,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("dht: connection manager: %w", err)
 	}
 	filter := addrFilter(cfg.AllowLoopback)
+	nodeRef := &atomic.Pointer[Node]{} // set once the node exists
 	opts := []libp2p.Option{
 		libp2p.Identity(cfg.Key),
 		libp2p.ListenAddrs(listenMA...),
@@ -147,9 +161,14 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.ConnectionManager(cm),
 		libp2p.DisableMetrics(),
 		libp2p.UserAgent("kadlan/" + cfg.Version),
-		libp2p.AddrsFactory(func(as []ma.Multiaddr) []ma.Multiaddr { return filter(as) }),
+		libp2p.AddrsFactory(addrsFactory(filter, nodeRef)),
 		libp2p.EnableNATService(),
 	}
+	natOpts, err := natOptions(cfg, nodeRef)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, natOpts...)
 	switch reach {
 	case network.ReachabilityPublic:
 		opts = append(opts, libp2p.ForceReachabilityPublic())
@@ -176,10 +195,38 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	cctx, cancel := context.WithCancel(context.Background())
 	n := &Node{Host: h, DHT: d, cfg: cfg, started: time.Now(), logf: logf, cancel: cancel, reachability: reach}
+	nodeRef.Store(n)
+	if err := n.watchRelayDeaths(cctx); err != nil {
+		n.Close()
+		return nil, err
+	}
+	if err := n.watchRelayAddrs(cctx); err != nil {
+		n.Close()
+		return nil, err
+	}
 	if err := n.watchReachability(cctx); err != nil {
 		n.Close()
 		return nil, err
 	}
+	if reach == network.ReachabilityUnknown {
+		// libp2p's AutoRelay starts looking for relays only on a
+		// reachability event, and AutoNAT emits its first one after a 15 s
+		// boot delay plus dial-backs. Say "unknown" now (it is the truth)
+		// so that a node behind NAT reserves relay slots within a second;
+		// AutoNAT's verdict follows and overrides it.
+		if em, err := h.EventBus().Emitter(new(event.EvtLocalReachabilityChanged), eventbus.Stateful); err == nil {
+			em.Emit(event.EvtLocalReachabilityChanged{Reachability: network.ReachabilityUnknown})
+			em.Close()
+		}
+	}
+	if cfg.Relay == "on" {
+		if err := n.startRelay(); err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.watchInterfaces(cctx, time.Second) }()
 	return n, nil
 }
 
@@ -189,6 +236,9 @@ func (n *Node) Close() error {
 	n.once.Do(func() {
 		n.cancel()
 		n.wg.Wait()
+		if n.relay != nil {
+			n.relay.Close()
+		}
 		err = errors.Join(n.DHT.Close(), n.Host.Close())
 	})
 	return err

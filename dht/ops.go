@@ -12,7 +12,6 @@ import (
 	"github.com/kadlan/kadlan/api"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
@@ -243,8 +242,10 @@ func (n *Node) lookup(ctx context.Context, id peer.ID) ([]ma.Multiaddr, error) {
 	}
 }
 
-// Connect makes sure there is a connection to id, looking it up first when
-// its addresses are not known.
+// Connect makes sure there is a connection to id. It dials the addresses
+// it knows and, at the same time, looks id up in the DHT and dials what the
+// lookup returns: known addresses may be stale (the peer roamed, its relay
+// changed), and waiting for them to time out first would cost seconds.
 func (n *Node) Connect(ctx context.Context, id peer.ID) error {
 	if id == n.ID() {
 		return errors.New("that is this node's own address")
@@ -252,26 +253,43 @@ func (n *Node) Connect(ctx context.Context, id peer.ID) error {
 	if n.Host.Network().Connectedness(id) == network.Connected {
 		return nil
 	}
-	ai := peer.AddrInfo{ID: id}
-	if len(n.Host.Peerstore().Addrs(id)) == 0 {
-		found, err := n.DHT.FindPeer(ctx, id)
+	ctx = network.WithAllowLimitedConn(ctx, "kadlan")
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, 2)
+	attempts := 1
+	if len(n.Host.Peerstore().Addrs(id)) > 0 {
+		attempts = 2
+		go func() { errs <- n.Host.Connect(ctx, peer.AddrInfo{ID: id}) }()
+	}
+	go func() {
+		addrs, err := n.lookup(ctx, id)
+		if err == nil && len(addrs) == 0 {
+			var ai peer.AddrInfo
+			ai, err = n.DHT.FindPeer(ctx, id)
+			addrs = ai.Addrs
+		}
 		if err != nil {
-			return fmt.Errorf("finding %s: %w", id, err)
+			errs <- fmt.Errorf("finding %s: %w", id, err)
+			return
 		}
-		ai = found
+		if len(addrs) == 0 {
+			errs <- fmt.Errorf("%s: %w", id, ErrNotFound)
+			return
+		}
+		errs <- n.Host.Connect(ctx, peer.AddrInfo{ID: id, Addrs: addrs})
+	}()
+	var first error
+	for i := 0; i < attempts; i++ {
+		err := <-errs
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
 	}
-	n.Host.Peerstore().AddAddrs(id, ai.Addrs, peerstore.TempAddrTTL)
-	if err := n.Host.Connect(network.WithAllowLimitedConn(ctx, "kadlan"), ai); err != nil {
-		// Cached addresses may be stale: look up and try once more.
-		found, ferr := n.DHT.FindPeer(ctx, id)
-		if ferr != nil {
-			return fmt.Errorf("connecting to %s: %w", id, err)
-		}
-		if err := n.Host.Connect(network.WithAllowLimitedConn(ctx, "kadlan"), found); err != nil {
-			return fmt.Errorf("connecting to %s: %w", id, err)
-		}
-	}
-	return nil
+	return fmt.Errorf("connecting to %s: %w", id, first)
 }
 
 // Ping connects to id (through the DHT if needed) and measures count RTTs
@@ -286,6 +304,7 @@ func (n *Node) Ping(ctx context.Context, id peer.ID, count int, interval time.Du
 		return res, err
 	}
 	res.ConnectMs = ms(time.Since(start))
+	res.ConnectPath, res.ConnectVia = PathOf(n.Host.Network().ConnsToPeer(id))
 	var lastErr error
 	for i := 0; i < count; i++ {
 		if i > 0 {
@@ -314,19 +333,31 @@ func (n *Node) Ping(ctx context.Context, id peer.ID, count int, interval time.Du
 }
 
 func (n *Node) pingOnce(ctx context.Context, id peer.ID) (time.Duration, error) {
-	pctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(ctx, "kadlan-ping"), 10*time.Second)
+	pctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(ctx, "kadlan-ping"), 5*time.Second)
 	defer cancel()
 	if n.Host.Network().Connectedness(id) != network.Connected {
 		if err := n.Connect(pctx, id); err != nil {
 			return 0, err
 		}
 	}
+	sent := time.Now()
 	r, ok := <-ping.Ping(pctx, n.Host, id)
 	if !ok {
 		return 0, errors.New("ping aborted")
 	}
+	if r.Error != nil && (ctx.Err() == nil || time.Since(sent) >= deadConnAfter) {
+		// A ping that fails, or goes unanswered for seconds, on an open
+		// connection means the connection is dead (the peer roamed, its
+		// relay died): drop it so the next attempt dials afresh instead of
+		// waiting half a minute for keep-alives to notice.
+		n.Host.Network().ClosePeer(id)
+	}
 	return r.RTT, r.Error
 }
+
+// deadConnAfter is how long a ping may go unanswered before the connection
+// it used is considered dead.
+const deadConnAfter = 2 * time.Second
 
 func strs(as []ma.Multiaddr) []string {
 	out := make([]string, 0, len(as))

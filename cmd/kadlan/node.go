@@ -62,6 +62,11 @@ func daemonCommand() *cli.Command {
 			&cli.BoolFlag{Name: "mdns", Usage: "discover peers on the local network with mDNS"},
 			&cli.StringFlag{Name: "reachability", Value: "auto", Usage: "auto, public or private: whether others can dial this node"},
 			&cli.StringFlag{Name: "dht-mode", Value: "auto", Usage: "auto, server or client (auto: server when publicly reachable)"},
+			&cli.StringFlag{Name: "relay", Value: "auto", Usage: "relay for others: auto (while publicly reachable), on or off"},
+			&cli.IntFlag{Name: "relay-reservations", Value: dht.DefaultRelayLimits.Reservations, Usage: "relay slots held for other nodes"},
+			&cli.IntFlag{Name: "relay-circuits", Value: dht.DefaultRelayLimits.CircuitsPerPeer, Usage: "relayed connections per peer"},
+			&cli.DurationFlag{Name: "relay-circuit-duration", Value: dht.DefaultRelayLimits.CircuitDuration, Usage: "reset a relayed connection after `DURATION` (the link reconnects)"},
+			&cli.Int64Flag{Name: "relay-circuit-mib", Value: dht.DefaultRelayLimits.CircuitBytes >> 20, Usage: "reset a relayed connection after this many MiB each way"},
 			&cli.BoolFlag{Name: "allow-loopback", Hidden: true, Usage: "advertise loopback addresses (tests on one host)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -81,8 +86,16 @@ func daemonCommand() *cli.Command {
 				Reachability:  c.String("reachability"),
 				DHTMode:       c.String("dht-mode"),
 				AllowLoopback: c.Bool("allow-loopback"),
-				Version:       version,
-				Logf:          lg.Printf,
+				Relay:         c.String("relay"),
+				RelayLimits: dht.RelayLimits{
+					Reservations:      c.Int("relay-reservations"),
+					ReservationsPerIP: dht.DefaultRelayLimits.ReservationsPerIP,
+					CircuitsPerPeer:   c.Int("relay-circuits"),
+					CircuitDuration:   c.Duration("relay-circuit-duration"),
+					CircuitBytes:      c.Int64("relay-circuit-mib") << 20,
+				},
+				Version: version,
+				Logf:    lg.Printf,
 			}, nil)
 			if err != nil {
 				return userErrorf("daemon: %v", err)

@@ -234,7 +234,12 @@ func (l *Lab) PublicHost(name string) *Host {
 	return h
 }
 
-// NATRouter adds a router whose WAN side is on the Internet (upstream nil)
+// NATRouter adds a router like a home router: masquerade on its WAN side,
+// stateful forwarding (only replies come in), and a WAN input firewall that
+// drops unsolicited packets silently (so that, as on real routers, a
+// hole-punch packet arriving early leaves no conntrack entry behind that
+// would force the router to pick another port for its own side's packet).
+// Its WAN side is on the Internet (upstream nil)
 // or on the LAN of another router (double NAT), with a private LAN behind.
 func (l *Lab) NATRouter(name string, kind NAT, upstream *Host) *Host {
 	var r *Host
@@ -262,11 +267,15 @@ func (l *Lab) NATRouter(name string, kind NAT, upstream *Host) *Host {
 		out = `oifname "wan" tcp dport 443 accept`
 	}
 	rules := fmt.Sprintf(`table ip kadlan_lab {
-  chain post { type nat hook postrouting priority 100; oifname "wan" %s; }
-  chain fwd {
+  chain kl_post { type nat hook postrouting priority 100; oifname "wan" %s; }
+  chain kl_forward {
     type filter hook forward priority 0; policy drop;
     ct state established,related accept
     iifname "br0" %s
+  }
+  chain kl_input {
+    type filter hook input priority 0; policy accept;
+    iifname "wan" ct state != established,related drop
   }
 }
 `, masq, out)

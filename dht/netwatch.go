@@ -1,0 +1,66 @@
+package dht
+
+import (
+	"context"
+	"net"
+	"sort"
+	"strings"
+	"time"
+)
+
+// watchInterfaces polls the machine's interface addresses and, when they
+// change (a laptop moved to another network, a new DHCP lease, another NAT),
+// closes every connection at once and tells OnNetworkChange. Connections
+// bound to a vanished address are dead but would otherwise linger until
+// keep-alives time out (30 s and more); closing them makes the node redial
+// its DHT neighbours and relays from the new address, and lets peers that
+// look it up find its new relay and observed addresses within seconds.
+func (n *Node) watchInterfaces(ctx context.Context, every time.Duration) {
+	last := interfaceFingerprint()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		cur := interfaceFingerprint()
+		if cur == last {
+			continue
+		}
+		n.logf("dht: network changed (%s -> %s): reconnecting", orDash(last), orDash(cur))
+		last = cur
+		for _, c := range n.Host.Network().Conns() {
+			c.Close()
+		}
+		if n.cfg.OnNetworkChange != nil {
+			n.cfg.OnNetworkChange()
+		}
+	}
+}
+
+// interfaceFingerprint lists the global unicast addresses of the machine.
+func interfaceFingerprint() string {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return ""
+	}
+	var out []string
+	for _, a := range addrs {
+		ipn, ok := a.(*net.IPNet)
+		if !ok || !ipn.IP.IsGlobalUnicast() {
+			continue
+		}
+		out = append(out, ipn.String())
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
