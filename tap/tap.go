@@ -9,7 +9,10 @@
 package tap
 
 import (
+	"errors"
+	"net"
 	"net/netip"
+	"os"
 
 	"github.com/kadlan/kadlan/tap/ether"
 )
@@ -63,4 +66,13 @@ type Addresser interface {
 	AddAddr(p netip.Prefix) error
 	// SetUp brings the interface administratively up (true) or down.
 	SetUp(up bool) error
+}
+
+// mapClosed turns the os package's "file already closed" into
+// net.ErrClosed, which the Device contract promises.
+func mapClosed(err error) error {
+	if errors.Is(err, os.ErrClosed) {
+		return net.ErrClosed
+	}
+	return err
 }

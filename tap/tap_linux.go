@@ -1,7 +1,6 @@
 package tap
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -121,13 +120,6 @@ func Create(cfg Config) (*Linux, error) {
 		}
 	}
 	return d, nil
-}
-
-func mapClosed(err error) error {
-	if errors.Is(err, os.ErrClosed) {
-		return net.ErrClosed
-	}
-	return err
 }
 
 // Read implements Device. With VnetHdr the frame is preceded by its
