@@ -21,10 +21,10 @@
 // from that range by a hash of (seed, x, i, draw), skipping nodes that the
 // churn model says were not alive at x's last refresh. This gives the
 // routing table a well-maintained node would have after long uptime, at a
-// memory cost of O(N) (about 60 bytes per node), so lookups run at 10^6 nodes
-// on a laptop. Lookups are iterative with alpha RPCs in flight, as in
-// go-libp2p-kad-dht; disjoint-path lookups (S/Kademlia) run d paths that
-// never share a queried node.
+// memory cost of O(N) (about 100 bytes per node): lookups run at 10^6 nodes
+// in 123 MiB and at 10^7 nodes in 653 MiB. Lookups are iterative with alpha
+// RPCs in flight, as in go-libp2p-kad-dht; disjoint-path lookups
+// (S/Kademlia) run d paths that never share a queried node.
 //
 // # Geography (geo.go)
 //

@@ -8,9 +8,20 @@ import (
 )
 
 func init() {
-	models["rooted"] = modelDef{run: runRootedModel, plotsFor: rootedPlots,
+	models["rooted"] = modelDef{run: runRootedModel, plotsFor: rootedPlots, summaryFor: rootedSummary,
 		summary: []string{"rooted_ttfp_ms_p50", "rooted_ttfp_ms_p99", "rootless_ttfp_ms_p50", "rootless_ttfp_ms_p99",
 			"rooted_top1pct_share", "rootless_top1pct_share", "rooted_success_blocked", "rootless_success_blocked"}}
+}
+
+func rootedSummary(c Config) []string {
+	if len(c.RootShares) == 0 {
+		return models["rooted"].summary
+	}
+	out := []string{"rootless_ttfp_ms_p99"}
+	for _, s := range c.RootShares {
+		out = append(out, rootShareLabel(s)+"_ttfp_ms_p99")
+	}
+	return append(out, "rootless_top1pct_share")
 }
 
 func rootShareLabel(s float64) string { return fmt.Sprintf("rooted_share_%g", s) }

@@ -160,6 +160,9 @@ func writeAtomic(path string, data []byte) error {
 // Summary writes a short table of the model's key metrics, one row per point.
 func (r *Results) Summary(w io.Writer) {
 	cols := models[r.Config.Model].summary
+	if f := models[r.Config.Model].summaryFor; f != nil {
+		cols = f(r.Config)
+	}
 	if len(cols) == 0 {
 		cols = r.MetricNames()
 	}

@@ -38,6 +38,8 @@ type modelDef struct {
 	// the config).
 	plotsFor func(c Config) []PlotSpec
 	summary  []string // metrics shown in the terminal table
+	// summaryFor, when set, replaces summary.
+	summaryFor func(c Config) []string
 }
 
 var models = map[string]modelDef{}
