@@ -393,3 +393,7 @@ func TestSwitchBridging(t *testing.T) {
 		t.Fatal("aged-out bridged address still used")
 	}
 }
+
+func arpRequestFrame(mac ether.MAC, ip, target netip.Addr) []byte {
+	return ether.AppendARPFrame(nil, ether.Broadcast, mac, ether.ARP{Op: ether.ARPRequest, SenderMAC: mac, SenderIP: ip, TargetIP: target})
+}
