@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // watchInterfaces polls the machine's interface addresses and, when they
@@ -31,12 +33,32 @@ func (n *Node) watchInterfaces(ctx context.Context, every time.Duration) {
 		}
 		n.logf("dht: network changed (%s -> %s): reconnecting", orDash(last), orDash(cur))
 		last = cur
+		prev := n.Host.Network().Peers()
 		for _, c := range n.Host.Network().Conns() {
 			c.Close()
 		}
 		if n.cfg.OnNetworkChange != nil {
 			n.cfg.OnNetworkChange()
 		}
+		n.reconnect(ctx, prev)
+	}
+}
+
+// reconnect dials again, in parallel, the peers the node was connected to
+// before its network changed: they hold the dead half of those connections,
+// and a fresh connection from the new address is what tells them where the
+// node is now.
+func (n *Node) reconnect(ctx context.Context, peers []peer.ID) {
+	for _, p := range peers {
+		n.wg.Add(1)
+		go func(p peer.ID) {
+			defer n.wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			defer cancel()
+			if err := n.Connect(cctx, p); err != nil {
+				n.logf("dht: reconnecting to %s: %v", p, err)
+			}
+		}(p)
 	}
 }
 

@@ -225,8 +225,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go func() { defer n.wg.Done(); n.watchInterfaces(cctx, time.Second) }()
+	go func() { defer n.wg.Done(); n.keepRelaysAlive(cctx) }()
 	return n, nil
 }
 

@@ -1,10 +1,13 @@
 package dht
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strings"
 	"time"
@@ -210,6 +213,20 @@ func (n *Node) lookup(ctx context.Context, id peer.ID) ([]ma.Multiaddr, error) {
 		ps, err := n.DHT.GetClosestPeers(qctx, string(id))
 		done <- result{ps, err}
 	}()
+	// Peers may hold addresses of different ages (the target roamed):
+	// after the first answer naming the target, keep collecting for a
+	// short grace period and return the union, so the dial can race them.
+	var found []ma.Multiaddr
+	seen := map[string]bool{}
+	collect := func(as []ma.Multiaddr) {
+		for _, a := range as {
+			if k := string(a.Bytes()); !seen[k] {
+				seen[k] = true
+				found = append(found, a)
+			}
+		}
+	}
+	var grace <-chan time.Time
 	for {
 		select {
 		case ev, ok := <-events:
@@ -221,26 +238,37 @@ func (n *Node) lookup(ctx context.Context, id peer.ID) ([]ma.Multiaddr, error) {
 				continue
 			}
 			if ev.ID == id {
-				return n.Host.Peerstore().Addrs(id), nil
+				// The target answered: its own peerstore entry is fresh.
+				collect(n.Host.Peerstore().Addrs(id))
+				return found, nil
 			}
 			for _, r := range ev.Responses {
 				if r.ID == id && len(r.Addrs) > 0 {
-					return r.Addrs, nil
+					collect(r.Addrs)
+					if grace == nil {
+						grace = time.After(lookupGrace)
+					}
 				}
 			}
+		case <-grace:
+			return found, nil
 		case r := <-done:
-			if r.err != nil {
+			if r.err != nil && len(found) == 0 {
 				return nil, r.err
 			}
 			for _, p := range r.peers {
 				if p == id {
-					return n.Host.Peerstore().Addrs(id), nil
+					collect(n.Host.Peerstore().Addrs(id))
 				}
 			}
-			return nil, nil
+			return found, nil
 		}
 	}
 }
+
+// lookupGrace is how long a lookup keeps collecting addresses after a first
+// peer named the target.
+const lookupGrace = 100 * time.Millisecond
 
 // Connect makes sure there is a connection to id. It dials the addresses
 // it knows and, at the same time, looks id up in the DHT and dials what the
@@ -315,7 +343,7 @@ func (n *Node) Ping(ctx context.Context, id peer.ID, count int, interval time.Du
 			}
 		}
 		res.Sent++
-		rtt, err := n.pingOnce(ctx, id)
+		rtt, conn, err := n.pingOnce(ctx, id)
 		if err != nil {
 			lastErr = err
 			n.logf("dht: ping %s: %v", id, err)
@@ -323,7 +351,7 @@ func (n *Node) Ping(ctx context.Context, id peer.ID, count int, interval time.Du
 		}
 		res.Received++
 		res.RTTms = append(res.RTTms, ms(rtt))
-		res.Path, res.Via = PathOf(n.Host.Network().ConnsToPeer(id))
+		res.Path, res.Via = PathOf([]network.Conn{conn})
 		res.Paths = append(res.Paths, res.Path)
 	}
 	if res.Received == 0 {
@@ -332,32 +360,56 @@ func (n *Node) Ping(ctx context.Context, id peer.ID, count int, interval time.Du
 	return res, nil
 }
 
-func (n *Node) pingOnce(ctx context.Context, id peer.ID) (time.Duration, error) {
+func (n *Node) pingOnce(ctx context.Context, id peer.ID) (time.Duration, network.Conn, error) {
 	pctx, cancel := context.WithTimeout(network.WithAllowLimitedConn(ctx, "kadlan-ping"), 5*time.Second)
 	defer cancel()
 	if n.Host.Network().Connectedness(id) != network.Connected {
 		if err := n.Connect(pctx, id); err != nil {
-			return 0, err
+			return 0, nil, err
 		}
 	}
-	sent := time.Now()
-	r, ok := <-ping.Ping(pctx, n.Host, id)
-	if !ok {
-		return 0, errors.New("ping aborted")
+	s, err := n.Host.NewStream(pctx, id, ping.ID)
+	if err != nil {
+		return 0, nil, err
 	}
-	if r.Error != nil && (ctx.Err() == nil || time.Since(sent) >= deadConnAfter) {
-		// A ping that fails, or goes unanswered for seconds, on an open
-		// connection means the connection is dead (the peer roamed, its
-		// relay died): drop it so the next attempt dials afresh instead of
-		// waiting half a minute for keep-alives to notice.
-		n.Host.Network().ClosePeer(id)
+	conn := s.Conn()
+	rtt, err := pingStream(pctx, s)
+	if err != nil {
+		s.Reset()
+		// A ping that fails on an open connection means that connection is
+		// dead (the peer roamed, its relay died): close it, and only it, so
+		// the next attempt uses or dials another instead of waiting half a
+		// minute for keep-alives to notice.
+		conn.Close()
+		return 0, conn, err
 	}
-	return r.RTT, r.Error
+	s.Close()
+	return rtt, conn, nil
 }
 
-// deadConnAfter is how long a ping may go unanswered before the connection
-// it used is considered dead.
-const deadConnAfter = 2 * time.Second
+// pingStream runs one round of libp2p's ping protocol (/ipfs/ping/1.0.0:
+// 32 random bytes echoed back) on s.
+func pingStream(ctx context.Context, s network.Stream) (time.Duration, error) {
+	if dl, ok := ctx.Deadline(); ok {
+		s.SetDeadline(dl)
+	}
+	buf := make([]byte, 2*ping.PingSize)
+	if _, err := rand.Read(buf[:ping.PingSize]); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	if _, err := s.Write(buf[:ping.PingSize]); err != nil {
+		return 0, fmt.Errorf("ping: %w", err)
+	}
+	if _, err := io.ReadFull(s, buf[ping.PingSize:]); err != nil {
+		return 0, fmt.Errorf("ping: no reply: %w", err)
+	}
+	rtt := time.Since(start)
+	if !bytes.Equal(buf[:ping.PingSize], buf[ping.PingSize:]) {
+		return 0, errors.New("ping: reply does not match")
+	}
+	return rtt, nil
+}
 
 func strs(as []ma.Multiaddr) []string {
 	out := make([]string, 0, len(as))

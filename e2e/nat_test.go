@@ -57,8 +57,14 @@ func waitRelayed(t *testing.T, n *netlab.Node) api.Status {
 		if err := n.JSON(&st, "status"); err != nil {
 			return err
 		}
-		if len(st.RelayAddrs) < 2 {
-			return fmt.Errorf("%s holds %d relay addresses, want >= 2 (routing table %d, reachability %s)", n.Host.Name, len(st.RelayAddrs), st.RoutingTable, st.Reachability)
+		relays := map[string]bool{}
+		for _, a := range st.RelayAddrs {
+			if i := strings.Index(a, "/p2p/"); i >= 0 {
+				relays[strings.SplitN(a[i+5:], "/", 2)[0]] = true
+			}
+		}
+		if len(relays) < 2 {
+			return fmt.Errorf("%s holds reservations on %d relays, want >= 2 (routing table %d, reachability %s)", n.Host.Name, len(relays), st.RoutingTable, st.Reachability)
 		}
 		return nil
 	})

@@ -1,0 +1,91 @@
+package dht
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
+)
+
+// Relay keep-alive timing.
+const (
+	keepaliveEvery   = 5 * time.Second
+	keepaliveTimeout = 3 * time.Second
+)
+
+// keepRelaysAlive pings, every few seconds, each relay this node depends
+// on: the relays holding its reservations and those carrying its relayed
+// connections. A relay that died without closing its connections (a crash,
+// a cable pulled; QUIC sends nothing then) is noticed within seconds instead
+// of at the 30 s idle timeout: its connection is closed, AutoRelay reserves
+// elsewhere and watchRelayDeaths drops the circuits through it. The pings
+// also keep NAT mappings towards the relays fresh.
+func (n *Node) keepRelaysAlive(ctx context.Context) {
+	t := time.NewTicker(keepaliveEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		var wg sync.WaitGroup
+		for _, r := range n.relaysInUse() {
+			wg.Add(1)
+			go func(r peer.ID) {
+				defer wg.Done()
+				n.probe(ctx, r)
+			}(r)
+		}
+		wg.Wait()
+	}
+}
+
+func (n *Node) relaysInUse() []peer.ID {
+	set := map[peer.ID]bool{}
+	n.mu.Lock()
+	for _, a := range n.relayAddrs {
+		if id, err := peer.Decode(relayOf(a)); err == nil {
+			set[id] = true
+		}
+	}
+	n.mu.Unlock()
+	for _, c := range n.Host.Network().Conns() {
+		if isCircuit(c.RemoteMultiaddr()) {
+			if id, err := peer.Decode(relayOf(c.RemoteMultiaddr())); err == nil {
+				set[id] = true
+			}
+		}
+	}
+	out := make([]peer.ID, 0, len(set))
+	for id := range set {
+		out = append(out, id)
+	}
+	return out
+}
+
+// probe pings r over its current direct connection and closes that
+// connection when r does not answer.
+func (n *Node) probe(ctx context.Context, r peer.ID) {
+	if n.Host.Network().Connectedness(r) != network.Connected {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, keepaliveTimeout)
+	defer cancel()
+	s, err := n.Host.NewStream(network.WithNoDial(pctx, "keepalive"), r, ping.ID)
+	if err != nil {
+		return
+	}
+	if _, err := pingStream(pctx, s); err != nil {
+		s.Reset()
+		if ctx.Err() == nil {
+			n.logf("dht: relay %s does not answer: closing its connection", r)
+			s.Conn().Close()
+		}
+		return
+	}
+	s.Close()
+}
