@@ -22,7 +22,7 @@ type Device struct {
 	mac  ether.MAC
 	mtu  int
 
-	in   chan []byte // frames to be read from this end
+	in   chan *[]byte // frames to be read from this end
 	peer *Device
 
 	closeOnce *sync.Once    // shared by both ends
@@ -44,8 +44,8 @@ func NewPair(macA, macB ether.MAC, mtu, depth int) (*Device, *Device) {
 	once := new(sync.Once)
 	maxFrame := mtu + ether.HeaderLen + 4
 	pool := &sync.Pool{New: func() any { b := make([]byte, maxFrame); return &b }}
-	a := &Device{name: "mem-a", mac: macA, mtu: mtu, in: make(chan []byte, depth), closed: closed, closeOnce: once, pool: pool}
-	b := &Device{name: "mem-b", mac: macB, mtu: mtu, in: make(chan []byte, depth), closed: closed, closeOnce: once, pool: pool}
+	a := &Device{name: "mem-a", mac: macA, mtu: mtu, in: make(chan *[]byte, depth), closed: closed, closeOnce: once, pool: pool}
+	b := &Device{name: "mem-b", mac: macB, mtu: mtu, in: make(chan *[]byte, depth), closed: closed, closeOnce: once, pool: pool}
 	a.peer, b.peer = b, a
 	return a, b
 }
@@ -55,19 +55,27 @@ func (d *Device) Read(buf []byte) (int, error) {
 	select {
 	case <-d.closed:
 		return 0, net.ErrClosed
-	case f := <-d.in:
+	case fp := <-d.in:
+		f := *fp
 		n := copy(buf, f)
 		if n < len(f) {
 			n = len(f)
 		}
-		d.put(f)
+		d.put(fp)
 		return n, nil
 	}
 }
 
-func (d *Device) put(f []byte) {
-	f = f[:cap(f)]
-	d.pool.Put(&f)
+func (d *Device) put(fp *[]byte) {
+	*fp = (*fp)[:cap(*fp)]
+	d.pool.Put(fp)
+}
+
+// get returns a pooled buffer holding a copy of frame.
+func (d *Device) get(frame []byte) *[]byte {
+	fp := d.pool.Get().(*[]byte)
+	*fp = (*fp)[:copy(*fp, frame)]
+	return fp
 }
 
 func (d *Device) check(frame []byte) error {
@@ -91,10 +99,10 @@ func (d *Device) Write(frame []byte) (int, error) {
 		return 0, net.ErrClosed
 	default:
 	}
-	f := *(d.pool.Get().(*[]byte))
-	f = f[:copy(f, frame)]
+	f := d.get(frame)
 	select {
 	case <-d.closed:
+		d.put(f)
 		return 0, net.ErrClosed
 	case d.peer.in <- f:
 		return len(frame), nil
@@ -112,8 +120,7 @@ func (d *Device) TryWrite(frame []byte) (bool, error) {
 		return false, net.ErrClosed
 	default:
 	}
-	f := *(d.pool.Get().(*[]byte))
-	f = f[:copy(f, frame)]
+	f := d.get(frame)
 	select {
 	case d.peer.in <- f:
 		return true, nil

@@ -1,0 +1,306 @@
+package overlay
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/kadlan/kadlan/tap"
+	"github.com/kadlan/kadlan/tap/ether"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// EngineConfig configures an Engine. Zero fields take the defaults.
+type EngineConfig struct {
+	// Logf receives diagnostics; nil discards them. It must be safe for
+	// concurrent use.
+	Logf func(format string, args ...any)
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// QueueBytes bounds each link's send queue; 0 means DefaultQueueBytes.
+	QueueBytes int
+	// TickEvery is the period of Switch.Tick; 0 means 5 s.
+	TickEvery time.Duration
+	// NeedLink is called (with the engine's lock held: it must not block
+	// or call back into the Engine; start a goroutine) when the switch
+	// sends to a member that has no link, so that the daemon can dial it.
+	NeedLink func(p peer.ID)
+	// OnRecord receives MsgRecord payloads (a copy) pushed by members.
+	// Same rules as NeedLink.
+	OnRecord func(from peer.ID, record []byte)
+}
+
+// Engine drives a Switch with real I/O, the way etcd's node drives a
+// RawNode: one goroutine reads the device, each member link has a reader
+// goroutine and a writer goroutine that sends batches from its Queue, and a
+// ticker calls Switch.Tick. The daemon authenticates a stream (Hello,
+// Membership.Authorize) and hands it over with AddLink.
+type Engine struct {
+	cfg EngineConfig
+	dev tap.Device
+
+	mu     sync.Mutex // guards sw, links, noLink and closed; held while dispatching
+	sw     *Switch
+	links  map[peer.ID]*engineLink
+	noLink uint64
+	closed bool
+
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+type engineLink struct {
+	peer peer.ID
+	rw   io.ReadWriteCloser
+	q    *Queue
+	done chan struct{}
+	once sync.Once
+}
+
+func (l *engineLink) close() {
+	l.once.Do(func() {
+		close(l.done)
+		l.q.Close()
+		l.rw.Close()
+	})
+}
+
+// NewEngine starts driving sw with dev. The engine owns dev: Close closes it.
+func NewEngine(sw *Switch, dev tap.Device, cfg EngineConfig) *Engine {
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.TickEvery == 0 {
+		cfg.TickEvery = 5 * time.Second
+	}
+	e := &Engine{cfg: cfg, dev: dev, sw: sw, links: map[peer.ID]*engineLink{}, stop: make(chan struct{})}
+	e.wg.Add(2)
+	go e.readDevice()
+	go e.tick()
+	return e
+}
+
+// Update runs fn with the switch under the engine's lock (SetMember,
+// RemoveMember, Membership.Sync, JoinGroup, reading counters) and then
+// closes the links of peers that are no longer members.
+func (e *Engine) Update(fn func(sw *Switch)) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	fn(e.sw)
+	for p, l := range e.links {
+		if _, ok := e.sw.members[p]; !ok {
+			delete(e.links, p)
+			l.close()
+		}
+	}
+}
+
+// Counters returns the switch counters.
+func (e *Engine) Counters() Counters {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.sw.Counters()
+}
+
+// EngineLinkStats describes one link.
+type EngineLinkStats struct {
+	Peer   peer.ID
+	Queue  QueueStats
+	Queued int
+}
+
+// Links returns the current links with their queue statistics, and the
+// number of messages dropped because their member had no link.
+func (e *Engine) Links() ([]EngineLinkStats, uint64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]EngineLinkStats, 0, len(e.links))
+	for p, l := range e.links {
+		s, n := l.q.Stats()
+		out = append(out, EngineLinkStats{Peer: p, Queue: s, Queued: n})
+	}
+	return out, e.noLink
+}
+
+// AddLink attaches an authenticated stream to member p (after the Hello),
+// replacing an existing link to p. p must be a member of the switch.
+func (e *Engine) AddLink(p peer.ID, rw io.ReadWriteCloser) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return net.ErrClosed
+	}
+	if _, ok := e.sw.members[p]; !ok {
+		return fmt.Errorf("overlay: link to %s: not a member", p)
+	}
+	if old, ok := e.links[p]; ok {
+		old.close()
+	}
+	l := &engineLink{peer: p, rw: rw, q: NewQueue(e.cfg.QueueBytes), done: make(chan struct{})}
+	e.links[p] = l
+	e.wg.Add(2)
+	go e.readLink(l)
+	go e.writeLink(l)
+	e.dispatch(e.sw.Connected(p, e.cfg.Now()))
+	return nil
+}
+
+// RemoveLink closes the link to p, if any.
+func (e *Engine) RemoveLink(p peer.ID) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if l, ok := e.links[p]; ok {
+		delete(e.links, p)
+		l.close()
+	}
+}
+
+func (e *Engine) dropLink(l *engineLink, err error) {
+	e.mu.Lock()
+	if e.links[l.peer] == l {
+		delete(e.links, l.peer)
+		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			e.cfg.Logf("overlay: link to %s: %v", l.peer, err)
+		}
+	}
+	e.mu.Unlock()
+	l.close()
+}
+
+// dispatch carries out outputs; e.mu is held.
+func (e *Engine) dispatch(outs []Output) {
+	for _, o := range outs {
+		switch o.Kind {
+		case ToLocal:
+			if _, err := e.dev.Write(o.Msg.Payload); err != nil && !errors.Is(err, net.ErrClosed) {
+				e.cfg.Logf("overlay: write %s: %v", e.dev.Name(), err)
+			}
+		case ToPeer:
+			l, ok := e.links[o.Peer]
+			if !ok {
+				e.noLink++
+				if e.cfg.NeedLink != nil {
+					e.cfg.NeedLink(o.Peer)
+				}
+				continue
+			}
+			l.q.Push(o.Msg)
+		}
+	}
+}
+
+func (e *Engine) readDevice() {
+	defer e.wg.Done()
+	buf := make([]byte, e.dev.MTU()+ether.HeaderLen+4+64)
+	for {
+		n, err := e.dev.Read(buf)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				e.cfg.Logf("overlay: read %s: %v", e.dev.Name(), err)
+			}
+			return
+		}
+		if n > len(buf) {
+			continue // truncated: larger than the MTU
+		}
+		e.mu.Lock()
+		e.dispatch(e.sw.HandleLocal(e.cfg.Now(), buf[:n]))
+		e.mu.Unlock()
+	}
+}
+
+func (e *Engine) tick() {
+	defer e.wg.Done()
+	t := time.NewTicker(e.cfg.TickEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			e.mu.Lock()
+			e.dispatch(e.sw.Tick(e.cfg.Now()))
+			e.mu.Unlock()
+		}
+	}
+}
+
+func (e *Engine) readLink(l *engineLink) {
+	defer e.wg.Done()
+	r := NewReader(l.rw, 0)
+	for {
+		m, err := r.Next()
+		if err != nil {
+			e.dropLink(l, err)
+			return
+		}
+		e.mu.Lock()
+		if e.links[l.peer] != l {
+			e.mu.Unlock()
+			return
+		}
+		if m.Kind == MsgRecord && e.cfg.OnRecord != nil {
+			e.cfg.OnRecord(l.peer, append([]byte(nil), m.Payload...))
+		} else {
+			e.dispatch(e.sw.HandleRemote(e.cfg.Now(), l.peer, m))
+		}
+		e.mu.Unlock()
+	}
+}
+
+func (e *Engine) writeLink(l *engineLink) {
+	defer e.wg.Done()
+	var spare []byte
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-l.q.Ready():
+		}
+		b := l.q.Take(spare)
+		if b == nil {
+			continue
+		}
+		if _, err := l.rw.Write(b); err != nil {
+			e.dropLink(l, err)
+			return
+		}
+		spare = b
+	}
+}
+
+// Send queues a message (for example a MsgRecord) to member p's link and
+// reports whether it was queued.
+func (e *Engine) Send(p peer.ID, m Message) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	l, ok := e.links[p]
+	return ok && l.q.Push(m)
+}
+
+// Close stops the engine: it closes the device (which unblocks a device
+// write in progress), every link, and waits for its goroutines. It is
+// idempotent.
+func (e *Engine) Close() error {
+	var err error
+	e.closeOnce.Do(func() {
+		close(e.stop)
+		err = e.dev.Close()
+		e.mu.Lock()
+		e.closed = true
+		for p, l := range e.links {
+			delete(e.links, p)
+			l.close()
+		}
+		e.mu.Unlock()
+		e.wg.Wait()
+	})
+	return err
+}

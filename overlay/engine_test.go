@@ -1,0 +1,217 @@
+package overlay
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/kadlan/kadlan/tap/ether"
+	"github.com/kadlan/kadlan/tap/taptest"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// engineNode is an Engine with the host side of its in-memory device.
+type engineNode struct {
+	*testNode
+	eng  *Engine
+	host *taptest.Device // what the "kernel" sees
+}
+
+func newEngineWorld(t testing.TB, n int) []*engineNode {
+	t.Helper()
+	w := newTestWorld(t, n, false)
+	var out []*engineNode
+	for _, nd := range w.nodes {
+		host, dev := taptest.NewPair(nd.mac, nd.mac, 0, 256)
+		out = append(out, &engineNode{testNode: nd, host: host,
+			eng: NewEngine(nd.sw, dev, EngineConfig{Logf: t.Logf, TickEvery: time.Hour})})
+	}
+	t.Cleanup(func() {
+		for _, e := range out {
+			e.eng.Close()
+		}
+	})
+	return out
+}
+
+// tcpPair returns two ends of a loopback TCP connection.
+func tcpPair(t testing.TB) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	acc := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		acc <- c
+	}()
+	c1, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c1, <-acc
+}
+
+func link(t testing.TB, a, b *engineNode) {
+	t.Helper()
+	ca, cb := tcpPair(t)
+	if err := a.eng.AddLink(b.peer, ca); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.eng.AddLink(a.peer, cb); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// hostRead reads frames from the host side until match accepts one.
+func hostRead(t testing.TB, d *taptest.Device, match func([]byte) bool) []byte {
+	t.Helper()
+	got := make(chan []byte, 1)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, err := d.Read(buf)
+			if err != nil {
+				close(got)
+				return
+			}
+			if match(buf[:n]) {
+				got <- append([]byte(nil), buf[:n]...)
+				return
+			}
+		}
+	}()
+	select {
+	case f, ok := <-got:
+		if !ok {
+			t.Fatal("device closed")
+		}
+		return f
+	case <-time.After(5 * time.Second):
+		t.Fatal("timed out waiting for a frame")
+		return nil
+	}
+}
+
+func isIPv4(f []byte) bool {
+	h, err := ether.ParseHeader(f)
+	return err == nil && h.Type == ether.TypeIPv4
+}
+
+func TestEngineEndToEnd(t *testing.T) {
+	before := runtime.NumGoroutine()
+	ns := newEngineWorld(t, 3)
+	a, b, c := ns[0], ns[1], ns[2]
+	link(t, a, b)
+	link(t, a, c)
+	link(t, b, c)
+
+	// ARP from a's host for b is answered without leaving a.
+	a.host.Write(arpRequestFrame(a.mac, a.ipv4, b.ipv4))
+	rep := hostRead(t, a.host, func(f []byte) bool { h, _ := ether.ParseHeader(f); return h.Type == ether.TypeARP })
+	if arp, _ := ether.ParseARP(rep[ether.HeaderLen:]); arp.SenderMAC != b.mac {
+		t.Fatalf("ARP answered with %v", arp.SenderMAC)
+	}
+
+	// Unicast a -> b, many frames, in order.
+	for i := range 100 {
+		f := ipv4Frame(b.mac, a.mac, a.ipv4, b.ipv4, string(rune('A'+i%26)))
+		if _, err := a.host.Write(f); err != nil {
+			t.Fatal(err)
+		}
+		got := hostRead(t, b.host, isIPv4)
+		if !bytes.Equal(got, f) {
+			t.Fatalf("frame %d differs", i)
+		}
+	}
+
+	// A broadcast from b reaches a (its unicast contact) and c (linked,
+	// hence a social neighbour).
+	bc := ipv4Frame(ether.Broadcast, b.mac, b.ipv4, netip.MustParseAddr("10.9.0.255"), "who is there")
+	b.host.Write(bc)
+	for _, nd := range []*engineNode{a, c} {
+		if got := hostRead(t, nd.host, isIPv4); !bytes.Equal(got, bc) {
+			t.Fatal("broadcast differs")
+		}
+	}
+
+	// Revocation: once a removes c, c's frames no longer reach a's host
+	// and the link is closed.
+	a.eng.Update(func(sw *Switch) { sw.RemoveMember(c.peer) })
+	if links, _ := a.eng.Links(); len(links) != 1 {
+		t.Fatalf("a still has %d links", len(links))
+	}
+	c.host.Write(ipv4Frame(a.mac, c.mac, c.ipv4, a.ipv4, "revoked"))
+	b.host.Write(ipv4Frame(a.mac, b.mac, b.ipv4, a.ipv4, "still here"))
+	got := hostRead(t, a.host, isIPv4)
+	if !bytes.HasSuffix(got, []byte("still here")) {
+		t.Fatalf("a got %q", got[34:])
+	}
+	if err := a.eng.AddLink(c.peer, nopRWC{}); err == nil {
+		t.Fatal("link to a non-member accepted")
+	}
+
+	for _, n := range ns {
+		n.eng.Close()
+		n.eng.Close()
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("%d goroutines leaked:\n%s", n-before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+type nopRWC struct{}
+
+func (nopRWC) Read([]byte) (int, error)    { select {} }
+func (nopRWC) Write(b []byte) (int, error) { return len(b), nil }
+func (nopRWC) Close() error                { return nil }
+
+func TestEngineNeedLinkAndRecords(t *testing.T) {
+	w := newTestWorld(t, 2, false)
+	a, b := w.nodes[0], w.nodes[1]
+	need := make(chan peer.ID, 4)
+	recs := make(chan []byte, 1)
+	hostA, devA := taptest.NewPair(a.mac, a.mac, 0, 16)
+	hostB, devB := taptest.NewPair(b.mac, b.mac, 0, 16)
+	ea := NewEngine(a.sw, devA, EngineConfig{NeedLink: func(p peer.ID) { need <- p }})
+	eb := NewEngine(b.sw, devB, EngineConfig{OnRecord: func(_ peer.ID, r []byte) { recs <- r }})
+	defer ea.Close()
+	defer eb.Close()
+	hostA.Write(ipv4Frame(b.mac, a.mac, a.ipv4, b.ipv4, "x"))
+	select {
+	case p := <-need:
+		if p != b.peer {
+			t.Fatal(p)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("NeedLink not called")
+	}
+	if _, dropped := ea.Links(); dropped != 1 {
+		t.Fatalf("dropped %d", dropped)
+	}
+	ca, cb := tcpPair(t)
+	ea.AddLink(b.peer, ca)
+	eb.AddLink(a.peer, cb)
+	if !ea.Send(b.peer, Message{Kind: MsgRecord, Payload: []byte{1, 3, 5}}) {
+		t.Fatal("Send failed")
+	}
+	select {
+	case r := <-recs:
+		if !bytes.Equal(r, []byte{1, 3, 5}) {
+			t.Fatal(r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("record not received")
+	}
+	_ = hostB
+}
