@@ -366,3 +366,41 @@ func (m *Membership) Sync(sw *Switch, now time.Time) (removed []peer.ID) {
 	}
 	return removed
 }
+
+// NetworkInfo is one object of `kadlan networks --json`.
+type NetworkInfo struct {
+	Network   NetworkID       `json:"network"`
+	Name      string          `json:"name"`
+	Status    Status          `json:"status"`
+	Private   bool            `json:"private"`
+	Owner     peer.ID         `json:"owner,omitempty"`
+	IsOwner   bool            `json:"is_owner"`
+	Interface string          `json:"interface"`
+	MAC       string          `json:"mac"`
+	IPv4      []string        `json:"ipv4"` // CIDR strings
+	IPv6      []string        `json:"ipv6"` // CIDR strings
+	MTU       int             `json:"mtu"`
+	Broadcast BroadcastParams `json:"broadcast"`
+	Expires   time.Time       `json:"expires,omitzero"` // own certificate
+	Members   []MemberInfo    `json:"members"`
+}
+
+// Info summarises the membership at now. The daemon may refine Status
+// (for example report "pending" until the first link is up).
+func (m *Membership) Info(now time.Time) NetworkInfo {
+	ni := NetworkInfo{Network: m.ID, Status: m.Status(now), Interface: m.Interface, MAC: m.MAC().String(),
+		IPv4: []string{}, IPv6: []string{netip.PrefixFrom(m.IPv6(), 64).String()}, Members: m.Members(now)}
+	if o, ok := m.Owner(); ok {
+		ni.Owner, ni.IsOwner = o, o == m.Self
+	}
+	if m.Def != nil {
+		ni.Name, ni.Private, ni.MTU, ni.Broadcast = m.Def.Name, m.Def.Private, m.Def.MTU, m.Def.Broadcast
+		if p := m.IPv4(now); p.IsValid() {
+			ni.IPv4 = append(ni.IPv4, p.String())
+		}
+	}
+	if m.Cert != nil {
+		ni.Expires = m.Cert.Expires
+	}
+	return ni
+}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -207,5 +208,38 @@ func TestWriteFileAtomic(t *testing.T) {
 	}
 	if err := WriteFileAtomic(filepath.Join(t.TempDir(), "no", "dir"), nil, 0o600); err == nil {
 		t.Fatal("write into a missing directory succeeded")
+	}
+}
+
+func TestMembershipInfoJSON(t *testing.T) {
+	owner, ownerID := testKey(t, 1)
+	def := testDef(t, owner, false)
+	m := NewMembership(def.ID(), ownerID, t0)
+	m.Interface = "kl0"
+	m.SetDefinition(def)
+	_, p := testKey(t, 5)
+	m.Authorize(p, nil, t0)
+	b, err := json.Marshal(m.Info(t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	json.Unmarshal(b, &got)
+	for _, k := range []string{"network", "name", "status", "interface", "mac", "ipv4", "ipv6", "members", "broadcast"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("field %q missing in %s", k, b)
+		}
+	}
+	if got["network"] != def.ID().String() || got["status"] != "ok" || got["is_owner"] != true {
+		t.Fatalf("%s", b)
+	}
+	if v4 := got["ipv4"].([]any); len(v4) != 1 || !strings.HasSuffix(v4[0].(string), "/24") {
+		t.Fatalf("ipv4 %v", v4)
+	}
+	if v6 := got["ipv6"].([]any); len(v6) != 1 || !strings.HasPrefix(v6[0].(string), "fd") {
+		t.Fatalf("ipv6 %v", v6)
+	}
+	if ms := got["members"].([]any); len(ms) != 1 || ms[0].(map[string]any)["status"] != "ok" {
+		t.Fatalf("members %v", ms)
 	}
 }
