@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 )
 
 // watchInterfaces polls the machine's interface addresses and, when they
@@ -37,10 +38,22 @@ func (n *Node) watchInterfaces(ctx context.Context, every time.Duration) {
 		for _, c := range n.Host.Network().Conns() {
 			c.Close()
 		}
+		// Dials that failed while the network was down put peers into
+		// libp2p's dial backoff; the new network deserves a fresh start.
+		for _, p := range n.Host.Peerstore().Peers() {
+			n.clearBackoff(p)
+		}
 		if n.cfg.OnNetworkChange != nil {
 			n.cfg.OnNetworkChange()
 		}
 		n.reconnect(ctx, prev)
+	}
+}
+
+// clearBackoff forgets earlier dial failures to p.
+func (n *Node) clearBackoff(p peer.ID) {
+	if sw, ok := n.Host.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(p)
 	}
 }
 

@@ -281,6 +281,9 @@ func (n *Node) Connect(ctx context.Context, id peer.ID) error {
 	if n.Host.Network().Connectedness(id) == network.Connected {
 		return nil
 	}
+	// An explicit request deserves a real attempt, not a "dial backoff"
+	// left by an earlier failure.
+	n.clearBackoff(id)
 	ctx = network.WithAllowLimitedConn(ctx, "kadlan")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
