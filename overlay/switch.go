@@ -79,6 +79,7 @@ type Counters struct {
 	NDPAnswered        uint64 `json:"ndp_answered"`
 	GroupsHeard        uint64 `json:"groups_heard"`
 	GroupsSent         uint64 `json:"groups_sent"`
+	ReportsSnooped     uint64 `json:"reports_snooped"` // local IGMP/MLD reports consumed
 
 	DropMalformed   uint64 `json:"drop_malformed"`    // unparsable frame or message
 	DropNotMember   uint64 `json:"drop_not_member"`   // sender is not an authorized member
@@ -110,6 +111,7 @@ type Switch struct {
 
 	out      []Output
 	scratch  []byte
+	changes  []groupChange
 	counters Counters
 
 	lastGroups time.Time
@@ -279,7 +281,7 @@ func (s *Switch) HandleLocal(now time.Time, frame []byte) []Output {
 		return nil
 	}
 	if h.Dst.IsMulticast() {
-		if s.answerLocally(h, frame) {
+		if s.snoop(now, h, frame) || s.answerLocally(h, frame) {
 			return s.out
 		}
 		s.originate(now, h, frame)
@@ -302,6 +304,33 @@ func (s *Switch) HandleLocal(now time.Time, frame []byte) []Output {
 func (s *Switch) isMemberMAC(m ether.MAC) bool {
 	_, ok := s.byMAC[m]
 	return ok
+}
+
+// snoop consumes the local host's IGMP/MLD reports: it joins or leaves the
+// groups and, when its group set changed, announces it to the social
+// neighbours at once. It reports whether frame was such a report.
+func (s *Switch) snoop(now time.Time, h ether.Header, frame []byte) bool {
+	var ok bool
+	s.changes, ok = parseReport(s.changes[:0], h, frame)
+	if !ok {
+		return false
+	}
+	s.counters.ReportsSnooped++
+	changed := false
+	for _, c := range s.changes {
+		if c.join != s.groups[c.mac] {
+			changed = true
+			if c.join {
+				s.JoinGroup(c.mac)
+			} else {
+				s.LeaveGroup(c.mac)
+			}
+		}
+	}
+	if changed {
+		s.announceGroups(now)
+	}
+	return true
 }
 
 // answerLocally answers an ARP request or neighbour solicitation for a
@@ -511,6 +540,12 @@ func (s *Switch) Tick(now time.Time) []Output {
 	if !s.lastGroups.IsZero() && now.Sub(s.lastGroups) < every {
 		return nil
 	}
+	s.announceGroups(now)
+	return s.out
+}
+
+// announceGroups sends the group announcement to the social neighbours.
+func (s *Switch) announceGroups(now time.Time) {
 	s.lastGroups = now
 	msg := s.GroupsMessage()
 	for _, p := range s.social.Neighbours(now) {
@@ -519,7 +554,6 @@ func (s *Switch) Tick(now time.Time) []Output {
 			s.emitPeer(p, msg)
 		}
 	}
-	return s.out
 }
 
 // Connected is called when a link to member p opens at now: p becomes a
