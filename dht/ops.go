@@ -124,6 +124,21 @@ func PathOf(conns []network.Conn) (path, via string) {
 	return "relayed", relayOf(conns[0].RemoteMultiaddr())
 }
 
+// firstPath is the path of the oldest open connection: how first contact
+// was made, even if hole punching has since added a direct one.
+func firstPath(conns []network.Conn) (path, via string) {
+	var oldest network.Conn
+	for _, c := range conns {
+		if oldest == nil || c.Stat().Opened.Before(oldest.Stat().Opened) {
+			oldest = c
+		}
+	}
+	if oldest == nil {
+		return "", ""
+	}
+	return PathOf([]network.Conn{oldest})
+}
+
 func isCircuit(a ma.Multiaddr) bool {
 	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
 	return err == nil
@@ -335,7 +350,7 @@ func (n *Node) Ping(ctx context.Context, id peer.ID, count int, interval time.Du
 		return res, err
 	}
 	res.ConnectMs = ms(time.Since(start))
-	res.ConnectPath, res.ConnectVia = PathOf(n.Host.Network().ConnsToPeer(id))
+	res.ConnectPath, res.ConnectVia = firstPath(n.Host.Network().ConnsToPeer(id))
 	var lastErr error
 	for i := 0; i < count; i++ {
 		if i > 0 {
