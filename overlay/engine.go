@@ -54,11 +54,12 @@ type Engine struct {
 }
 
 type engineLink struct {
-	peer peer.ID
-	rw   io.ReadWriteCloser
-	q    *Queue
-	done chan struct{}
-	once sync.Once
+	peer     peer.ID
+	outbound bool // opened by this node
+	rw       io.ReadWriteCloser
+	q        *Queue
+	done     chan struct{}
+	once     sync.Once
 }
 
 func (l *engineLink) close() {
@@ -129,9 +130,17 @@ func (e *Engine) Links() ([]EngineLinkStats, uint64) {
 	return out, e.noLink
 }
 
-// AddLink attaches an authenticated stream to member p (after the Hello),
-// replacing an existing link to p. p must be a member of the switch.
-func (e *Engine) AddLink(p peer.ID, rw io.ReadWriteCloser) error {
+// ErrDuplicateLink is returned by AddLink for a stream that loses to the
+// existing link; the caller closes it.
+var ErrDuplicateLink = errors.New("overlay: duplicate link")
+
+// AddLink attaches an authenticated stream to member p (after the Hello).
+// outbound says whether this node opened it. When both nodes open a stream
+// at once, both keep the one opened by the node with the smaller address
+// and AddLink returns ErrDuplicateLink for the other; a new stream from the
+// same opener replaces the old one (a reconnect). p must be a member of the
+// switch.
+func (e *Engine) AddLink(p peer.ID, rw io.ReadWriteCloser, outbound bool) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
@@ -141,9 +150,15 @@ func (e *Engine) AddLink(p peer.ID, rw io.ReadWriteCloser) error {
 		return fmt.Errorf("overlay: link to %s: not a member", p)
 	}
 	if old, ok := e.links[p]; ok {
+		if old.outbound != outbound {
+			selfOpens := e.sw.cfg.Self < p
+			if outbound != selfOpens {
+				return ErrDuplicateLink
+			}
+		}
 		old.close()
 	}
-	l := &engineLink{peer: p, rw: rw, q: NewQueue(e.cfg.QueueBytes), done: make(chan struct{})}
+	l := &engineLink{peer: p, outbound: outbound, rw: rw, q: NewQueue(e.cfg.QueueBytes), done: make(chan struct{})}
 	e.links[p] = l
 	e.wg.Add(2)
 	go e.readLink(l)

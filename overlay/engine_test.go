@@ -60,10 +60,10 @@ func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 func link(t testing.TB, a, b *engineNode) {
 	t.Helper()
 	ca, cb := tcpPair(t)
-	if err := a.eng.AddLink(b.peer, ca); err != nil {
+	if err := a.eng.AddLink(b.peer, ca, true); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.eng.AddLink(a.peer, cb); err != nil {
+	if err := b.eng.AddLink(a.peer, cb, false); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -152,7 +152,7 @@ func TestEngineEndToEnd(t *testing.T) {
 	if !bytes.HasSuffix(got, []byte("still here")) {
 		t.Fatalf("a got %q", got[34:])
 	}
-	if err := a.eng.AddLink(c.peer, nopRWC{}); err == nil {
+	if err := a.eng.AddLink(c.peer, nopRWC{}, true); err == nil {
 		t.Fatal("link to a non-member accepted")
 	}
 
@@ -200,8 +200,8 @@ func TestEngineNeedLinkAndRecords(t *testing.T) {
 		t.Fatalf("dropped %d", dropped)
 	}
 	ca, cb := tcpPair(t)
-	ea.AddLink(b.peer, ca)
-	eb.AddLink(a.peer, cb)
+	ea.AddLink(b.peer, ca, true)
+	eb.AddLink(a.peer, cb, false)
 	if !ea.Send(b.peer, Message{Kind: MsgRecord, Payload: []byte{1, 3, 5}}) {
 		t.Fatal("Send failed")
 	}
@@ -214,4 +214,33 @@ func TestEngineNeedLinkAndRecords(t *testing.T) {
 		t.Fatal("record not received")
 	}
 	_ = hostB
+}
+
+// Both nodes open a stream at the same time: they keep the same one.
+func TestEngineSimultaneousOpen(t *testing.T) {
+	ns := newEngineWorld(t, 2)
+	a, b := ns[0], ns[1]
+	a1, b1 := tcpPair(t) // opened by a
+	b2, a2 := tcpPair(t) // opened by b
+	errs := []error{
+		a.eng.AddLink(b.peer, a1, true), b.eng.AddLink(a.peer, b2, true),
+		a.eng.AddLink(b.peer, a2, false), b.eng.AddLink(a.peer, b1, false),
+	}
+	low := a
+	if b.peer < a.peer {
+		low = b
+	}
+	// The first stream on each side is accepted; when the second
+	// arrives, the one opened by the smaller address wins on both sides.
+	want := []bool{true, true, low == b, low == a}
+	for i, err := range errs {
+		if want[i] != (err == nil) {
+			t.Fatalf("AddLink %d: %v", i, err)
+		}
+	}
+	f := ipv4Frame(b.mac, a.mac, a.ipv4, b.ipv4, "one link")
+	a.host.Write(f)
+	if got := hostRead(t, b.host, isIPv4); !bytes.Equal(got, f) {
+		t.Fatal("frame lost")
+	}
 }

@@ -404,3 +404,51 @@ func (m *Membership) Info(now time.Time) NetworkInfo {
 	}
 	return ni
 }
+
+// Hello is the Hello this node sends when it opens a link on the network:
+// its certificate, if it has one, and ann (may be nil).
+func (m *Membership) Hello(ann *Announcement) (Hello, error) {
+	h := Hello{Network: m.ID}
+	var err error
+	if m.Cert != nil {
+		if h.Certificate, err = m.Cert.Marshal(); err != nil {
+			return Hello{}, err
+		}
+	}
+	if ann != nil {
+		if h.Announcement, err = ann.Marshal(); err != nil {
+			return Hello{}, err
+		}
+	}
+	return h, nil
+}
+
+// AcceptHello checks the Hello that p sent on a link at now: it must name
+// this network, its records must verify and belong to p, and p must be
+// authorized (see Authorize). Records are stored.
+func (m *Membership) AcceptHello(p peer.ID, h Hello, now time.Time) error {
+	if h.Network != m.ID {
+		return fmt.Errorf("%w: hello for network %s", ErrWrongNetwork, h.Network.Short())
+	}
+	var cert *Certificate
+	if len(h.Certificate) > 0 {
+		c, err := ParseCertificate(h.Certificate)
+		if err != nil {
+			return fmt.Errorf("overlay: hello from %s: %w", p, err)
+		}
+		cert = c
+	}
+	if len(h.Announcement) > 0 {
+		a, err := ParseAnnouncement(h.Announcement)
+		if err != nil {
+			return fmt.Errorf("overlay: hello from %s: %w", p, err)
+		}
+		if a.Member != p {
+			return fmt.Errorf("overlay: hello from %s carries the announcement of %s", p, a.Member)
+		}
+		if _, err := m.AddAnnouncement(a); err != nil {
+			return err
+		}
+	}
+	return m.Authorize(p, cert, now)
+}

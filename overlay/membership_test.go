@@ -243,3 +243,48 @@ func TestMembershipInfoJSON(t *testing.T) {
 		t.Fatalf("members %v", ms)
 	}
 }
+
+func TestHelloExchange(t *testing.T) {
+	owner, _ := testKey(t, 1)
+	ak, ap := testKey(t, 3)
+	_, bp := testKey(t, 4)
+	def := testDef(t, owner, true)
+	ma := NewMembership(def.ID(), ap, t0)
+	ma.SetDefinition(def)
+	mb := NewMembership(def.ID(), bp, t0)
+	mb.SetDefinition(def)
+
+	ann, _ := NewAnnouncement(ak, def.ID(), netip.Addr{}, t0)
+	h, err := ma.Hello(ann)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Without a certificate, a is refused on the private network, but b
+	// now knows it as pending.
+	if err := mb.AcceptHello(ap, h, t0); err == nil {
+		t.Fatal("hello without certificate accepted")
+	}
+	if s := mb.MemberStatus(ap, t0); s != StatusPending {
+		t.Fatalf("a is %s to b", s)
+	}
+	c, _ := IssueCertificate(owner, def, ap, netip.Addr{}, t0, time.Time{})
+	ma.AddCertificate(c)
+	h, _ = ma.Hello(ann)
+	wire, _ := AppendHello(nil, h)
+	got, err := DecodeHello(wire)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := mb.AcceptHello(ap, got, t0); err != nil {
+		t.Fatal(err)
+	}
+	// The same hello presented by someone else is refused.
+	_, third := testKey(t, 9)
+	if err := mb.AcceptHello(third, got, t0); err == nil {
+		t.Fatal("hello replayed by another node accepted")
+	}
+	h.Network[0] ^= 1
+	if err := mb.AcceptHello(ap, h, t0); err == nil {
+		t.Fatal("hello for another network accepted")
+	}
+}

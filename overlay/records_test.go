@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -338,5 +339,23 @@ func TestParseKey(t *testing.T) {
 	}
 	if MembersCID(id) == MembersCID(testDef(t, owner, true).ID()) {
 		t.Fatal("members CID does not depend on network")
+	}
+}
+
+// The validator works behind go-libp2p-record's namespace dispatch, as
+// kad-dht uses it.
+func TestRecordValidatorNamespaced(t *testing.T) {
+	owner, _ := testKey(t, 1)
+	def := testDef(t, owner, false)
+	b, _ := def.Marshal()
+	nv := record.NamespacedValidator{Namespace: RecordValidator{}}
+	if err := nv.Validate(DefinitionKey(def.ID()), b); err != nil {
+		t.Fatal(err)
+	}
+	if i, err := nv.Select(DefinitionKey(def.ID()), [][]byte{[]byte("x"), b}); err != nil || i != 1 {
+		t.Fatal(i, err)
+	}
+	if err := nv.Validate("/other/"+def.ID().String()+"/def", b); err == nil {
+		t.Fatal("other namespace accepted")
 	}
 }
