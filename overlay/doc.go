@@ -1,25 +1,60 @@
 // Package overlay is kadlan's virtual Ethernet without a controller: network
 // identities and owner-signed records (definition, certificates,
-// revocations, member announcements) with their kad-dht validators, address
+// revocations, member announcements) with their kad-dht validator, address
 // derivation (MAC, IPv6, IPv4), the Ethernet Switch as a pure state machine,
-// the framing of frames on member links, bounded send queues, and the
-// membership state of a joined network with its persistence.
+// implicit social switching for broadcast and multicast (Social), the
+// framing of frames on member links, bounded send queues, the membership
+// state of a joined network with its persistence, and an Engine that drives
+// a Switch with a tap.Device and member streams.
 //
-// Everything here is free of network I/O: the daemon owns the libp2p streams,
-// the DHT and the TAP device, and feeds this package bytes and time.
+// Everything except Engine is free of I/O: no sockets, no goroutines, no
+// clock (callers pass the time), so tests and the simulator run the very
+// code the daemon runs.
 //
-// # Usage
+// # Records and the DHT
 //
-// The daemon builds one Switch per joined network and drives it from two
-// loops, the way etcd's raft RawNode is driven:
+// A NetworkID is SHA-256 over the owner's Ed25519 key and a nonce, so every
+// record carries the owner key and nonce and verifies on its own:
+// Definition (Seq), Certificate (Issued, Expires, optional IPv4),
+// Revocation (Seq, entries "member, certificates issued up to time T") and
+// Announcement (signed by the member itself). Encodings are versioned,
+// canonical binary; Parse* functions are strict and verify signatures.
+// Register the validator with kad-dht:
 //
-//	sw := overlay.NewSwitch(overlay.SwitchConfig{Network: id, Self: self, SelfMAC: mac, ...})
-//	// TAP reader:
-//	for { n, _ := dev.Read(buf); for _, o := range sw.HandleLocal(time.Now(), buf[:n]) { dispatch(o) } }
-//	// per member link reader:
-//	for { m, _ := dec.Next(); for _, o := range sw.HandleRemote(time.Now(), from, m) { dispatch(o) } }
+//	kaddht.NamespacedValidator(overlay.Namespace, overlay.RecordValidator{})
 //
-// where dispatch writes ToLocal outputs to the TAP and pushes ToPeer outputs
-// onto that member's Queue, whose writer goroutine sends whole batches.
-// A Switch is not safe for concurrent use: guard it with a mutex.
+// and store records under DefinitionKey, CertificateKey, RevocationKey and
+// AnnouncementKey; members find each other as providers of MembersCID.
+//
+// # Joining and links
+//
+//	m := overlay.NewMembership(id, self, now)     // or LoadMemberships(stateDir)
+//	m.SetDefinition(def); m.AddCertificate(cert)  // from the DHT
+//	m.Status(now)                                 // ok, pending, unauthorized, expired, revoked
+//	m.Save(stateDir)                              // atomic, 0600
+//
+//	sw, _ := overlay.NewSwitch(m.SwitchConfig(now))
+//	eng := overlay.NewEngine(sw, dev, overlay.EngineConfig{NeedLink: dial, OnRecord: store})
+//
+// A link is one libp2p stream per member and network (ProtocolID). The
+// opener writes AppendHello(m.Hello(ann)); the acceptor reads ReadHello
+// and calls m.AcceptHello; then both sides update the switch
+// (eng.Update(func(sw){ m.Sync(sw, now) })) and hand the stream to
+// eng.AddLink(peer, stream, outbound). Call m.Sync through eng.Update after
+// every record change and periodically (every few seconds): it removes
+// members that are no longer authorized, and Update closes their links,
+// which bounds how long a revoked member keeps access.
+//
+// # Driving a Switch without Engine
+//
+// A Switch is driven like etcd's raft RawNode:
+//
+//	outs := sw.HandleLocal(now, frame)        // frame read from the device
+//	outs := sw.HandleRemote(now, from, msg)   // message read from a link
+//	outs := sw.Tick(now)                      // every few seconds
+//
+// ToLocal outputs are written to the device, ToPeer outputs pushed onto the
+// member's Queue (Queue.Push copies), whose writer goroutine writes whole
+// batches (Queue.Take). Outputs are valid until the next call.
+// A Switch is not safe for concurrent use.
 package overlay
