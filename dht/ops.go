@@ -10,6 +10,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kadlan/kadlan/api"
@@ -216,6 +217,13 @@ func (n *Node) Find(ctx context.Context, id peer.ID) (api.FindResult, error) {
 // soon as some peer reports them. It returns no addresses and no error when
 // the walk ended without seeing id.
 func (n *Node) lookup(ctx context.Context, id peer.ID) ([]ma.Multiaddr, error) {
+	return n.lookupStream(ctx, id, nil)
+}
+
+// lookupStream is lookup that also hands every batch of newly learnt
+// addresses to onFound (if non-nil) as it arrives, so a caller can start
+// dialling before the grace period ends.
+func (n *Node) lookupStream(ctx context.Context, id peer.ID, onFound func([]ma.Multiaddr)) ([]ma.Multiaddr, error) {
 	qctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	qctx, events := routing.RegisterForQueryEvents(qctx)
@@ -234,11 +242,16 @@ func (n *Node) lookup(ctx context.Context, id peer.ID) ([]ma.Multiaddr, error) {
 	var found []ma.Multiaddr
 	seen := map[string]bool{}
 	collect := func(as []ma.Multiaddr) {
+		var fresh []ma.Multiaddr
 		for _, a := range as {
 			if k := string(a.Bytes()); !seen[k] {
 				seen[k] = true
-				found = append(found, a)
+				fresh = append(fresh, a)
 			}
+		}
+		found = append(found, fresh...)
+		if onFound != nil && len(fresh) > 0 {
+			onFound(fresh)
 		}
 	}
 	var grace <-chan time.Time
@@ -302,38 +315,78 @@ func (n *Node) Connect(ctx context.Context, id peer.ID) error {
 	ctx = network.WithAllowLimitedConn(ctx, "kadlan")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, 2)
-	attempts := 1
-	if len(n.Host.Peerstore().Addrs(id)) > 0 {
-		attempts = 2
-		go func() { errs <- n.Host.Connect(ctx, peer.AddrInfo{ID: id}) }()
+	// Every dial attempt reports here; the swarm merges concurrent dials to
+	// one peer into one dial worker that takes up each attempt's addresses.
+	errs := make(chan error)
+	var mu sync.Mutex
+	attempts := 0
+	dial := func(addrs []ma.Multiaddr) {
+		mu.Lock()
+		attempts++
+		mu.Unlock()
+		go func() {
+			err := n.Host.Connect(ctx, peer.AddrInfo{ID: id, Addrs: addrs})
+			select {
+			case errs <- err:
+			case <-ctx.Done():
+			}
+		}()
 	}
+	if len(n.Host.Peerstore().Addrs(id)) > 0 {
+		dial(nil)
+	}
+	lookupDone := make(chan error, 1)
 	go func() {
-		addrs, err := n.lookup(ctx, id)
-		if err == nil && len(addrs) == 0 {
-			var ai peer.AddrInfo
-			ai, err = n.DHT.FindPeer(ctx, id)
-			addrs = ai.Addrs
+		_, err := n.lookupStream(ctx, id, dial)
+		if err == nil {
+			mu.Lock()
+			none := attempts == 0
+			mu.Unlock()
+			if none {
+				// Not seen in the walk: kad-dht's FindPeer also asks the
+				// peers it meets whether they are connected to the target.
+				var ai peer.AddrInfo
+				if ai, err = n.DHT.FindPeer(ctx, id); err == nil && len(ai.Addrs) > 0 {
+					dial(ai.Addrs)
+				} else if err == nil {
+					err = ErrNotFound
+				}
+			}
 		}
-		if err != nil {
-			errs <- fmt.Errorf("finding %s: %w", id, err)
-			return
-		}
-		if len(addrs) == 0 {
-			errs <- fmt.Errorf("%s: %w", id, ErrNotFound)
-			return
-		}
-		errs <- n.Host.Connect(ctx, peer.AddrInfo{ID: id, Addrs: addrs})
+		lookupDone <- err
 	}()
 	var first error
-	for i := 0; i < attempts; i++ {
-		err := <-errs
-		if err == nil {
-			return nil
+	pending := true // the lookup may still start attempts
+	for {
+		mu.Lock()
+		outstanding := attempts
+		mu.Unlock()
+		if !pending && outstanding == 0 {
+			break
 		}
-		if first == nil {
-			first = err
+		select {
+		case err := <-errs:
+			mu.Lock()
+			attempts--
+			mu.Unlock()
+			if err == nil {
+				return nil
+			}
+			if first == nil {
+				first = err
+			}
+		case err := <-lookupDone:
+			pending = false
+			lookupDone = nil
+			if err != nil && first == nil {
+				first = fmt.Errorf("finding %s: %w", id, err)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("connecting to %s: %w", id, ctx.Err())
 		}
+	}
+	if first == nil {
+		first = ErrNotFound
 	}
 	return fmt.Errorf("connecting to %s: %w", id, first)
 }
