@@ -369,3 +369,47 @@ func ParseAnnouncement(b []byte) (*Announcement, error) {
 	a.Sig = append([]byte(nil), sig...)
 	return a, nil
 }
+
+// NextRevocation signs the revocation list that follows prev (nil for the
+// first): prev's entries plus add, minus the members in readmit, with
+// sequence number prev.Seq+1.
+func NextRevocation(priv crypto.PrivKey, def *Definition, prev *Revocation, add []RevokedEntry, readmit []peer.ID) (*Revocation, error) {
+	var seq uint64 = 1
+	var es []RevokedEntry
+	if prev != nil {
+		if prev.Owner != def.Owner {
+			return nil, errors.New("overlay: previous revocation is for another network")
+		}
+		seq = prev.Seq + 1
+		for _, e := range prev.Entries {
+			if !slices.Contains(readmit, e.Member) {
+				es = append(es, e)
+			}
+		}
+	}
+	for _, e := range add {
+		if !slices.Contains(readmit, e.Member) {
+			es = append(es, e)
+		}
+	}
+	return NewRevocation(priv, def, seq, es)
+}
+
+// ParseRecord decodes any signed record by its type byte and verifies it:
+// the result is a *Definition, *Certificate, *Revocation or *Announcement.
+func ParseRecord(b []byte) (any, error) {
+	if len(b) < 2 || b[0] != recordVersion {
+		return nil, fmt.Errorf("%w: not a version %d record", ErrMalformed, recordVersion)
+	}
+	switch b[1] {
+	case typeDefinition:
+		return ParseDefinition(b)
+	case typeCertificate:
+		return ParseCertificate(b)
+	case typeRevocation:
+		return ParseRevocation(b)
+	case typeAnnouncement:
+		return ParseAnnouncement(b)
+	}
+	return nil, fmt.Errorf("%w: unknown record type %d", ErrMalformed, b[1])
+}

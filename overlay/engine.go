@@ -300,6 +300,20 @@ func (e *Engine) Send(p peer.ID, m Message) bool {
 	return ok && l.q.Push(m)
 }
 
+// SendAll queues m (for example a MsgRecord carrying a new revocation) on
+// every link and returns how many queued it.
+func (e *Engine) SendAll(m Message) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, l := range e.links {
+		if l.q.Push(m) {
+			n++
+		}
+	}
+	return n
+}
+
 // Close stops the engine: it closes the device (which unblocks a device
 // write in progress), every link, and waits for its goroutines. It is
 // idempotent.

@@ -452,3 +452,23 @@ func (m *Membership) AcceptHello(p peer.ID, h Hello, now time.Time) error {
 	}
 	return m.Authorize(p, cert, now)
 }
+
+// AddRecord parses any signed record (from the DHT or a MsgRecord push),
+// stores it if it is newer, and reports whether the state changed.
+func (m *Membership) AddRecord(b []byte) (bool, error) {
+	r, err := ParseRecord(b)
+	if err != nil {
+		return false, err
+	}
+	switch r := r.(type) {
+	case *Definition:
+		return m.SetDefinition(r)
+	case *Certificate:
+		return m.AddCertificate(r)
+	case *Revocation:
+		return m.SetRevocation(r)
+	case *Announcement:
+		return m.AddAnnouncement(r)
+	}
+	return false, fmt.Errorf("overlay: unexpected record %T", r)
+}

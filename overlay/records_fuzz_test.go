@@ -51,6 +51,12 @@ func FuzzRecords(f *testing.F) {
 				t.Fatalf("announcement not canonical")
 			}
 		}
+		if r, err := ParseRecord(b); err == nil {
+			re, err := r.(interface{ Marshal() ([]byte, error) }).Marshal()
+			if err != nil || !bytes.Equal(re, b) {
+				t.Fatalf("%T not canonical", r)
+			}
+		}
 		v := RecordValidator{Now: func() time.Time { return t0 }}
 		_ = v.Validate(DefinitionKey(def.ID()), b)
 		_ = v.Validate(CertificateKey(def.ID(), m), b)

@@ -359,3 +359,40 @@ func TestRecordValidatorNamespaced(t *testing.T) {
 		t.Fatal("other namespace accepted")
 	}
 }
+
+func TestNextRevocationAndParseRecord(t *testing.T) {
+	owner, _ := testKey(t, 1)
+	_, m1 := testKey(t, 3)
+	_, m2 := testKey(t, 4)
+	def := testDef(t, owner, true)
+	r1, err := NextRevocation(owner, def, nil, []RevokedEntry{{m1, t0}}, nil)
+	if err != nil || r1.Seq != 1 || len(r1.Entries) != 1 {
+		t.Fatal(r1, err)
+	}
+	r2, _ := NextRevocation(owner, def, r1, []RevokedEntry{{m2, t0}}, nil)
+	if r2.Seq != 2 || len(r2.Entries) != 2 {
+		t.Fatalf("%+v", r2)
+	}
+	r3, _ := NextRevocation(owner, def, r2, nil, []peer.ID{m1})
+	if _, ok := r3.Lookup(m1); ok || r3.Seq != 3 {
+		t.Fatal("readmitted member still revoked")
+	}
+	if _, err := NextRevocation(owner, testDef(t, owner, true), r3, nil, nil); err == nil {
+		t.Fatal("chained onto another network's list")
+	}
+	// ParseRecord dispatches on the type byte, and Membership.AddRecord stores.
+	m := NewMembership(def.ID(), m1, t0)
+	c, _ := IssueCertificate(owner, def, m1, netip.Addr{}, t0, time.Time{})
+	for _, rec := range []interface{ Marshal() ([]byte, error) }{def, c, r3} {
+		b, _ := rec.Marshal()
+		if ok, err := m.AddRecord(b); !ok || err != nil {
+			t.Fatalf("%T: %v %v", rec, ok, err)
+		}
+	}
+	if m.Status(t0) != StatusOK || m.Revocation.Seq != 3 {
+		t.Fatal("records not stored")
+	}
+	if _, err := ParseRecord([]byte{1, 9, 0}); err == nil {
+		t.Fatal("unknown type accepted")
+	}
+}
