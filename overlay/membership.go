@@ -343,12 +343,15 @@ func (m *Membership) SwitchConfig(now time.Time) SwitchConfig {
 	return c
 }
 
-// Sync brings the switch's member set in line with the membership at now:
-// members whose status is ok are set (with their current IPv4), all others
-// removed. It returns the peers it removed, whose links the daemon should
+// Sync brings the switch in line with the membership at now: its own IPv4
+// address, members whose status is ok set (with their current IPv4), all
+// others removed. It returns the peers it removed, whose links the daemon should
 // close. Call it after every change of records and periodically (expiry),
 // which bounds how long a revoked member keeps its access.
 func (m *Membership) Sync(sw *Switch, now time.Time) (removed []peer.ID) {
+	if ip := m.IPv4(now).Addr(); ip != sw.cfg.IPv4 {
+		sw.SetSelfIPv4(ip)
+	}
 	for p := range sw.members {
 		if m.MemberStatus(p, now) != StatusOK {
 			sw.RemoveMember(p)

@@ -164,6 +164,10 @@ func NewSwitch(cfg SwitchConfig) (*Switch, error) {
 	return s, nil
 }
 
+// SetSelfIPv4 changes the local IPv4 address (after a conflict moved a
+// derived address, or a new certificate assigned one).
+func (s *Switch) SetSelfIPv4(ip netip.Addr) { s.cfg.IPv4 = ip }
+
 // Config returns the configuration with defaults filled in.
 func (s *Switch) Config() SwitchConfig { return s.cfg }
 

@@ -115,6 +115,24 @@ func linkSetUp(index int, up bool) error {
 	return nil
 }
 
+// addrDel removes p from the interface.
+func addrDel(index int, p netip.Prefix) error {
+	a := p.Addr().Unmap()
+	fam := byte(unix.AF_INET6)
+	if a.Is4() {
+		fam = unix.AF_INET
+	}
+	b := make([]byte, unix.SizeofIfAddrmsg)
+	b[0] = fam
+	b[1] = byte(p.Bits())
+	binary.NativeEndian.PutUint32(b[4:8], uint32(index))
+	b = nlAttr(b, unix.IFA_LOCAL, a.AsSlice())
+	if err := nlRequest(unix.RTM_DELADDR, 0, b); err != nil {
+		return fmt.Errorf("tap: remove address %v: %w", p, err)
+	}
+	return nil
+}
+
 // addrAdd adds p to the interface; IPv4 gets its subnet broadcast address
 // (which `ip addr add` without brd would leave unset), IPv6 skips DAD.
 func addrAdd(index int, p netip.Prefix) error {

@@ -64,6 +64,9 @@ type Addresser interface {
 	// to the interface. IPv6 addresses are added without duplicate address
 	// detection, since kadlan derives them uniquely.
 	AddAddr(p netip.Prefix) error
+	// RemoveAddr removes an address added with AddAddr (for example when a
+	// derived IPv4 address had to move after a conflict).
+	RemoveAddr(p netip.Prefix) error
 	// SetUp brings the interface administratively up (true) or down.
 	SetUp(up bool) error
 }

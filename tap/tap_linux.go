@@ -203,6 +203,9 @@ func (d *Linux) SetMAC(mac ether.MAC) error {
 // AddAddr implements Addresser.
 func (d *Linux) AddAddr(p netip.Prefix) error { return addrAdd(d.index, p) }
 
+// RemoveAddr implements Addresser.
+func (d *Linux) RemoveAddr(p netip.Prefix) error { return addrDel(d.index, p) }
+
 // SetUp implements Addresser.
 func (d *Linux) SetUp(up bool) error { return linkSetUp(d.index, up) }
 

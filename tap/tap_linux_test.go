@@ -183,6 +183,15 @@ func TestLinuxTAP(t *testing.T) {
 			return fmt.Errorf("no subnet broadcast frame: %w", err)
 		}
 
+		// Addresses can be removed again.
+		if err := d.RemoveAddr(v6); err != nil {
+			return err
+		}
+		addrs, _ = iface.Addrs()
+		if s := fmt.Sprint(addrs); strings.Contains(s, "fd99::1") || !strings.Contains(s, "10.99.0.1/24") {
+			return fmt.Errorf("after RemoveAddr: %s", s)
+		}
+
 		// Close unblocks a pending Read with net.ErrClosed and removes the interface.
 		errc := make(chan error, 1)
 		go func() {

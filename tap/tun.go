@@ -98,6 +98,13 @@ func (t *TUN) addAddr(p netip.Prefix) {
 	}
 }
 
+func (t *TUN) removeAddr(p netip.Prefix) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.v4 = slices.DeleteFunc(t.v4, func(q netip.Prefix) bool { return q == p })
+	t.v6 = slices.DeleteFunc(t.v6, func(a netip.Addr) bool { return a == p.Addr() })
+}
+
 func (t *TUN) getBuf() []byte  { return *(t.pool.Get().(*[]byte)) }
 func (t *TUN) putBuf(b []byte) { b = b[:cap(b)]; t.pool.Put(&b) }
 

@@ -46,6 +46,16 @@ func (t *TUN) AddAddr(p netip.Prefix) error {
 	return nil
 }
 
+// RemoveAddr implements Addresser.
+func (t *TUN) RemoveAddr(p netip.Prefix) error {
+	i, err := t.index()
+	if err != nil {
+		return err
+	}
+	t.removeAddr(p)
+	return addrDel(i, p)
+}
+
 // SetMTU implements Addresser. The emulation keeps the MTU it started
 // with for sizing buffers, so only lower values are accepted.
 func (t *TUN) SetMTU(mtu int) error {

@@ -33,6 +33,12 @@ func (t *TUN) AddAddr(p netip.Prefix) error {
 	return nil
 }
 
+// RemoveAddr stops the emulation answering for p.
+func (t *TUN) RemoveAddr(p netip.Prefix) error {
+	t.removeAddr(p)
+	return nil
+}
+
 // SetUp is not supported on this system.
 func (t *TUN) SetUp(bool) error { return errors.ErrUnsupported }
 
