@@ -24,6 +24,11 @@ type EngineConfig struct {
 	QueueBytes int
 	// TickEvery is the period of Switch.Tick; 0 means 5 s.
 	TickEvery time.Duration
+	// MaxWait is how long the device reader waits for room in a full link
+	// queue before dropping a unicast frame; while it waits the local
+	// kernel queues (and paces its TCP senders) instead of losing frames.
+	// 0 means 20 ms; negative means drop at once.
+	MaxWait time.Duration
 	// NeedLink is called (with the engine's lock held: it must not block
 	// or call back into the Engine; start a goroutine) when the switch
 	// sends to a member that has no link, so that the daemon can dial it.
@@ -80,6 +85,9 @@ func NewEngine(sw *Switch, dev tap.Device, cfg EngineConfig) *Engine {
 	}
 	if cfg.TickEvery == 0 {
 		cfg.TickEvery = 5 * time.Second
+	}
+	if cfg.MaxWait == 0 {
+		cfg.MaxWait = 20 * time.Millisecond
 	}
 	e := &Engine{cfg: cfg, dev: dev, sw: sw, links: map[peer.ID]*engineLink{}, stop: make(chan struct{})}
 	e.wg.Add(2)
@@ -189,8 +197,18 @@ func (e *Engine) dropLink(l *engineLink, err error) {
 	l.close()
 }
 
-// dispatch carries out outputs; e.mu is held.
-func (e *Engine) dispatch(outs []Output) {
+// blocked is a unicast frame from the device whose link queue was full.
+type blocked struct {
+	l *engineLink
+	m Message
+}
+
+// dispatch carries out outputs; e.mu is held. With wait, unicast frames
+// that do not fit their link's queue are returned instead of dropped (their
+// payload is the device read buffer, stable until the next read).
+func (e *Engine) dispatch(outs []Output) { e.dispatchWait(outs, nil) }
+
+func (e *Engine) dispatchWait(outs []Output, wait *[]blocked) {
 	for _, o := range outs {
 		switch o.Kind {
 		case ToLocal:
@@ -206,6 +224,12 @@ func (e *Engine) dispatch(outs []Output) {
 				}
 				continue
 			}
+			if wait != nil && o.Msg.Kind == MsgFrame {
+				if !l.q.TryPush(o.Msg) {
+					*wait = append(*wait, blocked{l, o.Msg})
+				}
+				continue
+			}
 			l.q.Push(o.Msg)
 		}
 	}
@@ -214,6 +238,7 @@ func (e *Engine) dispatch(outs []Output) {
 func (e *Engine) readDevice() {
 	defer e.wg.Done()
 	buf := make([]byte, e.dev.MTU()+ether.HeaderLen+4+64)
+	var wait []blocked
 	for {
 		n, err := e.dev.Read(buf)
 		if err != nil {
@@ -225,9 +250,17 @@ func (e *Engine) readDevice() {
 		if n > len(buf) {
 			continue // truncated: larger than the MTU
 		}
+		wait = wait[:0]
 		e.mu.Lock()
-		e.dispatch(e.sw.HandleLocal(e.cfg.Now(), buf[:n]))
+		if e.cfg.MaxWait > 0 {
+			e.dispatchWait(e.sw.HandleLocal(e.cfg.Now(), buf[:n]), &wait)
+		} else {
+			e.dispatch(e.sw.HandleLocal(e.cfg.Now(), buf[:n]))
+		}
 		e.mu.Unlock()
+		for _, w := range wait {
+			w.l.q.PushWait(w.m, e.cfg.MaxWait, w.l.done)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 func testMessages(t testing.TB) []Message {
@@ -230,5 +231,38 @@ func TestQueueConcurrent(t *testing.T) {
 		if !bytes.Equal(got[p], accepted[p]) {
 			t.Fatalf("producer %d: %d bytes out, %d accepted", p, len(got[p]), len(accepted[p]))
 		}
+	}
+}
+
+func TestQueuePushWait(t *testing.T) {
+	q := NewQueue(100)
+	m := Message{Kind: MsgFrame, Payload: make([]byte, 60)}
+	if !q.TryPush(m) || q.TryPush(m) {
+		t.Fatal("TryPush wrong on empty/full queue")
+	}
+	if s, _ := q.Stats(); s.Dropped != 0 {
+		t.Fatal("TryPush counted a drop")
+	}
+	// Nobody takes: the wait times out and the message is dropped.
+	if q.PushWait(m, 10*time.Millisecond, nil) {
+		t.Fatal("PushWait succeeded on a full queue")
+	}
+	if s, _ := q.Stats(); s.Dropped != 1 {
+		t.Fatalf("%+v", s)
+	}
+	// The writer takes the batch while PushWait waits: it succeeds.
+	go func() {
+		time.Sleep(10 * time.Millisecond)
+		q.Take(nil)
+	}()
+	if !q.PushWait(m, 5*time.Second, nil) {
+		t.Fatal("PushWait failed although the writer made room")
+	}
+	// done aborts the wait.
+	done := make(chan struct{})
+	close(done)
+	start := time.Now()
+	if q.PushWait(m, 5*time.Second, done) || time.Since(start) > time.Second {
+		t.Fatal("done did not abort the wait")
 	}
 }

@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"sync"
+	"time"
 )
 
 // DefaultQueueBytes bounds a member link's send queue: about 2 ms of
@@ -23,6 +24,7 @@ type Queue struct {
 	msgs   int
 	stats  QueueStats
 	ready  chan struct{} // holds a token while buf is not empty
+	space  chan struct{} // gets a token when Take frees the buffer
 	closed bool
 }
 
@@ -39,7 +41,39 @@ func NewQueue(limit int) *Queue {
 	if limit <= 0 {
 		limit = DefaultQueueBytes
 	}
-	return &Queue{limit: limit, buf: make([]byte, 0, limit), ready: make(chan struct{}, 1)}
+	return &Queue{limit: limit, buf: make([]byte, 0, limit), ready: make(chan struct{}, 1), space: make(chan struct{}, 1)}
+}
+
+// PushWait is Push that, when the queue is full, waits up to maxWait for
+// the writer to take the queued batch before dropping m. It lets a device
+// reader push back on local senders (their kernel's queueing discipline
+// then paces TCP) instead of dropping at once. done aborts the wait.
+func (q *Queue) PushWait(m Message, maxWait time.Duration, done <-chan struct{}) bool {
+	var timer *time.Timer
+	for {
+		q.mu.Lock()
+		if q.closed || m.EncodedLen() > q.limit {
+			q.stats.Dropped++
+			q.mu.Unlock()
+			return false
+		}
+		if len(q.buf)+m.EncodedLen() <= q.limit {
+			q.mu.Unlock()
+			return q.Push(m)
+		}
+		q.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(maxWait)
+			defer timer.Stop()
+		}
+		select {
+		case <-q.space:
+		case <-done:
+			return q.Push(m)
+		case <-timer.C:
+			return q.Push(m) // still full: counted as a drop
+		}
+	}
 }
 
 // Push appends m, or drops it when the queue is full or closed; it reports
@@ -69,6 +103,15 @@ func (q *Queue) Push(m Message) bool {
 	return true
 }
 
+// TryPush is Push without counting a drop: it reports false when m does
+// not fit now, leaving the caller to PushWait.
+func (q *Queue) TryPush(m Message) bool {
+	q.mu.Lock()
+	fits := !q.closed && len(q.buf)+m.EncodedLen() <= q.limit
+	q.mu.Unlock()
+	return fits && q.Push(m)
+}
+
 // Ready has a value when the queue holds data. The writer waits on it, then
 // calls Take.
 func (q *Queue) Ready() <-chan struct{} { return q.ready }
@@ -91,6 +134,10 @@ func (q *Queue) Take(spare []byte) []byte {
 	q.stats.Batches++
 	select { // drain a stale token
 	case <-q.ready:
+	default:
+	}
+	select { // wake a waiting PushWait
+	case q.space <- struct{}{}:
 	default:
 	}
 	return b

@@ -29,7 +29,7 @@ type member struct {
 	memb *overlay.Membership
 }
 
-func newKey(t *testing.T, seed uint64) (crypto.PrivKey, peer.ID) {
+func newKey(t testing.TB, seed uint64) (crypto.PrivKey, peer.ID) {
 	r := rand.New(rand.NewPCG(seed, 99))
 	b := make([]byte, 64)
 	for i := range b {
@@ -43,7 +43,7 @@ func newKey(t *testing.T, seed uint64) (crypto.PrivKey, peer.ID) {
 	return k, id
 }
 
-func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +61,10 @@ func tcpPair(t *testing.T) (net.Conn, net.Conn) {
 // lan builds n members of one public network, each with a TAP in its own
 // namespace configured from its Membership, and links every pair over
 // loopback TCP in the test's own namespace.
-func lan(t *testing.T, n int) []*member {
+func lan(t *testing.T, n int) []*member { return lanB(t, n) }
+
+// lanB is lan for tests and benchmarks.
+func lanB(t testing.TB, n int) []*member {
 	owner, _ := newKey(t, 1)
 	def, err := overlay.NewDefinition(owner, "kerneltest", false, netip.MustParsePrefix("10.55.0.0/24"), 0, overlay.BroadcastParams{}, time.Now())
 	if err != nil {
