@@ -106,6 +106,13 @@ const maxIPv4Attempts = 32
 // Every member applying this rule to the same claims converges on a
 // conflict-free assignment. It returns false when the pool is exhausted.
 func ChooseIPv4(pool netip.Prefix, id NetworkID, self peer.ID, claims []IPv4Claim) (netip.Addr, bool) {
+	return ChooseIPv4Prefer(pool, id, self, claims, netip.Addr{})
+}
+
+// ChooseIPv4Prefer is ChooseIPv4 that keeps prefer (the address self used
+// before, say before a restart) while it lies in pool and nobody with a
+// better claim takes it, so addresses stay put across restarts.
+func ChooseIPv4Prefer(pool netip.Prefix, id NetworkID, self peer.ID, claims []IPv4Claim, prefer netip.Addr) (netip.Addr, bool) {
 	mine := IPv4Priority(id, self)
 	taken := func(a netip.Addr) bool {
 		for _, c := range claims {
@@ -117,6 +124,10 @@ func ChooseIPv4(pool netip.Prefix, id NetworkID, self peer.ID, claims []IPv4Clai
 			}
 		}
 		return false
+	}
+	if prefer.Is4() && pool.Contains(prefer) && prefer != pool.Masked().Addr() &&
+		prefer != ipv4At(pool, ipv4Hosts(pool)) && !taken(prefer) {
+		return prefer, true
 	}
 	for i := range maxIPv4Attempts {
 		if a := IPv4Candidate(pool, id, self, i); !taken(a) {

@@ -49,6 +49,9 @@ type Membership struct {
 	// Interface is the local device name chosen for the network (persisted).
 	Interface string
 	Joined    time.Time
+	// LastIPv4 is the derived IPv4 address last used (persisted, recorded
+	// by Sync); IPv4 keeps it while no better claim takes it.
+	LastIPv4 netip.Addr
 
 	Def        *Definition
 	Cert       *Certificate // own; nil when none
@@ -278,7 +281,7 @@ func (m *Membership) IPv4(now time.Time) netip.Prefix {
 	if m.Cert != nil && m.Cert.IPv4.IsValid() {
 		return netip.PrefixFrom(m.Cert.IPv4, bits)
 	}
-	a, ok := ChooseIPv4(m.Def.IPv4Pool, m.ID, m.Self, m.claims(now))
+	a, ok := ChooseIPv4Prefer(m.Def.IPv4Pool, m.ID, m.Self, m.claims(now), m.LastIPv4)
 	if !ok {
 		return netip.Prefix{}
 	}
@@ -349,8 +352,12 @@ func (m *Membership) SwitchConfig(now time.Time) SwitchConfig {
 // close. Call it after every change of records and periodically (expiry),
 // which bounds how long a revoked member keeps its access.
 func (m *Membership) Sync(sw *Switch, now time.Time) (removed []peer.ID) {
-	if ip := m.IPv4(now).Addr(); ip != sw.cfg.IPv4 {
+	ip := m.IPv4(now).Addr()
+	if ip != sw.cfg.IPv4 {
 		sw.SetSelfIPv4(ip)
+	}
+	if m.Cert == nil || !m.Cert.IPv4.IsValid() {
+		m.LastIPv4 = ip
 	}
 	for p := range sw.members {
 		if m.MemberStatus(p, now) != StatusOK {

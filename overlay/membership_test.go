@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func TestMembershipStatusPrivate(t *testing.T) {
@@ -286,5 +287,46 @@ func TestHelloExchange(t *testing.T) {
 	h.Network[0] ^= 1
 	if err := mb.AcceptHello(ap, h, t0); err == nil {
 		t.Fatal("hello for another network accepted")
+	}
+}
+
+// A derived IPv4 address survives a restart even when, meanwhile, the
+// claims seen would have led to another first choice.
+func TestMembershipIPv4Sticky(t *testing.T) {
+	owner, _ := testKey(t, 1)
+	_, self := testKey(t, 3)
+	def := testDef(t, owner, false)
+	dir := t.TempDir()
+	m := NewMembership(def.ID(), self, t0)
+	m.SetDefinition(def)
+	sw, _ := NewSwitch(m.SwitchConfig(t0))
+	first := IPv4Candidate(def.IPv4Pool, def.ID(), self, 0)
+	// Pretend a lower-priority member held our first candidate: we moved.
+	var low peer.ID
+	for _, p := range testPeers(t, 40) {
+		if IPv4Priority(def.ID(), p) > IPv4Priority(def.ID(), self) {
+			continue
+		}
+		low = p
+		break
+	}
+	if low == "" {
+		t.Skip("no member with a better priority among the test keys")
+	}
+	lk := testPeerKey(t, low)
+	a, _ := NewAnnouncement(lk, def.ID(), first, t0)
+	m.AddAnnouncement(a)
+	m.Sync(sw, t0)
+	moved := m.LastIPv4
+	if moved == first || !moved.IsValid() || sw.Config().IPv4 != moved {
+		t.Fatalf("did not move off a better claim: %v", moved)
+	}
+	m.Save(dir)
+	// After a restart, the other member is unknown: we keep the moved address.
+	all, _ := LoadMemberships(dir)
+	re := all[0]
+	re.Forget(low)
+	if got := re.IPv4(t0).Addr(); got != moved {
+		t.Fatalf("after restart %v, want %v", got, moved)
 	}
 }

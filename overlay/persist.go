@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -59,6 +60,7 @@ type savedNetwork struct {
 	Self        peer.ID       `json:"self"`
 	Interface   string        `json:"interface,omitempty"`
 	Joined      time.Time     `json:"joined"`
+	LastIPv4    netip.Addr    `json:"last_ipv4,omitzero"`
 	Definition  []byte        `json:"definition,omitempty"`
 	Certificate []byte        `json:"certificate,omitempty"`
 	Revocation  []byte        `json:"revocation,omitempty"`
@@ -100,7 +102,7 @@ func (m *Membership) Save(stateDir string) error {
 	if err := os.MkdirAll(networksDir(stateDir), 0o700); err != nil {
 		return fmt.Errorf("overlay: save: %w", err)
 	}
-	s := savedNetwork{Version: savedVersion, Network: m.ID, Self: m.Self, Interface: m.Interface, Joined: m.Joined,
+	s := savedNetwork{Version: savedVersion, Network: m.ID, Self: m.Self, Interface: m.Interface, Joined: m.Joined, LastIPv4: m.LastIPv4,
 		Definition:  marshalOpt(m.Def, m.Def == nil),
 		Certificate: marshalOpt(m.Cert, m.Cert == nil),
 		Revocation:  marshalOpt(m.Revocation, m.Revocation == nil)}
@@ -135,7 +137,7 @@ func LoadMembership(path string) (*Membership, error) {
 		return nil, fmt.Errorf("overlay: load %s: self: %w", path, err)
 	}
 	m := NewMembership(s.Network, s.Self, s.Joined)
-	m.Joined, m.Interface = s.Joined, s.Interface
+	m.Joined, m.Interface, m.LastIPv4 = s.Joined, s.Interface, s.LastIPv4
 	wrap := func(what string, err error) error { return fmt.Errorf("overlay: load %s: %s: %w", path, what, err) }
 	if s.Definition != nil {
 		d, err := ParseDefinition(s.Definition)
