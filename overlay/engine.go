@@ -31,7 +31,8 @@ type EngineConfig struct {
 	MaxWait time.Duration
 	// NeedLink is called (with the engine's lock held: it must not block
 	// or call back into the Engine; start a goroutine) when the switch
-	// sends to a member that has no link, so that the daemon can dial it.
+	// sends to a member that has no link, so that the daemon can dial it;
+	// at most once per member every 2 s.
 	NeedLink func(p peer.ID)
 	// OnRecord receives MsgRecord payloads (a copy) pushed by members.
 	// Same rules as NeedLink.
@@ -51,6 +52,7 @@ type Engine struct {
 	sw     *Switch
 	links  map[peer.ID]*engineLink
 	noLink uint64
+	asked  map[peer.ID]time.Time // last NeedLink call per member
 	closed bool
 
 	stop      chan struct{}
@@ -89,7 +91,7 @@ func NewEngine(sw *Switch, dev tap.Device, cfg EngineConfig) *Engine {
 	if cfg.MaxWait == 0 {
 		cfg.MaxWait = 20 * time.Millisecond
 	}
-	e := &Engine{cfg: cfg, dev: dev, sw: sw, links: map[peer.ID]*engineLink{}, stop: make(chan struct{})}
+	e := &Engine{cfg: cfg, dev: dev, sw: sw, links: map[peer.ID]*engineLink{}, asked: map[peer.ID]time.Time{}, stop: make(chan struct{})}
 	e.wg.Add(2)
 	go e.readDevice()
 	go e.tick()
@@ -166,6 +168,7 @@ func (e *Engine) AddLink(p peer.ID, rw io.ReadWriteCloser, outbound bool) error 
 		}
 		old.close()
 	}
+	delete(e.asked, p)
 	l := &engineLink{peer: p, outbound: outbound, rw: rw, q: NewQueue(e.cfg.QueueBytes), done: make(chan struct{})}
 	e.links[p] = l
 	e.wg.Add(2)
@@ -197,6 +200,9 @@ func (e *Engine) dropLink(l *engineLink, err error) {
 	l.close()
 }
 
+// needLinkEvery rate-limits NeedLink calls per member.
+const needLinkEvery = 2 * time.Second
+
 // blocked is a unicast frame from the device whose link queue was full.
 type blocked struct {
 	l *engineLink
@@ -220,7 +226,11 @@ func (e *Engine) dispatchWait(outs []Output, wait *[]blocked) {
 			if !ok {
 				e.noLink++
 				if e.cfg.NeedLink != nil {
-					e.cfg.NeedLink(o.Peer)
+					now := e.cfg.Now()
+					if t, ok := e.asked[o.Peer]; !ok || now.Sub(t) >= needLinkEvery {
+						e.asked[o.Peer] = now
+						e.cfg.NeedLink(o.Peer)
+					}
 				}
 				continue
 			}

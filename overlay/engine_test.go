@@ -196,8 +196,19 @@ func TestEngineNeedLinkAndRecords(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("NeedLink not called")
 	}
-	if _, dropped := ea.Links(); dropped != 1 {
-		t.Fatalf("dropped %d", dropped)
+	hostA.Write(ipv4Frame(b.mac, a.mac, a.ipv4, b.ipv4, "y")) // no second NeedLink so soon
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, dropped := ea.Links(); dropped == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("second frame not counted")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if len(need) != 0 {
+		t.Fatal("NeedLink called twice within its interval")
 	}
 	ca, cb := tcpPair(t)
 	ea.AddLink(b.peer, ca, true)

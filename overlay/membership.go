@@ -289,7 +289,9 @@ func (m *Membership) IPv4(now time.Time) netip.Prefix {
 }
 
 // MemberIPv4 is p's IPv4 address as known from its certificate or its
-// announcement; invalid when unknown.
+// announcement; invalid when unknown or when the announced address lost a
+// conflict (see ChooseIPv4), so a member cannot take over another's
+// address by announcing it.
 func (m *Membership) MemberIPv4(p peer.ID, now time.Time) netip.Addr {
 	mem, ok := m.members[p]
 	if !ok {
@@ -298,10 +300,27 @@ func (m *Membership) MemberIPv4(p peer.ID, now time.Time) netip.Addr {
 	if c := mem.Certificate; c != nil && c.IPv4.IsValid() && c.Valid(m.ID, now, m.Revocation) == nil {
 		return c.IPv4
 	}
-	if mem.Announcement != nil {
-		return mem.Announcement.IPv4
+	if mem.Announcement == nil || !mem.Announcement.IPv4.IsValid() {
+		return netip.Addr{}
 	}
-	return netip.Addr{}
+	a := mem.Announcement.IPv4
+	if m.Def != nil && !m.Def.IPv4Pool.Contains(a) {
+		return netip.Addr{}
+	}
+	// An announced (derived) address counts only while no better claim
+	// holds it: a certificate, or a member of lower IPv4Priority
+	// (including this node).
+	prio := IPv4Priority(m.ID, p)
+	if m.Cert != nil && m.Cert.IPv4 == a ||
+		(m.Cert == nil || !m.Cert.IPv4.IsValid()) && m.LastIPv4 == a && IPv4Priority(m.ID, m.Self) < prio {
+		return netip.Addr{}
+	}
+	for _, c := range m.claims(now) {
+		if c.Member != p && c.Addr == a && (c.Fixed || IPv4Priority(m.ID, c.Member) < prio) {
+			return netip.Addr{}
+		}
+	}
+	return a
 }
 
 // MemberInfo is one line of `kadlan members`.

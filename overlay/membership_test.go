@@ -330,3 +330,32 @@ func TestMembershipIPv4Sticky(t *testing.T) {
 		t.Fatalf("after restart %v, want %v", got, moved)
 	}
 }
+
+// Two members announce the same derived address: only the one with the
+// better priority gets it.
+func TestMemberIPv4Conflict(t *testing.T) {
+	owner, _ := testKey(t, 1)
+	_, self := testKey(t, 3)
+	def := testDef(t, owner, false)
+	m := NewMembership(def.ID(), self, t0)
+	m.SetDefinition(def)
+	ps := testPeers(t, 2)
+	ip := netip.MustParseAddr("10.9.0.77")
+	for _, p := range ps {
+		a, _ := NewAnnouncement(testPeerKey(t, p), def.ID(), ip, t0)
+		m.AddAnnouncement(a)
+	}
+	win, lose := ps[0], ps[1]
+	if IPv4Priority(def.ID(), lose) < IPv4Priority(def.ID(), win) {
+		win, lose = lose, win
+	}
+	if m.MemberIPv4(win, t0) != ip || m.MemberIPv4(lose, t0).IsValid() {
+		t.Fatalf("winner %v, loser %v", m.MemberIPv4(win, t0), m.MemberIPv4(lose, t0))
+	}
+	// An address outside the pool is ignored.
+	out, _ := NewAnnouncement(testPeerKey(t, lose), def.ID(), netip.MustParseAddr("192.168.1.1"), t0.Add(time.Second))
+	m.AddAnnouncement(out)
+	if m.MemberIPv4(lose, t0).IsValid() {
+		t.Fatal("address outside the pool accepted")
+	}
+}
