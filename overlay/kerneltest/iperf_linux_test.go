@@ -1,38 +1,48 @@
 package kerneltest
 
 import (
+	"context"
 	"encoding/json"
 	"os/exec"
 	"testing"
 	"time"
+
+	"github.com/kadlan/kadlan/overlay"
+	"github.com/kadlan/kadlan/tap/taptest"
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 )
 
-// BenchmarkKernelIperf runs one iperf3 TCP stream for 3 s between two
-// kernels whose TAPs are joined by Engines over loopback TCP, and reports
-// the throughput and the retransmissions (drops in the bounded queues show
-// up there). b.N is ignored: one run is one measurement.
-func BenchmarkKernelIperf(b *testing.B) {
+type iperfResult struct {
+	mbps        float64
+	retransmits int
+}
+
+// iperf runs one iperf3 TCP stream for 3 s from namespace client to server
+// (listening on addr).
+func iperf(b *testing.B, client, server *taptest.Netns, addr string) iperfResult {
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		b.Skip("iperf3 not installed")
 	}
-	ms := lanB(b, 2)
-	srv := exec.Command("ip", "netns", "exec", ms[1].ns.Name, "iperf3", "-s", "-1", "-B", ms[1].ip4.Addr().String())
+	srv := exec.Command("ip", "netns", "exec", server.Name, "iperf3", "-s", "-1", "-B", addr)
 	if err := srv.Start(); err != nil {
 		b.Fatal(err)
 	}
 	defer func() { srv.Process.Kill(); srv.Wait() }()
 	time.Sleep(300 * time.Millisecond)
-	b.ResetTimer()
-	out, err := ms[0].ns.Exec("iperf3", "-c", ms[1].ip4.Addr().String(), "-t", "3", "-J")
-	b.StopTimer()
+	out, err := client.Exec("iperf3", "-c", addr, "-t", "3", "-J")
 	if err != nil {
 		b.Fatalf("iperf3: %v\n%s", err, out)
 	}
 	var res struct {
 		End struct {
 			SumSent struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-				Retransmits   int     `json:"retransmits"`
+				Retransmits int `json:"retransmits"`
 			} `json:"sum_sent"`
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
@@ -42,15 +52,109 @@ func BenchmarkKernelIperf(b *testing.B) {
 	if err := json.Unmarshal(out, &res); err != nil {
 		b.Fatalf("iperf3 output: %v\n%s", err, out)
 	}
-	for _, m := range ms {
-		if st, err := m.ns.Exec("ip", "-s", "link", "show", m.dev.Name()); err == nil {
-			b.Logf("%s:\n%s", m.ns.Name, st)
+	return iperfResult{res.End.SumReceived.BitsPerSecond / 1e6, res.End.SumSent.Retransmits}
+}
+
+// libp2pLink joins a and b with a libp2p stream between two hosts on
+// loopback (created in the test's own namespace).
+func libp2pLink(transport string) linker {
+	return func(t testing.TB, a, b *member) {
+		mk := func(m *member) *hostT {
+			opts := []libp2p.Option{libp2p.Identity(m.key), libp2p.DisableRelay(),
+				libp2p.ResourceManager(&network.NullResourceManager{})}
+			if transport == "quic" {
+				opts = append(opts, libp2p.Transport(quic.NewTransport), libp2p.ListenAddrStrings("/ip4/127.0.0.1/udp/0/quic-v1"))
+			} else {
+				opts = append(opts, libp2p.Transport(tcp.NewTCPTransport), libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"))
+			}
+			h, err := libp2p.New(opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { h.Close() })
+			return &hostT{h}
 		}
-		links, _ := m.eng.Links()
-		for _, l := range links {
-			b.Logf("%s: queue %+v", m.ns.Name, l.Queue)
+		ha, hb := mk(a), mk(b)
+		accepted := make(chan error, 1)
+		hb.SetStreamHandler(protocol.ID(overlay.ProtocolID), func(s network.Stream) {
+			accepted <- b.eng.AddLink(a.id, s, false)
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := ha.Connect(ctx, peer.AddrInfo{ID: hb.ID(), Addrs: hb.Addrs()}); err != nil {
+			t.Fatal(err)
+		}
+		s, err := ha.NewStream(ctx, hb.ID(), protocol.ID(overlay.ProtocolID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := a.eng.AddLink(b.id, s, true); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-accepted; err != nil {
+			t.Fatal(err)
 		}
 	}
-	b.ReportMetric(res.End.SumReceived.BitsPerSecond/1e6, "Mbit/s")
-	b.ReportMetric(float64(res.End.SumSent.Retransmits), "retransmits")
+}
+
+type hostT struct{ host.Host }
+
+// vethPair joins two fresh namespaces with a veth pair: the baseline.
+func vethPair(b *testing.B) (*taptest.Netns, *taptest.Netns) {
+	x, y := taptest.NewNetns(b, "klv"), taptest.NewNetns(b, "klv")
+	cmds := [][]string{
+		{"ip", "link", "add", "v0", "netns", x.Name, "type", "veth", "peer", "name", "v1", "netns", y.Name},
+		{"ip", "-n", x.Name, "addr", "add", "10.66.0.1/24", "dev", "v0"},
+		{"ip", "-n", y.Name, "addr", "add", "10.66.0.2/24", "dev", "v1"},
+		{"ip", "-n", x.Name, "link", "set", "v0", "up"},
+		{"ip", "-n", y.Name, "link", "set", "v1", "up"},
+	}
+	for _, c := range cmds {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			b.Fatalf("%v: %v: %s", c, err, out)
+		}
+	}
+	return x, y
+}
+
+// BenchmarkKernelIperf measures TAP-to-TAP TCP throughput through kadlan's
+// data path (two kernels in namespaces, their TAPs joined by Engines) over
+// different links, against a raw veth pair measured in the same run. b.N is
+// ignored: each sub-benchmark is one 3-second iperf3 run. Run with
+// -benchtime 1x.
+func BenchmarkKernelIperf(b *testing.B) {
+	var veth float64
+	b.Run("raw-veth", func(b *testing.B) {
+		x, y := vethPair(b)
+		r := iperf(b, x, y, "10.66.0.2")
+		veth = r.mbps
+		b.ReportMetric(r.mbps, "Mbit/s")
+		b.ReportMetric(float64(r.retransmits), "retransmits")
+	})
+	for _, tt := range []struct {
+		name string
+		link linker
+	}{
+		{"kadlan-loopback-tcp", tcpLink},
+		{"kadlan-libp2p-tcp", libp2pLink("tcp")},
+		{"kadlan-libp2p-quic", libp2pLink("quic")},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			ms := lanB(b, 2, tt.link)
+			r := iperf(b, ms[0].ns, ms[1].ns, ms[1].ip4.Addr().String())
+			b.ReportMetric(r.mbps, "Mbit/s")
+			b.ReportMetric(float64(r.retransmits), "retransmits")
+			if veth > 0 {
+				b.ReportMetric(r.mbps/veth, "ratio_to_veth")
+			}
+			for _, m := range ms {
+				links, _ := m.eng.Links()
+				for _, l := range links {
+					if l.Queue.Dropped > 0 {
+						b.Logf("%s: queue dropped %d of %d", m.ns.Name, l.Queue.Dropped, l.Queue.Pushed+l.Queue.Dropped)
+					}
+				}
+			}
+		})
+	}
 }

@@ -61,10 +61,24 @@ func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 // lan builds n members of one public network, each with a TAP in its own
 // namespace configured from its Membership, and links every pair over
 // loopback TCP in the test's own namespace.
-func lan(t *testing.T, n int) []*member { return lanB(t, n) }
+func lan(t *testing.T, n int) []*member { return lanB(t, n, tcpLink) }
 
-// lanB is lan for tests and benchmarks.
-func lanB(t testing.TB, n int) []*member {
+// linker joins two members' engines with one stream.
+type linker func(t testing.TB, a, b *member)
+
+// tcpLink joins a and b over a plain loopback TCP connection.
+func tcpLink(t testing.TB, a, b *member) {
+	ca, cb := tcpPair(t)
+	if err := a.eng.AddLink(b.id, ca, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.eng.AddLink(a.id, cb, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// lanB is lan for tests and benchmarks, with a choice of link.
+func lanB(t testing.TB, n int, link linker) []*member {
 	owner, _ := newKey(t, 1)
 	def, err := overlay.NewDefinition(owner, "kerneltest", false, netip.MustParsePrefix("10.55.0.0/24"), 0, overlay.BroadcastParams{}, time.Now())
 	if err != nil {
@@ -130,13 +144,7 @@ func lanB(t testing.TB, n int) []*member {
 	}
 	for i, a := range ms {
 		for _, b := range ms[i+1:] {
-			ca, cb := tcpPair(t)
-			if err := a.eng.AddLink(b.id, ca, true); err != nil {
-				t.Fatal(err)
-			}
-			if err := b.eng.AddLink(a.id, cb, false); err != nil {
-				t.Fatal(err)
-			}
+			link(t, a, b)
 		}
 	}
 	return ms
