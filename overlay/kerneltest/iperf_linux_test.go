@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"os/exec"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,4 +159,37 @@ func BenchmarkKernelIperf(b *testing.B) {
 			}
 		})
 	}
+}
+
+// pingRTT returns the average RTT in ms of 50 pings at 10 ms intervals.
+func pingRTT(b *testing.B, from *taptest.Netns, addr string) float64 {
+	out, err := from.Exec("ping", "-c", "50", "-i", "0.01", "-W", "1", addr)
+	if err != nil {
+		b.Fatalf("ping: %v\n%s", err, out)
+	}
+	s := string(out)
+	i := strings.Index(s, "rtt min/avg/max/mdev = ")
+	if i < 0 {
+		b.Fatalf("ping output: %s", s)
+	}
+	f := strings.Split(strings.Fields(s[i+len("rtt min/avg/max/mdev = "):])[0], "/")
+	avg, err := strconv.ParseFloat(f[1], 64)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return avg
+}
+
+// BenchmarkKernelPing reports the idle ping RTT through kadlan's data path
+// (libp2p TCP link) and over a raw veth, and the difference.
+func BenchmarkKernelPing(b *testing.B) {
+	x, y := vethPair(b)
+	veth := pingRTT(b, x, "10.66.0.2")
+	_ = y
+	ms := lanB(b, 2, libp2pLink("tcp"))
+	pingRTT(b, ms[0].ns, ms[1].ip4.Addr().String()) // warm up ARP and the path
+	k := pingRTT(b, ms[0].ns, ms[1].ip4.Addr().String())
+	b.ReportMetric(veth, "veth_ms")
+	b.ReportMetric(k, "kadlan_ms")
+	b.ReportMetric(k-veth, "added_ms")
 }
