@@ -193,3 +193,28 @@ func BenchmarkKernelPing(b *testing.B) {
 	b.ReportMetric(k, "kadlan_ms")
 	b.ReportMetric(k-veth, "added_ms")
 }
+
+// BenchmarkKernelPingUnderLoad reports the ping RTT through kadlan (libp2p
+// TCP link) while one iperf3 TCP stream saturates the same path: the
+// bounded queues keep it low (no bufferbloat).
+func BenchmarkKernelPingUnderLoad(b *testing.B) {
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		b.Skip("iperf3 not installed")
+	}
+	ms := lanB(b, 2, libp2pLink("tcp"))
+	dst := ms[1].ip4.Addr().String()
+	pingRTT(b, ms[0].ns, dst)
+	srv := exec.Command("ip", "netns", "exec", ms[1].ns.Name, "iperf3", "-s", "-1", "-B", dst)
+	if err := srv.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { srv.Process.Kill(); srv.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+	cli := exec.Command("ip", "netns", "exec", ms[0].ns.Name, "iperf3", "-c", dst, "-t", "4")
+	if err := cli.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cli.Process.Kill(); cli.Wait() }()
+	time.Sleep(time.Second)
+	b.ReportMetric(pingRTT(b, ms[0].ns, dst), "loaded_ms")
+}
