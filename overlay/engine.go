@@ -37,6 +37,21 @@ type EngineConfig struct {
 	// OnRecord receives MsgRecord payloads (a copy) pushed by members.
 	// Same rules as NeedLink.
 	OnRecord func(from peer.ID, record []byte)
+	// VnetHdr says that the device's frames carry a virtio-net header
+	// (tap.Linux opened with Config.VnetHdr and TSO offloads). The engine
+	// then sends TCP super-frames whole (MsgFrameGSO), completes checksums
+	// the kernel left open, and gives received super-frames to the device
+	// whole. Without it, received super-frames are segmented in software.
+	VnetHdr bool
+}
+
+// EngineStats counts the engine's own events (the switch has Counters).
+type EngineStats struct {
+	NoLink       uint64 // outputs for members without a link
+	GSOSent      uint64 // super-frames sent whole
+	GSOReceived  uint64 // super-frames received
+	Segmented    uint64 // received super-frames segmented in software
+	OffloadDrops uint64 // frames dropped for a bad offload header
 }
 
 // Engine drives a Switch with real I/O, the way etcd's node drives a
@@ -52,8 +67,11 @@ type Engine struct {
 	sw     *Switch
 	links  map[peer.ID]*engineLink
 	noLink uint64
+	stats  EngineStats
 	asked  map[peer.ID]time.Time // last NeedLink call per member
 	closed bool
+	wbuf   []byte // device write buffer with room for a virtio-net header
+	seg    []byte // segmentation scratch
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
@@ -125,6 +143,15 @@ type EngineLinkStats struct {
 	Peer   peer.ID
 	Queue  QueueStats
 	Queued int
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() EngineStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	s := e.stats
+	s.NoLink = e.noLink
+	return s
 }
 
 // Links returns the current links with their queue statistics, and the
@@ -216,38 +243,96 @@ func (e *Engine) dispatch(outs []Output) { e.dispatchWait(outs, nil) }
 
 func (e *Engine) dispatchWait(outs []Output, wait *[]blocked) {
 	for _, o := range outs {
-		switch o.Kind {
-		case ToLocal:
-			if _, err := e.dev.Write(o.Msg.Payload); err != nil && !errors.Is(err, net.ErrClosed) {
-				e.cfg.Logf("overlay: write %s: %v", e.dev.Name(), err)
-			}
-		case ToPeer:
-			l, ok := e.links[o.Peer]
-			if !ok {
-				e.noLink++
-				if e.cfg.NeedLink != nil {
-					now := e.cfg.Now()
-					if t, ok := e.asked[o.Peer]; !ok || now.Sub(t) >= needLinkEvery {
-						e.asked[o.Peer] = now
-						e.cfg.NeedLink(o.Peer)
-					}
-				}
-				continue
-			}
-			if wait != nil && o.Msg.Kind == MsgFrame {
-				if !l.q.TryPush(o.Msg) {
-					*wait = append(*wait, blocked{l, o.Msg})
-				}
-				continue
-			}
-			l.q.Push(o.Msg)
-		}
+		e.dispatchOne(o, wait)
 	}
 }
 
+func (e *Engine) dispatchOne(o Output, wait *[]blocked) {
+	switch o.Kind {
+	case ToLocal:
+		e.writeDev(o.Msg.Payload)
+	case ToPeer:
+		l := e.link(o.Peer)
+		if l == nil {
+			return
+		}
+		if wait != nil && (o.Msg.Kind == MsgFrame || o.Msg.Kind == MsgFrameGSO) {
+			if !l.q.TryPush(o.Msg) {
+				*wait = append(*wait, blocked{l, o.Msg})
+			}
+			return
+		}
+		l.q.Push(o.Msg)
+	}
+}
+
+// link returns p's link, or nil after counting and asking for one.
+func (e *Engine) link(p peer.ID) *engineLink {
+	l, ok := e.links[p]
+	if ok {
+		return l
+	}
+	e.noLink++
+	if e.cfg.NeedLink != nil {
+		now := e.cfg.Now()
+		if t, ok := e.asked[p]; !ok || now.Sub(t) >= needLinkEvery {
+			e.asked[p] = now
+			e.cfg.NeedLink(p)
+		}
+	}
+	return nil
+}
+
+// writeDev writes a plain frame to the device, with an empty virtio-net
+// header when the device expects one; e.mu is held.
+func (e *Engine) writeDev(frame []byte) {
+	b := frame
+	if e.cfg.VnetHdr {
+		e.wbuf = append(append(e.wbuf[:0], make([]byte, ether.VnetHdrLen)...), frame...)
+		b = e.wbuf
+	}
+	if _, err := e.dev.Write(b); err != nil && !errors.Is(err, net.ErrClosed) {
+		e.cfg.Logf("overlay: write %s: %v", e.dev.Name(), err)
+	}
+}
+
+// writeGSO delivers a received super-frame (whole = header + frame);
+// e.mu is held.
+func (e *Engine) writeGSO(whole []byte, h ether.VnetHdr, frame []byte) {
+	if !h.IsGSO() {
+		if err := ether.FinishChecksum(frame, h); err != nil {
+			e.stats.OffloadDrops++
+			return
+		}
+		e.writeDev(frame)
+		return
+	}
+	if e.cfg.VnetHdr {
+		if _, err := e.dev.Write(whole); err != nil && !errors.Is(err, net.ErrClosed) {
+			e.cfg.Logf("overlay: write %s: %v", e.dev.Name(), err)
+		}
+		return
+	}
+	e.stats.Segmented++
+	var err error
+	e.seg, err = ether.SegmentTCP(frame, h, e.seg, func(seg []byte) error { e.writeDev(seg); return nil })
+	if err != nil {
+		e.stats.OffloadDrops++
+	}
+}
+
+// aliases reports whether a and b are the same non-empty slice.
+func aliases(a, b []byte) bool { return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0] }
+
 func (e *Engine) readDevice() {
 	defer e.wg.Done()
-	buf := make([]byte, e.dev.MTU()+ether.HeaderLen+4+64)
+	hdrLen := 0
+	size := e.dev.MTU() + ether.HeaderLen + 4 + 64
+	if e.cfg.VnetHdr {
+		hdrLen = ether.VnetHdrLen
+		size = max(size, hdrLen+65536+ether.HeaderLen+64)
+	}
+	buf := make([]byte, size)
 	var wait []blocked
 	for {
 		n, err := e.dev.Read(buf)
@@ -257,15 +342,34 @@ func (e *Engine) readDevice() {
 			}
 			return
 		}
-		if n > len(buf) {
+		if n > len(buf) || n < hdrLen {
 			continue // truncated: larger than the MTU
 		}
+		frame := buf[hdrLen:n]
+		var whole []byte // header and super-frame, to send as MsgFrameGSO
+		if e.cfg.VnetHdr {
+			h, _ := ether.ParseVnetHdr(buf)
+			if h.IsGSO() {
+				whole = buf[:n]
+			} else if err := ether.FinishChecksum(frame, h); err != nil {
+				e.mu.Lock()
+				e.stats.OffloadDrops++
+				e.mu.Unlock()
+				continue
+			}
+		}
 		wait = wait[:0]
-		e.mu.Lock()
+		var w *[]blocked
 		if e.cfg.MaxWait > 0 {
-			e.dispatchWait(e.sw.HandleLocal(e.cfg.Now(), buf[:n]), &wait)
-		} else {
-			e.dispatch(e.sw.HandleLocal(e.cfg.Now(), buf[:n]))
+			w = &wait
+		}
+		e.mu.Lock()
+		for _, o := range e.sw.HandleLocal(e.cfg.Now(), frame) {
+			if whole != nil && o.Kind == ToPeer && o.Msg.Kind == MsgFrame && aliases(o.Msg.Payload, frame) {
+				o.Msg = Message{Kind: MsgFrameGSO, Payload: whole}
+				e.stats.GSOSent++
+			}
+			e.dispatchOne(o, w)
 		}
 		e.mu.Unlock()
 		for _, w := range wait {
@@ -304,12 +408,36 @@ func (e *Engine) readLink(l *engineLink) {
 			e.mu.Unlock()
 			return
 		}
-		if m.Kind == MsgRecord && e.cfg.OnRecord != nil {
-			e.cfg.OnRecord(l.peer, append([]byte(nil), m.Payload...))
-		} else {
+		switch {
+		case m.Kind == MsgRecord:
+			if e.cfg.OnRecord != nil {
+				e.cfg.OnRecord(l.peer, append([]byte(nil), m.Payload...))
+			}
+		case m.Kind == MsgFrameGSO:
+			e.receiveGSO(l.peer, m.Payload)
+		default:
 			e.dispatch(e.sw.HandleRemote(e.cfg.Now(), l.peer, m))
 		}
 		e.mu.Unlock()
+	}
+}
+
+// receiveGSO passes a super-frame's Ethernet frame through the switch's
+// checks and delivers it whole or segmented; e.mu is held.
+func (e *Engine) receiveGSO(from peer.ID, whole []byte) {
+	h, err := ether.ParseVnetHdr(whole)
+	if err != nil {
+		e.stats.OffloadDrops++
+		return
+	}
+	e.stats.GSOReceived++
+	frame := whole[ether.VnetHdrLen:]
+	for _, o := range e.sw.HandleRemote(e.cfg.Now(), from, Message{Kind: MsgFrame, Payload: frame}) {
+		if o.Kind == ToLocal && aliases(o.Msg.Payload, frame) {
+			e.writeGSO(whole, h, frame)
+			continue
+		}
+		e.dispatchOne(o, nil)
 	}
 }
 

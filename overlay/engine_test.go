@@ -73,7 +73,7 @@ func hostRead(t testing.TB, d *taptest.Device, match func([]byte) bool) []byte {
 	t.Helper()
 	got := make(chan []byte, 1)
 	go func() {
-		buf := make([]byte, 2048)
+		buf := make([]byte, 70000)
 		for {
 			n, err := d.Read(buf)
 			if err != nil {

@@ -28,9 +28,14 @@ const (
 	// MsgRecord pushes a signed record (Definition, Certificate,
 	// Revocation or Announcement; its first two bytes say which).
 	MsgRecord MsgKind = 4
+	// MsgFrameGSO is a unicast frame preceded by its 10-byte virtio-net
+	// header (ether.VnetHdr): a TCP super-frame of up to 64 KiB carried
+	// whole, which the receiver hands whole to an offload-capable device
+	// or segments in software (Engine does both).
+	MsgFrameGSO MsgKind = 5
 )
 
-func (k MsgKind) valid() bool { return k >= MsgFrame && k <= MsgRecord }
+func (k MsgKind) valid() bool { return k >= MsgFrame && k <= MsgFrameGSO }
 
 // String names the kind.
 func (k MsgKind) String() string {
@@ -43,6 +48,8 @@ func (k MsgKind) String() string {
 		return "groups"
 	case MsgRecord:
 		return "record"
+	case MsgFrameGSO:
+		return "frame-gso"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }

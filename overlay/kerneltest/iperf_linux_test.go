@@ -136,13 +136,16 @@ func BenchmarkKernelIperf(b *testing.B) {
 	for _, tt := range []struct {
 		name string
 		link linker
+		gso  bool
 	}{
-		{"kadlan-loopback-tcp", tcpLink},
-		{"kadlan-libp2p-tcp", libp2pLink("tcp")},
-		{"kadlan-libp2p-quic", libp2pLink("quic")},
+		{"kadlan-loopback-tcp", tcpLink, false},
+		{"kadlan-libp2p-tcp", libp2pLink("tcp"), false},
+		{"kadlan-libp2p-quic", libp2pLink("quic"), false},
+		{"kadlan-libp2p-tcp-offload", libp2pLink("tcp"), true},
+		{"kadlan-libp2p-quic-offload", libp2pLink("quic"), true},
 	} {
 		b.Run(tt.name, func(b *testing.B) {
-			ms := lanB(b, 2, tt.link)
+			ms := lanOpt(b, 2, tt.link, tt.gso)
 			r := iperf(b, ms[0].ns, ms[1].ns, ms[1].ip4.Addr().String())
 			b.ReportMetric(r.mbps, "Mbit/s")
 			b.ReportMetric(float64(r.retransmits), "retransmits")

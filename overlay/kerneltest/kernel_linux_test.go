@@ -63,6 +63,9 @@ func tcpPair(t testing.TB) (net.Conn, net.Conn) {
 // loopback TCP in the test's own namespace.
 func lan(t *testing.T, n int) []*member { return lanB(t, n, tcpLink) }
 
+// lanB builds a LAN without offload.
+func lanB(t testing.TB, n int, link linker) []*member { return lanOpt(t, n, link, false) }
+
 // linker joins two members' engines with one stream.
 type linker func(t testing.TB, a, b *member)
 
@@ -77,8 +80,9 @@ func tcpLink(t testing.TB, a, b *member) {
 	}
 }
 
-// lanB is lan for tests and benchmarks, with a choice of link.
-func lanB(t testing.TB, n int, link linker) []*member {
+// lanOpt is lan for tests and benchmarks, with a choice of link and, with
+// gso, TAPs that hand over TCP super-frames (IFF_VNET_HDR with TSO).
+func lanOpt(t testing.TB, n int, link linker, gso bool) []*member {
 	owner, _ := newKey(t, 1)
 	def, err := overlay.NewDefinition(owner, "kerneltest", false, netip.MustParsePrefix("10.55.0.0/24"), 0, overlay.BroadcastParams{}, time.Now())
 	if err != nil {
@@ -112,7 +116,11 @@ func lanB(t testing.TB, n int, link linker) []*member {
 		m.ip4 = m.memb.IPv4(now)
 		m.ip6 = m.memb.IPv6()
 		err := m.ns.Do(func() error {
-			d, err := tap.Create(tap.Config{Name: "kl%d", MTU: def.MTU, MAC: m.memb.MAC()})
+			cfg := tap.Config{Name: "kl%d", MTU: def.MTU, MAC: m.memb.MAC()}
+			if gso {
+				cfg.VnetHdr, cfg.Offload = true, unix.TUN_F_CSUM|unix.TUN_F_TSO4|unix.TUN_F_TSO6
+			}
+			d, err := tap.Create(cfg)
 			if err != nil {
 				return err
 			}
@@ -131,7 +139,7 @@ func lanB(t testing.TB, n int, link linker) []*member {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m.eng = overlay.NewEngine(sw, m.dev, overlay.EngineConfig{Logf: t.Logf})
+		m.eng = overlay.NewEngine(sw, m.dev, overlay.EngineConfig{Logf: t.Logf, VnetHdr: gso})
 		t.Cleanup(func() { m.eng.Close() })
 		for _, o := range ms {
 			if o != m {
@@ -165,8 +173,14 @@ func ping(t *testing.T, from *member, to netip.Addr) {
 	}
 }
 
-func TestKernelLAN(t *testing.T) {
-	ms := lan(t, 3)
+func TestKernelLAN(t *testing.T) { testKernelLAN(t, false) }
+
+// TestKernelLANOffload is TestKernelLAN with TSO and checksum offload on
+// every TAP: super-frames cross whole and checksums are completed.
+func TestKernelLANOffload(t *testing.T) { testKernelLAN(t, true) }
+
+func testKernelLAN(t *testing.T, gso bool) {
+	ms := lanOpt(t, 3, tcpLink, gso)
 	a, b, c := ms[0], ms[1], ms[2]
 	ping(t, a, b.ip4.Addr())
 	ping(t, b, c.ip4.Addr())
