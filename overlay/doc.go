@@ -45,6 +45,16 @@
 // members that are no longer authorized, and Update closes their links,
 // which bounds how long a revoked member keeps access.
 //
+// # Offload
+//
+// With a Linux TAP opened with tap.Config{VnetHdr: true, Offload:
+// unix.TUN_F_CSUM|unix.TUN_F_TSO4|unix.TUN_F_TSO6} and
+// EngineConfig.VnetHdr, the kernel hands over TCP super-frames of up to
+// 64 KiB; the Engine sends them whole (MsgFrameGSO) and the receiving
+// Engine gives them whole to its own offload TAP, or segments them in
+// software (ether.SegmentTCP) for any other device. Every node
+// understands MsgFrameGSO, so no negotiation is needed.
+//
 // # Driving a Switch without Engine
 //
 // A Switch is driven like etcd's raft RawNode:
