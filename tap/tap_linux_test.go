@@ -256,3 +256,20 @@ func TestLinuxTAPVnetHdr(t *testing.T) {
 		return err
 	})
 }
+
+func TestOpenPrefersTAP(t *testing.T) {
+	inNetns(t, func() error {
+		d, err := Open(Config{Name: "klopen%d", MTU: 1300, MAC: ether.MAC{2, 1, 2, 3, 4, 5}})
+		if err != nil {
+			return err
+		}
+		defer d.Close()
+		if _, ok := d.(*Linux); !ok || d.MTU() != 1300 {
+			return fmt.Errorf("Open gave %T with MTU %d", d, d.MTU())
+		}
+		if _, ok := d.(Addresser); !ok {
+			return errors.New("device cannot be configured")
+		}
+		return nil
+	})
+}
