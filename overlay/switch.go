@@ -106,6 +106,7 @@ type Switch struct {
 	members map[peer.ID]*SwitchMember
 	byMAC   map[ether.MAC]peer.ID
 	byIP    map[netip.Addr]peer.ID // IPv4, IPv6 and EUI-64 link-local
+	byHash  map[uint64]peer.ID     // PeerHash, to find a broadcast's origin
 	learned *MACTable
 	groups  map[ether.MAC]bool
 
@@ -146,6 +147,7 @@ func NewSwitch(cfg SwitchConfig) (*Switch, error) {
 		members: map[peer.ID]*SwitchMember{},
 		byMAC:   map[ether.MAC]peer.ID{},
 		byIP:    map[netip.Addr]peer.ID{},
+		byHash:  map[uint64]peer.ID{},
 		learned: NewMACTable(cfg.MACAge, cfg.MaxLearned),
 		groups:  map[ether.MAC]bool{},
 		scratch: make([]byte, 0, 4096),
@@ -217,6 +219,7 @@ func (s *Switch) SetMember(m SwitchMember) {
 	}
 	s.byIP[m.IPv6] = m.Peer
 	s.byIP[ether.LinkLocal(m.MAC)] = m.Peer
+	s.byHash[PeerHash(m.Peer)] = m.Peer
 }
 
 // RemoveMember drops a member (left, revoked or expired): its frames are
@@ -234,6 +237,9 @@ func (s *Switch) RemoveMember(p peer.ID) {
 		if a.IsValid() && s.byIP[a] == p {
 			delete(s.byIP, a)
 		}
+	}
+	if s.byHash[PeerHash(p)] == p {
+		delete(s.byHash, PeerHash(p))
 	}
 	s.learned.RemovePeer(p)
 	s.social.Forget(p)
@@ -469,11 +475,15 @@ func (s *Switch) HandleRemote(now time.Time, from peer.ID, m Message) []Output {
 	}
 	// A broadcast copy carries the origin's frame: check the source
 	// against the origin, whom the frame's source MAC names.
+	// A host bridged behind the origin is not known yet by its MAC: the
+	// broadcast ID names the origin then.
 	origin := sender
 	if h.Src != sender.MAC {
 		if p, ok := s.byMAC[h.Src]; ok {
 			origin = s.members[p]
 		} else if p, ok := s.learned.Lookup(h.Src, now); ok && s.cfg.AllowBridging {
+			origin = s.members[p]
+		} else if p, ok := s.byHash[sh.ID.Origin]; ok && s.cfg.AllowBridging {
 			origin = s.members[p]
 		}
 	}

@@ -397,3 +397,28 @@ func TestSwitchBridging(t *testing.T) {
 func arpRequestFrame(mac ether.MAC, ip, target netip.Addr) []byte {
 	return ether.AppendARPFrame(nil, ether.Broadcast, mac, ether.ARP{Op: ether.ARPRequest, SenderMAC: mac, SenderIP: ip, TargetIP: target})
 }
+
+// With bridging, a broadcast from a host bridged behind b, forwarded by c,
+// reaches a, which learns the host behind b.
+func TestSwitchBridgedBroadcastViaForwarder(t *testing.T) {
+	w := newTestWorld(t, 3, true)
+	a, b, c := w.nodes[0], w.nodes[1], w.nodes[2]
+	vm := ether.MAC{2, 0xbb, 0, 0, 0, 7}
+	frame := ipv4Frame(ether.Broadcast, vm, netip.MustParseAddr("10.9.9.7"), netip.MustParseAddr("255.255.255.255"), "dhcp?")
+	h := SocialHeader{ID: BroadcastID{Origin: PeerHash(b.peer), Seq: 1}, TTL: 3, Budget: 10}
+	sh, _ := h.AppendBinary(nil)
+	outs := a.sw.HandleRemote(w.now, c.peer, Message{Kind: MsgBroadcast, Social: sh, Payload: frame})
+	if len(outs) == 0 || outs[0].Kind != ToLocal {
+		t.Fatalf("bridged broadcast not delivered: %+v", a.sw.Counters())
+	}
+	w.reset()
+	w.send(0, ipv4Frame(vm, a.mac, a.ipv4, netip.MustParseAddr("10.9.9.7"), "offer"))
+	if len(b.local) != 1 {
+		t.Fatal("reply did not go to the member the host is bridged behind")
+	}
+	// Without bridging the same copy is refused.
+	w2 := newTestWorld(t, 3, false)
+	if outs := w2.nodes[0].sw.HandleRemote(w2.now, w2.nodes[2].peer, Message{Kind: MsgBroadcast, Social: sh, Payload: frame}); len(outs) != 0 {
+		t.Fatal("foreign source accepted without bridging")
+	}
+}
