@@ -25,9 +25,9 @@ type iperfResult struct {
 	retransmits int
 }
 
-// iperf runs one iperf3 TCP stream for 3 s from namespace client to server
-// (listening on addr).
-func iperf(b *testing.B, client, server *taptest.Netns, addr string) iperfResult {
+// iperf runs iperf3 TCP for 3 s from namespace client to server
+// (listening on addr) with the given number of parallel streams.
+func iperf(b *testing.B, client, server *taptest.Netns, addr string, streams int) iperfResult {
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		b.Skip("iperf3 not installed")
 	}
@@ -37,7 +37,7 @@ func iperf(b *testing.B, client, server *taptest.Netns, addr string) iperfResult
 	}
 	defer func() { srv.Process.Kill(); srv.Wait() }()
 	time.Sleep(300 * time.Millisecond)
-	out, err := client.Exec("iperf3", "-c", addr, "-t", "3", "-J")
+	out, err := client.Exec("iperf3", "-c", addr, "-t", "3", "-J", "-P", strconv.Itoa(streams))
 	if err != nil {
 		b.Fatalf("iperf3: %v\n%s", err, out)
 	}
@@ -128,25 +128,27 @@ func BenchmarkKernelIperf(b *testing.B) {
 	var veth float64
 	b.Run("raw-veth", func(b *testing.B) {
 		x, y := vethPair(b)
-		r := iperf(b, x, y, "10.66.0.2")
+		r := iperf(b, x, y, "10.66.0.2", 1)
 		veth = r.mbps
 		b.ReportMetric(r.mbps, "Mbit/s")
 		b.ReportMetric(float64(r.retransmits), "retransmits")
 	})
 	for _, tt := range []struct {
 		name string
-		link linker
-		gso  bool
+		link    linker
+		gso     bool
+		streams int
 	}{
-		{"kadlan-loopback-tcp", tcpLink, false},
-		{"kadlan-libp2p-tcp", libp2pLink("tcp"), false},
-		{"kadlan-libp2p-quic", libp2pLink("quic"), false},
-		{"kadlan-libp2p-tcp-offload", libp2pLink("tcp"), true},
-		{"kadlan-libp2p-quic-offload", libp2pLink("quic"), true},
+		{"kadlan-loopback-tcp", tcpLink, false, 1},
+		{"kadlan-libp2p-tcp", libp2pLink("tcp"), false, 1},
+		{"kadlan-libp2p-quic", libp2pLink("quic"), false, 1},
+		{"kadlan-libp2p-tcp-offload", libp2pLink("tcp"), true, 1},
+		{"kadlan-libp2p-quic-offload", libp2pLink("quic"), true, 1},
+		{"kadlan-libp2p-tcp-offload-4streams", libp2pLink("tcp"), true, 4},
 	} {
 		b.Run(tt.name, func(b *testing.B) {
 			ms := lanOpt(b, 2, tt.link, tt.gso)
-			r := iperf(b, ms[0].ns, ms[1].ns, ms[1].ip4.Addr().String())
+			r := iperf(b, ms[0].ns, ms[1].ns, ms[1].ip4.Addr().String(), tt.streams)
 			b.ReportMetric(r.mbps, "Mbit/s")
 			b.ReportMetric(float64(r.retransmits), "retransmits")
 			if veth > 0 {
