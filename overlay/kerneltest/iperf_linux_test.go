@@ -134,7 +134,7 @@ func BenchmarkKernelIperf(b *testing.B) {
 		b.ReportMetric(float64(r.retransmits), "retransmits")
 	})
 	for _, tt := range []struct {
-		name string
+		name    string
 		link    linker
 		gso     bool
 		streams int
