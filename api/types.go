@@ -3,6 +3,8 @@
 // with --json. Field names are stable: scripts may rely on them.
 package api
 
+import "encoding/json"
+
 // Status is the answer of GET /v1/status and `kadlan status --json`.
 type Status struct {
 	Address       string   `json:"address"`        // libp2p peer ID
@@ -71,4 +73,62 @@ type PingRequest struct {
 // Error is the body of every non-2xx answer.
 type Error struct {
 	Error string `json:"error"`
+}
+
+// NetworkCreateRequest is the body of POST /v1/networks/create.
+type NetworkCreateRequest struct {
+	Name    string `json:"name"`
+	Private bool   `json:"private"`
+	IPv4    string `json:"ipv4,omitempty"` // pool CIDR; empty: 10.77.0.0/16
+}
+
+// NetworkRequest names a network (and, for authorize/revoke, a member).
+type NetworkRequest struct {
+	Network   string `json:"network"`
+	Address   string `json:"address,omitempty"`
+	IPv4      string `json:"ipv4,omitempty"`
+	ExpiresS  int64  `json:"expires_s,omitempty"`
+	TimeoutMs int    `json:"timeout_ms,omitempty"`
+}
+
+// NetworkCreated is the answer of POST /v1/networks/create.
+type NetworkCreated struct {
+	Network string `json:"network"`
+	Name    string `json:"name"`
+	Private bool   `json:"private"`
+	IPv4    string `json:"ipv4_pool"`
+}
+
+// Network is one object of GET /v1/networks and `kadlan networks --json`.
+type Network struct {
+	Network   string          `json:"network"` // network ID
+	Name      string          `json:"name"`
+	Status    string          `json:"status"` // see README: ok, connecting, pending, unauthorized, expired, revoked
+	Private   bool            `json:"private"`
+	Owner     string          `json:"owner,omitempty"`
+	IsOwner   bool            `json:"is_owner"`
+	Interface string          `json:"interface"`
+	MAC       string          `json:"mac"`
+	IPv4      []string        `json:"ipv4"` // CIDR strings
+	IPv6      []string        `json:"ipv6"` // CIDR strings
+	MTU       int             `json:"mtu"`
+	Broadcast json.RawMessage `json:"broadcast"` // implicit social switching parameters
+	Expires   string          `json:"expires,omitempty"`
+	Links     int             `json:"links"` // member links up
+	Members   []Member        `json:"members"`
+	Counters  json.RawMessage `json:"counters,omitempty"` // switch counters (frames in/out, drops)
+}
+
+// Member is one entry of `kadlan members NETWORK --json`.
+type Member struct {
+	Address  string `json:"address"`
+	Status   string `json:"status"` // ok, pending (no certificate yet), expired, revoked
+	MAC      string `json:"mac"`
+	IPv4     string `json:"ipv4,omitempty"`
+	IPv6     string `json:"ipv6"`
+	Link     bool   `json:"link"`           // a member link is up
+	Path     string `json:"path,omitempty"` // direct or relayed, when connected
+	Via      string `json:"via,omitempty"`
+	Expires  string `json:"expires,omitempty"`
+	LastSeen string `json:"last_seen,omitempty"`
 }

@@ -4,14 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/dht"
+	"github.com/kadlan/kadlan/overlay"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 func (d *Daemon) routes() {
+	d.netRoutes()
 	d.Handle("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		st := d.Node.Status()
 		st.Bootstrap = d.Boot.State()
@@ -77,6 +83,125 @@ func (d *Daemon) routes() {
 		}
 		writeJSON(w, http.StatusOK, res)
 	})
+}
+
+func (d *Daemon) netRoutes() {
+	d.Handle("GET /v1/networks", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, d.nets.list())
+	})
+	d.Handle("POST /v1/networks/create", func(w http.ResponseWriter, r *http.Request) {
+		var req api.NetworkCreateRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		res, err := d.nets.create(r.Context(), req)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
+	})
+	d.Handle("POST /v1/networks/join", func(w http.ResponseWriter, r *http.Request) {
+		var req api.NetworkRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		id, err := overlay.ParseNetworkID(strings.TrimSpace(req.Network))
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, fmt.Errorf("%q is not a network ID: %w", req.Network, err))
+			return
+		}
+		if err := d.nets.join(id); err != nil {
+			writeErr(w, http.StatusInternalServerError, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"network": id.String()})
+	})
+	d.Handle("POST /v1/networks/leave", func(w http.ResponseWriter, r *http.Request) {
+		var req api.NetworkRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		j, err := d.nets.resolve(req.Network)
+		if err != nil {
+			writeErr(w, http.StatusNotFound, err)
+			return
+		}
+		if err := d.nets.leave(j); err != nil {
+			writeErr(w, http.StatusInternalServerError, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"network": j.m.ID.String()})
+	})
+	d.Handle("POST /v1/networks/members", func(w http.ResponseWriter, r *http.Request) {
+		var req api.NetworkRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		j, err := d.nets.resolve(req.Network)
+		if err != nil {
+			writeErr(w, http.StatusNotFound, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, j.info())
+	})
+	d.Handle("POST /v1/networks/authorize", func(w http.ResponseWriter, r *http.Request) {
+		var req api.NetworkRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		j, member, ok := d.netMember(w, req)
+		if !ok {
+			return
+		}
+		var ip netip.Addr
+		if req.IPv4 != "" {
+			a, err := netip.ParseAddr(req.IPv4)
+			if err != nil || !a.Is4() {
+				writeErr(w, http.StatusBadRequest, fmt.Errorf("--ipv4 %q is not an IPv4 address", req.IPv4))
+				return
+			}
+			ip = a
+		}
+		var expires time.Time
+		if req.ExpiresS > 0 {
+			expires = time.Now().Add(time.Duration(req.ExpiresS) * time.Second)
+		}
+		if err := d.nets.authorize(r.Context(), j, member, ip, expires); err != nil {
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"network": j.m.ID.String(), "address": member.String()})
+	})
+	d.Handle("POST /v1/networks/revoke", func(w http.ResponseWriter, r *http.Request) {
+		var req api.NetworkRequest
+		if !readJSON(w, r, &req) {
+			return
+		}
+		j, member, ok := d.netMember(w, req)
+		if !ok {
+			return
+		}
+		if err := d.nets.revoke(r.Context(), j, member); err != nil {
+			writeErr(w, http.StatusBadRequest, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"network": j.m.ID.String(), "address": member.String()})
+	})
+}
+
+func (d *Daemon) netMember(w http.ResponseWriter, req api.NetworkRequest) (*joined, peer.ID, bool) {
+	j, err := d.nets.resolve(req.Network)
+	if err != nil {
+		writeErr(w, http.StatusNotFound, err)
+		return nil, "", false
+	}
+	member, err := d.Node.ResolvePeer(req.Address)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err)
+		return nil, "", false
+	}
+	return j, member, true
 }
 
 func timeout(msec int, def time.Duration) time.Duration {

@@ -16,6 +16,8 @@ import (
 
 	"github.com/kadlan/kadlan/bootstrap"
 	"github.com/kadlan/kadlan/dht"
+	"github.com/kadlan/kadlan/overlay"
+	kaddht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -41,6 +43,8 @@ type Config struct {
 	RelayLimits   dht.RelayLimits
 	Version       string
 	Logf          func(format string, args ...any)
+	// NewDevice creates network interfaces; nil means Linux TAP devices.
+	NewDevice DeviceFactory
 }
 
 // Daemon is a running node with its control API.
@@ -48,6 +52,7 @@ type Daemon struct {
 	cfg  Config
 	Node *dht.Node
 	Boot *bootstrap.Bootstrapper
+	nets *netManager
 	mux  *http.ServeMux
 	logf func(string, ...any)
 }
@@ -109,6 +114,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 		RelayLimits:   cfg.RelayLimits,
 		Version:       cfg.Version,
 		Logf:          logf,
+		DHTOptions:    []kaddht.Option{kaddht.NamespacedValidator(overlay.Namespace, overlay.RecordValidator{})},
 		OnNetworkChange: func() {
 			if b := bootRef.Load(); b != nil {
 				b.Kick()
@@ -145,6 +151,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	bctx, bcancel := context.WithCancel(ctx)
 	bdone := make(chan struct{})
 	go func() { defer close(bdone); boot.Run(bctx) }()
+	d.nets = newNetManager(bctx, node, key, cfg.StateDir, cfg.NewDevice, logf)
 
 	d.routes()
 	srv := &http.Server{Handler: d.mux, ReadHeaderTimeout: 10 * time.Second}
@@ -164,6 +171,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 	srv.Shutdown(sctx)
 	scancel()
+	d.nets.close()
 	bcancel()
 	<-bdone
 	os.Remove(cfg.APIPath)

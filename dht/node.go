@@ -85,6 +85,8 @@ type Config struct {
 	// OnNetworkChange is called after the node's interface addresses
 	// changed (roaming) and its connections were closed. May be nil.
 	OnNetworkChange func()
+	// DHTOptions are appended to the Kademlia options (record validators).
+	DHTOptions []kaddht.Option
 	// ExtraOptions are appended to the libp2p options (tests, later features).
 	ExtraOptions []libp2p.Option
 }
@@ -188,6 +190,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.BootstrapPeers != nil {
 		dopts = append(dopts, kaddht.BootstrapPeersFunc(cfg.BootstrapPeers))
 	}
+	dopts = append(dopts, cfg.DHTOptions...)
 	d, err := kaddht.New(h, dopts...)
 	if err != nil {
 		h.Close()
