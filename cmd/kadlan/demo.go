@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/kadlan/kadlan/api"
@@ -20,8 +21,9 @@ func demoCommand() *cli.Command {
 		Description: "Builds a small Internet out of Linux network namespaces (192.0.0.128/25, a\n" +
 			"reserved range with no route out of this machine), starts real kadlan\n" +
 			"daemons in it, kills the bootstrap node, and shows that a newcomer still\n" +
-			"joins through any other member and everyone finds everyone. Everything it\n" +
-			"creates is deleted when it ends.",
+			"joins through any other member and everyone finds everyone. Then two nodes\n" +
+			"behind NAT routers join a private network and ping each other over their\n" +
+			"TAP interfaces. Everything it creates is deleted when it ends.",
 		Flags: []cli.Flag{&cli.IntFlag{Name: "nodes", Value: 6, Usage: "public nodes besides the bootstrap node"}},
 		Action: func(c *cli.Context) error {
 			if os.Geteuid() != 0 {
@@ -88,7 +90,104 @@ func runDemo(tb *demoTB, w io.Writer, n int) {
 		tb.Fatalf("ping: %v", err)
 	}
 	fmt.Fprintf(w, "ping node0: rtt %v ms, path %s\n", pr.RTTms, pr.Path)
-	step("Done: no root server took part. Cleaning up the namespaces.")
+
+	step("Two home routers (nftables masquerade) with a node behind each")
+	var homes []*netlab.Node
+	for _, name := range []string{"alice", "bob"} {
+		r := lab.NATRouter(name+"-router", netlab.EIM, nil)
+		h := r.PrivateHost(name)
+		nd := h.StartNode(tb, "--bootstrap", nodes[1].BootstrapAddr())
+		homes = append(homes, nd)
+		var st api.Status
+		netlab.Eventually(30*time.Second, 250*time.Millisecond, func() error {
+			if err := nd.JSON(&st, "status"); err != nil {
+				return err
+			}
+			if len(st.RelayAddrs) == 0 {
+				return fmt.Errorf("no relay yet")
+			}
+			return nil
+		})
+		fmt.Fprintf(w, "%-6s %-15s behind %s (%s): %s, relay slots on public DHT neighbours: %d addresses\n",
+			name, h.IPv4, r.Name, r.IPv4, nd.Address, len(st.RelayAddrs))
+	}
+	alice, bob := homes[0], homes[1]
+
+	step("node0 creates a private network; alice and bob join, node0 authorizes them")
+	var created api.NetworkCreated
+	if err := nodes[0].JSON(&created, "net", "create", "--private", "--name", "demo-lan", "--ipv4", "10.42.0.0/24"); err != nil {
+		tb.Fatalf("net create: %v", err)
+	}
+	id := created.Network
+	fmt.Fprintf(w, "network %s (owner node0)\n", id)
+	for _, nd := range homes {
+		if _, err := nd.CLI("join", id); err != nil {
+			tb.Fatalf("join: %v", err)
+		}
+		netStatus(tb, nd, id, "unauthorized")
+	}
+	fmt.Fprintf(w, "before authorization: alice and bob are 'unauthorized'\n")
+	for _, nd := range homes {
+		if _, err := nodes[0].CLI("net", "authorize", id, nd.Address); err != nil {
+			tb.Fatalf("authorize: %v", err)
+		}
+	}
+	lan := map[*netlab.Node]api.Network{}
+	for _, nd := range append([]*netlab.Node{nodes[0]}, homes...) {
+		lan[nd] = netStatus(tb, nd, id, "ok")
+	}
+	for _, nd := range homes {
+		x := lan[nd]
+		fmt.Fprintf(w, "%s: %s ok, interface %s, MAC %s, %s, %s\n", map[*netlab.Node]string{alice: "alice", bob: "bob"}[nd], id[:12], x.Interface, x.MAC, x.IPv4[0], x.IPv6[0])
+	}
+
+	step("alice pings bob over the virtual LAN (the kernel's ping, through TAP devices)")
+	bobIP := strings.Split(lan[bob].IPv4[0], "/")[0]
+	var out string
+	err := netlab.Eventually(15*time.Second, 300*time.Millisecond, func() error {
+		var err error
+		out, err = alice.Host.Lab.Exec(alice.Host.NS, "ping", "-c", "3", "-i", "0.3", "-W", "2", bobIP)
+		return err
+	})
+	if err != nil {
+		tb.Fatalf("LAN ping: %v", err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		fmt.Fprintln(w, "  "+line)
+	}
+	var ms []api.Member
+	alice.JSON(&ms, "members", id)
+	for _, m := range ms {
+		if m.Address == bob.Address {
+			fmt.Fprintf(w, "alice's path to bob: %s %s\n", m.Path, m.Via)
+		}
+	}
+	step("Done: no root server, relay list or controller took part. Cleaning up the namespaces.")
+}
+
+// netStatus waits until n's status on network id is want.
+func netStatus(tb *demoTB, n *netlab.Node, id, want string) api.Network {
+	var got api.Network
+	err := netlab.Eventually(45*time.Second, 250*time.Millisecond, func() error {
+		var nets []api.Network
+		if err := n.JSON(&nets, "networks"); err != nil {
+			return err
+		}
+		for _, x := range nets {
+			if x.Network == id {
+				got = x
+				if x.Status == want && (want != "ok" || len(x.IPv4) > 0 && x.Links > 0) {
+					return nil
+				}
+				return fmt.Errorf("status %s", x.Status)
+			}
+		}
+		return fmt.Errorf("not on the network")
+	})
+	if err != nil {
+		tb.Fatalf("%s on %s: %v (want %s)", n.Host.Name, id, err, want)
+	}
+	return got
 }
 
 // demoTB runs a netlab outside `go test`: Fatal aborts the demo, cleanups
