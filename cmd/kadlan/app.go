@@ -25,7 +25,17 @@ Start a node, then talk to it from another terminal:
    kadlan ping 12D3KooW...
 
 After a first join the node remembers working peers, so a restart needs no
---bootstrap at all. Share your own node with 'kadlan peers export'.`
+--bootstrap at all. Share your own node with 'kadlan peers export'.
+
+Networks are virtual Ethernet segments between nodes, owned by a key, not
+run by a controller:
+
+   kadlan net create --private --name lab   # prints NETWORK
+   kadlan join NETWORK                      # on another node
+   kadlan net authorize NETWORK ADDRESS     # the owner admits it
+   kadlan networks                          # interface, addresses, members
+
+Researchers: 'kadlan sim' simulates the same algorithms on up to 10^6 nodes.`
 
 func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
