@@ -161,3 +161,15 @@ func TestRestartFromCache(t *testing.T) {
 	findAll(t, []*netlab.Node{n}, []*netlab.Node{nodes[0], nodes[2]})
 	findAll(t, []*netlab.Node{nodes[0], nodes[2]}, []*netlab.Node{n})
 }
+
+// TestMDNSJoin: two nodes on one LAN segment, started with --mdns and no
+// bootstrap peer at all, find each other and join. (mDNS runs only inside
+// the lab's namespaces.)
+func TestMDNSJoin(t *testing.T) {
+	lab := netlab.New(t)
+	a := lab.PublicHost("lan0").StartNode(t, "--mdns")
+	b := lab.PublicHost("lan1").StartNode(t, "--mdns")
+	waitJoined(t, a, 1)
+	waitJoined(t, b, 1)
+	findAll(t, []*netlab.Node{a, b}, []*netlab.Node{a, b})
+}
