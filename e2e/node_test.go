@@ -5,6 +5,9 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -172,4 +175,33 @@ func TestMDNSJoin(t *testing.T) {
 	waitJoined(t, a, 1)
 	waitJoined(t, b, 1)
 	findAll(t, []*netlab.Node{a, b}, []*netlab.Node{a, b})
+}
+
+// TestJoinsWhenAPeerAppears: a node started with no peer known keeps
+// running, says how to give it one, and joins as soon as a line appears in
+// its peers file.
+func TestJoinsWhenAPeerAppears(t *testing.T) {
+	lab := netlab.New(t)
+	other := lab.PublicHost("other").StartNode(t)
+	pf := filepath.Join(t.TempDir(), "community.peers")
+	if err := os.WriteFile(pf, []byte("# kadlan community peers\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lonely := lab.PublicHost("lonely").StartNode(t, "--peers-file", pf)
+	time.Sleep(2500 * time.Millisecond)
+	var st api.Status
+	if err := lonely.JSON(&st, "status"); err != nil {
+		t.Fatal(err)
+	}
+	if st.Bootstrap != "waiting" || st.RoutingTable != 0 {
+		t.Fatalf("with no peer known: %+v", st)
+	}
+	if b, _ := os.ReadFile(lonely.Log); !strings.Contains(string(b), "--bootstrap") {
+		t.Errorf("the daemon did not say how to give it a peer; log:\n%s", b)
+	}
+	f, _ := os.OpenFile(pf, os.O_APPEND|os.O_WRONLY, 0)
+	fmt.Fprintln(f, other.BootstrapAddr()+"  # added while the node waits")
+	f.Close()
+	waitJoined(t, lonely, 1)
+	findAll(t, []*netlab.Node{lonely}, []*netlab.Node{other})
 }
