@@ -23,13 +23,14 @@ func init() {
 		rmr = append(rmr, m+"_rmr")
 		lat = append(lat, m+"_comm_latency_ms_p95")
 	}
+	names := []string{"social switching", "flooding", "gossip, fanout ln(n)+5", "sender replication"}
 	models["broadcast"] = modelDef{run: runBroadcastModel,
 		plots: []PlotSpec{
-			{Name: "comm_reach", Title: "Reach within the sender's community", XLabel: "nodes (log scale)", YLabel: "share of community members reached", Y: comm, LogX: true},
-			{Name: "reach", Title: "Reach over the whole network", XLabel: "nodes (log scale)", YLabel: "share of all nodes reached", Y: reach, LogX: true, LogY: true},
-			{Name: "messages", Title: "Messages per broadcast", XLabel: "nodes (log scale)", YLabel: "messages (log scale)", Y: msgs, LogX: true, LogY: true},
-			{Name: "rmr", Title: "Relative message redundancy (Plumtree)", XLabel: "nodes (log scale)", YLabel: "RMR = m/(n-1) - 1", Y: rmr, LogX: true},
-			{Name: "latency", Title: "Latency to community members (p95)", XLabel: "nodes (log scale)", YLabel: "ms", Y: lat, LogX: true},
+			{Name: "comm_reach", Title: "Reach within the sender's community", YLabel: "share of community members reached", Y: comm, Legend: names, LogX: true},
+			{Name: "reach", Title: "Reach over the whole network", YLabel: "share of all nodes reached (log scale)", Y: reach, Legend: names, LogX: true, LogY: true},
+			{Name: "messages", Title: "Messages per broadcast", YLabel: "messages (log scale)", Y: msgs, Legend: names, LogX: true, LogY: true},
+			{Name: "rmr", Title: "Relative message redundancy (Plumtree)", YLabel: "RMR = m/(n-1) - 1", Y: rmr, Legend: names, LogX: true},
+			{Name: "latency", Title: "Latency to community members (p95)", YLabel: "p95 latency to community members (ms)", Y: lat, Legend: names, LogX: true},
 		},
 		summary: []string{"social_comm_reach", "social_msgs", "social_rmr", "flood_comm_reach", "flood_msgs", "gossip_reach", "gossip_msgs", "replicate_comm_reach"}}
 }

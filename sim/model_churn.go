@@ -19,20 +19,34 @@ func refreshValues(c Config) []float64 {
 }
 
 func churnPlots(c Config) []PlotSpec {
-	var succ, lat, to, bg []string
+	var succ, lat, to, bg, names []string
 	for _, r := range refreshValues(c) {
 		sfx := fmt.Sprintf("_refresh_%gs", r)
 		succ = append(succ, "success"+sfx)
 		lat = append(lat, "latency_ms_p95"+sfx)
 		to = append(to, "timeouts_mean"+sfx)
 		bg = append(bg, "bg_bytes_per_node_s"+sfx)
+		names = append(names, "bucket refresh every "+fmtSeconds(r))
 	}
 	return []PlotSpec{
-		{Name: "success", Title: "Lookup success under churn", YLabel: "share of lookups that found the target", Y: succ, LogX: true},
-		{Name: "latency", Title: "Lookup latency (p95) under churn", YLabel: "latency p95 (ms)", Y: lat, LogX: true},
-		{Name: "timeouts", Title: "Stale contacts hit per lookup", YLabel: "RPC timeouts per lookup", Y: to, LogX: true},
-		{Name: "background", Title: "Background traffic per node (bucket refresh)", YLabel: "bytes per node per second", Y: bg, LogX: true},
+		{Name: "success", Title: "Lookup success under churn", YLabel: "share of lookups that found the target", Y: succ, Legend: names, LogX: true},
+		{Name: "latency", Title: "Lookup latency (p95) under churn", YLabel: "latency p95 (ms)", Y: lat, Legend: names, LogX: true},
+		{Name: "timeouts", Title: "Stale contacts hit per lookup", YLabel: "RPC timeouts per lookup (mean)", Y: to, Legend: names, LogX: true},
+		{Name: "background", Title: "Background traffic per node (bucket refresh)", YLabel: "bytes per node per second", Y: bg, Legend: names, LogX: true},
 	}
+}
+
+// fmtSeconds writes a duration in s as the largest whole unit: 90 s, 10 min, 1 h.
+func fmtSeconds(s float64) string {
+	switch {
+	case s >= 86400 && math.Mod(s, 86400) == 0:
+		return fmt.Sprintf("%g d", s/86400)
+	case s >= 3600 && math.Mod(s, 3600) == 0:
+		return fmt.Sprintf("%g h", s/3600)
+	case s >= 60 && math.Mod(s, 60) == 0:
+		return fmt.Sprintf("%g min", s/60)
+	}
+	return fmt.Sprintf("%g s", s)
 }
 
 // sessions draws on-line session lengths (seconds) from the configured

@@ -8,13 +8,13 @@ import (
 func init() {
 	models["lookup"] = modelDef{run: runLookupModel,
 		plots: []PlotSpec{
-			{Name: "hops", Title: "Lookup hops vs network size", XLabel: "nodes (log scale)", YLabel: "hops to the target",
-				Y: []string{"hops_mean", "hops_p95", "hops_ref"}, LogX: true},
-			{Name: "rpcs", Title: "RPCs per lookup vs network size", XLabel: "nodes (log scale)", YLabel: "RPCs per lookup",
+			{Name: "hops", Title: "Lookup hops vs network size", YLabel: "hops to the target",
+				Y: []string{"hops_mean", "hops_p95", "hops_ref"}, Legend: []string{"mean", "95th percentile", "reference: log2(N/k) / (1 + log2 k)"}, LogX: true},
+			{Name: "rpcs", Title: "RPCs per lookup vs network size", YLabel: "RPCs per lookup (mean)",
 				Y: []string{"rpcs_mean"}, LogX: true},
-			{Name: "latency", Title: "Lookup latency vs network size", XLabel: "nodes (log scale)", YLabel: "latency (ms)",
-				Y: []string{"latency_ms_p50", "latency_ms_p95"}, LogX: true},
-			{Name: "success", Title: "Lookup success vs network size", XLabel: "nodes (log scale)", YLabel: "share of lookups that found the target",
+			{Name: "latency", Title: "Lookup latency vs network size", YLabel: "latency (ms)",
+				Y: []string{"latency_ms_p50", "latency_ms_p95"}, Legend: []string{"median", "95th percentile"}, LogX: true},
+			{Name: "success", Title: "Lookup success vs network size", YLabel: "share of lookups that found the target",
 				Y: []string{"success"}, LogX: true},
 		},
 		summary: []string{"success", "hops_mean", "hops_p95", "rpcs_mean", "latency_ms_p50", "latency_ms_p95"}}

@@ -4,10 +4,13 @@ func init() {
 	models["nat"] = modelDef{run: runNATModel,
 		plots: []PlotSpec{
 			{Name: "paths", Title: "Direct vs relayed paths vs NAT mix", YLabel: "share of connections",
-				Y: []string{"direct_share", "direct_share_natted", "relayed_share"}},
-			{Name: "relay_load", Title: "Relay load per public node", YLabel: "relayed connections per public node",
-				Y: []string{"relay_conns_per_public_mean", "relay_conns_per_public_p99", "reservations_per_public_mean"}},
-			{Name: "setup", Title: "Connection setup time", YLabel: "ms", Y: []string{"first_packet_ms_p50", "first_packet_ms_p95", "direct_ms_p50"}},
+				Y:      []string{"direct_share", "direct_share_natted", "relayed_share"},
+				Legend: []string{"direct, all pairs", "direct, both ends NATed", "relayed, all pairs"}},
+			{Name: "relay_load", Title: "Relay load per public node", YLabel: "relayed connections or reservations per public node",
+				Y:      []string{"relay_conns_per_public_mean", "relay_conns_per_public_p99", "reservations_per_public_mean"},
+				Legend: []string{"relayed connections, mean", "relayed connections, p99", "relay reservations, mean"}},
+			{Name: "setup", Title: "Connection setup time", YLabel: "time (ms)", Y: []string{"first_packet_ms_p50", "first_packet_ms_p95", "direct_ms_p50"},
+				Legend: []string{"first packet, median", "first packet, p95", "direct path up, median"}},
 		},
 		summary: []string{"public_share", "direct_share", "direct_share_natted", "relayed_share", "relay_conns_per_public_mean", "relay_conns_per_public_max", "first_packet_ms_p50"}}
 }

@@ -27,20 +27,41 @@ func rootedSummary(c Config) []string {
 func rootShareLabel(s float64) string { return fmt.Sprintf("rooted_share_%g", s) }
 
 func rootedPlots(c Config) []PlotSpec {
+	key := ""
+	if c.Sweep != nil {
+		key = c.Sweep.Key
+	}
+	// The rooted design by name: its roots and their share of all
+	// capacity, unless the sweep varies them.
+	rooted := "rooted"
+	if key != "roots" && key != "root_capacity" && key != "nodes" {
+		R := max(1, c.Roots)
+		share := c.RootCapacity * float64(R) / (c.RootCapacity*float64(R) + float64(c.Nodes))
+		rooted = fmt.Sprintf("%d roots, %.2g%% of capacity", R, 100*share)
+	}
 	p99 := []string{"rootless_ttfp_ms_p99", "rooted_ttfp_ms_p99"}
+	p99Names := []string{"root-less", rooted}
 	for _, s := range c.RootShares {
 		p99 = append(p99, rootShareLabel(s)+"_ttfp_ms_p99")
+		p99Names = append(p99Names, fmt.Sprintf("%d roots, %g%% of capacity", max(1, c.Roots), 100*s))
 	}
-	logx := c.Sweep != nil && c.Sweep.Key == "connect_rate"
+	p99Title := "p99 connection setup delay"
+	if key == "connect_rate" {
+		p99Title += " vs load and root capacity share"
+	}
+	logx := key == "connect_rate"
 	return []PlotSpec{
-		{Name: "ttfp", Title: "Time to first packet between never-connected nodes", YLabel: "ms",
-			Y: []string{"rootless_ttfp_ms_p50", "rooted_ttfp_ms_p50", "rootless_ttfp_ms_p99", "rooted_ttfp_ms_p99"}, LogX: logx},
-		{Name: "p99", Title: "p99 connection setup delay vs load and root capacity share", YLabel: "p99 time to first packet (ms, log)",
-			Y: p99, LogX: logx, LogY: true},
-		{Name: "load_share", Title: "Share of lookup and relay work on the busiest 1% of nodes", YLabel: "share of all work",
-			Y: []string{"rooted_top1pct_share", "rootless_top1pct_share", "rooted_gini", "rootless_gini"}, LogX: logx},
+		{Name: "ttfp", Title: "Time to first packet between never-connected nodes", YLabel: "time to first packet (ms)",
+			Y:      []string{"rootless_ttfp_ms_p50", "rooted_ttfp_ms_p50", "rootless_ttfp_ms_p99", "rooted_ttfp_ms_p99"},
+			Legend: []string{"root-less, median", rooted + ", median", "root-less, p99", rooted + ", p99"}, LogX: logx},
+		{Name: "p99", Title: p99Title, YLabel: "p99 time to first packet (ms, log scale)",
+			Y: p99, Legend: p99Names, LogX: logx, LogY: true},
+		{Name: "load_share", Title: "Concentration of lookup and relay work", YLabel: "share of all work; Gini coefficient",
+			Y:      []string{"rooted_top1pct_share", "rootless_top1pct_share", "rooted_gini", "rootless_gini"},
+			Legend: []string{rooted + ": share of the busiest 1%", "root-less: share of the busiest 1%", rooted + ": Gini", "root-less: Gini"}, LogX: logx},
 		{Name: "blocked", Title: "New connections that still work when the busiest nodes (the roots) are blocked",
-			YLabel: "share of connections", Y: []string{"rootless_success_blocked", "rooted_success_blocked"}, LogX: logx},
+			YLabel: "share of connections", Y: []string{"rootless_success_blocked", "rooted_success_blocked"},
+			Legend: []string{"root-less (as many busiest nodes blocked)", rooted + " (all roots blocked)"}, LogX: logx},
 	}
 }
 

@@ -1,19 +1,27 @@
 package sim
 
-import "math"
+import (
+	"fmt"
+	"math"
+)
 
 func init() {
-	models["sybil"] = modelDef{run: runSybilModel,
-		plots: []PlotSpec{
-			{Name: "success", Title: "Lookup success vs share of colluding Sybils", XLabel: "share of Sybil nodes",
-				YLabel: "share of lookups that found the target",
-				Y:      []string{"disjoint_success", "plain_success", "single_success", "single_model"}},
-			{Name: "identity_cost", Title: "Identity cost that caps an attacker at this Sybil share", XLabel: "share of Sybil nodes",
-				YLabel: "CPU-seconds per identity (log)", Y: []string{"identity_cost_cpu_s"}, LogY: true},
-			{Name: "rpcs", Title: "Cost of a lookup vs share of Sybils", XLabel: "share of Sybil nodes",
-				YLabel: "RPCs per lookup", Y: []string{"disjoint_rpcs_mean", "plain_rpcs_mean", "single_rpcs_mean"}},
-		},
+	models["sybil"] = modelDef{run: runSybilModel, plotsFor: sybilPlots,
 		summary: []string{"single_success", "single_model", "plain_success", "disjoint_success", "plain_rpcs_mean", "disjoint_rpcs_mean", "identity_cost_cpu_s"}}
+}
+
+func sybilPlots(c Config) []PlotSpec {
+	ways := []string{fmt.Sprintf("S/Kademlia, d=%d disjoint paths", c.Paths), fmt.Sprintf("plain, alpha=%d", c.Alpha), "single path (alpha=1)"}
+	return []PlotSpec{
+		{Name: "success", Title: "Lookup success vs share of colluding Sybils",
+			YLabel: "share of lookups that found the target",
+			Y:      []string{"disjoint_success", "plain_success", "single_success", "single_model"},
+			Legend: append(ways[:3:3], "single path, model (1-f)^h")},
+		{Name: "identity_cost", Title: "Identity cost that caps an attacker at this Sybil share",
+			YLabel: "CPU-seconds per identity (log scale)", Y: []string{"identity_cost_cpu_s"}, LogY: true},
+		{Name: "rpcs", Title: "Cost of a lookup vs share of Sybils",
+			YLabel: "RPCs per lookup (mean)", Y: []string{"disjoint_rpcs_mean", "plain_rpcs_mean", "single_rpcs_mean"}, Legend: ways},
+	}
 }
 
 // runSybilModel runs the same lookups three ways on one network where a

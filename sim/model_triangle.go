@@ -8,21 +8,42 @@ import (
 
 func init() {
 	models["triangle"] = modelDef{run: runTriangleModel,
-		plots: []PlotSpec{
-			{Name: "efficiency_security", Kind: "scatter", Title: "Efficiency vs security", X: "connect_ms_p50",
-				XLabel: "time to first packet p50 (ms, lower is better)", YLabel: "lookup success with 20% Sybils",
-				Y: []string{"sybil_success"}},
-			{Name: "efficiency_decentralization", Kind: "scatter", Title: "Efficiency vs decentralization", X: "connect_ms_p50",
-				XLabel: "time to first packet p50 (ms, lower is better)", YLabel: "work on the busiest 1% of nodes (lower is better)",
-				Y: []string{"top1pct_share"}},
-			{Name: "security_decentralization", Kind: "scatter", Title: "Security vs decentralization", X: "top1pct_share",
-				XLabel: "work on the busiest 1% of nodes (lower is better)", YLabel: "lookup success with 20% Sybils",
-				Y: []string{"sybil_success"}},
-			{Name: "critical", Kind: "scatter", Title: "Nodes whose removal cuts new connections vs background cost",
-				X: "bytes_per_node_s", XLabel: "background bytes per node per second", YLabel: "busiest nodes to block to stop half of new connections",
-				Y: []string{"critical_nodes"}, LogY: true},
-		},
-		summary: []string{"connect_ms_p50", "bytes_per_node_s", "sybil_success", "top1pct_share", "critical_nodes"}}
+		plotsFor: trianglePlots,
+		summary:  []string{"connect_ms_p50", "bytes_per_node_s", "sybil_success", "top1pct_share", "critical_nodes"}}
+}
+
+func trianglePlots(c Config) []PlotSpec {
+	most := 0
+	if counts := blockCounts(c.Nodes); len(counts) > 0 {
+		most = counts[len(counts)-1]
+	}
+	sec := fmt.Sprintf("lookup success with %g%% Sybils", 100*c.SybilShare)
+	return []PlotSpec{
+		{Name: "efficiency_security", Kind: "scatter", Title: "Efficiency vs security", X: "connect_ms_p50",
+			XLabel: "time to first packet p50 (ms, lower is better)", YLabel: sec + " (higher is better)",
+			Y: []string{"sybil_success"}},
+		{Name: "efficiency_decentralization", Kind: "scatter", Title: "Efficiency vs decentralization", X: "connect_ms_p50",
+			XLabel: "time to first packet p50 (ms, lower is better)", YLabel: "work on the busiest 1% of nodes (lower is better)",
+			Y: []string{"top1pct_share"}},
+		{Name: "security_decentralization", Kind: "scatter", Title: "Security vs decentralization", X: "top1pct_share",
+			XLabel: "work on the busiest 1% of nodes (lower is better)", YLabel: sec + " (higher is better)",
+			Y: []string{"sybil_success"}},
+		{Name: "critical", Kind: "scatter", Title: "Nodes whose removal cuts new connections vs background cost",
+			X: "bytes_per_node_s", XLabel: "background bytes per node per second", YLabel: "busiest nodes to block to stop half of new connections (log scale)",
+			Y: []string{"critical_nodes"}, LogY: true,
+			// critical() reports 4x the largest count tried when none stopped half
+			YCensored: float64(4 * most), YCensoredText: fmt.Sprintf("> %d", most)},
+	}
+}
+
+// blockCounts are the numbers of busiest nodes the triangle model blocks:
+// 1, 4, 16, ... up to nodes/4.
+func blockCounts(nodes int) []int {
+	var counts []int
+	for b := 1; b <= nodes/4; b *= 4 {
+		counts = append(counts, b)
+	}
+	return counts
 }
 
 // runTriangleModel places one design on the three axes of the "pick two"
@@ -38,10 +59,7 @@ func init() {
 // construction); its weakness shows on the other axes.
 func runTriangleModel(c Config, progress func(float64)) (Metrics, error) {
 	m := Metrics{}
-	var counts []int
-	for b := 1; b <= c.Nodes/4; b *= 4 {
-		counts = append(counts, b)
-	}
+	counts := blockCounts(c.Nodes)
 	rc := c
 	rc.BlockCounts = counts
 	rc.RootShares = nil

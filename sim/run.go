@@ -21,13 +21,18 @@ type Metrics map[string]float64
 type PlotSpec struct {
 	Name   string
 	Title  string
-	XLabel string // default: the sweep key
+	XLabel string // default: a name for the sweep key (keyLabels)
 	YLabel string
 	X      string // scatter only: metric on the x axis
 	Y      []string
+	Legend []string // legend names of Y, in order (default: the metric names)
 	Kind   string
 	LogX   bool
 	LogY   bool
+	// YCensored, when > 0, is a y value that stands for "more than was
+	// tried": such points get an up arrow and YCensoredText in their label.
+	YCensored     float64
+	YCensoredText string
 }
 
 type modelDef struct {

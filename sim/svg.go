@@ -6,17 +6,89 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 var palette = []string{"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"}
 
-const (
-	svgW, svgH                 = 720.0, 440.0
-	padL, padR, padT, padB     = 80.0, 190.0, 50.0, 60.0
-	plotW, plotH               = svgW - padL - padR, svgH - padT - padB
-	markerR                    = 3.5
-	fontAxis, fontTick, fontTi = 14, 11, 16
+// Series are told apart by colour, dash pattern and marker shape, so that
+// lines which lie on top of each other (two methods that both reach every
+// node) stay visible and the plot survives greyscale printing.
+var (
+	dashes  = []string{"", "7 4", "2 3", "10 3 2 3", "4 2", "1 4", "12 4", "6 2 2 2 2 2"}
+	markers = []string{"circle", "square", "triangle", "diamond", "down", "circle", "square", "triangle"}
 )
+
+const (
+	plotW, plotH = 480.0, 320.0
+	markerR      = 3.5
+	tickLen      = 5.0
+	// font sizes (px)
+	fontAxis, fontTick, fontTitle, fontLegend, fontSup = 14.0, 11.0, 16.0, 11.0, 8.0
+	// charW is the mean advance of a glyph of DejaVu Sans (the usual
+	// sans-serif) per px of font size, used to keep labels apart.
+	charW       = 0.6
+	legendTextW = 240.0 // legend text wider than this wraps
+)
+
+func textW(s string, size float64) float64 { return float64(utf8.RuneCountInString(s)) * size * charW }
+
+// wrap breaks s at spaces into lines no wider than w px at the given size.
+func wrap(s string, w, size float64) []string {
+	var lines []string
+	cur := ""
+	for _, word := range strings.Fields(s) {
+		if cur != "" && textW(cur+" "+word, size) > w {
+			lines = append(lines, cur)
+			cur = word
+			continue
+		}
+		if cur != "" {
+			cur += " "
+		}
+		cur += word
+	}
+	if cur != "" || len(lines) == 0 {
+		lines = append(lines, cur)
+	}
+	return lines
+}
+
+// label is a tick label: text, then an optional superscript (the exponent
+// of 10^e).
+type label struct{ text, sup string }
+
+func (l label) width() float64 { return textW(l.text, fontTick) + textW(l.sup, fontSup) }
+
+func (l label) svg() string {
+	s := html.EscapeString(l.text)
+	if l.sup != "" {
+		s += fmt.Sprintf(`<tspan baseline-shift="super" font-size="%g">%s</tspan>`, fontSup, html.EscapeString(l.sup))
+	}
+	return s
+}
+
+// fmtTick formats v plainly (0.25, 500, 2000) or, when sci, as m×10^e with
+// a superscript exponent (10⁴, 2×10⁵).
+func fmtTick(v float64, sci bool) label {
+	if v == 0 {
+		return label{text: "0"} // also for -0
+	}
+	if !sci {
+		return label{text: strconv.FormatFloat(v, 'f', -1, 64)}
+	}
+	sign := ""
+	if v < 0 {
+		sign, v = "−", -v
+	}
+	e := math.Floor(math.Log10(v) + 1e-9)
+	m, _ := strconv.ParseFloat(strconv.FormatFloat(v/math.Pow(10, e), 'g', 6, 64), 64)
+	exp := strings.Replace(strconv.Itoa(int(e)), "-", "−", 1)
+	if m == 1 {
+		return label{text: sign + "10", sup: exp}
+	}
+	return label{text: sign + strconv.FormatFloat(m, 'g', -1, 64) + "×10", sup: exp}
+}
 
 type axis struct {
 	lo, hi float64
@@ -31,8 +103,8 @@ func (a axis) pos(v float64) float64 {
 	return (v - a.lo) / (a.hi - a.lo)
 }
 
-// ticks returns tick values: powers of ten (and 2x, 5x when few) on a log
-// axis, a 1-2-5 step otherwise.
+// ticks returns the values that get a grid line: powers of ten (and 2x, 5x
+// when few) on a log axis, a 1-2-5 step otherwise.
 func (a axis) ticks() []float64 {
 	var out []float64
 	if a.log {
@@ -40,15 +112,7 @@ func (a axis) ticks() []float64 {
 		if math.Log10(a.hi/a.lo) > 3 {
 			mult = mult[:1] // many decades: powers of ten only
 		}
-		for e := math.Floor(math.Log10(a.lo)); e <= math.Ceil(math.Log10(a.hi)); e++ {
-			for _, m := range mult {
-				v := m * math.Pow(10, e)
-				if v >= a.lo*0.999 && v <= a.hi*1.001 {
-					out = append(out, v)
-				}
-			}
-		}
-		return out
+		return a.logMults(mult)
 	}
 	span := a.hi - a.lo
 	step := math.Pow(10, math.Floor(math.Log10(span/5)))
@@ -65,7 +129,130 @@ func (a axis) ticks() []float64 {
 	return out
 }
 
-func newAxis(vals []float64, log bool) axis {
+// logMults returns m·10^e within the axis for every m of mult.
+func (a axis) logMults(mult []float64) []float64 {
+	var out []float64
+	for e := math.Floor(math.Log10(a.lo)); e <= math.Ceil(math.Log10(a.hi)); e++ {
+		for _, m := range mult {
+			v, _ := strconv.ParseFloat(strconv.FormatFloat(m*math.Pow(10, e), 'g', 12, 64), 64)
+			if v >= a.lo*0.999 && v <= a.hi*1.001 {
+				out = append(out, v)
+			}
+		}
+	}
+	return out
+}
+
+// tick is one mark on an axis: grid ticks get a grid line, minor ones only
+// a short mark and a faint line; a tick with an empty label is unlabelled.
+type tick struct {
+	v     float64
+	grid  bool
+	label label
+}
+
+// layout chooses the ticks of an axis drawn over length px (horizontal:
+// labels side by side, else stacked) and labels as many as fit without
+// overlapping. A log axis labels its decades (10³, 10⁴, with unlabelled
+// 2..9 minor ticks between them); when it spans less than two decades it
+// also labels 2x and 5x, then other multiples, while they fit.
+func (a axis) layout(length float64, horizontal bool) []tick {
+	extent := func(l label) float64 { // half the room a label needs along the axis
+		if horizontal {
+			return l.width()/2 + 5
+		}
+		return fontTick/2 + 2
+	}
+	px := func(v float64) float64 { return a.pos(v) * length }
+	var out []tick
+	if !a.log {
+		vs := a.ticks()
+		sci := false
+		for _, v := range vs {
+			if av := math.Abs(v); av >= 1e5 || (av != 0 && av < 1e-3) {
+				sci = true
+			}
+		}
+		labels := make([]label, len(vs))
+		for i, v := range vs {
+			labels[i] = fmtTick(v, sci)
+		}
+		every := 1 // label every n-th tick when neighbours would touch
+		for ; every < len(vs); every++ {
+			ok := true
+			for i := every; i < len(vs); i += every {
+				if px(vs[i])-px(vs[i-every]) < extent(labels[i])+extent(labels[i-every]) {
+					ok = false
+				}
+			}
+			if ok {
+				break
+			}
+		}
+		for i, v := range vs {
+			t := tick{v: v, grid: true}
+			if i%every == 0 {
+				t.label = labels[i]
+			}
+			out = append(out, t)
+		}
+		return out
+	}
+	grid := map[float64]bool{}
+	for _, v := range a.ticks() {
+		grid[v] = true
+	}
+	all := a.logMults([]float64{1, 2, 3, 4, 5, 6, 7, 8, 9})
+	tiers := [][]float64{a.logMults([]float64{1})}
+	if len(tiers[0]) < 2 {
+		tiers = append(tiers, a.logMults([]float64{2, 5}), a.logMults([]float64{3, 4, 6, 7, 8, 9}))
+	}
+	chosen := map[float64]bool{}
+	var picked []float64
+	for ti, tier := range tiers {
+		if ti == 2 && len(picked) >= 4 {
+			break // enough labels already
+		}
+		for _, v := range tier {
+			picked = append(picked, v)
+			chosen[v] = true
+		}
+	}
+	sci := false
+	for _, v := range picked {
+		if v >= 1e4 || v < 1e-3 {
+			sci = true
+		}
+	}
+	// Accept labels in priority order while they do not overlap.
+	type span struct{ lo, hi float64 }
+	var taken []span
+	labelled := map[float64]label{}
+	for _, v := range picked {
+		l := fmtTick(v, sci)
+		s := span{px(v) - extent(l), px(v) + extent(l)}
+		free := true
+		for _, o := range taken {
+			if s.lo < o.hi && o.lo < s.hi {
+				free = false
+				break
+			}
+		}
+		if free {
+			taken = append(taken, s)
+			labelled[v] = l
+		}
+	}
+	for _, v := range all {
+		out = append(out, tick{v: v, grid: grid[v] || chosen[v], label: labelled[v]})
+	}
+	return out
+}
+
+// newAxis spans vals with a margin (a share of the span, in log space on
+// a log axis) on both sides, so that markers and their labels never sit on
+// the frame. A linear axis includes zero when that costs little.
+func newAxis(vals []float64, log bool, margin float64) axis {
 	lo, hi := math.Inf(1), math.Inf(-1)
 	for _, v := range vals {
 		if log && v <= 0 {
@@ -80,38 +267,187 @@ func newAxis(vals []float64, log bool) axis {
 		if lo == hi {
 			lo, hi = lo/2, hi*2
 		}
-		return axis{lo, hi, true}
+		pad := math.Pow(hi/lo, margin)
+		return axis{lo / pad, hi * pad, true}
 	}
 	if lo > 0 && lo < hi/3 {
 		lo = 0 // include zero when it costs little
 	}
-	if lo == hi {
-		lo, hi = lo-1, hi+1
+	switch {
+	case lo == hi && lo > 0: // a constant (a share of 1, say): from zero to it
+		lo = 0
+	case lo == hi && lo < 0:
+		hi = 0
+	case lo == hi:
+		hi = 1
 	}
-	pad := (hi - lo) * 0.05
-	if lo != 0 {
-		lo -= pad
-	}
-	return axis{lo, hi + pad, false}
+	pad := (hi - lo) * margin
+	return axis{lo - pad, hi + pad, false}
 }
 
-func tickLabel(v float64) string {
-	if av := math.Abs(v); av >= 1e4 && av == math.Trunc(av) {
-		e := math.Floor(math.Log10(av))
-		if m := v / math.Pow(10, e); m == math.Trunc(m) {
-			return fmt.Sprintf("%gx10^%g", m, e)
-		}
+// keyLabels names the usual sweep keys on an x axis.
+var keyLabels = map[string]string{
+	"nodes":                "network size (nodes)",
+	"k":                    "k (contacts per bucket)",
+	"alpha":                "alpha (RPCs in flight)",
+	"paths":                "disjoint paths d",
+	"sybil_share":          "share of Sybil nodes",
+	"session_median_s":     "median session length (s)",
+	"refresh_s":            "bucket refresh interval (s)",
+	"public_share":         "share of public (non-NATed) nodes",
+	"symmetric_share":      "share of NATed nodes behind symmetric NATs",
+	"connect_rate":         "offered load (new connections per second, network-wide)",
+	"roots":                "number of roots R",
+	"root_capacity":        "root capacity (x a node's)",
+	"service_us":           "service time per request (µs)",
+	"design":               "design",
+	"community":            "community size",
+	"lookup_rate":          "lookups per second",
+	"availability":         "availability",
+	"weibull_shape":        "Weibull shape",
+	"rpc_timeout_ms":       "RPC timeout (ms)",
+	"attacker_cpu_s":       "attacker budget (CPU-s)",
+	"keepalive_bytes_s":    "keepalive bytes per second",
+	"punch_success_eim":    "hole punch success (EIM-EIM)",
+	"punch_success_mixed":  "hole punch success (one symmetric)",
+	"root_capacity_shares": "root capacity share",
+}
+
+type box struct{ x0, y0, x1, y1 float64 }
+
+func (a box) overlaps(b box) bool { return a.x0 < b.x1 && b.x0 < a.x1 && a.y0 < b.y1 && b.y0 < a.y1 }
+
+func (a box) inside(b box) bool { return a.x0 >= b.x0 && a.x1 <= b.x1 && a.y0 >= b.y0 && a.y1 <= b.y1 }
+
+// textBox is the box of text of width w whose baseline starts at (x, y)
+// with the given anchor.
+func textBox(x, y, w, size float64, anchor string) box {
+	switch anchor {
+	case "end":
+		x -= w
+	case "middle":
+		x -= w / 2
 	}
-	return strconv.FormatFloat(v, 'g', 4, 64)
+	return box{x, y - 0.8*size, x + w, y + 0.25*size}
+}
+
+// placed is a point label put where it overlaps no marker and no other
+// label; lead is true when it sits away from its point (draw a line).
+type placed struct {
+	x, y   float64
+	anchor string
+	lead   bool
+	b      box
+}
+
+// groupPoints merges points whose markers (nearly) coincide into one,
+// labelled with all their texts, so that no label has to guess which of
+// two overlapping markers it names.
+func groupPoints(pts [][2]float64, texts []string) ([][2]float64, []string) {
+	var gp [][2]float64
+	var gt []string
+	var n []float64
+	for i, p := range pts {
+		j := 0
+		for ; j < len(gp); j++ {
+			if math.Abs(gp[j][0]-p[0]) <= 1.5*markerR && math.Abs(gp[j][1]-p[1]) <= 1.5*markerR {
+				break
+			}
+		}
+		if j == len(gp) {
+			gp, gt, n = append(gp, p), append(gt, texts[i]), append(n, 1)
+			continue
+		}
+		gt[j] += ", " + texts[i]
+		n[j]++
+		gp[j] = [2]float64{gp[j][0] + (p[0]-gp[j][0])/n[j], gp[j][1] + (p[1]-gp[j][1])/n[j]}
+	}
+	return gp, gt
+}
+
+// placeLabels lays out one text label per point (px coordinates) inside
+// area: next to the point when there is room, else stacked above or below
+// it with a leader line.
+func placeLabels(pts [][2]float64, texts []string, area box) []placed {
+	type cand struct {
+		dx, dy float64
+		anchor string
+		lead   bool
+	}
+	var cands []cand
+	near := []cand{{8, 4, "start", false}, {-8, 4, "end", false}, {7, -7, "start", false}, {-7, -7, "end", false},
+		{7, 15, "start", false}, {-7, 15, "end", false}, {0, -9, "middle", false}, {0, 17, "middle", false}}
+	cands = append(cands, near...)
+	for k := 1.0; k <= 8; k++ {
+		up, down := -7-14*k, 15+14*k
+		cands = append(cands, cand{14, up, "start", true}, cand{14, down, "start", true},
+			cand{-14, up, "end", true}, cand{-14, down, "end", true})
+	}
+	var obstacles []box
+	for _, p := range pts {
+		obstacles = append(obstacles, box{p[0] - markerR - 1, p[1] - markerR - 1, p[0] + markerR + 1, p[1] + markerR + 1})
+	}
+	out := make([]placed, len(pts))
+	for i, p := range pts {
+		w := textW(texts[i], fontTick)
+		best := -1
+		for ci, c := range cands {
+			b := textBox(p[0]+c.dx, p[1]+c.dy, w, fontTick, c.anchor)
+			if !b.inside(area) {
+				continue
+			}
+			free := true
+			for _, o := range obstacles {
+				if b.overlaps(o) {
+					free = false
+					break
+				}
+			}
+			if free {
+				best = ci
+				break
+			}
+		}
+		if best < 0 {
+			best = 0 // nowhere free: next to the point, as before
+		}
+		c := cands[best]
+		b := textBox(p[0]+c.dx, p[1]+c.dy, w, fontTick, c.anchor)
+		out[i] = placed{p[0] + c.dx, p[1] + c.dy, c.anchor, c.lead, b}
+		obstacles = append(obstacles, box{b.x0 - 1, b.y0 - 1, b.x1 + 1, b.y1 + 1})
+	}
+	return out
+}
+
+// marker draws one point marker of the given shape.
+func marker(b *strings.Builder, shape string, x, y float64, col string) {
+	r := markerR
+	const outline = `stroke="white" stroke-width="0.8"`
+	switch shape {
+	case "square":
+		fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s" %s/>`+"\n", x-r*0.9, y-r*0.9, 1.8*r, 1.8*r, col, outline)
+	case "triangle":
+		fmt.Fprintf(b, `<polygon points="%.1f,%.1f %.1f,%.1f %.1f,%.1f" fill="%s" %s/>`+"\n", x, y-1.2*r, x-1.1*r, y+0.8*r, x+1.1*r, y+0.8*r, col, outline)
+	case "down":
+		fmt.Fprintf(b, `<polygon points="%.1f,%.1f %.1f,%.1f %.1f,%.1f" fill="%s" %s/>`+"\n", x, y+1.2*r, x-1.1*r, y-0.8*r, x+1.1*r, y-0.8*r, col, outline)
+	case "diamond":
+		fmt.Fprintf(b, `<polygon points="%.1f,%.1f %.1f,%.1f %.1f,%.1f %.1f,%.1f" fill="%s" %s/>`+"\n", x, y-1.25*r, x+1.25*r, y, x, y+1.25*r, x-1.25*r, y, col, outline)
+	case "up-arrow": // a lower bound: the value is above this point
+		fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="1.5"/>`+"\n", x, y, x, y-14, col)
+		fmt.Fprintf(b, `<polygon points="%.1f,%.1f %.1f,%.1f %.1f,%.1f" fill="%s"/>`+"\n", x, y-18, x-3.5, y-12, x+3.5, y-12, col)
+		fmt.Fprintf(b, `<circle cx="%.1f" cy="%.1f" r="%g" fill="%s" %s/>`+"\n", x, y, r, col, outline)
+	default:
+		fmt.Fprintf(b, `<circle cx="%.1f" cy="%.1f" r="%g" fill="%s" %s/>`+"\n", x, y, r, col, outline)
+	}
 }
 
 // plotSVG renders one plot spec; false when the data cannot be plotted
 // (no numeric x values, or none of the metrics present).
 func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 	type series struct {
-		name string
-		x, y []float64
-		lbl  []string
+		name, col, dash, shape string
+		x, y                   []float64
+		lbl                    []string
 	}
 	var ss []series
 	var xs, ys []float64
@@ -122,8 +458,9 @@ func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 			cats = append(cats, fmtValue(p.Params[key]))
 		}
 	}
+	scatter := ps.Kind == "scatter"
 	xOf := func(i int, p Point) (float64, bool) {
-		if ps.Kind == "scatter" {
+		if scatter {
 			v, ok := p.Metrics[ps.X]
 			return v, ok
 		}
@@ -133,16 +470,23 @@ func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 		v, ok := p.Params[key].(float64)
 		return v, ok
 	}
-	for _, yn := range ps.Y {
-		s := series{name: yn}
-		for i, p := range r.Points {
-			x, okx := xOf(i, p)
+	for i, yn := range ps.Y {
+		s := series{name: yn, col: palette[i%len(palette)], dash: dashes[i%len(dashes)], shape: markers[i%len(markers)]}
+		if i < len(ps.Legend) && ps.Legend[i] != "" {
+			s.name = ps.Legend[i]
+		}
+		for j, p := range r.Points {
+			x, okx := xOf(j, p)
 			y, oky := p.Metrics[yn]
 			if !okx || !oky || y == -1 || (ps.LogX && x <= 0) || (ps.LogY && y <= 0) {
 				continue
 			}
 			s.x, s.y = append(s.x, x), append(s.y, y)
-			s.lbl = append(s.lbl, fmtValue(p.Params[key]))
+			l := fmtValue(p.Params[key])
+			if ps.YCensored > 0 && y == ps.YCensored {
+				l += " (" + ps.YCensoredText + ")"
+			}
+			s.lbl = append(s.lbl, l)
 		}
 		if len(s.x) > 0 {
 			ss = append(ss, s)
@@ -152,61 +496,180 @@ func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 	if len(ss) == 0 {
 		return "", false
 	}
-	ax, ay := newAxis(xs, ps.LogX && len(cats) == 0), newAxis(ys, ps.LogY)
-	if len(cats) > 0 && ps.Kind != "scatter" {
+	margin := 0.05
+	if scatter {
+		margin = 0.1 // room for point labels
+	}
+	categorical := len(cats) > 0 && !scatter
+	ax, ay := newAxis(xs, ps.LogX && len(cats) == 0, margin), newAxis(ys, ps.LogY, margin)
+	if categorical {
 		ax = axis{-0.5, float64(len(cats)) - 0.5, false}
 	}
+	xticks, yticks := ax.layout(plotW, true), ay.layout(plotH, false)
+
+	// Margins from what they hold: y tick labels and the (wrapped) y
+	// label on the left, the legend on the right, the title on top.
+	xl := ps.XLabel
+	if xl == "" {
+		xl = key
+		if l, ok := keyLabels[key]; ok {
+			xl = l
+		}
+		if scatter {
+			xl = ps.X
+		}
+	}
+	yw := 0.0
+	for _, t := range yticks {
+		yw = math.Max(yw, t.label.width())
+	}
+	yLines := wrap(ps.YLabel, plotH, fontAxis)
+	padL := 14 + float64(len(yLines))*(fontAxis+4) + 6 + yw + tickLen + 4
+	legend := len(ss) > 1
+	var legLines [][]string
+	legW := 0.0
+	if legend {
+		for _, s := range ss {
+			ls := wrap(s.name, legendTextW, fontLegend)
+			legLines = append(legLines, ls)
+			for _, l := range ls {
+				legW = math.Max(legW, textW(l, fontLegend))
+			}
+		}
+	}
+	padR := 24.0
+	if legend {
+		padR = 16 + 30 + legW + 12
+	}
+	svgW := math.Ceil(padL + plotW + padR)
+	titleLines := wrap(ps.Title, svgW-24, fontTitle)
+	padT := 14 + float64(len(titleLines))*(fontTitle+4) + 12
+	xLines := wrap(xl, plotW+padR-10, fontAxis)
+	padB := tickLen + 18 + 10 + float64(len(xLines))*(fontAxis+4) + 6
+	svgH := math.Ceil(padT + plotH + padB)
+
 	X := func(v float64) float64 { return padL + ax.pos(v)*plotW }
 	Y := func(v float64) float64 { return padT + plotH - ay.pos(v)*plotH }
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%g" height="%g" viewBox="0 0 %g %g" font-family="sans-serif">`+"\n", svgW, svgH, svgW, svgH)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="%g" y="28" font-size="%d" text-anchor="middle">%s</text>`+"\n", padL+plotW/2, fontTi, html.EscapeString(ps.Title))
-	fmt.Fprintf(&b, `<rect x="%g" y="%g" width="%g" height="%g" fill="none" stroke="#444"/>`+"\n", padL, padT, plotW, plotH)
-	// x ticks
-	if len(cats) > 0 && ps.Kind != "scatter" {
+	for i, l := range titleLines {
+		fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="%g" text-anchor="middle">%s</text>`+"\n", svgW/2, 14+fontTitle+float64(i)*(fontTitle+4), fontTitle, html.EscapeString(l))
+	}
+	// grid, then ticks and their labels
+	bottom := padT + plotH
+	if categorical {
 		for i, c := range cats {
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="%d" text-anchor="middle">%s</text>`+"\n", X(float64(i)), padT+plotH+18, fontTick, html.EscapeString(c))
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="%g" text-anchor="middle">%s</text>`+"\n", X(float64(i)), bottom+tickLen+14, fontTick, html.EscapeString(c))
 		}
 	} else {
-		for _, t := range ax.ticks() {
-			x := X(t)
-			fmt.Fprintf(&b, `<line x1="%.1f" y1="%g" x2="%.1f" y2="%g" stroke="#ddd"/>`+"\n", x, padT, x, padT+plotH)
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="%d" text-anchor="middle">%s</text>`+"\n", x, padT+plotH+18, fontTick, tickLabel(t))
+		for _, t := range xticks {
+			x := X(t.v)
+			col := "#f0f0f0"
+			if t.grid {
+				col = "#d8d8d8"
+			}
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%g" x2="%.1f" y2="%g" stroke="%s"/>`+"\n", x, padT, x, bottom, col)
+			l := tickLen
+			if !t.grid && t.label.text == "" {
+				l = tickLen * 0.6
+			}
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%g" x2="%.1f" y2="%g" stroke="#444"/>`+"\n", x, bottom, x, bottom+l)
+			if t.label.text != "" {
+				fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="%g" text-anchor="middle">%s</text>`+"\n", x, bottom+tickLen+14, fontTick, t.label.svg())
+			}
 		}
 	}
-	for _, t := range ay.ticks() {
-		y := Y(t)
-		fmt.Fprintf(&b, `<line x1="%g" y1="%.1f" x2="%g" y2="%.1f" stroke="#ddd"/>`+"\n", padL, y, padL+plotW, y)
-		fmt.Fprintf(&b, `<text x="%g" y="%.1f" font-size="%d" text-anchor="end">%s</text>`+"\n", padL-6, y+4, fontTick, tickLabel(t))
-	}
-	xl := ps.XLabel
-	if xl == "" {
-		xl = key
-		if ps.Kind == "scatter" {
-			xl = ps.X
+	for _, t := range yticks {
+		y := Y(t.v)
+		col := "#f0f0f0"
+		if t.grid {
+			col = "#d8d8d8"
+		}
+		fmt.Fprintf(&b, `<line x1="%g" y1="%.1f" x2="%g" y2="%.1f" stroke="%s"/>`+"\n", padL, y, padL+plotW, y, col)
+		l := tickLen
+		if !t.grid && t.label.text == "" {
+			l = tickLen * 0.6
+		}
+		fmt.Fprintf(&b, `<line x1="%g" y1="%.1f" x2="%g" y2="%.1f" stroke="#444"/>`+"\n", padL-l, y, padL, y)
+		if t.label.text != "" {
+			fmt.Fprintf(&b, `<text x="%g" y="%.1f" font-size="%g" text-anchor="end">%s</text>`+"\n", padL-tickLen-3, y+4, fontTick, t.label.svg())
 		}
 	}
-	fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="%d" text-anchor="middle">%s</text>`+"\n", padL+plotW/2, svgH-15, fontAxis, html.EscapeString(xl))
-	fmt.Fprintf(&b, `<text x="20" y="%g" font-size="%d" text-anchor="middle" transform="rotate(-90 20 %g)">%s</text>`+"\n", padT+plotH/2, fontAxis, padT+plotH/2, html.EscapeString(ps.YLabel))
-	for i, s := range ss {
-		col := palette[i%len(palette)]
-		if ps.Kind != "scatter" && len(s.x) > 1 {
+	fmt.Fprintf(&b, `<rect x="%g" y="%g" width="%g" height="%g" fill="none" stroke="#444"/>`+"\n", padL, padT, plotW, plotH)
+	// axis labels
+	for i, l := range xLines {
+		fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="%g" text-anchor="middle">%s</text>`+"\n", padL+plotW/2, bottom+tickLen+18+10+fontAxis+float64(i)*(fontAxis+4), fontAxis, html.EscapeString(l))
+	}
+	for i, l := range yLines {
+		x := 14 + fontAxis + float64(i)*(fontAxis+4) - 2
+		fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="%g" text-anchor="middle" transform="rotate(-90 %g %g)">%s</text>`+"\n", x, padT+plotH/2, fontAxis, x, padT+plotH/2, html.EscapeString(l))
+	}
+	// data
+	for _, s := range ss {
+		if !scatter && len(s.x) > 1 {
 			var pts []string
 			for j := range s.x {
 				pts = append(pts, fmt.Sprintf("%.1f,%.1f", X(s.x[j]), Y(s.y[j])))
 			}
-			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"/>`+"\n", strings.Join(pts, " "), col)
+			dash := ""
+			if s.dash != "" {
+				dash = fmt.Sprintf(` stroke-dasharray="%s"`, s.dash)
+			}
+			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`+"\n", strings.Join(pts, " "), s.col, dash)
 		}
 		for j := range s.x {
-			fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="%g" fill="%s"/>`+"\n", X(s.x[j]), Y(s.y[j]), markerR, col)
-			if ps.Kind == "scatter" {
-				fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="%d">%s</text>`+"\n", X(s.x[j])+6, Y(s.y[j])-6, fontTick, html.EscapeString(s.lbl[j]))
+			shape := s.shape
+			if ps.YCensored > 0 && s.y[j] == ps.YCensored {
+				shape = "up-arrow"
+			}
+			marker(&b, shape, X(s.x[j]), Y(s.y[j]), s.col)
+		}
+	}
+	if scatter {
+		var pts [][2]float64
+		var texts []string
+		for _, s := range ss {
+			for j := range s.x {
+				pts = append(pts, [2]float64{X(s.x[j]), Y(s.y[j])})
+				texts = append(texts, s.lbl[j])
 			}
 		}
-		ly := padT + 10 + float64(i)*20
-		fmt.Fprintf(&b, `<line x1="%g" y1="%g" x2="%g" y2="%g" stroke="%s" stroke-width="3"/>`+"\n", padL+plotW+12, ly, padL+plotW+32, ly, col)
-		fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="%d">%s</text>`+"\n", padL+plotW+38, ly+4, fontTick, html.EscapeString(s.name))
+		pts, texts = groupPoints(pts, texts)
+		for i, p := range placeLabels(pts, texts, box{padL + 2, padT + 2, padL + plotW - 2, bottom - 2}) {
+			if p.lead {
+				// from the marker to the nearest corner of the label
+				lx := p.b.x0
+				if p.anchor == "end" {
+					lx = p.b.x1
+				}
+				ly := p.b.y0 // label below the point: its top edge
+				if p.b.y1 < pts[i][1] {
+					ly = p.b.y1
+				}
+				fmt.Fprintf(&b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="#888" stroke-width="0.8"/>`+"\n", pts[i][0], pts[i][1], lx, ly)
+			}
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="%g" text-anchor="%s" fill="#222">%s</text>`+"\n", p.x, p.y, fontTick, p.anchor, html.EscapeString(texts[i]))
+		}
+	}
+	// legend, outside the plot so that it never covers data
+	if legend {
+		y := padT + 8
+		lx := padL + plotW + 16
+		for i, s := range ss {
+			dash := ""
+			if s.dash != "" {
+				dash = fmt.Sprintf(` stroke-dasharray="%s"`, s.dash)
+			}
+			if !scatter {
+				fmt.Fprintf(&b, `<line x1="%g" y1="%g" x2="%g" y2="%g" stroke="%s" stroke-width="2"%s/>`+"\n", lx, y, lx+26, y, s.col, dash)
+			}
+			marker(&b, s.shape, lx+13, y, s.col)
+			for k, l := range legLines[i] {
+				fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="%g">%s</text>`+"\n", lx+32, y+4+float64(k)*(fontLegend+3), fontLegend, html.EscapeString(l))
+			}
+			y += float64(len(legLines[i]))*(fontLegend+3) + 8
+		}
 	}
 	b.WriteString("</svg>\n")
 	return b.String(), true
