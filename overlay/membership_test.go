@@ -194,24 +194,6 @@ func TestMembershipPersistence(t *testing.T) {
 	}
 }
 
-func TestWriteFileAtomic(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "f")
-	if err := WriteFileAtomic(p, []byte("one"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := WriteFileAtomic(p, []byte("two"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	b, _ := os.ReadFile(p)
-	fi, _ := os.Stat(p)
-	if string(b) != "two" || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("%q %v", b, fi.Mode())
-	}
-	if err := WriteFileAtomic(filepath.Join(t.TempDir(), "no", "dir"), nil, 0o600); err == nil {
-		t.Fatal("write into a missing directory succeeded")
-	}
-}
-
 func TestMembershipInfoJSON(t *testing.T) {
 	owner, ownerID := testKey(t, 1)
 	def := testDef(t, owner, false)

@@ -11,47 +11,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kadlan/kadlan/internal/atomicfile"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
-
-// WriteFileAtomic writes data to path so that readers see either the old
-// or the new content: it writes a temporary file in the same directory with
-// mode perm, syncs it, renames it over path and syncs the directory.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return fmt.Errorf("overlay: write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("overlay: write %s: %w", path, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		return fail(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("overlay: write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("overlay: write %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
-}
 
 // savedNetwork is the file format of a joined network.
 type savedNetwork struct {
@@ -116,7 +78,7 @@ func (m *Membership) Save(stateDir string) error {
 	if err != nil {
 		return fmt.Errorf("overlay: save: %w", err)
 	}
-	return WriteFileAtomic(NetworkFile(stateDir, m.ID), append(b, '\n'), 0o600)
+	return atomicfile.WriteFile(NetworkFile(stateDir, m.ID), append(b, '\n'), 0o600)
 }
 
 // LoadMembership reads one saved network and verifies every record in it;
