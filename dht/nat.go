@@ -116,30 +116,12 @@ func natOptions(cfg Config, nodeRef *atomic.Pointer[Node]) ([]libp2p.Option, err
 // they exist while the node is not known to be public (see addrsFactory),
 // so a node behind NAT is findable and reachable within a second or two.
 func (n *Node) watchRelayAddrs(ctx context.Context) error {
-	sub, err := n.Host.EventBus().Subscribe(new(event.EvtAutoRelayAddrsUpdated))
-	if err != nil {
-		return fmt.Errorf("dht: subscribing to relay addresses: %w", err)
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer sub.Close()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-sub.Out():
-				if !ok {
-					return
-				}
-				addrs := e.(event.EvtAutoRelayAddrsUpdated).RelayAddrs
-				n.mu.Lock()
-				n.relayAddrs = append([]ma.Multiaddr(nil), addrs...)
-				n.mu.Unlock()
-			}
-		}
-	}()
-	return nil
+	return n.onEvent(ctx, new(event.EvtAutoRelayAddrsUpdated), func(e any) {
+		addrs := e.(event.EvtAutoRelayAddrsUpdated).RelayAddrs
+		n.mu.Lock()
+		n.relayAddrs = append([]ma.Multiaddr(nil), addrs...)
+		n.mu.Unlock()
+	})
 }
 
 // watchRelayDeaths closes relayed connections whose relay went away: when
@@ -147,37 +129,19 @@ func (n *Node) watchRelayAddrs(ctx context.Context) error {
 // but libp2p would only notice at the circuits' idle timeout (30 s for
 // QUIC). Closing them at once lets the next dial take another relay.
 func (n *Node) watchRelayDeaths(ctx context.Context) error {
-	sub, err := n.Host.EventBus().Subscribe(new(event.EvtPeerConnectednessChanged))
-	if err != nil {
-		return fmt.Errorf("dht: subscribing to connectedness: %w", err)
-	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer sub.Close()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case e, ok := <-sub.Out():
-				if !ok {
-					return
-				}
-				ev := e.(event.EvtPeerConnectednessChanged)
-				if ev.Connectedness == network.Connected {
-					continue
-				}
-				gone := ev.Peer.String()
-				for _, c := range n.Host.Network().Conns() {
-					if isCircuit(c.RemoteMultiaddr()) && relayOf(c.RemoteMultiaddr()) == gone {
-						n.logf("dht: relay %s is gone: closing the circuit to %s", gone, c.RemotePeer())
-						c.Close()
-					}
-				}
+	return n.onEvent(ctx, new(event.EvtPeerConnectednessChanged), func(e any) {
+		ev := e.(event.EvtPeerConnectednessChanged)
+		if ev.Connectedness == network.Connected {
+			return
+		}
+		gone := ev.Peer.String()
+		for _, c := range n.Host.Network().Conns() {
+			if isCircuit(c.RemoteMultiaddr()) && relayOf(c.RemoteMultiaddr()) == gone {
+				n.logf("dht: relay %s is gone: closing the circuit to %s", gone, c.RemotePeer())
+				c.Close()
 			}
 		}
-	}()
-	return nil
+	})
 }
 
 // addrsFactory decides what the node advertises: no unusable addresses,

@@ -259,9 +259,21 @@ func (n *Node) Reachability() network.Reachability {
 }
 
 func (n *Node) watchReachability(ctx context.Context) error {
-	sub, err := n.Host.EventBus().Subscribe(new(event.EvtLocalReachabilityChanged))
+	return n.onEvent(ctx, new(event.EvtLocalReachabilityChanged), func(e any) {
+		r := e.(event.EvtLocalReachabilityChanged).Reachability
+		n.mu.Lock()
+		n.reachability = r
+		n.mu.Unlock()
+		n.logf("dht: reachability is now %s", reachabilityWord(r))
+	})
+}
+
+// onEvent calls f, on one goroutine of its own, for every event of the type
+// evtType points to, until ctx ends.
+func (n *Node) onEvent(ctx context.Context, evtType any, f func(any)) error {
+	sub, err := n.Host.EventBus().Subscribe(evtType)
 	if err != nil {
-		return fmt.Errorf("dht: subscribing to reachability: %w", err)
+		return fmt.Errorf("dht: subscribing to %T: %w", evtType, err)
 	}
 	n.wg.Add(1)
 	go func() {
@@ -275,11 +287,7 @@ func (n *Node) watchReachability(ctx context.Context) error {
 				if !ok {
 					return
 				}
-				r := e.(event.EvtLocalReachabilityChanged).Reachability
-				n.mu.Lock()
-				n.reachability = r
-				n.mu.Unlock()
-				n.logf("dht: reachability is now %s", reachabilityWord(r))
+				f(e)
 			}
 		}
 	}()
