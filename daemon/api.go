@@ -16,192 +16,174 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-func (d *Daemon) routes() {
-	d.netRoutes()
-	d.Handle("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
-		st := d.Node.Status()
-		st.Bootstrap = d.Boot.State()
-		writeJSON(w, http.StatusOK, st)
-	})
-	d.Handle("GET /v1/peers", func(w http.ResponseWriter, r *http.Request) {
-		ps := d.Node.Peers()
-		if ps == nil {
-			ps = []api.Peer{}
-		}
-		writeJSON(w, http.StatusOK, ps)
-	})
-	d.Handle("GET /v1/peers/export", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"addrs": nonNil(d.Node.ShareableAddrs())})
-	})
-	d.Handle("POST /v1/find", func(w http.ResponseWriter, r *http.Request) {
-		var req api.FindRequest
-		if !readJSON(w, r, &req) {
+// statusError gives an error its HTTP status; any other error is a 400.
+type statusError struct {
+	code int
+	err  error
+}
+
+func (e *statusError) Error() string { return e.err.Error() }
+func (e *statusError) Unwrap() error { return e.err }
+
+func withStatus(code int, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &statusError{code, err}
+}
+
+// get registers a GET route that answers f's result as JSON.
+func (d *Daemon) get(pattern string, f func(r *http.Request) any) {
+	d.Handle("GET "+pattern, func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, f(r)) })
+}
+
+// post registers a POST route whose JSON body decodes into T (unknown
+// fields refused) and whose result or error f returns.
+func post[T any](d *Daemon, pattern string, f func(ctx context.Context, req T) (any, error)) {
+	d.Handle("POST "+pattern, func(w http.ResponseWriter, r *http.Request) {
+		var req T
+		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			writeErr(w, http.StatusBadRequest, errors.New("bad request body: "+err.Error()))
 			return
 		}
-		id, err := d.Node.ResolvePeer(req.Address)
+		res, err := f(r.Context(), req)
 		if err != nil {
-			writeErr(w, http.StatusBadRequest, err)
-			return
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), timeout(req.TimeoutMs, 30*time.Second))
-		defer cancel()
-		res, err := d.Node.Find(ctx, id)
-		if err != nil {
-			code := http.StatusBadGateway
-			if errors.Is(err, dht.ErrNotFound) {
-				code = http.StatusNotFound
+			code := http.StatusBadRequest
+			var se *statusError
+			if errors.As(err, &se) {
+				code = se.code
 			}
 			writeErr(w, code, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, res)
 	})
-	d.Handle("POST /v1/ping", func(w http.ResponseWriter, r *http.Request) {
-		var req api.PingRequest
-		if !readJSON(w, r, &req) {
-			return
+}
+
+func (d *Daemon) routes() {
+	d.get("/v1/status", func(*http.Request) any {
+		st := d.Node.Status()
+		st.Bootstrap = d.Boot.State()
+		return st
+	})
+	d.get("/v1/peers", func(*http.Request) any {
+		if ps := d.Node.Peers(); ps != nil {
+			return ps
 		}
+		return []api.Peer{}
+	})
+	d.get("/v1/peers/export", func(*http.Request) any {
+		return map[string]any{"addrs": nonNil(d.Node.ShareableAddrs())}
+	})
+	post(d, "/v1/find", func(ctx context.Context, req api.FindRequest) (any, error) {
+		id, err := d.Node.ResolvePeer(req.Address)
+		if err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithTimeout(ctx, timeout(req.TimeoutMs, 30*time.Second))
+		defer cancel()
+		res, err := d.Node.Find(ctx, id)
+		if errors.Is(err, dht.ErrNotFound) {
+			return nil, withStatus(http.StatusNotFound, err)
+		}
+		return res, withStatus(http.StatusBadGateway, err)
+	})
+	post(d, "/v1/ping", func(ctx context.Context, req api.PingRequest) (any, error) {
 		if req.Count < 0 || req.Count > 10000 {
-			writeErr(w, http.StatusBadRequest, errors.New("count must be between 1 and 10000"))
-			return
+			return nil, errors.New("count must be between 1 and 10000")
 		}
 		id, err := d.Node.ResolvePeer(req.Address)
 		if err != nil {
-			writeErr(w, http.StatusBadRequest, err)
-			return
+			return nil, err
 		}
 		interval := time.Duration(req.IntervalMs) * time.Millisecond
 		if interval <= 0 {
 			interval = time.Second
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), timeout(req.TimeoutMs, 30*time.Second+time.Duration(req.Count)*interval))
+		ctx, cancel := context.WithTimeout(ctx, timeout(req.TimeoutMs, 30*time.Second+time.Duration(req.Count)*interval))
 		defer cancel()
 		res, err := d.Node.Ping(ctx, id, req.Count, interval)
-		if err != nil {
-			writeErr(w, http.StatusBadGateway, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
+		return res, withStatus(http.StatusBadGateway, err)
 	})
+	d.netRoutes()
 }
 
 func (d *Daemon) netRoutes() {
-	d.Handle("GET /v1/networks", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, d.nets.list())
+	d.get("/v1/networks", func(*http.Request) any { return d.nets.list() })
+	post(d, "/v1/networks/create", func(ctx context.Context, req api.NetworkCreateRequest) (any, error) {
+		return d.nets.create(ctx, req)
 	})
-	d.Handle("POST /v1/networks/create", func(w http.ResponseWriter, r *http.Request) {
-		var req api.NetworkCreateRequest
-		if !readJSON(w, r, &req) {
-			return
-		}
-		res, err := d.nets.create(r.Context(), req)
-		if err != nil {
-			writeErr(w, http.StatusBadRequest, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, res)
-	})
-	d.Handle("POST /v1/networks/join", func(w http.ResponseWriter, r *http.Request) {
-		var req api.NetworkRequest
-		if !readJSON(w, r, &req) {
-			return
-		}
+	post(d, "/v1/networks/join", func(ctx context.Context, req api.NetworkRequest) (any, error) {
 		id, err := overlay.ParseNetworkID(strings.TrimSpace(req.Network))
 		if err != nil {
-			writeErr(w, http.StatusBadRequest, fmt.Errorf("%q is not a network ID: %w", req.Network, err))
-			return
+			return nil, fmt.Errorf("%q is not a network ID: %w", req.Network, err)
 		}
 		if err := d.nets.join(id); err != nil {
-			writeErr(w, http.StatusInternalServerError, err)
-			return
+			return nil, withStatus(http.StatusInternalServerError, err)
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"network": id.String()})
+		return map[string]string{"network": id.String()}, nil
 	})
-	d.Handle("POST /v1/networks/leave", func(w http.ResponseWriter, r *http.Request) {
-		var req api.NetworkRequest
-		if !readJSON(w, r, &req) {
-			return
-		}
+	post(d, "/v1/networks/leave", func(ctx context.Context, req api.NetworkRequest) (any, error) {
 		j, err := d.nets.resolve(req.Network)
 		if err != nil {
-			writeErr(w, http.StatusNotFound, err)
-			return
+			return nil, withStatus(http.StatusNotFound, err)
 		}
 		if err := d.nets.leave(j); err != nil {
-			writeErr(w, http.StatusInternalServerError, err)
-			return
+			return nil, withStatus(http.StatusInternalServerError, err)
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"network": j.m.ID.String()})
+		return map[string]string{"network": j.m.ID.String()}, nil
 	})
-	d.Handle("POST /v1/networks/members", func(w http.ResponseWriter, r *http.Request) {
-		var req api.NetworkRequest
-		if !readJSON(w, r, &req) {
-			return
-		}
+	post(d, "/v1/networks/members", func(ctx context.Context, req api.NetworkRequest) (any, error) {
 		j, err := d.nets.resolve(req.Network)
 		if err != nil {
-			writeErr(w, http.StatusNotFound, err)
-			return
+			return nil, withStatus(http.StatusNotFound, err)
 		}
-		writeJSON(w, http.StatusOK, j.info())
+		return j.info(), nil
 	})
-	d.Handle("POST /v1/networks/authorize", func(w http.ResponseWriter, r *http.Request) {
-		var req api.NetworkRequest
-		if !readJSON(w, r, &req) {
-			return
-		}
-		j, member, ok := d.netMember(w, req)
-		if !ok {
-			return
+	post(d, "/v1/networks/authorize", func(ctx context.Context, req api.NetworkRequest) (any, error) {
+		j, member, err := d.netMember(req)
+		if err != nil {
+			return nil, err
 		}
 		var ip netip.Addr
 		if req.IPv4 != "" {
-			a, err := netip.ParseAddr(req.IPv4)
-			if err != nil || !a.Is4() {
-				writeErr(w, http.StatusBadRequest, fmt.Errorf("--ipv4 %q is not an IPv4 address", req.IPv4))
-				return
+			if ip, err = netip.ParseAddr(req.IPv4); err != nil || !ip.Is4() {
+				return nil, fmt.Errorf("--ipv4 %q is not an IPv4 address", req.IPv4)
 			}
-			ip = a
 		}
 		var expires time.Time
 		if req.ExpiresS > 0 {
 			expires = time.Now().Add(time.Duration(req.ExpiresS) * time.Second)
 		}
-		if err := d.nets.authorize(r.Context(), j, member, ip, expires); err != nil {
-			writeErr(w, http.StatusBadRequest, err)
-			return
+		if err := d.nets.authorize(ctx, j, member, ip, expires); err != nil {
+			return nil, err
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"network": j.m.ID.String(), "address": member.String()})
+		return map[string]string{"network": j.m.ID.String(), "address": member.String()}, nil
 	})
-	d.Handle("POST /v1/networks/revoke", func(w http.ResponseWriter, r *http.Request) {
-		var req api.NetworkRequest
-		if !readJSON(w, r, &req) {
-			return
+	post(d, "/v1/networks/revoke", func(ctx context.Context, req api.NetworkRequest) (any, error) {
+		j, member, err := d.netMember(req)
+		if err != nil {
+			return nil, err
 		}
-		j, member, ok := d.netMember(w, req)
-		if !ok {
-			return
+		if err := d.nets.revoke(ctx, j, member); err != nil {
+			return nil, err
 		}
-		if err := d.nets.revoke(r.Context(), j, member); err != nil {
-			writeErr(w, http.StatusBadRequest, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"network": j.m.ID.String(), "address": member.String()})
+		return map[string]string{"network": j.m.ID.String(), "address": member.String()}, nil
 	})
 }
 
-func (d *Daemon) netMember(w http.ResponseWriter, req api.NetworkRequest) (*joined, peer.ID, bool) {
+func (d *Daemon) netMember(req api.NetworkRequest) (*joined, peer.ID, error) {
 	j, err := d.nets.resolve(req.Network)
 	if err != nil {
-		writeErr(w, http.StatusNotFound, err)
-		return nil, "", false
+		return nil, "", withStatus(http.StatusNotFound, err)
 	}
 	member, err := d.Node.ResolvePeer(req.Address)
 	if err != nil {
-		writeErr(w, http.StatusBadRequest, err)
-		return nil, "", false
+		return nil, "", err
 	}
-	return j, member, true
+	return j, member, nil
 }
 
 func timeout(msec int, def time.Duration) time.Duration {
@@ -216,16 +198,6 @@ func nonNil(s []string) []string {
 		return []string{}
 	}
 	return s
-}
-
-func readJSON(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		writeErr(w, http.StatusBadRequest, errors.New("bad request body: "+err.Error()))
-		return false
-	}
-	return true
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

@@ -1,0 +1,250 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"net/netip"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kadlan/kadlan/api"
+	"github.com/kadlan/kadlan/overlay"
+	"github.com/kadlan/kadlan/tap"
+	"github.com/kadlan/kadlan/tap/ether"
+	"github.com/kadlan/kadlan/tap/taptest"
+)
+
+// testDaemon is a daemon running in-process on loopback with in-memory
+// network devices; kernel holds the other end of each device (the side an
+// operating system would read and write).
+type testDaemon struct {
+	d      *Daemon
+	client *api.Client
+	mu     sync.Mutex
+	kernel map[string]*taptest.Device // by interface name
+}
+
+func startDaemon(t *testing.T, bootstrap ...string) *testDaemon {
+	t.Helper()
+	dir := t.TempDir()
+	td := &testDaemon{kernel: map[string]*taptest.Device{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan *Daemon, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{
+			StateDir:      filepath.Join(dir, "state"),
+			APIPath:       filepath.Join(dir, "api.sock"),
+			Listen:        []string{"/ip4/127.0.0.1/tcp/0"},
+			Bootstrap:     bootstrap,
+			Reachability:  "public",
+			AllowLoopback: true,
+			Logf:          func(f string, a ...any) { t.Logf("%s: "+f, append([]any{filepath.Base(dir)}, a...)...) },
+			NewDevice: func(name string, mtu int, m *overlay.Membership) (tap.Device, error) {
+				dev, kern := taptest.NewPair(m.MAC(), ether.MAC{0x02, 0, 0, 0, 0, 0x99}, mtu, 256)
+				td.mu.Lock()
+				td.kernel[name] = kern
+				td.mu.Unlock()
+				return dev, nil
+			},
+		}, func(d *Daemon) { ready <- d })
+	}()
+	select {
+	case td.d = <-ready:
+	case err := <-done:
+		t.Fatalf("daemon: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("daemon did not start")
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("daemon exit: %v", err)
+		}
+	})
+	td.client = api.NewClient(filepath.Join(dir, "api.sock"))
+	return td
+}
+
+func (td *testDaemon) call(t *testing.T, method, path string, in, out any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := td.client.Do(ctx, method, path, in, out); err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+}
+
+func (td *testDaemon) network(t *testing.T, id string) (api.Network, bool) {
+	var nets []api.Network
+	td.call(t, "GET", "/v1/networks", nil, &nets)
+	for _, n := range nets {
+		if n.Network == id {
+			return n, true
+		}
+	}
+	return api.Network{}, false
+}
+
+func waitStatus(t *testing.T, td *testDaemon, id, want string, links int) api.Network {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, ok := td.network(t, id)
+		if ok && n.Status == want && n.Links >= links && (want != "ok" || len(n.IPv4) > 0) {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("network %s: %+v (found %v), want status %s with %d links", id, n, ok, want, links)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// udpFrame builds an Ethernet/IPv4/UDP frame.
+func udpFrame(dstMAC, srcMAC ether.MAC, src, dst netip.Addr, payload []byte) []byte {
+	f := make([]byte, 14+20+8+len(payload))
+	copy(f[0:6], dstMAC[:])
+	copy(f[6:12], srcMAC[:])
+	binary.BigEndian.PutUint16(f[12:], 0x0800)
+	ip := f[14:34]
+	ip[0], ip[8], ip[9] = 0x45, 64, 17
+	binary.BigEndian.PutUint16(ip[2:], uint16(20+8+len(payload)))
+	s4, d4 := src.As4(), dst.As4()
+	copy(ip[12:16], s4[:])
+	copy(ip[16:20], d4[:])
+	var sum uint32
+	for i := 0; i < 20; i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(ip[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	binary.BigEndian.PutUint16(ip[10:], ^uint16(sum))
+	udp := f[34:]
+	binary.BigEndian.PutUint16(udp[0:], 4000)
+	binary.BigEndian.PutUint16(udp[2:], 4001)
+	binary.BigEndian.PutUint16(udp[4:], uint16(8+len(payload)))
+	copy(udp[8:], payload)
+	return f
+}
+
+func mustMAC(t *testing.T, s string) ether.MAC {
+	m, err := ether.ParseMAC(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestNetworkLifecycle drives two in-process daemons through the control
+// API: a private network is created, a member joins (unauthorized, pending
+// at the owner), is authorized, frames cross between their devices, and a
+// revocation cuts the member off.
+func TestNetworkLifecycle(t *testing.T) {
+	owner := startDaemon(t)
+	boot := owner.d.Node.ShareableAddrs()[0]
+	member := startDaemon(t, boot)
+
+	var created api.NetworkCreated
+	owner.call(t, "POST", "/v1/networks/create", api.NetworkCreateRequest{Name: "t", Private: true, IPv4: "10.5.0.0/24"}, &created)
+	member.call(t, "POST", "/v1/networks/join", api.NetworkRequest{Network: created.Network}, nil)
+	waitStatus(t, member, created.Network, "unauthorized", 0)
+
+	memberAddr := member.d.Node.ID().String()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, _ := owner.network(t, created.Network)
+		pending := false
+		for _, m := range n.Members {
+			pending = pending || m.Address == memberAddr && m.Status == "pending"
+		}
+		if pending {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("owner never saw the joiner as pending: %+v", n.Members)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	owner.call(t, "POST", "/v1/networks/authorize", api.NetworkRequest{Network: created.Network[:10], Address: memberAddr, IPv4: "10.5.0.7"}, nil)
+	mn := waitStatus(t, member, created.Network, "ok", 1)
+	on := waitStatus(t, owner, created.Network, "ok", 1)
+	if mn.IPv4[0] != "10.5.0.7/24" {
+		t.Fatalf("member IPv4 %v, want the certificate's 10.5.0.7/24", mn.IPv4)
+	}
+
+	// A frame written on the owner's device arrives on the member's.
+	owner.mu.Lock()
+	ok := owner.kernel[on.Interface]
+	owner.mu.Unlock()
+	member.mu.Lock()
+	mk := member.kernel[mn.Interface]
+	member.mu.Unlock()
+	payload := []byte("hello over kadlan")
+	frame := udpFrame(mustMAC(t, mn.MAC), mustMAC(t, on.MAC), netip.MustParsePrefix(on.IPv4[0]).Addr(), netip.MustParsePrefix(mn.IPv4[0]).Addr(), payload)
+	got := make(chan []byte, 1)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, err := mk.Read(buf)
+			if err != nil {
+				return
+			}
+			if bytes.Contains(buf[:n], payload) {
+				got <- append([]byte(nil), buf[:n]...)
+				return
+			}
+		}
+	}()
+	if _, err := ok.Write(frame); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case f := <-got:
+		if !bytes.Equal(f, frame) {
+			t.Fatalf("frame changed in transit:\n got %x\nwant %x", f, frame)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("frame did not arrive on the member's device")
+	}
+
+	// Revocation: the member learns it and the owner drops its link.
+	owner.call(t, "POST", "/v1/networks/revoke", api.NetworkRequest{Network: created.Network, Address: memberAddr}, nil)
+	waitStatus(t, member, created.Network, "revoked", 0)
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		n, _ := owner.network(t, created.Network)
+		if n.Links == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("owner still linked to the revoked member: %+v", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Bad requests get clear errors.
+	ctx := context.Background()
+	for _, tc := range []struct {
+		path string
+		body any
+	}{
+		{"/v1/networks/join", api.NetworkRequest{Network: "not-an-id"}},
+		{"/v1/networks/leave", api.NetworkRequest{Network: "zzzz"}},
+		{"/v1/networks/authorize", api.NetworkRequest{Network: created.Network, Address: "nope"}},
+		{"/v1/networks/create", api.NetworkCreateRequest{IPv4: "10.0.0.1"}},
+		{"/v1/networks/create", map[string]any{"bogus": 1}},
+	} {
+		if err := member.client.Do(ctx, "POST", tc.path, tc.body, nil); err == nil {
+			t.Errorf("%s %v: accepted", tc.path, tc.body)
+		}
+	}
+	// Only the owner can authorize.
+	if err := member.client.Do(ctx, "POST", "/v1/networks/authorize", api.NetworkRequest{Network: created.Network, Address: memberAddr}, nil); err == nil {
+		t.Error("a member issued a certificate")
+	}
+}
