@@ -6,17 +6,7 @@ import (
 )
 
 func init() {
-	models["lookup"] = modelDef{run: runLookupModel,
-		plots: []PlotSpec{
-			{Name: "hops", Title: "Lookup hops vs network size", YLabel: "hops to the target",
-				Y: []string{"hops_mean", "hops_p95", "hops_ref"}, Legend: []string{"mean", "95th percentile", "reference: log2(N/k) / (1 + log2 k)"}, LogX: true},
-			{Name: "rpcs", Title: "RPCs per lookup vs network size", YLabel: "RPCs per lookup (mean)",
-				Y: []string{"rpcs_mean"}, LogX: true},
-			{Name: "latency", Title: "Lookup latency vs network size", YLabel: "latency (ms)",
-				Y: []string{"latency_ms_p50", "latency_ms_p95"}, Legend: []string{"median", "95th percentile"}, LogX: true},
-			{Name: "success", Title: "Lookup success vs network size", YLabel: "share of lookups that found the target",
-				Y: []string{"success"}, LogX: true},
-		},
+	models["lookup"] = modelDef{run: runLookupModel, plotsFor: lookupPlots,
 		summary: []string{"success", "hops_mean", "hops_p95", "rpcs_mean", "latency_ms_p50", "latency_ms_p95"}}
 }
 
@@ -89,6 +79,28 @@ func runLookups(c Config, n *Net, eng *Engine, paths int, seed uint64, progress 
 	for remaining > 0 && eng.Step() {
 	}
 	return st
+}
+
+// lookupPlots plots against network size on a log axis; another sweep key
+// gets its name in the titles and a linear axis.
+func lookupPlots(c Config) []PlotSpec {
+	vs, logx := " vs network size", true
+	if c.Sweep != nil && c.Sweep.Key != "nodes" {
+		vs, logx = " vs "+c.Sweep.Key, false
+		if l, ok := keyLabels[c.Sweep.Key]; ok {
+			vs = " vs " + l
+		}
+	}
+	return []PlotSpec{
+		{Name: "hops", Title: "Lookup hops" + vs, YLabel: "hops to the target",
+			Y: []string{"hops_mean", "hops_p95", "hops_ref"}, Legend: []string{"mean", "95th percentile", "reference: log2(N/k) / (1 + log2 k)"}, LogX: logx},
+		{Name: "rpcs", Title: "RPCs per lookup" + vs, YLabel: "RPCs per lookup (mean)",
+			Y: []string{"rpcs_mean"}, LogX: logx},
+		{Name: "latency", Title: "Lookup latency" + vs, YLabel: "latency (ms)",
+			Y: []string{"latency_ms_p50", "latency_ms_p95"}, Legend: []string{"median", "95th percentile"}, LogX: logx},
+		{Name: "success", Title: "Lookup success" + vs, YLabel: "share of lookups that found the target",
+			Y: []string{"success"}, LogX: logx},
+	}
 }
 
 func runLookupModel(c Config, progress func(float64)) (Metrics, error) {

@@ -154,7 +154,7 @@ type tick struct {
 // layout chooses the ticks of an axis drawn over length px (horizontal:
 // labels side by side, else stacked) and labels as many as fit without
 // overlapping. A log axis labels its decades (10³, 10⁴, with unlabelled
-// 2..9 minor ticks between them); when it spans less than two decades it
+// 2..9 minor ticks between them); when it shows fewer than three decades it
 // also labels 2x and 5x, then other multiples, while they fit.
 func (a axis) layout(length float64, horizontal bool) []tick {
 	extent := func(l label) float64 { // half the room a label needs along the axis
@@ -204,7 +204,7 @@ func (a axis) layout(length float64, horizontal bool) []tick {
 	}
 	all := a.logMults([]float64{1, 2, 3, 4, 5, 6, 7, 8, 9})
 	tiers := [][]float64{a.logMults([]float64{1})}
-	if len(tiers[0]) < 2 {
+	if len(tiers[0]) < 3 {
 		tiers = append(tiers, a.logMults([]float64{2, 5}), a.logMults([]float64{3, 4, 6, 7, 8, 9}))
 	}
 	chosen := map[float64]bool{}
@@ -478,7 +478,7 @@ func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 		for j, p := range r.Points {
 			x, okx := xOf(j, p)
 			y, oky := p.Metrics[yn]
-			if !okx || !oky || y == -1 || (ps.LogX && x <= 0) || (ps.LogY && y <= 0) {
+			if !okx || !oky || y == -1 || (ps.LogX && len(cats) == 0 && x <= 0) || (ps.LogY && y <= 0) {
 				continue
 			}
 			s.x, s.y = append(s.x, x), append(s.y, y)
@@ -546,6 +546,15 @@ func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 	padT := 14 + float64(len(titleLines))*(fontTitle+4) + 12
 	xLines := wrap(xl, plotW+padR-10, fontAxis)
 	padB := tickLen + 18 + 10 + float64(len(xLines))*(fontAxis+4) + 6
+	stagger := false // categories too wide for their slot: two rows
+	for _, c := range cats {
+		if categorical && textW(c, fontTick) > plotW/float64(len(cats))-6 {
+			stagger = true
+		}
+	}
+	if stagger {
+		padB += fontTick + 3
+	}
 	svgH := math.Ceil(padT + plotH + padB)
 
 	X := func(v float64) float64 { return padL + ax.pos(v)*plotW }
@@ -560,7 +569,12 @@ func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 	bottom := padT + plotH
 	if categorical {
 		for i, c := range cats {
-			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="%g" text-anchor="middle">%s</text>`+"\n", X(float64(i)), bottom+tickLen+14, fontTick, html.EscapeString(c))
+			y := bottom + tickLen + 14
+			if stagger && i%2 == 1 {
+				y += fontTick + 3
+			}
+			fmt.Fprintf(&b, `<line x1="%.1f" y1="%g" x2="%.1f" y2="%g" stroke="#444"/>`+"\n", X(float64(i)), bottom, X(float64(i)), bottom+tickLen)
+			fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" font-size="%g" text-anchor="middle">%s</text>`+"\n", X(float64(i)), y, fontTick, html.EscapeString(c))
 		}
 	} else {
 		for _, t := range xticks {
@@ -598,8 +612,12 @@ func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 	}
 	fmt.Fprintf(&b, `<rect x="%g" y="%g" width="%g" height="%g" fill="none" stroke="#444"/>`+"\n", padL, padT, plotW, plotH)
 	// axis labels
+	xly := bottom + tickLen + 18 + 10 + fontAxis
+	if stagger {
+		xly += fontTick + 3
+	}
 	for i, l := range xLines {
-		fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="%g" text-anchor="middle">%s</text>`+"\n", padL+plotW/2, bottom+tickLen+18+10+fontAxis+float64(i)*(fontAxis+4), fontAxis, html.EscapeString(l))
+		fmt.Fprintf(&b, `<text x="%g" y="%g" font-size="%g" text-anchor="middle">%s</text>`+"\n", padL+plotW/2, xly+float64(i)*(fontAxis+4), fontAxis, html.EscapeString(l))
 	}
 	for i, l := range yLines {
 		x := 14 + fontAxis + float64(i)*(fontAxis+4) - 2
@@ -607,7 +625,7 @@ func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 	}
 	// data
 	for _, s := range ss {
-		if !scatter && len(s.x) > 1 {
+		if !scatter && !categorical && len(s.x) > 1 { // categories are not a continuum: markers only
 			var pts []string
 			for j := range s.x {
 				pts = append(pts, fmt.Sprintf("%.1f,%.1f", X(s.x[j]), Y(s.y[j])))
@@ -661,7 +679,7 @@ func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 			if s.dash != "" {
 				dash = fmt.Sprintf(` stroke-dasharray="%s"`, s.dash)
 			}
-			if !scatter {
+			if !scatter && !categorical {
 				fmt.Fprintf(&b, `<line x1="%g" y1="%g" x2="%g" y2="%g" stroke="%s" stroke-width="2"%s/>`+"\n", lx, y, lx+26, y, s.col, dash)
 			}
 			marker(&b, s.shape, lx+13, y, s.col)

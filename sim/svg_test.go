@@ -141,6 +141,15 @@ func TestPlotSVG(t *testing.T) {
 	if strings.Contains(svg, "x10^") {
 		t.Error("svg still has x10^ labels")
 	}
+	// Categories on an axis the spec wants logarithmic: every point shows.
+	c := &Results{Config: Config{Model: "churn", Sweep: &Sweep{Key: "churn"}}}
+	for i, d := range []string{"weibull", "exponential"} {
+		c.Points = append(c.Points, Point{Index: i, Params: map[string]any{"churn": d}, Metrics: Metrics{"a": 0.99}})
+	}
+	svg, _ = c.plotSVG(PlotSpec{Name: "t", Title: "t", YLabel: "y", Y: []string{"a"}, LogX: true})
+	if n := strings.Count(svg, "<circle"); n != 2 || !strings.Contains(svg, ">weibull<") {
+		t.Errorf("categorical plot: %d markers, want 2", n)
+	}
 	// A title too long for one line wraps instead of leaving the image.
 	long := strings.Repeat("very long title ", 12)
 	svg, _ = r.plotSVG(PlotSpec{Name: "t", Title: long, YLabel: "y", Y: []string{"a"}, LogX: true})
