@@ -228,6 +228,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
+	n.watchReconnects(cctx)
 	n.wg.Add(2)
 	go func() { defer n.wg.Done(); n.watchInterfaces(cctx, time.Second) }()
 	go func() { defer n.wg.Done(); n.keepRelaysAlive(cctx) }()
