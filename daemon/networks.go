@@ -18,7 +18,12 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/core/transport"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+	msmux "github.com/multiformats/go-multistream"
 )
 
 // Timing of the per-network loop. Fast while joining, slow once settled.
@@ -48,6 +53,7 @@ type netManager struct {
 	stateDir  string
 	logf      func(string, ...any)
 	newDevice DeviceFactory
+	tcpTried  sync.Map // peer.ID -> time.Time of the last failed upgradeTCP
 
 	mu   sync.Mutex
 	nets map[overlay.NetworkID]*joined
@@ -95,8 +101,27 @@ func newNetManager(ctx context.Context, node *dht.Node, key crypto.PrivKey, stat
 	return nm
 }
 
+// linuxDevice creates the network's TAP with TCP segmentation and checksum
+// offload (IFF_VNET_HDR): the kernel hands over and takes TCP super-frames
+// of up to 64 KiB, which cross member links whole. A kernel that refuses
+// the offload gets a plain TAP; links work either way, since every node
+// segments received super-frames in software when its device cannot.
 func linuxDevice(name string, mtu int, m *overlay.Membership) (tap.Device, error) {
-	return tap.Create(tap.Config{Name: name, MTU: mtu, MAC: m.MAC()})
+	d, err := tap.Create(tap.Config{Name: name, MTU: mtu, MAC: m.MAC(), VnetHdr: true, Offload: tap.OffloadTSO})
+	if err == nil {
+		return d, nil
+	}
+	plain, perr := tap.Create(tap.Config{Name: name, MTU: mtu, MAC: m.MAC()})
+	if perr != nil {
+		return nil, perr
+	}
+	return plain, nil
+}
+
+// vnetHdr reports whether dev's frames carry a virtio-net header.
+func vnetHdr(dev tap.Device) bool {
+	v, ok := dev.(interface{ VnetHdrLen() int })
+	return ok && v.VnetHdrLen() > 0
 }
 
 // close stops every network (devices disappear; state stays on disk).
@@ -490,7 +515,8 @@ func (j *joined) startEngine() error {
 	}
 	j.dev = dev
 	j.eng = overlay.NewEngine(sw, dev, overlay.EngineConfig{
-		Logf: j.mgr.logf,
+		Logf:    j.mgr.logf,
+		VnetHdr: vnetHdr(dev),
 		NeedLink: func(p peer.ID) {
 			go j.dial(j.mgr.ctx, p)
 		},
@@ -498,7 +524,7 @@ func (j *joined) startEngine() error {
 			go j.onRecord(from, b)
 		},
 	})
-	j.mgr.logf("networks: %s: interface %s up, MAC %s, IPv6 %s", j.m.ID.Short(), dev.Name(), j.m.MAC(), j.m.IPv6())
+	j.mgr.logf("networks: %s: interface %s up, MAC %s, IPv6 %s, offload %v", j.m.ID.Short(), dev.Name(), j.m.MAC(), j.m.IPv6(), vnetHdr(dev))
 	return nil
 }
 
@@ -604,7 +630,7 @@ func (j *joined) dial(ctx context.Context, p peer.ID) {
 	if err := j.mgr.node.Connect(dctx, p); err != nil {
 		return
 	}
-	s, err := j.mgr.node.Host.NewStream(network.WithAllowLimitedConn(dctx, "kadlan-link"), p, protocol.ID(overlay.ProtocolID))
+	s, err := j.linkStream(dctx, p)
 	if err != nil {
 		return
 	}
@@ -620,7 +646,130 @@ func (j *joined) dial(ctx context.Context, p peer.ID) {
 	}
 	if err := eng.AddLink(p, s, true); err != nil {
 		s.Reset()
+		return
 	}
+	j.mgr.logf("networks: %s: link to %s over %s", j.m.ID.Short(), p, s.Conn().RemoteMultiaddr())
+	if c := s.Conn(); isQUIC(c.RemoteMultiaddr()) && !c.Stat().Limited {
+		go j.mgr.upgradeTCP(p, c)
+	}
+}
+
+// tcpUpgradeEvery is how long upgradeTCP leaves a peer alone after a
+// failed attempt.
+const tcpUpgradeEvery = 5 * time.Minute
+
+// upgradeTCP moves the connection to p from QUIC to TCP when p listens on
+// TCP at the IP address the QUIC connection reached (a public node), so
+// that the member link runs over the faster transport (see linkStream).
+// libp2p's dialer never opens a second direct connection to a peer, and
+// ranks QUIC first, so: a probe dial over TCP outside the swarm proves
+// that TCP gets through; then the QUIC connections are closed and the
+// peer is dialled with its QUIC addresses hidden. The link drops with the
+// QUIC connection and is reopened over TCP at once (Engine.NeedLink); if
+// anything fails the node simply stays on QUIC.
+func (nm *netManager) upgradeTCP(p peer.ID, qc network.Conn) {
+	if t, ok := nm.tcpTried.Load(p); ok && time.Since(t.(time.Time)) < tcpUpgradeEvery {
+		return // failed lately
+	}
+	h := nm.node.Host
+	ip, err := manet.ToIP(qc.RemoteMultiaddr())
+	if err != nil {
+		return
+	}
+	var tcps, quics []ma.Multiaddr
+	for _, a := range h.Peerstore().Addrs(p) {
+		if isQUIC(a) {
+			quics = append(quics, a)
+		} else if aip, err := manet.ToIP(a); err == nil && aip.Equal(ip) && isPlainTCP(a) {
+			tcps = append(tcps, a)
+		}
+	}
+	sw, ok := h.Network().(interface {
+		TransportForDialing(ma.Multiaddr) transport.Transport
+	})
+	if len(tcps) == 0 || !ok {
+		return
+	}
+	tpt := sw.TransportForDialing(tcps[0])
+	if tpt == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(nm.ctx, 3*time.Second)
+	defer cancel()
+	probe, err := tpt.Dial(ctx, tcps[0], p)
+	if err != nil {
+		nm.tcpTried.Store(p, time.Now())
+		return
+	}
+	probe.Close()
+	if tcpConn(h.Network().ConnsToPeer(p)) != nil {
+		return // p dialled us over TCP meanwhile
+	}
+	ps := h.Peerstore()
+	ps.SetAddrs(p, quics, 0)
+	for _, c := range h.Network().ConnsToPeer(p) {
+		if isQUIC(c.RemoteMultiaddr()) && !c.Stat().Limited {
+			c.Close()
+		}
+	}
+	_, err = h.Network().DialPeer(network.WithForceDirectDial(ctx, "kadlan-link-tcp"), p)
+	ps.AddAddrs(p, quics, peerstore.RecentlyConnectedAddrTTL)
+	if err != nil {
+		nm.tcpTried.Store(p, time.Now())
+		nm.logf("networks: moving %s from QUIC to TCP: %v", p, err)
+		return
+	}
+	nm.logf("networks: %s moved from QUIC to TCP for member links", p)
+}
+
+func isQUIC(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_QUIC_V1)
+	return err == nil && !isCircuit(a)
+}
+
+func isCircuit(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
+}
+
+// isPlainTCP: TCP, not WebSocket, not relayed.
+func isPlainTCP(a ma.Multiaddr) bool {
+	if _, err := a.ValueForProtocol(ma.P_TCP); err != nil {
+		return false
+	}
+	_, err := a.ValueForProtocol(ma.P_WS)
+	return err != nil && !isCircuit(a)
+}
+
+// linkStream opens the member link stream to p. A direct TCP connection
+// (Noise + yamux) is preferred: it carried about twice what QUIC did TAP to
+// TAP (make bench-dataplane, README "Performance"), since the kernel
+// segments and checksums TCP and quic-go does all of it per 1.2 KB packet
+// in user space. Otherwise libp2p picks (QUIC, or a relayed connection).
+func (j *joined) linkStream(ctx context.Context, p peer.ID) (network.Stream, error) {
+	h := j.mgr.node.Host
+	if c := tcpConn(h.Network().ConnsToPeer(p)); c != nil {
+		s, err := c.NewStream(ctx)
+		if err == nil {
+			if err = msmux.SelectProtoOrFail(protocol.ID(overlay.ProtocolID), s); err == nil {
+				if err = s.SetProtocol(protocol.ID(overlay.ProtocolID)); err == nil {
+					return s, nil
+				}
+			}
+			s.Reset()
+		}
+	}
+	return h.NewStream(network.WithAllowLimitedConn(ctx, "kadlan-link"), p, protocol.ID(overlay.ProtocolID))
+}
+
+// tcpConn returns a direct plain-TCP connection among cs, or nil.
+func tcpConn(cs []network.Conn) network.Conn {
+	for _, c := range cs {
+		if !c.IsClosed() && !c.Stat().Limited && isPlainTCP(c.RemoteMultiaddr()) {
+			return c
+		}
+	}
+	return nil
 }
 
 // handleStream accepts a member link: it reads the Hello, checks that the
@@ -660,7 +809,9 @@ func (nm *netManager) handleStream(s network.Stream) {
 	j.syncSwitch()
 	if err := eng.AddLink(p, s, false); err != nil {
 		s.Reset()
+		return
 	}
+	nm.logf("networks: %s: link from %s over %s", h.Network.Short(), p, s.Conn().RemoteMultiaddr())
 }
 
 func (j *joined) save() {

@@ -90,6 +90,9 @@ func TestBenchDataplane(t *testing.T) {
 		if s.version != "" {
 			fmt.Fprintf(&rep, "%s: %s\n", s.name, s.version)
 		}
+		for _, l := range kadlanLinks(s.nodes) {
+			fmt.Fprintf(&rep, "  %s\n", l)
+		}
 	}
 	t.Log(rep.String())
 	fmt.Println(rep.String())
@@ -102,6 +105,7 @@ type dpSystem struct {
 	ip      string
 	comm    string // process name of the daemons, for /proc
 	version string
+	nodes   []*netlab.Node // kadlan's daemons
 
 	mbps1, mbps4, pingIdle, pingLoad []float64
 	cpuA, cpuB                       []float64 // CPU-s per GB
@@ -162,24 +166,24 @@ func setupKadlan(t *testing.T, a, b *netlab.Host) *dpSystem {
 	waitNet(t, na, id, "ok", 1)
 	x := waitNet(t, nb, id, "ok", 1)
 	v, _ := na.CLI("--version")
-	return &dpSystem{name: "kadlan", ip: addrOf(x.IPv4[0]), comm: "kadlan", version: strings.TrimSpace(v) + ", path " + kadlanPath(na, nb.Address)}
+	return &dpSystem{name: "kadlan", ip: addrOf(x.IPv4[0]), comm: "kadlan", version: strings.TrimSpace(v), nodes: []*netlab.Node{na, nb}}
 }
 
-func kadlanPath(n *netlab.Node, addr string) string {
-	var ps []struct {
-		Address string   `json:"address"`
-		Path    string   `json:"path"`
-		Addrs   []string `json:"addrs"`
-	}
-	if err := n.JSON(&ps, "peers"); err != nil {
-		return "?"
-	}
-	for _, p := range ps {
-		if p.Address == addr {
-			return p.Path + " " + strings.Join(p.Addrs, " ")
+// kadlanLinks returns the daemons' log lines about offload and links.
+func kadlanLinks(nodes []*netlab.Node) []string {
+	var out []string
+	for _, n := range nodes {
+		log, _ := os.ReadFile(n.Log)
+		for _, line := range strings.Split(string(log), "\n") {
+			if os.Getenv("KADLAN_BENCH_LOGS") != "" || strings.Contains(line, "offload") || strings.Contains(line, " link ") || strings.Contains(line, "QUIC to TCP") {
+				if i := strings.Index(line, "networks: "); i >= 0 {
+					line = line[i:]
+				}
+				out = append(out, n.Host.Name+": "+line)
+			}
 		}
 	}
-	return "?"
+	return out
 }
 
 // setupWireguard runs wireguard-go (foreground) on each side with one peer.
@@ -314,6 +318,23 @@ func (s *dpSystem) measure(t *testing.T, lab *netlab.Lab, a, b *netlab.Host, sec
 		n := (secs - 2) * 20
 		loadRTT, loadErr = pingAvg(lab, a.NS, s.ip, max(n, 5), "0.05")
 	}()
+	if out := os.Getenv("KADLAN_BENCH_PERF"); out != "" && s.comm == "kadlan" {
+		// Profile both daemons during the 1-stream run (perf record -g).
+		var pids []string
+		for _, h := range []*netlab.Host{a, b} {
+			for _, p := range pidsOf(h, s.comm) {
+				pids = append(pids, strconv.Itoa(p))
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			out, err := exec.Command("perf", "record", "-F", "499", "-g", "-o", out, "-p", strings.Join(pids, ","), "--", "sleep", strconv.Itoa(secs)).CombinedOutput()
+			if err != nil {
+				t.Logf("perf: %v: %s", err, out)
+			}
+		}()
+	}
 	mbps, bytes, err := iperfRun(lab, a.NS, s.ip, secs, 1)
 	wg.Wait()
 	if err != nil {

@@ -53,6 +53,13 @@ type Device interface {
 	Close() error
 }
 
+// OffloadTSO is the TUNSETOFFLOAD flag set for Config.Offload that lets a
+// Linux TAP exchange TCP super-frames: checksum offload (TUN_F_CSUM) and
+// TCP segmentation offload for IPv4 and IPv6 (TUN_F_TSO4, TUN_F_TSO6). The
+// values are Linux's (include/uapi/linux/if_tun.h), spelled out so that
+// portable code can name them.
+const OffloadTSO = 0x01 | 0x02 | 0x04
+
 // Addresser is implemented by devices whose operating-system interface can
 // be configured. kadlan calls it once after creating the device.
 type Addresser interface {

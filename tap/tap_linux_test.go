@@ -273,3 +273,9 @@ func TestOpenPrefersTAP(t *testing.T) {
 		return nil
 	})
 }
+
+func TestOffloadTSOMatchesKernel(t *testing.T) {
+	if want := unix.TUN_F_CSUM | unix.TUN_F_TSO4 | unix.TUN_F_TSO6; OffloadTSO != want {
+		t.Fatalf("OffloadTSO = %#x, want %#x", OffloadTSO, want)
+	}
+}
