@@ -36,10 +36,13 @@ demo: build ## a root-less network in namespaces (needs root): nodes join, find 
 	@if [ "$$(id -u)" != 0 ]; then echo "make demo creates network namespaces: run it as root (sudo make demo)"; exit 1; fi
 	$(BIN) demo
 
-bench: build bench-connect bench-sim ## print all benchmark figures
+bench: build bench-connect bench-dataplane bench-sim ## print all benchmark figures
 
 bench-connect: build ## connection set-up across NATs in namespaces (root): first reply, time to direct
 	@KADLAN_BENCH=1 KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -run TestBenchConnect ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
+
+bench-dataplane: build ## TAP-to-TAP throughput, RTT, CPU-s/GB, RSS: raw veth, kadlan, wireguard-go, tinc (root; 3 interleaved rounds)
+	@KADLAN_BENCH=1 KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 15m -run TestBenchDataplane ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
 
 bench-sim: build ## simulator: nodes simulated, lookups/s and peak memory at 10^4, 10^5, 10^6 nodes (one process each)
 	@for n in 10000 100000 1000000; do nice $(BIN) sim bench --nodes $$n --lookups 20000 || exit 1; done
@@ -48,4 +51,4 @@ clean: ## remove build output
 	rm -rf bin
 
 SHELL := /bin/bash
-.PHONY: help build install check test fuzz demo bench bench-connect bench-sim clean
+.PHONY: help build install check test fuzz demo bench bench-connect bench-dataplane bench-sim clean
