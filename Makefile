@@ -42,7 +42,7 @@ bench-connect: build ## connection set-up across NATs in namespaces (root): firs
 	@KADLAN_BENCH=1 KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -run TestBenchConnect ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
 
 bench-dataplane: build ## TAP-to-TAP throughput, RTT, CPU-s/GB, RSS: raw veth, kadlan, wireguard-go, tinc (root; 3 interleaved rounds)
-	@KADLAN_BENCH=1 KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 15m -run TestBenchDataplane ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
+	@KADLAN_BENCH=1 KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -v -count=1 -timeout 15m -run TestBenchDataplane ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
 
 bench-sim: build ## simulator: nodes simulated, lookups/s and peak memory at 10^4, 10^5, 10^6 nodes (one process each)
 	@for n in 10000 100000 1000000; do nice $(BIN) sim bench --nodes $$n --lookups 20000 || exit 1; done
