@@ -96,6 +96,71 @@ func TestBenchDataplane(t *testing.T) {
 	}
 	t.Log(rep.String())
 	fmt.Println(rep.String())
+	if os.Getenv("KADLAN_BENCH_RELAY") != "0" {
+		r := benchRelayed(t, secs)
+		t.Log(r)
+		fmt.Println(r)
+	}
+}
+
+// benchRelayed measures a relayed member link: two nodes behind symmetric
+// NATs (no hole punching) on a public network, their link through a public
+// kadlan node's relay service (default limits: 1 GiB each way and 1 h per
+// circuit, then the link reconnects). One iperf3 run, 1 stream.
+func benchRelayed(t *testing.T, secs int) string {
+	t.Helper()
+	lab := netlab.New(t)
+	// Two public nodes: a node behind NAT wants reservations on two relays.
+	relay := lab.PublicHost("relay").StartNode(t)
+	relay2 := lab.PublicHost("relay2").StartNode(t, "--bootstrap", relay.BootstrapAddr())
+	waitJoined(t, relay2, 1)
+	var nodes []*netlab.Node
+	for _, name := range []string{"ra", "rb"} {
+		r := lab.NATRouter(name+"nat", netlab.Symmetric, nil)
+		n := r.PrivateHost(name).StartNode(t, "--bootstrap", relay.BootstrapAddr())
+		waitRelayed(t, n)
+		nodes = append(nodes, n)
+	}
+	id := createNet(t, nodes[0], "--name", "relayed", "--ipv4", "10.96.0.0/24")
+	if _, err := nodes[1].CLI("join", id); err != nil {
+		t.Fatal(err)
+	}
+	waitNet(t, nodes[0], id, "ok", 1)
+	x := waitNet(t, nodes[1], id, "ok", 1)
+	ip := addrOf(x.IPv4[0])
+	path := "?"
+	for _, m := range x.Members {
+		if m.Address == nodes[0].Address {
+			path = m.Path
+		}
+	}
+	// A node that gets its network's addresses reconnects about a second
+	// later (the daemon takes them for a network change), which resets the
+	// link once: let that pass.
+	time.Sleep(3 * time.Second)
+	srv := nodes[1].Host.Start(filepath.Join(t.TempDir(), "iperf3-relay.log"), "iperf3", "-s")
+	defer srv.Kill()
+	if err := netlab.Eventually(20*time.Second, 200*time.Millisecond, func() error {
+		_, err := lab.Exec(nodes[0].Host.NS, "ping", "-c", "1", "-W", "1", ip)
+		return err
+	}); err != nil {
+		return fmt.Sprintf("relayed: %s unreachable: %v\n", ip, err)
+	}
+	rtt, _ := pingAvg(lab, nodes[0].Host.NS, ip, 20, "0.01")
+	if os.Getenv("KADLAN_BENCH_LOGS") != "" {
+		out, _ := lab.Exec(nodes[0].Host.NS, "iperf3", "-c", ip, "-t", strconv.Itoa(secs))
+		t.Log(out)
+		for _, n := range append(nodes, relay) {
+			log, _ := os.ReadFile(n.Log)
+			t.Logf("%s:\n%s", n.Host.Name, log)
+		}
+	}
+	mbps, _, err := iperfRun(lab, nodes[0].Host.NS, ip, secs, 1)
+	if err != nil {
+		return fmt.Sprintf("relayed: iperf3: %v\n", err)
+	}
+	return fmt.Sprintf("relayed (two symmetric NATs, through a public kadlan relay; member path %s): %.0f Mbit/s 1 stream, ping idle %.3f ms; relays' RSS %.0f and %.0f MiB\n",
+		path, mbps, rtt, rssOf(relay.Host, "kadlan"), rssOf(relay2.Host, "kadlan"))
 }
 
 // dpSystem is one data plane under test: the address of side b on it and
@@ -489,4 +554,15 @@ func rssCol(s *dpSystem, h *netlab.Host, _ int) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.0f MiB", rssOf(h, s.comm))
+}
+
+// TestBenchRelayed is the relayed part of TestBenchDataplane alone
+// (KADLAN_BENCH=1).
+func TestBenchRelayed(t *testing.T) {
+	if os.Getenv("KADLAN_BENCH") == "" {
+		t.Skip("benchmark; run with KADLAN_BENCH=1 (make bench-dataplane)")
+	}
+	r := benchRelayed(t, envInt("KADLAN_BENCH_SECS", 5))
+	t.Log(r)
+	fmt.Println(r)
 }
