@@ -117,6 +117,7 @@ type Network struct {
 	Links     int             `json:"links"` // member links up
 	Members   []Member        `json:"members"`
 	Counters  json.RawMessage `json:"counters,omitempty"` // switch counters (frames in/out, drops)
+	Error     string          `json:"error,omitempty"`    // why status is "error"
 }
 
 // Member is one entry of `kadlan members NETWORK --json`.

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,9 +30,24 @@ type testDaemon struct {
 }
 
 func startDaemon(t *testing.T, bootstrap ...string) *testDaemon {
+	return startDaemonWith(t, nil, bootstrap...)
+}
+
+// startDaemonWith starts a daemon whose devices come from newDevice (nil:
+// in-memory pairs).
+func startDaemonWith(t *testing.T, newDevice DeviceFactory, bootstrap ...string) *testDaemon {
 	t.Helper()
 	dir := t.TempDir()
 	td := &testDaemon{kernel: map[string]*taptest.Device{}}
+	if newDevice == nil {
+		newDevice = func(name string, mtu int, m *overlay.Membership) (tap.Device, error) {
+			dev, kern := taptest.NewPair(m.MAC(), ether.MAC{0x02, 0, 0, 0, 0, 0x99}, mtu, 256)
+			td.mu.Lock()
+			td.kernel[name] = kern
+			td.mu.Unlock()
+			return dev, nil
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *Daemon, 1)
 	done := make(chan error, 1)
@@ -43,13 +60,7 @@ func startDaemon(t *testing.T, bootstrap ...string) *testDaemon {
 			Reachability:  "public",
 			AllowLoopback: true,
 			Logf:          func(f string, a ...any) { t.Logf("%s: "+f, append([]any{filepath.Base(dir)}, a...)...) },
-			NewDevice: func(name string, mtu int, m *overlay.Membership) (tap.Device, error) {
-				dev, kern := taptest.NewPair(m.MAC(), ether.MAC{0x02, 0, 0, 0, 0, 0x99}, mtu, 256)
-				td.mu.Lock()
-				td.kernel[name] = kern
-				td.mu.Unlock()
-				return dev, nil
-			},
+			NewDevice:     newDevice,
 		}, func(d *Daemon) { ready <- d })
 	}()
 	select {
@@ -246,5 +257,19 @@ func TestNetworkLifecycle(t *testing.T) {
 	// Only the owner can authorize.
 	if err := member.client.Do(ctx, "POST", "/v1/networks/authorize", api.NetworkRequest{Network: created.Network, Address: memberAddr}, nil); err == nil {
 		t.Error("a member issued a certificate")
+	}
+}
+
+// TestDeviceErrorIsReported: when the interface cannot be created (no
+// CAP_NET_ADMIN), the network says so instead of pretending to work.
+func TestDeviceErrorIsReported(t *testing.T) {
+	td := startDaemonWith(t, func(string, int, *overlay.Membership) (tap.Device, error) {
+		return nil, errors.New("open /dev/net/tun: operation not permitted")
+	})
+	var created api.NetworkCreated
+	td.call(t, "POST", "/v1/networks/create", api.NetworkCreateRequest{Name: "x"}, &created)
+	n := waitStatus(t, td, created.Network, "error", 0)
+	if !strings.Contains(n.Error, "operation not permitted") {
+		t.Fatalf("error %q does not say why", n.Error)
 	}
 }

@@ -41,6 +41,9 @@ const (
 // with members known, but no member link up yet.
 const statusConnecting = "connecting"
 
+// statusError: the network's interface could not be created (see error).
+const statusDeviceError = "error"
+
 // DeviceFactory creates the virtual Ethernet device of a network. The
 // default makes a Linux TAP; tests may pass in-memory devices.
 type DeviceFactory func(name string, mtu int, m *overlay.Membership) (tap.Device, error)
@@ -75,6 +78,11 @@ type joined struct {
 	devIPv4 netip.Prefix
 	dialing map[peer.ID]bool
 	dirty   bool
+	// devErr says why the device could not be created (no CAP_NET_ADMIN,
+	// say); pubFailed that the last announcement did not reach the DHT.
+	devErr        string
+	lastEngineTry time.Time
+	pubFailed     bool
 
 	lastDef, lastRev, lastCert, lastPub, lastDiscover time.Time
 }
@@ -399,9 +407,13 @@ func (j *joined) step(ctx context.Context) bool {
 		j.fetch(ctx, overlay.RevocationKey(id))
 	}
 	j.mu.Lock()
-	if j.m.Def != nil && j.eng == nil {
+	if j.m.Def != nil && j.eng == nil && now.Sub(j.lastEngineTry) > 30*time.Second {
+		j.lastEngineTry = now
 		if err := j.startEngine(); err != nil {
-			j.mgr.logf("networks: %s: %v", id.Short(), err)
+			j.devErr = err.Error()
+			j.mgr.logf("networks: %s: %v (retrying every 30 s)", id.Short(), err)
+		} else {
+			j.devErr = ""
 		}
 	}
 	ann, annChanged := j.announcement(now)
@@ -412,21 +424,30 @@ func (j *joined) step(ctx context.Context) bool {
 	// Announce ourselves (and re-publish the records members carry, so no
 	// controller has to stay online) when something changed, and every
 	// republishEvery.
-	if ann != nil && (annChanged || now.Sub(j.lastPub) > republishEvery) {
+	j.mu.Lock()
+	retry := j.pubFailed && now.Sub(j.lastPub) > netTickSlow
+	j.mu.Unlock()
+	if ann != nil && (annChanged || retry || now.Sub(j.lastPub) > republishEvery) {
 		j.lastPub = now
 		go func() {
 			pctx, cancel := context.WithTimeout(ctx, dhtOpTimeout)
 			defer cancel()
-			j.publish(pctx, overlay.AnnouncementKey(id, j.mgr.node.ID()), ann)
+			err := j.publish(pctx, overlay.AnnouncementKey(id, j.mgr.node.ID()), ann)
 			if def != nil {
 				j.publish(pctx, overlay.DefinitionKey(id), def)
 			}
 			if cert != nil {
 				j.publish(pctx, overlay.CertificateKey(id, j.mgr.node.ID()), cert)
 			}
-			if err := j.mgr.node.DHT.Provide(pctx, overlay.MembersCID(id), true); err != nil {
-				j.mgr.logf("networks: %s: announcing membership: %v", id.Short(), err)
+			if perr := j.mgr.node.DHT.Provide(pctx, overlay.MembersCID(id), true); perr != nil {
+				j.mgr.logf("networks: %s: announcing membership (will retry): %v", id.Short(), perr)
+				err = perr
 			}
+			// Until it worked (no peer yet, say), try again soon rather
+			// than at the next republish.
+			j.mu.Lock()
+			j.pubFailed = err != nil
+			j.mu.Unlock()
 		}()
 	}
 	if def != nil && now.Sub(j.lastDiscover) > discoverEvery || j.linkCount() == 0 && now.Sub(j.lastDiscover) > 2*time.Second {
@@ -834,8 +855,9 @@ func (j *joined) info() api.Network {
 	ni := j.m.Info(now)
 	eng := j.eng
 	devIPv4 := j.devIPv4
+	devErr := j.devErr
 	j.mu.Unlock()
-	out := api.Network{Network: ni.Network.String(), Name: ni.Name, Status: string(ni.Status), Private: ni.Private,
+	out := api.Network{Error: devErr, Network: ni.Network.String(), Name: ni.Name, Status: string(ni.Status), Private: ni.Private,
 		IsOwner: ni.IsOwner, Interface: ni.Interface, MAC: ni.MAC, IPv4: []string{}, IPv6: ni.IPv6, MTU: ni.MTU}
 	if devIPv4.IsValid() {
 		out.IPv4 = []string{devIPv4.String()}
@@ -875,6 +897,9 @@ func (j *joined) info() api.Network {
 	}
 	if ni.Status == overlay.StatusOK && out.Links == 0 && len(out.Members) > 0 {
 		out.Status = statusConnecting
+	}
+	if devErr != "" {
+		out.Status = statusDeviceError
 	}
 	return out
 }
