@@ -157,6 +157,10 @@ func TestPrivateLAN(t *testing.T) {
 	mbps := iperf(t, l.a, l.b, addrOf(info[l.b].IPv4[0]), 5)
 	t.Logf("iperf3 a -> b over the virtual LAN: %.0f Mbit/s", mbps)
 	if mbps <= 0 {
+		for _, n := range []*netlab.Node{l.a, l.b} {
+			x, _ := network(n, l.id)
+			t.Logf("%s counters: %s", n.Host.Name, x.Counters)
+		}
 		t.Fatalf("iperf3 moved no data")
 	}
 }
