@@ -538,6 +538,13 @@ func (j *joined) startEngine() error {
 	j.eng = overlay.NewEngine(sw, dev, overlay.EngineConfig{
 		Logf:    j.mgr.logf,
 		VnetHdr: vnetHdr(dev),
+		// Drop-tail at a 512 KiB link queue instead of holding the device
+		// reader (MaxWait): under a bulk transfer the kernel then keeps
+		// little queued in the TAP ahead of other traffic. Measured
+		// (make bench-dataplane): ping under an iperf3 stream 2.5 ms
+		// instead of 5.7 ms, same throughput.
+		QueueBytes: 512 << 10,
+		MaxWait:    -1,
 		NeedLink: func(p peer.ID) {
 			go j.dial(j.mgr.ctx, p)
 		},
