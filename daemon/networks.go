@@ -16,6 +16,7 @@ import (
 	"github.com/kadlan/kadlan/overlay"
 	"github.com/kadlan/kadlan/tap"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
@@ -694,14 +695,15 @@ const tcpUpgradeEvery = 5 * time.Minute
 // that TCP gets through; then the QUIC connections are closed and the
 // peer is dialled with its QUIC addresses hidden. The link drops with the
 // QUIC connection and is reopened over TCP at once (Engine.NeedLink); if
-// anything fails the node simply stays on QUIC.
+// anything fails the node simply stays on QUIC. Connections that carry
+// relaying (carriesRelay) are left alone.
 func (nm *netManager) upgradeTCP(p peer.ID, qc network.Conn) {
 	if t, ok := nm.tcpTried.Load(p); ok && time.Since(t.(time.Time)) < tcpUpgradeEvery {
 		return // failed lately
 	}
 	h := nm.node.Host
 	ip, err := manet.ToIP(qc.RemoteMultiaddr())
-	if err != nil {
+	if err != nil || carriesRelay(h, p) {
 		return
 	}
 	var tcps, quics []ma.Multiaddr
@@ -748,6 +750,32 @@ func (nm *netManager) upgradeTCP(p peer.ID, qc network.Conn) {
 		return
 	}
 	nm.logf("networks: %s moved from QUIC to TCP for member links", p)
+}
+
+// carriesRelay reports whether closing the connections to p would cut
+// relaying: p relays for this node (a reservation lives as long as its
+// connection), this node relays for p, or a circuit runs over them.
+func carriesRelay(h host.Host, p peer.ID) bool {
+	viaP := "/p2p/" + p.String() + "/p2p-circuit"
+	for _, a := range h.Addrs() {
+		if strings.Contains(a.String(), viaP) {
+			return true
+		}
+	}
+	viaSelf := "/p2p/" + h.ID().String() + "/p2p-circuit"
+	for _, a := range h.Peerstore().Addrs(p) {
+		if strings.Contains(a.String(), viaSelf) {
+			return true
+		}
+	}
+	for _, c := range h.Network().ConnsToPeer(p) {
+		for _, st := range c.GetStreams() {
+			if strings.HasPrefix(string(st.Protocol()), "/libp2p/circuit/") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func isQUIC(a ma.Multiaddr) bool {
