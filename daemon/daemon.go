@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -20,6 +21,10 @@ import (
 	kaddht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
+
+// InterfacePrefix starts the name of every network interface kadlan
+// creates.
+const InterfacePrefix = "kl"
 
 // File names inside the state dir.
 const (
@@ -115,6 +120,9 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 		Version:       cfg.Version,
 		Logf:          logf,
 		DHTOptions:    []kaddht.Option{kaddht.NamespacedValidator(overlay.Namespace, overlay.RecordValidator{})},
+		IgnoreInterface: func(name string) bool {
+			return strings.HasPrefix(name, InterfacePrefix)
+		},
 		OnNetworkChange: func() {
 			if b := bootRef.Load(); b != nil {
 				b.Kick()

@@ -149,7 +149,7 @@ func (nm *netManager) start(m *overlay.Membership) *joined {
 	ctx, cancel := context.WithCancel(nm.ctx)
 	j := &joined{mgr: nm, cancel: cancel, done: make(chan struct{}), m: m, dialing: map[peer.ID]bool{}, dirty: true}
 	if m.Interface == "" {
-		m.Interface = "kl" + m.ID.String()[:8]
+		m.Interface = InterfacePrefix + m.ID.String()[:8]
 	}
 	nm.mu.Lock()
 	nm.nets[m.ID] = j

@@ -19,7 +19,7 @@ import (
 // its DHT neighbours and relays from the new address, and lets peers that
 // look it up find its new relay and observed addresses within seconds.
 func (n *Node) watchInterfaces(ctx context.Context, every time.Duration) {
-	last := interfaceFingerprint()
+	last := interfaceFingerprint(n.cfg.IgnoreInterface)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -28,7 +28,7 @@ func (n *Node) watchInterfaces(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		cur := interfaceFingerprint()
+		cur := interfaceFingerprint(n.cfg.IgnoreInterface)
 		if cur == last {
 			continue
 		}
@@ -75,19 +75,31 @@ func (n *Node) reconnect(ctx context.Context, peers []peer.ID) {
 	}
 }
 
-// interfaceFingerprint lists the global unicast addresses of the machine.
-func interfaceFingerprint() string {
-	addrs, err := net.InterfaceAddrs()
+// interfaceFingerprint lists the global unicast addresses of the machine's
+// interfaces, leaving out those that ignore names (kadlan's own network
+// interfaces: their addresses appear when a network comes up, which is not
+// a change of the underlying network).
+func interfaceFingerprint(ignore func(name string) bool) string {
+	ifs, err := net.Interfaces()
 	if err != nil {
 		return ""
 	}
 	var out []string
-	for _, a := range addrs {
-		ipn, ok := a.(*net.IPNet)
-		if !ok || !ipn.IP.IsGlobalUnicast() {
+	for _, ifc := range ifs {
+		if ignore != nil && ignore(ifc.Name) {
 			continue
 		}
-		out = append(out, ipn.String())
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok || !ipn.IP.IsGlobalUnicast() {
+				continue
+			}
+			out = append(out, ipn.String())
+		}
 	}
 	sort.Strings(out)
 	return strings.Join(out, ",")

@@ -85,6 +85,9 @@ type Config struct {
 	// OnNetworkChange is called after the node's interface addresses
 	// changed (roaming) and its connections were closed. May be nil.
 	OnNetworkChange func()
+	// IgnoreInterface names interfaces whose addresses do not count as the
+	// node's network (its own virtual interfaces). May be nil.
+	IgnoreInterface func(name string) bool
 	// DHTOptions are appended to the Kademlia options (record validators).
 	DHTOptions []kaddht.Option
 	// ExtraOptions are appended to the libp2p options (tests, later features).
@@ -156,8 +159,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(ws.New),
 		libp2p.Transport(quic.NewTransport),
-		libp2p.Security(noise.ID, noise.New),
+		// TLS 1.3 first: with AES-GCM in hardware it carried 5.1 Gbit/s
+		// TAP to TAP where Noise's ChaCha20-Poly1305 carried 3.1 (and a
+		// third less CPU per GB). Noise stays for peers that prefer it.
 		libp2p.Security(tls.ID, tls.New),
+		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
