@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/e2e/netlab"
+	"github.com/kadlan/kadlan/internal/udpcast"
 	"github.com/urfave/cli/v2"
 )
 
@@ -23,8 +25,32 @@ func demoCommand() *cli.Command {
 			"daemons in it, kills the bootstrap node, and shows that a newcomer still\n" +
 			"joins through any other member and everyone finds everyone. Then two nodes\n" +
 			"behind NAT routers join a private network and ping each other over their\n" +
-			"TAP interfaces. Everything it creates is deleted when it ends.",
+			"TAP interfaces, and one hears the other's broadcast. Everything it creates\n" +
+			"is deleted when it ends.",
 		Flags: []cli.Flag{&cli.IntFlag{Name: "nodes", Value: 6, Usage: "public nodes besides the bootstrap node"}},
+		Subcommands: []*cli.Command{{
+			// Run by the demo inside its namespaces to send and receive a
+			// UDP broadcast.
+			Name:   "udp",
+			Hidden: true,
+			Action: func(c *cli.Context) error {
+				a := c.Args().Slice()
+				switch {
+				case len(a) == 4 && a[0] == "send":
+					return udpcast.Send(a[1], a[2], a[3])
+				case len(a) == 3 && a[0] == "recv":
+					port, _ := strconv.Atoi(a[1])
+					d, _ := time.ParseDuration(a[2])
+					msg, err := udpcast.Recv(port, d)
+					if err != nil {
+						return userErrorf("%v", err)
+					}
+					fmt.Fprintln(c.App.Writer, msg)
+					return nil
+				}
+				return userErrorf("usage: kadlan demo udp send ADDR:PORT MSG SRCIP | recv PORT TIMEOUT")
+			},
+		}},
 		Action: func(c *cli.Context) error {
 			if os.Geteuid() != 0 {
 				return userErrorf("demo creates network namespaces: run it as root (sudo kadlan demo)")
@@ -162,6 +188,22 @@ func runDemo(tb *demoTB, w io.Writer, n int) {
 			fmt.Fprintf(w, "alice's path to bob: %s %s\n", m.Path, m.Via)
 		}
 	}
+	step("alice broadcasts (UDP to 255.255.255.255:9999, as a LAN game would); bob hears it")
+	aliceIP := strings.Split(lan[alice].IPv4[0], "/")[0]
+	heard := make(chan string, 1)
+	go func() {
+		out, err := bob.Host.Lab.Exec(bob.Host.NS, bob.Bin, "demo", "udp", "recv", "9999", "8s")
+		if err != nil {
+			out = "nothing: " + err.Error()
+		}
+		heard <- strings.TrimSpace(out)
+	}()
+	time.Sleep(300 * time.Millisecond)
+	for i := 0; i < 3; i++ {
+		alice.Host.Lab.Exec(alice.Host.NS, alice.Bin, "demo", "udp", "send", "255.255.255.255:9999", "hello from alice's LAN game", aliceIP)
+		time.Sleep(200 * time.Millisecond)
+	}
+	fmt.Fprintf(w, "bob heard: %s\n", <-heard)
 	step("Done: no root server, relay list or controller took part. Cleaning up the namespaces.")
 }
 
