@@ -110,26 +110,21 @@ func simpleNetCall(c *cli.Context, path string, req api.NetworkRequest, verb str
 }
 
 func joinCommand() *cli.Command {
-	return &cli.Command{
-		Name:        "join",
-		Usage:       "join a network by its ID (zero configuration)",
-		ArgsUsage:   "NETWORK",
-		Description: netHelp,
-		Flags:       []cli.Flag{jsonFlag},
-		Action: func(c *cli.Context) error {
-			args, err := argsN(c, 1, "NETWORK")
-			if err != nil {
-				return err
-			}
-			return simpleNetCall(c, "/v1/networks/join", api.NetworkRequest{Network: args[0]}, "joining")
-		},
-	}
+	cmd := networkIDCommand("join", "join a network by its ID (zero configuration)", "/v1/networks/join", "joining")
+	cmd.Description = netHelp
+	return cmd
 }
 
 func leaveCommand() *cli.Command {
+	return networkIDCommand("leave", "leave a network (its interface disappears)", "/v1/networks/leave", "left")
+}
+
+// networkIDCommand is a command that takes one NETWORK argument and posts
+// it to path.
+func networkIDCommand(name, usage, path, verb string) *cli.Command {
 	return &cli.Command{
-		Name:      "leave",
-		Usage:     "leave a network (its interface disappears)",
+		Name:      name,
+		Usage:     usage,
 		ArgsUsage: "NETWORK",
 		Flags:     []cli.Flag{jsonFlag},
 		Action: func(c *cli.Context) error {
@@ -137,7 +132,7 @@ func leaveCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			return simpleNetCall(c, "/v1/networks/leave", api.NetworkRequest{Network: args[0]}, "left")
+			return simpleNetCall(c, path, api.NetworkRequest{Network: args[0]}, verb)
 		},
 	}
 }
