@@ -399,7 +399,13 @@ func (j *joined) step(ctx context.Context) bool {
 			j.lastDef = now
 		}
 	}
-	if private && !hasCert && !isOwner && now.Sub(j.lastCert) > 3*time.Second {
+	// Waiting for a certificate: ask often at first (the owner may be
+	// authorizing right now), then every 15 s.
+	certEvery := 3 * time.Second
+	if now.Sub(j.m.Joined) > time.Minute {
+		certEvery = revocationEvery
+	}
+	if private && !hasCert && !isOwner && now.Sub(j.lastCert) > certEvery {
 		j.lastCert = now
 		j.fetch(ctx, overlay.CertificateKey(id, j.mgr.node.ID()))
 	}
@@ -451,7 +457,10 @@ func (j *joined) step(ctx context.Context) bool {
 			j.mu.Unlock()
 		}()
 	}
-	if def != nil && now.Sub(j.lastDiscover) > discoverEvery || j.linkCount() == 0 && now.Sub(j.lastDiscover) > 2*time.Second {
+	// Look for members every discoverEvery, and every 2 s while authorized
+	// but without any link (just joined, or every link lost).
+	lonely := status == overlay.StatusOK && j.linkCount() == 0
+	if def != nil && now.Sub(j.lastDiscover) > discoverEvery || lonely && now.Sub(j.lastDiscover) > 2*time.Second {
 		j.lastDiscover = now
 		j.discover(ctx)
 	}
