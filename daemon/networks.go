@@ -527,7 +527,9 @@ func (j *joined) isPrivate() bool {
 // startEngine creates the device and the switch. j.mu is held.
 func (j *joined) startEngine() error {
 	now := time.Now()
-	sw, err := overlay.NewSwitch(j.m.SwitchConfig(now))
+	cfg := j.m.SwitchConfig(now)
+	cfg.Key = j.mgr.key // signs the broadcasts this node originates
+	sw, err := overlay.NewSwitch(cfg)
 	if err != nil {
 		return err
 	}

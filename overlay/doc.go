@@ -33,7 +33,8 @@
 //	m.Status(now)                                 // ok, pending, unauthorized, expired, revoked
 //	m.Save(stateDir)                              // atomic, 0600
 //
-//	sw, _ := overlay.NewSwitch(m.SwitchConfig(now))
+//	cfg := m.SwitchConfig(now); cfg.Key = key     // the node's key signs its broadcasts
+//	sw, _ := overlay.NewSwitch(cfg)
 //	eng := overlay.NewEngine(sw, dev, overlay.EngineConfig{NeedLink: dial, OnRecord: store})
 //
 // A link is one libp2p stream per member and network (ProtocolID). The

@@ -12,8 +12,13 @@ func FuzzLinkStream(f *testing.F) {
 	for _, m := range testMessages(f) {
 		stream, _ = AppendMessage(stream, m)
 	}
-	f.Add(stream)                   // every kind, including a jumbo frame
-	f.Add([]byte{2, 0, 0, 18})      // broadcast header claiming 18 bytes, none present
+	f.Add(stream)                              // every kind, including a jumbo frame
+	f.Add([]byte{2, 0, 0, SocialHeaderMinLen}) // broadcast claiming a minimal social header, none present
+	if sh, err := (SocialHeader{ID: BroadcastID{1, 1}, TTL: 1, Budget: 1}).AppendBinary(nil); err == nil {
+		sh[0] = 1 // version 1 (unsigned): refused
+		old, _ := AppendMessage(nil, Message{Kind: MsgBroadcast, Social: sh, Payload: []byte("x")})
+		f.Add(old)
+	}
 	f.Add([]byte{1, 0, 0, 0})       // empty frame
 	f.Add([]byte{0xff, 0xff, 0xff}) // partial header
 	f.Fuzz(func(t *testing.T, b []byte) {

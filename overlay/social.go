@@ -40,6 +40,18 @@ package overlay
 // filter's false positive would. Besides the header, each node remembers for
 // each recent ID who it received it from and who it sent it to.
 //
+// # Origin signature
+//
+// A forwarder legitimately relays other members' broadcasts, so checking the
+// sender hop by hop cannot tell whether the origin really sent a frame. The
+// header therefore carries the origin's Ed25519 signature (its libp2p
+// identity key) over BroadcastDigest: the network ID, the broadcast ID, the
+// group and the frame, but not TTL, budget or visited list, which forwarders
+// change. Switch signs what it originates and checks every copy against the
+// key of the member the origin hash names before delivering or forwarding it
+// (ZeroTier 2013 signed its multicasts for the same reason). Social itself
+// only carries the signature along; the simulator leaves it zero.
+//
 // # Multicast
 //
 // A node joins groups (JoinGroup) and announces its groups to its neighbours
@@ -156,6 +168,10 @@ type SocialHeader struct {
 	// the frame, oldest first. Senders share one slice between sibling
 	// copies: treat it as read-only.
 	Visited []uint32
+	// Sig is the origin's Ed25519 signature of BroadcastDigest (network,
+	// ID, group and frame; not TTL, Budget or Visited, which forwarders
+	// change). Social carries it along unchanged; Switch signs and checks it.
+	Sig [SocialSigLen]byte
 }
 
 // Send is one copy to transmit.
@@ -472,19 +488,25 @@ func VisitHash(keyHash, salt uint64) uint32 { return uint32(SocialMix(keyHash^sa
 
 // SocialHeader wire format (big-endian), SocialHeaderMinLen bytes plus options:
 //
-//	0  version (1)
+//	0  version (2; version 1 had no signature)
 //	1  flags: bit 0 = group present; other bits must be zero
 //	2  ttl
 //	3  visited count n (<= SocialMaxVisited)
 //	4  budget (uint16)
 //	6  origin hash (uint64)
 //	14 sequence (uint32)
-//	18 group (uint64), only when flag bit 0 is set
+//	18 origin signature (64 bytes, Ed25519)
+//	82 group (uint64), only when flag bit 0 is set
 //	.. n visited hashes (uint32 each)
 const (
-	socialVersion = 1
+	socialVersion = 2
+	// groupAnnounceVersion is the version of group announcements, which
+	// did not change with the header.
+	groupAnnounceVersion = 1
+	// SocialSigLen is the length of the origin signature.
+	SocialSigLen = 64
 	// SocialHeaderMinLen is the length of a header without group and visited list.
-	SocialHeaderMinLen = 18
+	SocialHeaderMinLen = 18 + SocialSigLen
 	// SocialHeaderMaxLen is the longest possible header.
 	SocialHeaderMaxLen = SocialHeaderMinLen + 8 + 4*SocialMaxVisited
 )
@@ -505,6 +527,7 @@ func (h SocialHeader) AppendBinary(b []byte) ([]byte, error) {
 	b = binary.BigEndian.AppendUint16(b, h.Budget)
 	b = binary.BigEndian.AppendUint64(b, h.ID.Origin)
 	b = binary.BigEndian.AppendUint32(b, h.ID.Seq)
+	b = append(b, h.Sig[:]...)
 	if h.HasGroup {
 		b = binary.BigEndian.AppendUint64(b, h.Group)
 	}
@@ -535,6 +558,7 @@ func DecodeSocialHeader(b []byte) (SocialHeader, int, error) {
 	h.Budget = binary.BigEndian.Uint16(b[4:])
 	h.ID.Origin = binary.BigEndian.Uint64(b[6:])
 	h.ID.Seq = binary.BigEndian.Uint32(b[14:])
+	copy(h.Sig[:], b[18:SocialHeaderMinLen])
 	off, need := SocialHeaderMinLen, SocialHeaderMinLen+4*n
 	if h.HasGroup {
 		need += 8
@@ -565,7 +589,7 @@ func EncodeGroupAnnouncement(groups []uint64) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d groups, max %d", ErrSocialHeader, len(groups), MaxAnnouncedGroups)
 	}
 	b := make([]byte, 0, 3+8*len(groups))
-	b = append(b, socialVersion)
+	b = append(b, groupAnnounceVersion)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(groups)))
 	for _, g := range groups {
 		b = binary.BigEndian.AppendUint64(b, g)
@@ -575,7 +599,7 @@ func EncodeGroupAnnouncement(groups []uint64) ([]byte, error) {
 
 // DecodeGroupAnnouncement parses a whole group announcement. Errors wrap ErrSocialHeader.
 func DecodeGroupAnnouncement(b []byte) ([]uint64, error) {
-	if len(b) < 3 || b[0] != socialVersion {
+	if len(b) < 3 || b[0] != groupAnnounceVersion {
 		return nil, fmt.Errorf("%w: announcement too short or bad version", ErrSocialHeader)
 	}
 	n := int(binary.BigEndian.Uint16(b[1:]))

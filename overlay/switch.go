@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kadlan/kadlan/tap/ether"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -33,6 +35,12 @@ type SwitchConfig struct {
 	// local frames from addresses other than MAC. Members' derived MACs
 	// stay reserved to their owners. Off by default.
 	AllowBridging bool
+	// Key is the node's libp2p identity key (Ed25519, the key of Self): it
+	// signs the broadcasts and multicasts this node originates. Membership
+	// cannot know it; the daemon sets it. Without a key the switch still
+	// checks, delivers and forwards other members' broadcasts but refuses
+	// to originate unsigned ones (counted in DropNoKey).
+	Key crypto.PrivKey
 }
 
 // SwitchMember is an authorized member as the switch needs it.
@@ -88,6 +96,8 @@ type Counters struct {
 	DropLocalSource uint64 `json:"drop_local_source"` // local frame with a foreign source MAC
 	DropNotForUs    uint64 `json:"drop_not_for_us"`   // remote unicast for another address
 	DropOwnDAD      uint64 `json:"drop_own_dad"`      // local ARP/NDP probes for own addresses
+	DropBadOrigin   uint64 `json:"drop_bad_origin"`   // broadcast not signed by the member its origin names
+	DropNoKey       uint64 `json:"drop_no_key"`       // local broadcast while the switch has no signing key
 }
 
 // Switch is the Ethernet switch of one network as a pure state machine:
@@ -99,7 +109,9 @@ type Counters struct {
 // addresses are answered locally. Broadcast and multicast go through
 // implicit social switching (Social). Frames from non-members, and frames
 // whose source MAC or IP address belongs to another member, are dropped and
-// counted.
+// counted. A broadcast must carry its origin's signature (SwitchConfig.Key
+// signs, every receiver checks before delivering or forwarding), so that a
+// member cannot pass its frames off as another member's broadcast.
 type Switch struct {
 	cfg     SwitchConfig
 	social  *Social[peer.ID]
@@ -107,6 +119,7 @@ type Switch struct {
 	byMAC   map[ether.MAC]peer.ID
 	byIP    map[netip.Addr]peer.ID // IPv4, IPv6 and EUI-64 link-local
 	byHash  map[uint64]peer.ID     // PeerHash, to find a broadcast's origin
+	pubs    map[peer.ID]crypto.PubKey
 	learned *MACTable
 	groups  map[ether.MAC]bool
 
@@ -116,6 +129,19 @@ type Switch struct {
 	counters Counters
 
 	lastGroups time.Time
+
+	// verified remembers, per recent broadcast ID, the digest and signature
+	// that checked out, so that duplicates cost a SHA-256, not an Ed25519
+	// verification. Only good results are kept: a forged first copy must
+	// not make the genuine one look bad.
+	verified     map[BroadcastID]verifiedBroadcast
+	verifiedRing []BroadcastID
+	verifiedNext int
+}
+
+type verifiedBroadcast struct {
+	digest [sha256.Size]byte
+	sig    [SocialSigLen]byte
 }
 
 // NewSwitch returns a switch with no members.
@@ -138,19 +164,26 @@ func NewSwitch(cfg SwitchConfig) (*Switch, error) {
 	if cfg.MaxLearned == 0 {
 		cfg.MaxLearned = 1024
 	}
+	if cfg.Key != nil {
+		if id, err := peer.IDFromPrivateKey(cfg.Key); err != nil || id != cfg.Self {
+			return nil, fmt.Errorf("overlay: switch: Key is not the key of %s", cfg.Self)
+		}
+	}
 	soc, err := NewSocial(cfg.Self, PeerHash, cfg.Social)
 	if err != nil {
 		return nil, err
 	}
 	s := &Switch{
 		cfg: cfg, social: soc,
-		members: map[peer.ID]*SwitchMember{},
-		byMAC:   map[ether.MAC]peer.ID{},
-		byIP:    map[netip.Addr]peer.ID{},
-		byHash:  map[uint64]peer.ID{},
-		learned: NewMACTable(cfg.MACAge, cfg.MaxLearned),
-		groups:  map[ether.MAC]bool{},
-		scratch: make([]byte, 0, 4096),
+		members:  map[peer.ID]*SwitchMember{},
+		byMAC:    map[ether.MAC]peer.ID{},
+		byIP:     map[netip.Addr]peer.ID{},
+		byHash:   map[uint64]peer.ID{},
+		pubs:     map[peer.ID]crypto.PubKey{},
+		verified: map[BroadcastID]verifiedBroadcast{},
+		learned:  NewMACTable(cfg.MACAge, cfg.MaxLearned),
+		groups:   map[ether.MAC]bool{},
+		scratch:  make([]byte, 0, 4096),
 	}
 	// Groups every IPv4/IPv6 host listens to.
 	for _, g := range []ether.MAC{
@@ -220,6 +253,9 @@ func (s *Switch) SetMember(m SwitchMember) {
 	s.byIP[m.IPv6] = m.Peer
 	s.byIP[ether.LinkLocal(m.MAC)] = m.Peer
 	s.byHash[PeerHash(m.Peer)] = m.Peer
+	if pub, err := m.Peer.ExtractPublicKey(); err == nil {
+		s.pubs[m.Peer] = pub // otherwise its broadcasts never verify
+	}
 }
 
 // RemoveMember drops a member (left, revoked or expired): its frames are
@@ -241,6 +277,7 @@ func (s *Switch) RemoveMember(p peer.ID) {
 	if s.byHash[PeerHash(p)] == p {
 		delete(s.byHash, PeerHash(p))
 	}
+	delete(s.pubs, p)
 	s.learned.RemovePeer(p)
 	s.social.Forget(p)
 }
@@ -400,6 +437,10 @@ func (s *Switch) memberByIP(ip netip.Addr) *SwitchMember {
 }
 
 func (s *Switch) originate(now time.Time, h ether.Header, frame []byte) {
+	if s.cfg.Key == nil {
+		s.counters.DropNoKey++
+		return
+	}
 	var sends []SocialSend[peer.ID]
 	if h.Dst.IsBroadcast() {
 		_, sends = s.social.Originate(now)
@@ -407,7 +448,109 @@ func (s *Switch) originate(now time.Time, h ether.Header, frame []byte) {
 		_, sends = s.social.OriginateGroup(GroupOf(h.Dst), now)
 	}
 	s.counters.BroadcastOrigin++
+	if len(sends) == 0 {
+		return
+	}
+	// Every copy carries the same ID, group and frame: one signature.
+	sh := sends[0].SocialHeader
+	digest := BroadcastDigest(s.cfg.Network, sh, frame)
+	sig, err := s.cfg.Key.Sign(digest[:])
+	if err != nil || len(sig) != SocialSigLen {
+		s.counters.DropNoKey++ // not an Ed25519 key
+		return
+	}
+	for i := range sends {
+		copy(sends[i].SocialHeader.Sig[:], sig)
+	}
+	s.rememberVerified(sh.ID, verifiedBroadcast{digest, sends[0].SocialHeader.Sig})
 	s.sendCopies(sends, frame)
+}
+
+// BroadcastDigest is what the origin of a broadcast signs: SHA-256 of a
+// domain string, the network ID, h's broadcast ID and group, and the frame.
+// The fields forwarders change (TTL, Budget, Visited) are left out.
+func BroadcastDigest(network NetworkID, h SocialHeader, frame []byte) [sha256.Size]byte {
+	var b [len(broadcastDomain) + len(network) + 8 + 4 + 1 + 8]byte
+	n := copy(b[:], broadcastDomain)
+	n += copy(b[n:], network[:])
+	binary.BigEndian.PutUint64(b[n:], h.ID.Origin)
+	binary.BigEndian.PutUint32(b[n+8:], h.ID.Seq)
+	if h.HasGroup {
+		b[n+12] = 1
+		binary.BigEndian.PutUint64(b[n+13:], h.Group)
+	}
+	d := sha256.New()
+	d.Write(b[:])
+	d.Write(frame)
+	var out [sha256.Size]byte
+	d.Sum(out[:0])
+	return out
+}
+
+const broadcastDomain = "kadlan broadcast v2\x00"
+
+// SignBroadcast sets h.Sig to key's signature of h and frame on network.
+func SignBroadcast(key crypto.PrivKey, network NetworkID, h *SocialHeader, frame []byte) error {
+	digest := BroadcastDigest(network, *h, frame)
+	sig, err := key.Sign(digest[:])
+	if err != nil {
+		return fmt.Errorf("overlay: signing broadcast: %w", err)
+	}
+	if len(sig) != SocialSigLen {
+		return fmt.Errorf("overlay: signing broadcast: %d-byte signature, want an Ed25519 key", len(sig))
+	}
+	copy(h.Sig[:], sig)
+	return nil
+}
+
+// VerifyBroadcast reports whether h.Sig is pub's signature of h and frame on network.
+func VerifyBroadcast(pub crypto.PubKey, network NetworkID, h SocialHeader, frame []byte) bool {
+	digest := BroadcastDigest(network, h, frame)
+	ok, err := pub.Verify(digest[:], h.Sig[:])
+	return err == nil && ok
+}
+
+// verifyOrigin checks that h.Sig is origin's signature of frame, consulting
+// and filling the cache of verified broadcasts.
+func (s *Switch) verifyOrigin(origin peer.ID, h SocialHeader, frame []byte) bool {
+	digest := BroadcastDigest(s.cfg.Network, h, frame)
+	v, cached := s.verified[h.ID]
+	if cached && v.digest == digest && v.sig == h.Sig {
+		return true
+	}
+	// Not cached, or a different frame or signature under a known ID: a
+	// tampered copy, or the origin reusing sequence numbers after a restart.
+	var pub crypto.PubKey
+	if origin == s.cfg.Self {
+		if s.cfg.Key == nil {
+			return false
+		}
+		pub = s.cfg.Key.GetPublic()
+	} else {
+		pub = s.pubs[origin]
+	}
+	if pub == nil {
+		return false
+	}
+	if ok, err := pub.Verify(digest[:], h.Sig[:]); err != nil || !ok {
+		return false
+	}
+	if !cached {
+		s.rememberVerified(h.ID, verifiedBroadcast{digest, h.Sig})
+	}
+	return true
+}
+
+func (s *Switch) rememberVerified(id BroadcastID, v verifiedBroadcast) {
+	size := s.social.Params().DedupSize
+	if len(s.verifiedRing) < size {
+		s.verifiedRing = append(s.verifiedRing, id)
+	} else {
+		delete(s.verified, s.verifiedRing[s.verifiedNext])
+		s.verifiedRing[s.verifiedNext] = id
+	}
+	s.verifiedNext = (s.verifiedNext + 1) % size
+	s.verified[id] = v
 }
 
 func (s *Switch) sendCopies(sends []SocialSend[peer.ID], frame []byte) {
@@ -473,27 +616,23 @@ func (s *Switch) HandleRemote(now time.Time, from peer.ID, m Message) []Output {
 		s.counters.DropMalformed++
 		return nil
 	}
-	// A broadcast copy carries the origin's frame: check the source
-	// against the origin, whom the frame's source MAC names.
-	// A host bridged behind the origin is not known yet by its MAC: the
-	// broadcast ID names the origin then.
-	origin := sender
-	if h.Src != sender.MAC {
-		if p, ok := s.byMAC[h.Src]; ok {
-			origin = s.members[p]
-		} else if p, ok := s.learned.Lookup(h.Src, now); ok && s.cfg.AllowBridging {
-			origin = s.members[p]
-		} else if p, ok := s.byHash[sh.ID.Origin]; ok && s.cfg.AllowBridging {
-			origin = s.members[p]
-		}
+	// A broadcast copy carries the origin's frame, relayed by any member:
+	// the origin hash names the member whose signature it must carry, and
+	// the frame's source must then be that member's, exactly as for a frame
+	// it sent itself. Nothing is learned before the signature checks out.
+	var origin peer.ID
+	own := sh.ID.Origin == PeerHash(s.cfg.Self)
+	if own {
+		origin = s.cfg.Self
+	} else if p, ok := s.byHash[sh.ID.Origin]; ok {
+		origin = p
 	}
-	own := h.Src == s.cfg.MAC && sh.ID.Origin == PeerHash(s.cfg.Self)
-	switch {
-	case own: // our own broadcast came back: forward with its budget, never deliver
-	case origin == nil || sh.ID.Origin != PeerHash(origin.Peer):
-		s.counters.DropSpoofed++
+	if origin == "" || !s.verifyOrigin(origin, sh, m.Payload) {
+		s.counters.DropBadOrigin++
 		return nil
-	case !s.sourceOK(h, m.Payload, origin, now):
+	}
+	// Our own broadcast came back: forward with its budget, never deliver.
+	if !own && !s.sourceOK(h, m.Payload, s.members[origin], now) {
 		return nil
 	}
 	d := s.social.Receive(from, sh, now)

@@ -8,12 +8,14 @@ import (
 	"time"
 
 	"github.com/kadlan/kadlan/tap/ether"
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // testNode is one member of a testWorld.
 type testNode struct {
 	peer  peer.ID
+	key   crypto.PrivKey
 	sw    *Switch
 	mac   ether.MAC
 	ipv4  netip.Addr
@@ -35,13 +37,14 @@ type testWorld struct {
 func newTestWorld(t testing.TB, n int, bridging bool) *testWorld {
 	owner, _ := testKey(t, 1)
 	w := &testWorld{t: t, now: t0, id: testDef(t, owner, false).ID(), by: map[peer.ID]*testNode{}}
-	for i, p := range testPeers(t, n) {
+	for i := range n {
+		key, p := testKey(t, uint64(100+i)) // the keys of testPeers
 		ip := netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i + 1)})
-		sw, err := NewSwitch(SwitchConfig{Network: w.id, Self: p, IPv4: ip, AllowBridging: bridging})
+		sw, err := NewSwitch(SwitchConfig{Network: w.id, Self: p, IPv4: ip, AllowBridging: bridging, Key: key})
 		if err != nil {
 			t.Fatal(err)
 		}
-		nd := &testNode{peer: p, sw: sw, mac: MemberMAC(w.id, p), ipv4: ip, ipv6: MemberIPv6(w.id, p)}
+		nd := &testNode{peer: p, key: key, sw: sw, mac: MemberMAC(w.id, p), ipv4: ip, ipv6: MemberIPv6(w.id, p)}
 		w.nodes = append(w.nodes, nd)
 		w.by[p] = nd
 	}
@@ -313,29 +316,138 @@ func TestSwitchBroadcastBoundedInLargeWorld(t *testing.T) {
 	}
 }
 
+// signedBroadcast returns the encoded header of broadcast id, signed by key
+// on w's network, for frame.
+func (w *testWorld) signedBroadcast(key crypto.PrivKey, id BroadcastID, frame []byte) (SocialHeader, []byte) {
+	w.t.Helper()
+	h := SocialHeader{ID: id, TTL: 3, Budget: 10}
+	if key != nil {
+		if err := SignBroadcast(key, w.id, &h, frame); err != nil {
+			w.t.Fatal(err)
+		}
+	}
+	sh, err := h.AppendBinary(nil)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return h, sh
+}
+
 func TestSwitchDropsForgedBroadcast(t *testing.T) {
 	w := newTestWorld(t, 3, false)
 	a, b, c := w.nodes[0], w.nodes[1], w.nodes[2]
 	frame := ipv4Frame(ether.Broadcast, b.mac, b.ipv4, netip.MustParseAddr("255.255.255.255"), "forged")
-	// c forwards a frame claiming b's MAC but with c's own broadcast ID.
-	h := SocialHeader{ID: BroadcastID{Origin: PeerHash(c.peer), Seq: 1}, TTL: 3, Budget: 10}
-	sh, _ := h.AppendBinary(nil)
+	// c signs, with its own ID, a frame claiming b's MAC: the signature is
+	// good but the source is not c's.
+	_, sh := w.signedBroadcast(c.key, BroadcastID{Origin: PeerHash(c.peer), Seq: 1}, frame)
 	if outs := a.sw.HandleRemote(w.now, c.peer, Message{Kind: MsgBroadcast, Social: sh, Payload: frame}); len(outs) != 0 {
 		t.Fatal("forged broadcast delivered")
 	}
-	if a.sw.Counters().DropSpoofed != 1 {
-		t.Fatalf("%+v", a.sw.Counters())
+	if cn := a.sw.Counters(); cn.DropSpoofed != 1 || cn.DropBadOrigin != 0 {
+		t.Fatalf("%+v", cn)
 	}
-	// The same frame with b's ID, forwarded by c, is legitimate.
-	h.ID.Origin = PeerHash(b.peer)
-	sh, _ = h.AppendBinary(nil)
+	// c passes the frame off as b's broadcast: b's ID, but c's signature,
+	// no signature, or b's signature of another network are all refused.
+	bid := BroadcastID{Origin: PeerHash(b.peer), Seq: 1}
+	_, byC := w.signedBroadcast(c.key, bid, frame)
+	_, unsigned := w.signedBroadcast(nil, bid, frame)
+	other := SocialHeader{ID: bid, TTL: 3, Budget: 10}
+	if err := SignBroadcast(b.key, NetworkID{1}, &other, frame); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere, _ := other.AppendBinary(nil)
+	for i, forged := range [][]byte{byC, unsigned, elsewhere} {
+		if outs := a.sw.HandleRemote(w.now, c.peer, Message{Kind: MsgBroadcast, Social: forged, Payload: frame}); len(outs) != 0 {
+			t.Fatalf("forgery %d delivered or forwarded: %+v", i, outs)
+		}
+		if got := a.sw.Counters().DropBadOrigin; got != uint64(i+1) {
+			t.Fatalf("forgery %d: drop_bad_origin = %d", i, got)
+		}
+	}
+	if cn := a.sw.Counters(); cn.BroadcastDelivered != 0 || cn.BroadcastDuplicate != 0 {
+		t.Fatalf("forgeries reached the social layer: %+v", cn)
+	}
+	// The same frame signed by b, forwarded by c, is legitimate: the
+	// forgeries before did not poison its ID.
+	h, sh := w.signedBroadcast(b.key, bid, frame)
 	outs := a.sw.HandleRemote(w.now, c.peer, Message{Kind: MsgBroadcast, Social: sh, Payload: frame})
 	if len(outs) == 0 || outs[0].Kind != ToLocal {
-		t.Fatal("forwarded broadcast not delivered")
+		t.Fatalf("forwarded broadcast not delivered: %+v", a.sw.Counters())
 	}
-	// Its duplicate is not delivered again.
+	// Its duplicate is not delivered again (and costs no verification:
+	// the cached digest matches).
 	if outs := a.sw.HandleRemote(w.now, b.peer, Message{Kind: MsgBroadcast, Social: sh, Payload: frame}); len(outs) != 0 && outs[0].Kind == ToLocal {
 		t.Fatal("duplicate delivered")
+	}
+	if cn := a.sw.Counters(); cn.BroadcastDuplicate != 1 || cn.DropBadOrigin != 3 {
+		t.Fatalf("%+v", cn)
+	}
+	// A duplicate whose frame was changed on the way, under the genuine
+	// signature, is dropped rather than forwarded as a duplicate.
+	tampered := bytes.Clone(frame)
+	tampered[len(tampered)-1] ^= 1
+	if outs := a.sw.HandleRemote(w.now, b.peer, Message{Kind: MsgBroadcast, Social: sh, Payload: tampered}); len(outs) != 0 {
+		t.Fatal("tampered duplicate accepted")
+	}
+	// Fresh ID, tampered before anyone saw it: dropped too.
+	h.ID.Seq = 2
+	_, sh2 := w.signedBroadcast(b.key, h.ID, frame)
+	if outs := a.sw.HandleRemote(w.now, c.peer, Message{Kind: MsgBroadcast, Social: sh2, Payload: tampered}); len(outs) != 0 {
+		t.Fatal("tampered broadcast delivered")
+	}
+	if cn := a.sw.Counters(); cn.DropBadOrigin != 5 || cn.BroadcastDelivered != 1 {
+		t.Fatalf("%+v", cn)
+	}
+}
+
+// A genuine broadcast travels a -> b -> c over two hops (c is not a's
+// neighbour) and is delivered at both; forwarders change TTL, budget and
+// visited list, which the signature does not cover.
+func TestSwitchSignedBroadcastTwoHops(t *testing.T) {
+	w := newTestWorld(t, 3, false)
+	a, b, c := w.nodes[0], w.nodes[1], w.nodes[2]
+	w.run(a, a.sw.Connected(b.peer, w.now))
+	w.run(b, b.sw.Connected(c.peer, w.now))
+	w.reset()
+	if nb := a.sw.Social().Neighbours(w.now); len(nb) != 1 || nb[0] != b.peer {
+		t.Fatalf("a's neighbours %v, want only b", nb)
+	}
+	frame := arpRequestFrame(a.mac, a.ipv4, netip.MustParseAddr("10.9.0.99")) // nobody's: goes out
+	w.send(0, frame)
+	if len(b.local) != 1 || len(c.local) != 1 || !bytes.Equal(c.local[0], frame) {
+		t.Fatalf("b got %d, c got %d copies", len(b.local), len(c.local))
+	}
+	for _, nd := range w.nodes {
+		if cn := nd.sw.Counters(); cn.DropBadOrigin != 0 || cn.DropSpoofed != 0 {
+			t.Fatalf("%+v", cn)
+		}
+	}
+	if cn := b.sw.Counters(); cn.BroadcastSent == 0 {
+		t.Fatalf("b did not forward: %+v", cn)
+	}
+}
+
+// A switch without a key refuses to originate (it cannot sign) but still
+// checks and delivers other members' broadcasts.
+func TestSwitchWithoutKey(t *testing.T) {
+	w := newTestWorld(t, 2, false)
+	a, b := w.nodes[0], w.nodes[1]
+	sw, err := NewSwitch(SwitchConfig{Network: w.id, Self: a.peer, IPv4: a.ipv4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sw.SetMember(SwitchMember{Peer: b.peer, IPv4: b.ipv4})
+	sw.Connected(b.peer, w.now)
+	if outs := sw.HandleLocal(w.now, arpRequestFrame(a.mac, a.ipv4, netip.MustParseAddr("10.9.0.99"))); len(outs) != 0 || sw.Counters().DropNoKey != 1 {
+		t.Fatalf("unsigned broadcast originated: %+v", sw.Counters())
+	}
+	frame := ipv4Frame(ether.Broadcast, b.mac, b.ipv4, netip.MustParseAddr("255.255.255.255"), "hi")
+	_, sh := w.signedBroadcast(b.key, BroadcastID{Origin: PeerHash(b.peer), Seq: 1}, frame)
+	if outs := sw.HandleRemote(w.now, b.peer, Message{Kind: MsgBroadcast, Social: sh, Payload: frame}); len(outs) == 0 || outs[0].Kind != ToLocal {
+		t.Fatal("signed broadcast not delivered by a keyless switch")
+	}
+	if _, err := NewSwitch(SwitchConfig{Network: w.id, Self: a.peer, Key: b.key}); err == nil {
+		t.Fatal("a key that is not Self's accepted")
 	}
 }
 
@@ -405,8 +517,7 @@ func TestSwitchBridgedBroadcastViaForwarder(t *testing.T) {
 	a, b, c := w.nodes[0], w.nodes[1], w.nodes[2]
 	vm := ether.MAC{2, 0xbb, 0, 0, 0, 7}
 	frame := ipv4Frame(ether.Broadcast, vm, netip.MustParseAddr("10.9.9.7"), netip.MustParseAddr("255.255.255.255"), "dhcp?")
-	h := SocialHeader{ID: BroadcastID{Origin: PeerHash(b.peer), Seq: 1}, TTL: 3, Budget: 10}
-	sh, _ := h.AppendBinary(nil)
+	_, sh := w.signedBroadcast(b.key, BroadcastID{Origin: PeerHash(b.peer), Seq: 1}, frame)
 	outs := a.sw.HandleRemote(w.now, c.peer, Message{Kind: MsgBroadcast, Social: sh, Payload: frame})
 	if len(outs) == 0 || outs[0].Kind != ToLocal {
 		t.Fatalf("bridged broadcast not delivered: %+v", a.sw.Counters())
@@ -420,5 +531,55 @@ func TestSwitchBridgedBroadcastViaForwarder(t *testing.T) {
 	w2 := newTestWorld(t, 3, false)
 	if outs := w2.nodes[0].sw.HandleRemote(w2.now, w2.nodes[2].peer, Message{Kind: MsgBroadcast, Social: sh, Payload: frame}); len(outs) != 0 {
 		t.Fatal("foreign source accepted without bridging")
+	}
+}
+
+// BenchmarkBroadcastSign measures what originating costs on top of
+// switching: one digest and one Ed25519 signature per broadcast.
+func BenchmarkBroadcastSign(b *testing.B) {
+	key, _ := testKey(b, 1)
+	frame := bytes.Repeat([]byte{0xab}, 1500)
+	h := SocialHeader{ID: BroadcastID{1, 1}, TTL: 7, Budget: 128}
+	b.SetBytes(int64(len(frame)))
+	for b.Loop() {
+		if err := SignBroadcast(key, NetworkID{1}, &h, frame); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBroadcastVerify measures the check of a first copy; a duplicate
+// costs only BenchmarkBroadcastDuplicate.
+func BenchmarkBroadcastVerify(b *testing.B) {
+	key, _ := testKey(b, 1)
+	frame := bytes.Repeat([]byte{0xab}, 1500)
+	h := SocialHeader{ID: BroadcastID{1, 1}, TTL: 7, Budget: 128}
+	if err := SignBroadcast(key, NetworkID{1}, &h, frame); err != nil {
+		b.Fatal(err)
+	}
+	pub := key.GetPublic()
+	b.SetBytes(int64(len(frame)))
+	for b.Loop() {
+		if !VerifyBroadcast(pub, NetworkID{1}, h, frame) {
+			b.Fatal("bad signature")
+		}
+	}
+}
+
+// BenchmarkBroadcastDuplicate is a duplicate copy through HandleRemote:
+// its verification is answered from the cache.
+func BenchmarkBroadcastDuplicate(b *testing.B) {
+	w := newTestWorld(b, 2, false)
+	a, o := w.nodes[0], w.nodes[1]
+	frame := ipv4Frame(ether.Broadcast, o.mac, o.ipv4, netip.MustParseAddr("255.255.255.255"), string(bytes.Repeat([]byte{1}, 1400)))
+	_, sh := w.signedBroadcast(o.key, BroadcastID{Origin: PeerHash(o.peer), Seq: 1}, frame)
+	m := Message{Kind: MsgBroadcast, Social: sh, Payload: frame}
+	a.sw.HandleRemote(w.now, o.peer, m)
+	b.SetBytes(int64(len(frame)))
+	for b.Loop() {
+		a.sw.HandleRemote(w.now, o.peer, m)
+	}
+	if cn := a.sw.Counters(); cn.DropBadOrigin != 0 || cn.BroadcastDelivered != 1 {
+		b.Fatalf("%+v", cn)
 	}
 }

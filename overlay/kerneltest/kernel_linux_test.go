@@ -135,7 +135,9 @@ func lanOpt(t testing.TB, n int, link linker, gso bool) []*member {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sw, err := overlay.NewSwitch(m.memb.SwitchConfig(now))
+		cfg := m.memb.SwitchConfig(now)
+		cfg.Key = m.key // signs broadcasts, as the daemon does
+		sw, err := overlay.NewSwitch(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
