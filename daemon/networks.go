@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -529,6 +531,11 @@ func (j *joined) startEngine() error {
 	now := time.Now()
 	cfg := j.m.SwitchConfig(now)
 	cfg.Key = j.mgr.key // signs the broadcasts this node originates
+	// A restarted node must not reuse broadcast IDs that members still
+	// remember as seen: start its sequence at a random point.
+	var seq [4]byte
+	rand.Read(seq[:])
+	cfg.FirstSequence = binary.BigEndian.Uint32(seq[:])
 	sw, err := overlay.NewSwitch(cfg)
 	if err != nil {
 		return err

@@ -222,6 +222,9 @@ func NewSocial[K comparable](self K, hash func(K) uint64, p SocialParams) (*Soci
 	return &Social[K]{self: self, selfHash: hash(self), hash: hash, p: p.WithDefaults()}, nil
 }
 
+// SetSequence makes the next broadcast this node originates use seq+1.
+func (s *Social[K]) SetSequence(seq uint32) { s.seq = seq }
+
 // Params returns the parameters in use, defaults filled in.
 func (s *Social[K]) Params() SocialParams { return s.p }
 

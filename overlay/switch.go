@@ -41,6 +41,11 @@ type SwitchConfig struct {
 	// checks, delivers and forwards other members' broadcasts but refuses
 	// to originate unsigned ones (counted in DropNoKey).
 	Key crypto.PrivKey
+	// FirstSequence is the sequence number of this node's first broadcast
+	// minus one. Receivers drop a broadcast ID they have seen, so a node
+	// that restarts must not count from zero again: the daemon passes a
+	// random value. Zero starts at 1 (tests, the simulator).
+	FirstSequence uint32
 }
 
 // SwitchMember is an authorized member as the switch needs it.
@@ -173,6 +178,7 @@ func NewSwitch(cfg SwitchConfig) (*Switch, error) {
 	if err != nil {
 		return nil, err
 	}
+	soc.SetSequence(cfg.FirstSequence)
 	s := &Switch{
 		cfg: cfg, social: soc,
 		members:  map[peer.ID]*SwitchMember{},

@@ -583,3 +583,19 @@ func BenchmarkBroadcastDuplicate(b *testing.B) {
 		b.Fatalf("%+v", cn)
 	}
 }
+
+// TestSwitchFirstSequence: a switch started with FirstSequence numbers its
+// first broadcast after it, so a restarted node's broadcasts are not taken
+// for ones its members have already seen.
+func TestSwitchFirstSequence(t *testing.T) {
+	soc, err := NewSocial(peer.ID("a"), PeerHash, DefaultSocialParams())
+	if err != nil {
+		t.Fatal(err)
+	}
+	soc.SetSequence(1000)
+	soc.Touch(peer.ID("b"), time.Unix(1, 0))
+	id, sends := soc.Originate(time.Unix(1, 0))
+	if id.Seq != 1001 || len(sends) != 1 || sends[0].SocialHeader.ID != id {
+		t.Fatalf("first broadcast after SetSequence(1000): %+v %+v", id, sends)
+	}
+}
