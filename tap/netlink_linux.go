@@ -115,8 +115,10 @@ func linkSetUp(index int, up bool) error {
 	return nil
 }
 
-// addrDel removes p from the interface.
-func addrDel(index int, p netip.Prefix) error {
+// ifAddrMsg starts an RTM_NEWADDR/RTM_DELADDR body for p on interface
+// index: the ifaddrmsg header (family, prefix length, index). It returns p's
+// address unmapped and the message.
+func ifAddrMsg(index int, p netip.Prefix) (netip.Addr, []byte) {
 	a := p.Addr().Unmap()
 	fam := byte(unix.AF_INET6)
 	if a.Is4() {
@@ -126,6 +128,12 @@ func addrDel(index int, p netip.Prefix) error {
 	b[0] = fam
 	b[1] = byte(p.Bits())
 	binary.NativeEndian.PutUint32(b[4:8], uint32(index))
+	return a, b
+}
+
+// addrDel removes p from the interface.
+func addrDel(index int, p netip.Prefix) error {
+	a, b := ifAddrMsg(index, p)
 	b = nlAttr(b, unix.IFA_LOCAL, a.AsSlice())
 	if err := nlRequest(unix.RTM_DELADDR, 0, b); err != nil {
 		return fmt.Errorf("tap: remove address %v: %w", p, err)
@@ -139,15 +147,7 @@ func addrAdd(index int, p netip.Prefix) error {
 	if !p.IsValid() {
 		return fmt.Errorf("tap: add address: invalid prefix")
 	}
-	a := p.Addr().Unmap()
-	fam := byte(unix.AF_INET6)
-	if a.Is4() {
-		fam = unix.AF_INET
-	}
-	b := make([]byte, unix.SizeofIfAddrmsg)
-	b[0] = fam
-	b[1] = byte(p.Bits())
-	binary.NativeEndian.PutUint32(b[4:8], uint32(index))
+	a, b := ifAddrMsg(index, p)
 	raw := a.AsSlice()
 	b = nlAttr(b, unix.IFA_LOCAL, raw)
 	b = nlAttr(b, unix.IFA_ADDRESS, raw)
