@@ -467,9 +467,12 @@ func (j *joined) step(ctx context.Context) bool {
 		j.discover(ctx)
 	}
 	j.syncSwitch()
-	j.dialMembers(ctx)
+	unlinked := j.wantLinks()
+	for _, p := range unlinked {
+		go j.dial(ctx, p)
+	}
 	j.save()
-	return status == overlay.StatusOK && j.unlinked() == 0
+	return status == overlay.StatusOK && len(unlinked) == 0
 }
 
 // announcement returns this node's signed announcement, renewed when its
@@ -620,11 +623,7 @@ func (j *joined) linkCount() int {
 	return len(links)
 }
 
-// unlinked counts authorized members without a link.
-func (j *joined) unlinked() int {
-	return len(j.wantLinks())
-}
-
+// wantLinks lists the authorized members without a link.
 func (j *joined) wantLinks() []peer.ID {
 	now := time.Now()
 	j.mu.Lock()
@@ -644,12 +643,6 @@ func (j *joined) wantLinks() []peer.ID {
 		}
 	}
 	return out
-}
-
-func (j *joined) dialMembers(ctx context.Context) {
-	for _, p := range j.wantLinks() {
-		go j.dial(ctx, p)
-	}
 }
 
 // dial opens a member link to p: a stream, our Hello, then the engine.
