@@ -128,6 +128,12 @@ func (d *Daemon) netRoutes() {
 	post(d, "/v1/networks/leave", func(ctx context.Context, req api.NetworkRequest) (any, error) {
 		j, err := d.nets.resolve(req.Network)
 		if err != nil {
+			if id, ok, rerr := d.nets.leaveBroken(req.Network); ok {
+				if rerr != nil {
+					return nil, withStatus(http.StatusInternalServerError, rerr)
+				}
+				return map[string]string{"network": id}, nil
+			}
 			return nil, withStatus(http.StatusNotFound, err)
 		}
 		if err := d.nets.leave(j); err != nil {

@@ -17,6 +17,8 @@ import (
 
 	"github.com/kadlan/kadlan/bootstrap"
 	"github.com/kadlan/kadlan/dht"
+	"github.com/kadlan/kadlan/internal/atomicfile"
+	"github.com/kadlan/kadlan/internal/group"
 	"github.com/kadlan/kadlan/overlay"
 	kaddht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -95,6 +97,11 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 			return err
 		}
 	}
+	// Temporary files of atomic writes that a crash cut short (this daemon
+	// is the state dir's only writer: listenUnix below refuses a second).
+	if n := atomicfile.RemoveStale(cfg.StateDir); n > 0 {
+		logf("removed %d temporary files left by an earlier crash", n)
+	}
 	key, err := dht.LoadOrCreateKey(KeyPath(cfg.StateDir))
 	if err != nil {
 		return err
@@ -162,7 +169,22 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	d.nets = newNetManager(bctx, node, key, cfg.StateDir, cfg.NewDevice, logf)
 
 	d.routes()
-	srv := &http.Server{Handler: d.mux, ReadHeaderTimeout: 10 * time.Second}
+	// Requests run on the HTTP server's goroutines; reqs owns them so that
+	// none outlives Run, and rctx ends the DHT operations they wait on.
+	var reqs group.Group
+	rctx, rcancel := context.WithCancel(ctx)
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !reqs.Enter() {
+				http.Error(w, "kadlan daemon is shutting down", http.StatusServiceUnavailable)
+				return
+			}
+			defer reqs.Leave()
+			d.mux.ServeHTTP(w, r)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		BaseContext:       func(net.Listener) context.Context { return rctx },
+	}
 	sdone := make(chan error, 1)
 	go func() { sdone <- srv.Serve(ln) }()
 	logf("control API on %s", cfg.APIPath)
@@ -179,6 +201,11 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 	srv.Shutdown(sctx)
 	scancel()
+	rcancel()
+	reqs.Close()
+	if serr == nil {
+		serr = <-sdone
+	}
 	d.nets.close()
 	bcancel()
 	<-bdone

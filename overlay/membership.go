@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/kadlan/kadlan/tap/ether"
@@ -58,7 +59,24 @@ type Membership struct {
 	Revocation *Revocation
 
 	members map[peer.ID]*Member
+
+	// gen counts changes of what claims depend on; claimCache holds the
+	// claims computed at claimGen, valid before claimUntil (the earliest
+	// expiry of a certificate counted in them).
+	gen        uint64
+	claimGen   uint64
+	claimUntil time.Time
+	claimList  []IPv4Claim
+	claimByIP  map[netip.Addr][]IPv4Claim
 }
+
+// MaxPending bounds the members a node holds that are not authorized
+// (announced on a private network without a certificate, or heard of
+// before the definition is known): strangers can create such entries at
+// will, so they live in a bounded table, are never saved, and never count
+// for anything but `kadlan members` (the owner sees whom to authorize).
+// When full, the entry seen least recently gives way.
+const MaxPending = 256
 
 // NewMembership starts the state of network id for node self.
 func NewMembership(id NetworkID, self peer.ID, now time.Time) *Membership {
@@ -78,6 +96,8 @@ func (m *Membership) SetDefinition(d *Definition) (bool, error) {
 		return false, nil
 	}
 	m.Def = d
+	m.gen++
+	m.trimPending()
 	return true, nil
 }
 
@@ -99,6 +119,7 @@ func (m *Membership) AddCertificate(c *Certificate) (bool, error) {
 		return false, nil
 	}
 	mem.Certificate = c
+	m.gen++
 	return true, nil
 }
 
@@ -112,6 +133,7 @@ func (m *Membership) SetRevocation(r *Revocation) (bool, error) {
 		return false, nil
 	}
 	m.Revocation = r
+	m.gen++
 	return true, nil
 }
 
@@ -124,11 +146,17 @@ func (m *Membership) AddAnnouncement(a *Announcement) (bool, error) {
 	if a.Member == m.Self {
 		return false, nil
 	}
+	if _, known := m.members[a.Member]; !known && m.MemberStatus(a.Member, a.Time) != StatusOK {
+		// A pending entry: make room before adding it, so that the table
+		// never holds more than MaxPending of them.
+		m.trimPendingTo(MaxPending - 1)
+	}
 	mem := m.member(a.Member)
 	if mem.Announcement != nil && !a.Time.After(mem.Announcement.Time) {
 		return false, nil
 	}
 	mem.Announcement = a
+	m.gen++
 	return true, nil
 }
 
@@ -140,7 +168,57 @@ func (m *Membership) Seen(p peer.ID, now time.Time) {
 }
 
 // Forget drops what is known of p (it stays subject to the rules).
-func (m *Membership) Forget(p peer.ID) { delete(m.members, p) }
+func (m *Membership) Forget(p peer.ID) {
+	delete(m.members, p)
+	m.gen++
+}
+
+// authorized reports whether p, whose entry is mem, may take part in the
+// network at now; this node's own view of the rules (see statusOf).
+func (m *Membership) authorized(p peer.ID, mem *Member, now time.Time) bool {
+	return m.statusOf(p, mem.Certificate, now) == StatusOK
+}
+
+// trimPending keeps at most MaxPending unauthorized entries.
+func (m *Membership) trimPending() { m.trimPendingTo(MaxPending) }
+
+// trimPendingTo drops the unauthorized entries seen least recently (by
+// LastSeen, then announcement time) until at most max remain.
+func (m *Membership) trimPendingTo(max int) {
+	var pend []*Member
+	for p, mem := range m.members {
+		// Without a certificate the status does not depend on the time.
+		if mem.Certificate == nil && !m.authorized(p, mem, time.Time{}) {
+			pend = append(pend, mem)
+		}
+	}
+	if len(pend) <= max {
+		return
+	}
+	last := func(mem *Member) time.Time {
+		t := mem.LastSeen
+		if mem.Announcement != nil && mem.Announcement.Time.After(t) {
+			t = mem.Announcement.Time
+		}
+		return t
+	}
+	slices.SortFunc(pend, func(a, b *Member) int { return last(a).Compare(last(b)) })
+	for _, mem := range pend[:len(pend)-max] {
+		delete(m.members, mem.Peer)
+	}
+	m.gen++
+}
+
+// Pending is the number of entries of members that are not authorized.
+func (m *Membership) Pending(now time.Time) int {
+	n := 0
+	for p, mem := range m.members {
+		if !m.authorized(p, mem, now) {
+			n++
+		}
+	}
+	return n
+}
 
 func (m *Membership) member(p peer.ID) *Member {
 	mem, ok := m.members[p]
@@ -256,17 +334,44 @@ func (m *Membership) MAC() ether.MAC { return MemberMAC(m.ID, m.Self) }
 // IPv6 is this node's address; its prefix is IPv6Prefix(ID).
 func (m *Membership) IPv6() netip.Addr { return MemberIPv6(m.ID, m.Self) }
 
-// claims lists the IPv4 addresses other members hold.
+// claims lists the IPv4 addresses other authorized members hold: a valid
+// certificate's, or else the announced (derived) one. A node that is not
+// authorized claims nothing, so a stranger cannot move a member's address
+// by announcing it. The list is computed once per change of the records
+// (and again when a certificate in it expires), not per call.
 func (m *Membership) claims(now time.Time) []IPv4Claim {
-	var out []IPv4Claim
+	m.claimIndex(now)
+	return m.claimList
+}
+
+func (m *Membership) claimIndex(now time.Time) map[netip.Addr][]IPv4Claim {
+	if m.claimByIP != nil && m.claimGen == m.gen && (m.claimUntil.IsZero() || now.Before(m.claimUntil)) {
+		return m.claimByIP
+	}
+	var list []IPv4Claim
+	var until time.Time
 	for p, mem := range m.members {
-		if mem.Certificate != nil && mem.Certificate.IPv4.IsValid() && mem.Certificate.Valid(m.ID, now, m.Revocation) == nil {
-			out = append(out, IPv4Claim{Member: p, Addr: mem.Certificate.IPv4, Fixed: true})
+		c := mem.Certificate
+		if c != nil && !c.Expires.IsZero() && now.Before(c.Expires) && (until.IsZero() || c.Expires.Before(until)) {
+			until = c.Expires
+		}
+		if !m.authorized(p, mem, now) {
+			continue
+		}
+		if c != nil && c.IPv4.IsValid() && c.Valid(m.ID, now, m.Revocation) == nil {
+			list = append(list, IPv4Claim{Member: p, Addr: c.IPv4, Fixed: true})
 		} else if mem.Announcement != nil && mem.Announcement.IPv4.IsValid() {
-			out = append(out, IPv4Claim{Member: p, Addr: mem.Announcement.IPv4})
+			list = append(list, IPv4Claim{Member: p, Addr: mem.Announcement.IPv4})
 		}
 	}
-	return out
+	// A deterministic order, whatever the map's.
+	slices.SortFunc(list, func(a, b IPv4Claim) int { return strings.Compare(string(a.Member), string(b.Member)) })
+	by := make(map[netip.Addr][]IPv4Claim, len(list))
+	for _, c := range list {
+		by[c.Addr] = append(by[c.Addr], c)
+	}
+	m.claimList, m.claimByIP, m.claimGen, m.claimUntil = list, by, m.gen, until
+	return by
 }
 
 // IPv4 is this node's IPv4 address with the pool's prefix length: the one in
@@ -315,8 +420,11 @@ func (m *Membership) MemberIPv4(p peer.ID, now time.Time) netip.Addr {
 		(m.Cert == nil || !m.Cert.IPv4.IsValid()) && m.LastIPv4 == a && IPv4Priority(m.ID, m.Self) < prio {
 		return netip.Addr{}
 	}
-	for _, c := range m.claims(now) {
-		if c.Member != p && c.Addr == a && (c.Fixed || IPv4Priority(m.ID, c.Member) < prio) {
+	if !m.authorized(p, mem, now) {
+		return netip.Addr{}
+	}
+	for _, c := range m.claimIndex(now)[a] {
+		if c.Member != p && (c.Fixed || IPv4Priority(m.ID, c.Member) < prio) {
 			return netip.Addr{}
 		}
 	}

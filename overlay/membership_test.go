@@ -153,9 +153,9 @@ func TestMembershipPersistence(t *testing.T) {
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("file mode %v %v", fi.Mode(), err)
 	}
-	all, err := LoadMemberships(dir)
-	if err != nil || len(all) != 1 {
-		t.Fatal(all, err)
+	all, lerrs := LoadMemberships(dir)
+	if lerrs != nil || len(all) != 1 {
+		t.Fatal(all, lerrs)
 	}
 	got := all[0]
 	if got.ID != m.ID || got.Self != self || got.Interface != "kl0" || got.Def.Seq != 1 || got.Cert == nil ||
@@ -180,17 +180,22 @@ func TestMembershipPersistence(t *testing.T) {
 	raw["definition"] = db
 	b, _ = json.Marshal(raw)
 	os.WriteFile(NetworkFile(dir, def.ID()), b, 0o600)
-	if _, err := LoadMemberships(dir); err == nil {
-		t.Fatal("tampered file loaded")
+	// A crashed write's temporary file is cleaned up at load.
+	os.WriteFile(filepath.Join(dir, "networks", "."+def.ID().String()+".json.tmp-42"), []byte("{"), 0o600)
+	if ms, lerrs := LoadMemberships(dir); len(lerrs) != 1 || len(ms) != 0 || lerrs[0].Network != def.ID().String() {
+		t.Fatalf("tampered file: loaded %v, errors %v", ms, lerrs)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(dir, "networks")); len(ents) != 1 {
+		t.Fatalf("stale temporary file kept: %v", ents)
 	}
 	if err := RemoveMembership(dir, def.ID()); err != nil {
 		t.Fatal(err)
 	}
-	if all, err := LoadMemberships(dir); err != nil || len(all) != 0 {
-		t.Fatal(all, err)
+	if all, lerrs := LoadMemberships(dir); lerrs != nil || len(all) != 0 {
+		t.Fatal(all, lerrs)
 	}
-	if all, err := LoadMemberships(filepath.Join(dir, "missing")); err != nil || all != nil {
-		t.Fatal("missing directory:", err)
+	if all, lerrs := LoadMemberships(filepath.Join(dir, "missing")); lerrs != nil || all != nil {
+		t.Fatal("missing directory:", lerrs)
 	}
 }
 
@@ -339,5 +344,96 @@ func TestMemberIPv4Conflict(t *testing.T) {
 	m.AddAnnouncement(out)
 	if m.MemberIPv4(lose, t0).IsValid() {
 		t.Fatal("address outside the pool accepted")
+	}
+}
+
+// TestStrangersCannotMoveAddresses is the attack of issue 10: on a private
+// network, nodes without a certificate announce the owner's and a member's
+// IPv4 addresses (with a better IPv4Priority than theirs). Neither loses
+// its address, the strangers' entries stay bounded, and none is saved.
+func TestStrangersCannotMoveAddresses(t *testing.T) {
+	owner, ownerID := testKey(t, 1)
+	def := testDef(t, owner, true)
+	m := NewMembership(def.ID(), ownerID, t0)
+	m.SetDefinition(def)
+	_, member := testKey(t, 2)
+	memberIP := netip.MustParseAddr("10.9.0.20")
+	cert, _ := IssueCertificate(owner, def, member, memberIP, t0, time.Time{})
+	m.AddCertificate(cert)
+	ownerIP := m.IPv4(t0).Addr()
+	if !ownerIP.IsValid() {
+		t.Fatal("owner has no IPv4")
+	}
+	// Strangers that would win a conflict over the owner's address.
+	strangers := 0
+	for seed := uint64(100); strangers < MaxPending+50; seed++ {
+		k, p := testKey(t, seed)
+		ip := ownerIP
+		if seed%2 == 0 {
+			ip = memberIP
+		}
+		if ip == ownerIP && IPv4Priority(def.ID(), p) > IPv4Priority(def.ID(), ownerID) {
+			continue
+		}
+		a, _ := NewAnnouncement(k, def.ID(), ip, t0.Add(time.Duration(seed)*time.Millisecond))
+		if err := m.AcceptHello(p, Hello{Network: def.ID(), Announcement: mustMarshal(t, a)}, t0); err == nil {
+			t.Fatalf("stranger %s accepted", p)
+		}
+		strangers++
+		if got := m.MemberIPv4(p, t0); got.IsValid() {
+			t.Fatalf("stranger %s holds %v", p, got)
+		}
+	}
+	if got := m.IPv4(t0).Addr(); got != ownerIP {
+		t.Fatalf("owner's IPv4 moved from %v to %v", ownerIP, got)
+	}
+	if got := m.MemberIPv4(member, t0); got != memberIP {
+		t.Fatalf("member's IPv4 is %v, want %v", got, memberIP)
+	}
+	if n := m.Pending(t0); n > MaxPending {
+		t.Fatalf("%d pending entries, want at most %d", n, MaxPending)
+	}
+	if n := len(m.Members(t0)); n > MaxPending+1 {
+		t.Fatalf("%d members listed after %d strangers", n, strangers)
+	}
+	dir := t.TempDir()
+	if err := m.Save(dir); err != nil {
+		t.Fatal(err)
+	}
+	l, err := LoadMembership(NetworkFile(dir, def.ID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(l.Members(t0)); n != 1 {
+		t.Fatalf("saved %d members, want only the authorized one", n)
+	}
+}
+
+func mustMarshal(t testing.TB, r interface{ Marshal() ([]byte, error) }) []byte {
+	t.Helper()
+	b, err := r.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// BenchmarkMembersLarge: Members() on a public network of 4000 announced
+// members (claims computed once per change, not once per member).
+func BenchmarkMembersLarge(b *testing.B) {
+	owner, _ := testKey(b, 1)
+	_, self := testKey(b, 3)
+	def := testDef(b, owner, false)
+	def.IPv4Pool = netip.MustParsePrefix("10.9.0.0/16")
+	m := NewMembership(def.ID(), self, t0)
+	m.Def = def
+	for i := range 4000 {
+		k, _ := testKey(b, uint64(1000+i))
+		a, _ := NewAnnouncement(k, def.ID(), netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)}), t0)
+		m.AddAnnouncement(a)
+	}
+	b.ResetTimer()
+	for range b.N {
+		m.Members(t0)
 	}
 }

@@ -69,6 +69,9 @@ func (m *Membership) Save(stateDir string) error {
 		Certificate: marshalOpt(m.Cert, m.Cert == nil),
 		Revocation:  marshalOpt(m.Revocation, m.Revocation == nil)}
 	for p, mem := range m.members {
+		if mem.Certificate == nil && !m.authorized(p, mem, time.Time{}) {
+			continue // pending entries are not saved (see MaxPending)
+		}
 		s.Members = append(s.Members, savedMember{Address: p, LastSeen: mem.LastSeen,
 			Certificate:  marshalOpt(mem.Certificate, mem.Certificate == nil),
 			Announcement: marshalOpt(mem.Announcement, mem.Announcement == nil)})
@@ -165,36 +168,59 @@ func LoadMembership(path string) (*Membership, error) {
 	return m, nil
 }
 
+// LoadError says why the saved network in one file could not be loaded.
+type LoadError struct {
+	Network string // the file's name without .json: the network ID, if the name was not changed
+	Err     error
+}
+
 // LoadMemberships reads every network saved under stateDir. A missing
-// directory means none. Files that fail to load are reported in the error
-// (joined with errors.Join) while the others are still returned.
-func LoadMemberships(stateDir string) ([]*Membership, error) {
-	ents, err := os.ReadDir(networksDir(stateDir))
+// directory means none. Files that fail to load are returned as LoadErrors
+// while the others are still returned. Temporary files that a crash left
+// behind (see atomicfile) are removed first.
+func LoadMemberships(stateDir string) ([]*Membership, []LoadError) {
+	dir := networksDir(stateDir)
+	atomicfile.RemoveStale(dir)
+	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("overlay: load: %w", err)
+		return nil, []LoadError{{Network: "*", Err: fmt.Errorf("overlay: load: %w", err)}}
 	}
 	var out []*Membership
-	var errs []error
+	var errs []LoadError
 	for _, e := range ents {
 		name := e.Name()
 		if e.IsDir() || !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
 			continue
 		}
-		m, err := LoadMembership(filepath.Join(networksDir(stateDir), name))
+		base := strings.TrimSuffix(name, ".json")
+		m, err := LoadMembership(filepath.Join(dir, name))
 		if err != nil {
-			errs = append(errs, err)
+			errs = append(errs, LoadError{Network: base, Err: err})
 			continue
 		}
-		if m.ID.String()+".json" != name {
-			errs = append(errs, fmt.Errorf("overlay: load %s: file holds network %s", name, m.ID))
+		if m.ID.String() != base {
+			errs = append(errs, LoadError{Network: base, Err: fmt.Errorf("overlay: load %s: file holds network %s", name, m.ID)})
 			continue
 		}
 		out = append(out, m)
 	}
-	return out, errors.Join(errs...)
+	return out, errs
+}
+
+// RemoveNetworkFile deletes the saved file of a network that could not be
+// loaded (name as in LoadError.Network).
+func RemoveNetworkFile(stateDir, name string) error {
+	if name == "" || strings.ContainsAny(name, "/\\") || strings.HasPrefix(name, ".") {
+		return fmt.Errorf("overlay: bad network file name %q", name)
+	}
+	err := os.Remove(filepath.Join(networksDir(stateDir), name+".json"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("overlay: remove: %w", err)
+	}
+	return nil
 }
 
 // RemoveMembership deletes the saved state of network id (on leave).

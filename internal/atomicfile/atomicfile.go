@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // WriteFile atomically replaces path with data and gives it mode perm.
@@ -16,7 +17,7 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("atomicfile: %w", err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+tempMarker+"*")
 	if err != nil {
 		return fmt.Errorf("atomicfile: %w", err)
 	}
@@ -49,4 +50,28 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 		d.Close()
 	}
 	return nil
+}
+
+// tempMarker is in the name of every temporary file WriteFile creates.
+const tempMarker = ".tmp-"
+
+// RemoveStale deletes the temporary files that WriteFile calls cut short
+// by a crash left in dir (a missing dir is fine), and reports how many it
+// removed. Call it at start, before anything writes there: it cannot tell
+// a crashed write from one in progress.
+func RemoveStale(dir string) int {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range ents {
+		name := e.Name()
+		if e.Type().IsRegular() && strings.HasPrefix(name, ".") && strings.Contains(name, tempMarker) {
+			if os.Remove(filepath.Join(dir, name)) == nil {
+				n++
+			}
+		}
+	}
+	return n
 }

@@ -28,3 +28,25 @@ func TestWriteFileReplacesAtomicallyWithMode(t *testing.T) {
 		t.Fatalf("leftover temp files: %v", ents)
 	}
 }
+
+func TestRemoveStale(t *testing.T) {
+	dir := t.TempDir()
+	keep := filepath.Join(dir, "identity.key")
+	if err := WriteFile(keep, []byte("k"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{".identity.key.tmp-123", ".peers.json.tmp-9"} {
+		os.WriteFile(filepath.Join(dir, n), []byte("partial"), 0o600)
+	}
+	os.WriteFile(filepath.Join(dir, "tmp-not-ours"), nil, 0o600)
+	if n := RemoveStale(dir); n != 2 {
+		t.Fatalf("removed %d, want 2", n)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 2 {
+		t.Fatalf("left %v", ents)
+	}
+	if RemoveStale(filepath.Join(dir, "missing")) != 0 {
+		t.Fatal("missing dir")
+	}
+}

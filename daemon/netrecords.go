@@ -1,0 +1,130 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/kadlan/kadlan/overlay"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+type marshaler interface{ Marshal() ([]byte, error) }
+
+// publish puts a record into the DHT.
+func (j *joined) publish(ctx context.Context, key string, r marshaler) error {
+	b, err := r.Marshal()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, dhtOpTimeout)
+	defer cancel()
+	if err := j.mgr.node.DHT.PutValue(ctx, key, b); err != nil {
+		return fmt.Errorf("publishing %s: %w", key, err)
+	}
+	return nil
+}
+
+// fetch gets a record from the DHT and hands it to the membership.
+func (j *joined) fetch(ctx context.Context, key string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, dhtOpTimeout)
+	defer cancel()
+	b, err := j.mgr.node.DHT.GetValue(ctx, key)
+	if err != nil {
+		return false, err
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	changed, err := j.m.AddRecord(b)
+	if changed {
+		j.dirty = true
+	}
+	return changed, err
+}
+
+// pushRecord sends a record to every member link (revocations and
+// certificates travel along links as well as through the DHT).
+func (j *joined) pushRecord(r marshaler) {
+	b, err := r.Marshal()
+	if err != nil {
+		return
+	}
+	j.mu.Lock()
+	eng := j.eng
+	j.mu.Unlock()
+	if eng != nil {
+		eng.SendAll(overlay.Message{Kind: overlay.MsgRecord, Payload: b})
+	}
+}
+
+// queueRecord takes a record a member pushed (called by the engine); it
+// never blocks: when recordQueue records wait already, it is dropped and
+// counted, and the member's later pushes or the DHT bring it again.
+func (j *joined) queueRecord(from peer.ID, b []byte) {
+	select {
+	case j.recs <- pushedRecord{from, b}:
+	default:
+		j.recDropped.Add(1)
+	}
+}
+
+// recordWorker handles pushed records one at a time, in order, until the
+// network stops: one goroutine per network, however fast members push.
+func (j *joined) recordWorker() {
+	for {
+		select {
+		case <-j.ctx.Done():
+			return
+		case r := <-j.recs:
+			j.onRecord(r.from, r.b)
+		}
+	}
+}
+
+// onRecord takes a record a member pushed; a new one is passed on.
+func (j *joined) onRecord(from peer.ID, b []byte) {
+	j.mu.Lock()
+	changed, err := j.m.AddRecord(b)
+	if changed {
+		j.dirty = true
+	}
+	eng := j.eng
+	j.mu.Unlock()
+	if err != nil {
+		j.logLimit.logf(j.mgr.logf, time.Now(), "networks: %s: record from %s: %v", j.m.ID.Short(), from, err)
+		return
+	}
+	if changed {
+		j.syncSwitch()
+		if eng != nil {
+			eng.SendAll(overlay.Message{Kind: overlay.MsgRecord, Payload: b})
+		}
+	}
+}
+
+// rateLog writes at most one line per logEvery; the lines it held back are
+// counted in the next one. A peer that sends garbage cannot fill the log.
+type rateLog struct {
+	mu      sync.Mutex
+	last    time.Time
+	dropped int
+}
+
+const logEvery = 10 * time.Second
+
+func (r *rateLog) logf(logf func(string, ...any), now time.Time, format string, args ...any) {
+	r.mu.Lock()
+	if !r.last.IsZero() && now.Sub(r.last) < logEvery {
+		r.dropped++
+		r.mu.Unlock()
+		return
+	}
+	dropped := r.dropped
+	r.last, r.dropped = now, 0
+	r.mu.Unlock()
+	if dropped > 0 {
+		format += fmt.Sprintf(" (and %d similar lines held back)", dropped)
+	}
+	logf(format, args...)
+}
