@@ -97,6 +97,16 @@ func TestPlainKadDHTInterop(t *testing.T) {
 	waitFor(t, "kadlan nodes in the plain node's routing table", func() bool {
 		return plain.RoutingTable().Size() >= 2
 	})
+	// Every kadlan node is in the routing table of the node all of them
+	// joined through, so that a lookup from anywhere can reach it: peers
+	// enter a routing table only once identify has shown that they serve
+	// the DHT protocol, which happens asynchronously after connecting.
+	// (Without this wait the test failed about once in four runs.)
+	for i, nd := range nodes[1:] {
+		waitFor(t, fmt.Sprintf("kadlan node %d in node 0's routing table", i+1), func() bool {
+			return nodes[0].DHT.RoutingTable().Find(nd.ID()) != ""
+		})
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
