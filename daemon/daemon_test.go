@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -37,6 +38,13 @@ func startDaemon(t *testing.T, bootstrap ...string) *testDaemon {
 // in-memory pairs).
 func startDaemonWith(t *testing.T, newDevice DeviceFactory, bootstrap ...string) *testDaemon {
 	t.Helper()
+	return startDaemonFull(t, newDevice, nil, bootstrap...)
+}
+
+// startDaemonFull is startDaemonWith that also hands every log line to
+// onLog (nil: none).
+func startDaemonFull(t *testing.T, newDevice DeviceFactory, onLog func(string), bootstrap ...string) *testDaemon {
+	t.Helper()
 	dir := t.TempDir()
 	td := &testDaemon{kernel: map[string]*taptest.Device{}}
 	if newDevice == nil {
@@ -59,7 +67,12 @@ func startDaemonWith(t *testing.T, newDevice DeviceFactory, bootstrap ...string)
 			Bootstrap:     bootstrap,
 			Reachability:  "public",
 			AllowLoopback: true,
-			Logf:          func(f string, a ...any) { t.Logf("%s: "+f, append([]any{filepath.Base(dir)}, a...)...) },
+			Logf: func(f string, a ...any) {
+				if onLog != nil {
+					onLog(fmt.Sprintf(f, a...))
+				}
+				t.Logf("%s: "+f, append([]any{filepath.Base(dir)}, a...)...)
+			},
 			NewDevice:     newDevice,
 		}, func(d *Daemon) { ready <- d })
 	}()

@@ -1,0 +1,103 @@
+package daemon
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kadlan/kadlan/api"
+	"github.com/kadlan/kadlan/overlay"
+)
+
+// engineOf returns the engine of a joined network (nil before it runs).
+func engineOf(t *testing.T, td *testDaemon, id string) *overlay.Engine {
+	t.Helper()
+	j, err := td.d.nets.resolve(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.eng
+}
+
+// TestRecordFloodIsBounded: a member pushes 20,000 distinct garbage records
+// along its link (issue 10: 300k pushes once started 282k goroutines and
+// wrote a log line each). The receiver handles them on one goroutine per
+// network, drops what its bounded queue cannot hold, logs a few lines, and
+// keeps the link.
+func TestRecordFloodIsBounded(t *testing.T) {
+	var recordLines atomic.Int64
+	owner := startDaemonFull(t, nil, func(s string) {
+		if strings.Contains(s, "record from") {
+			recordLines.Add(1)
+		}
+	})
+	member := startDaemon(t, owner.d.Node.ShareableAddrs()[0])
+	var created api.NetworkCreated
+	owner.call(t, "POST", "/v1/networks/create", api.NetworkCreateRequest{Name: "flood"}, &created)
+	member.call(t, "POST", "/v1/networks/join", api.NetworkRequest{Network: created.Network}, nil)
+	waitStatus(t, member, created.Network, "ok", 1)
+	waitStatus(t, owner, created.Network, "ok", 1)
+	eng := engineOf(t, member, created.Network)
+
+	base := runtime.NumGoroutine()
+	peak := base
+	const pushes = 20000
+	for i := 0; i < pushes; {
+		msg := overlay.Message{Kind: overlay.MsgRecord, Payload: []byte(fmt.Sprintf("garbage record %d", i))}
+		if eng.SendAll(msg) == 0 {
+			time.Sleep(time.Millisecond) // the link queue is full: let it drain
+			continue
+		}
+		i++
+		if i%500 == 0 {
+			peak = max(peak, runtime.NumGoroutine())
+		}
+	}
+	// Then a valid record (a newer announcement of the member): once the
+	// owner holds it, everything pushed before it on the link has been
+	// handled or dropped. It may be dropped too while the queue is full,
+	// so it is pushed again, newer each time, until it arrives.
+	oj, err := owner.d.nets.resolve(created.Network)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mj, _ := member.d.nets.resolve(created.Network)
+	memberID := member.d.Node.ID()
+	arrived := false
+	for try := 0; try < 60 && !arrived; try++ {
+		at := time.Now().Add(time.Duration(try+1) * time.Second).Truncate(time.Second)
+		ann, err := overlay.NewAnnouncement(member.d.nets.key, mj.m.ID, mj.m.IPv4(time.Now()).Addr(), at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := ann.Marshal()
+		eng.SendAll(overlay.Message{Kind: overlay.MsgRecord, Payload: b})
+		for wait := time.Now().Add(time.Second); time.Now().Before(wait); time.Sleep(10 * time.Millisecond) {
+			peak = max(peak, runtime.NumGoroutine())
+			oj.mu.Lock()
+			mem, _ := oj.m.Member(memberID)
+			oj.mu.Unlock()
+			if mem.Announcement != nil && !mem.Announcement.Time.Before(at) {
+				arrived = true
+				break
+			}
+		}
+	}
+	if !arrived {
+		t.Fatal("the owner never took the member's valid record after the flood")
+	}
+	if peak > base+100 {
+		t.Fatalf("goroutines rose from %d to %d during the flood", base, peak)
+	}
+	if n := recordLines.Load(); n > 5 {
+		t.Fatalf("%d log lines about bad records, want a few", n)
+	}
+	n := waitStatus(t, owner, created.Network, "ok", 1)
+	t.Logf("goroutines %d -> peak %d; %d record log lines; %d pushes dropped at the full queue; owner still ok with %d link(s)",
+		base, peak, recordLines.Load(), oj.recDropped.Load(), n.Links)
+}
