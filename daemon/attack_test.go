@@ -2,6 +2,8 @@ package daemon
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -71,7 +73,10 @@ func TestRecordFloodIsBounded(t *testing.T) {
 	arrived := false
 	for try := 0; try < 60 && !arrived; try++ {
 		at := time.Now().Add(time.Duration(try+1) * time.Second).Truncate(time.Second)
-		ann, err := overlay.NewAnnouncement(member.d.nets.key, mj.m.ID, mj.m.IPv4(time.Now()).Addr(), at)
+		mj.mu.Lock()
+		ip := mj.m.IPv4(time.Now()).Addr()
+		mj.mu.Unlock()
+		ann, err := overlay.NewAnnouncement(member.d.nets.key, mj.m.ID, ip, at)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,4 +105,35 @@ func TestRecordFloodIsBounded(t *testing.T) {
 	n := waitStatus(t, owner, created.Network, "ok", 1)
 	t.Logf("goroutines %d -> peak %d; %d record log lines; %d pushes dropped at the full queue; owner still ok with %d link(s)",
 		base, peak, recordLines.Load(), oj.recDropped.Load(), n.Links)
+}
+
+// TestCorruptNetworkFileIsShown: a saved network that no longer loads (a
+// damaged file) is listed with status error and why, instead of vanishing,
+// and leave removes it; a crashed write's temporary file is cleaned up.
+func TestCorruptNetworkFileIsShown(t *testing.T) {
+	dir := t.TempDir()
+	netDir := filepath.Join(dir, "state", "networks")
+	if err := os.MkdirAll(netDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	const id = "b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90a1"
+	os.WriteFile(filepath.Join(netDir, id+".json"), []byte(`{"version": 1, "network": "trunc`), 0o600)
+	os.WriteFile(filepath.Join(dir, "state", ".peers.json.tmp-123"), []byte("partial"), 0o600)
+	testStateDirs[t] = dir
+	td := startDaemon(t)
+	delete(testStateDirs, t)
+	n, ok := td.network(t, id)
+	if !ok || n.Status != "error" || !strings.Contains(n.Error, "unreadable") {
+		t.Fatalf("corrupt network listed as %+v (found %v)", n, ok)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "state", ".peers.json.tmp-123")); !os.IsNotExist(err) {
+		t.Fatalf("stale temporary file kept: %v", err)
+	}
+	td.call(t, "POST", "/v1/networks/leave", api.NetworkRequest{Network: id[:12]}, nil)
+	if _, ok := td.network(t, id); ok {
+		t.Fatal("still listed after leave")
+	}
+	if _, err := os.Stat(filepath.Join(netDir, id+".json")); !os.IsNotExist(err) {
+		t.Fatalf("file kept after leave: %v", err)
+	}
 }

@@ -41,11 +41,18 @@ func startDaemonWith(t *testing.T, newDevice DeviceFactory, bootstrap ...string)
 	return startDaemonFull(t, newDevice, nil, bootstrap...)
 }
 
+// testStateDirs, when set by a test, gives startDaemonFull the directory
+// to run in (its state under DIR/state), so a test can prepare it.
+var testStateDirs = map[*testing.T]string{}
+
 // startDaemonFull is startDaemonWith that also hands every log line to
 // onLog (nil: none).
 func startDaemonFull(t *testing.T, newDevice DeviceFactory, onLog func(string), bootstrap ...string) *testDaemon {
 	t.Helper()
-	dir := t.TempDir()
+	dir, ok := testStateDirs[t]
+	if !ok {
+		dir = t.TempDir()
+	}
 	td := &testDaemon{kernel: map[string]*taptest.Device{}}
 	if newDevice == nil {
 		newDevice = func(name string, mtu int, m *overlay.Membership) (tap.Device, error) {

@@ -71,3 +71,18 @@ func TestFlagsAfterArgumentsAndUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestPrintableEscapesTerminalControls(t *testing.T) {
+	for in, want := range map[string]string{
+		"lan party":           "lan party",
+		"café":                "café",
+		"\x1b[2J\x1b]0;pwn\a": `\x1b[2J\x1b]0;pwn\x07`,
+		"a\nb\tc":             `a\x0ab\x09c`,
+		"evil\u202etxt.exe":   `evil\u202etxt.exe`,
+		"bad\xffutf8":         `bad\ufffdutf8`,
+	} {
+		if got := printable(in); got != want {
+			t.Errorf("printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

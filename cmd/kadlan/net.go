@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/kadlan/kadlan/api"
 	"github.com/urfave/cli/v2"
@@ -160,10 +162,18 @@ func networksCommand() *cli.Command {
 			tw := tabwriter.NewWriter(c.App.Writer, 2, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NETWORK\tNAME\tSTATUS\tINTERFACE\tMAC\tIPV4\tIPV6\tMEMBERS\tLINKS")
 			for _, n := range nets {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", n.Network, dash(n.Name), n.Status, n.Interface, n.MAC,
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", n.Network, dash(n.Name), n.Status, dash(n.Interface), dash(n.MAC),
 					dash(strings.Join(n.IPv4, ",")), dash(strings.Join(n.IPv6, ",")), len(n.Members), n.Links)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			for _, n := range nets {
+				if n.Error != "" {
+					fmt.Fprintf(c.App.Writer, "%s: %s\n", n.Network, printable(n.Error))
+				}
+			}
+			return nil
 		},
 	}
 }
@@ -209,9 +219,31 @@ func printMembers(w io.Writer, ms []api.Member) {
 	tw.Flush()
 }
 
+// dash prints s, or "-" for nothing, with control characters escaped
+// (see printable).
 func dash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return printable(s)
+}
+
+// printable escapes what a terminal would act on instead of showing it
+// (control characters, escape sequences, bidirectional overrides): names
+// come from network records that anyone may write.
+func printable(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			b.WriteString(`\ufffd`)
+		case unicode.IsPrint(r):
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			fmt.Fprintf(&b, `\u%04x`, r)
+		}
+	}
+	return b.String()
 }
