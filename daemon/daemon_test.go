@@ -80,7 +80,7 @@ func startDaemonFull(t *testing.T, newDevice DeviceFactory, onLog func(string), 
 				}
 				t.Logf("%s: "+f, append([]any{filepath.Base(dir)}, a...)...)
 			},
-			NewDevice:     newDevice,
+			NewDevice: newDevice,
 		}, func(d *Daemon) { ready <- d })
 	}()
 	select {
