@@ -4,6 +4,10 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/kadlan
 PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+# systemd's unit directory for units installed by the administrator.
+UNITDIR ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/systemd/system,/etc/systemd/system)
+DESTDIR ?=
 # Packages without the namespace tests; e2e needs root and builds the binary.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /e2e)
 
@@ -15,14 +19,28 @@ help: ## list targets
 build: ## build bin/kadlan
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/kadlan
 
-install: build ## install kadlan into $(PREFIX)/bin
-	install -m 0755 $(BIN) $(PREFIX)/bin/kadlan
+install: build ## install kadlan into $(DESTDIR)$(BINDIR) and kadlan.service into $(DESTDIR)$(UNITDIR)
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR)
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/kadlan
+	sed 's|@BINDIR@|$(BINDIR)|g' dist/kadlan.service.in > $(DESTDIR)$(UNITDIR)/kadlan.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/kadlan.service
+
+uninstall: ## remove what make install installed (same PREFIX and DESTDIR)
+	rm -f $(DESTDIR)$(BINDIR)/kadlan $(DESTDIR)$(UNITDIR)/kadlan.service
+
+check-unit: build ## systemd-analyze verify on the unit, installed into a temporary DESTDIR
+	@command -v systemd-analyze >/dev/null || { echo "check-unit: systemd-analyze not found (skipped)"; exit 0; }; \
+	d=$$(mktemp -d); trap 'rm -rf $$d' EXIT; \
+	$(MAKE) -s install DESTDIR= BINDIR=$$d/bin UNITDIR=$$d/unit >/dev/null && \
+	out=$$(systemd-analyze verify --man=no $$d/unit/kadlan.service 2>&1); rc=$$?; \
+	if [ $$rc != 0 ] || [ -n "$$out" ]; then echo "$$out"; echo "check-unit: kadlan.service has problems"; exit 1; fi; \
+	echo "check-unit: kadlan.service verified (no warnings)"
 
 check: ## go vet and gofmt
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-test: check build ## vet, gofmt, unit tests with -race, then e2e tests in namespaces (root; skipped otherwise)
+test: check check-unit build ## vet, gofmt, unit tests with -race, then e2e tests in namespaces (root; skipped otherwise)
 	$(GO) test -race -count=1 -timeout 15m $(UNIT_PKGS)
 	KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -timeout 20m -v ./e2e/... 2>&1 | grep -v '^        20'; exit $${PIPESTATUS[0]}
 
@@ -51,4 +69,4 @@ clean: ## remove build output
 	rm -rf bin
 
 SHELL := /bin/bash
-.PHONY: help build install check test fuzz demo bench bench-connect bench-dataplane bench-sim clean
+.PHONY: help build install uninstall check-unit check test fuzz demo bench bench-connect bench-dataplane bench-sim clean
