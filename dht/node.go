@@ -107,6 +107,9 @@ type Node struct {
 	relay        io.Closer
 	relayAddrs   []ma.Multiaddr
 
+	acl     *relayACL
+	connMgr *connmgr.BasicConnMgr
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	once   sync.Once
@@ -172,7 +175,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.AddrsFactory(addrsFactory(filter, nodeRef)),
 		libp2p.EnableNATService(),
 	}
-	natOpts, err := natOptions(cfg, nodeRef)
+	acl := &relayACL{nodeRef: nodeRef}
+	natOpts, err := natOptions(cfg, nodeRef, acl)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +192,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dht: starting libp2p host: %w", err)
 	}
+	// Before anyone identifies us: relays admit kadlan nodes only.
+	h.SetStreamHandler(NodeProtocol, handleNodeProtocol)
 	dopts := []kaddht.Option{
 		kaddht.ProtocolPrefix(ProtocolPrefix),
 		kaddht.Mode(mode),
@@ -203,7 +209,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("dht: starting Kademlia: %w", err)
 	}
 	cctx, cancel := context.WithCancel(context.Background())
-	n := &Node{Host: h, DHT: d, cfg: cfg, started: time.Now(), logf: logf, cancel: cancel, reachability: reach}
+	n := &Node{Host: h, DHT: d, cfg: cfg, started: time.Now(), logf: logf, cancel: cancel, reachability: reach, acl: acl, connMgr: cm}
 	nodeRef.Store(n)
 	if err := n.watchRelayDeaths(cctx); err != nil {
 		n.Close()
