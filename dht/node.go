@@ -82,6 +82,9 @@ type Config struct {
 	Relay string
 	// RelayLimits bound the relay service; zero fields take defaults.
 	RelayLimits RelayLimits
+	// ConnLimits order the connection manager's marks below the resource
+	// manager's limits; zero fields take DefaultConnLimits.
+	ConnLimits ConnLimits
 	// OnNetworkChange is called after the node's interface addresses
 	// changed (roaming) and its connections were closed. May be nil.
 	OnNetworkChange func()
@@ -108,7 +111,7 @@ type Node struct {
 	relayAddrs   []ma.Multiaddr
 
 	acl     *relayACL
-	connMgr *connmgr.BasicConnMgr
+	connMgr *connmgr.BasicConnMgr // trimmed directly by tests
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -145,11 +148,15 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	rm, err := newResourceManager()
+	cl := cfg.ConnLimits.withDefaults()
+	if err := cl.check(); err != nil {
+		return nil, err
+	}
+	rm, err := newResourceManager(cl)
 	if err != nil {
 		return nil, err
 	}
-	cm, err := connmgr.NewConnManager(64, 192, connmgr.WithGracePeriod(time.Minute))
+	cm, err := connmgr.NewConnManager(cl.LowWater, cl.HighWater, connmgr.WithGracePeriod(cl.GracePeriod))
 	if err != nil {
 		return nil, fmt.Errorf("dht: connection manager: %w", err)
 	}
