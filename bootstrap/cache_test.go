@@ -55,3 +55,38 @@ func TestCorruptCacheStartsEmpty(t *testing.T) {
 		t.Fatalf("corrupt cache: %v %v", c, err)
 	}
 }
+
+// TestStaleCacheTempsAreRemoved: temporary files of saves that crashed
+// (atomicfile's ".peers.json.tmp-<digits>") are removed when the cache is
+// loaded at start; the cache itself and other files are left alone.
+func TestStaleCacheTempsAreRemoved(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "peers.json")
+	os.WriteFile(p, []byte(`{"version":1,"peers":[]}`), 0o600)
+	var stale []string
+	for i := 0; i < 20; i++ { // 20 kill -9s in the middle of a save
+		f, err := os.CreateTemp(dir, ".peers.json.tmp-*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+		stale = append(stale, f.Name())
+	}
+	keep := []string{p, filepath.Join(dir, ".identity.key.tmp-1"), filepath.Join(dir, ".peers.json.tmp-abc")}
+	for _, k := range keep[1:] {
+		os.WriteFile(k, nil, 0o600)
+	}
+	if _, err := LoadCache(p); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range stale {
+		if _, err := os.Stat(s); err == nil {
+			t.Errorf("stale temp %s left", filepath.Base(s))
+		}
+	}
+	for _, k := range keep {
+		if _, err := os.Stat(k); err != nil {
+			t.Errorf("%s removed: %v", filepath.Base(k), err)
+		}
+	}
+}

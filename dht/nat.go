@@ -21,23 +21,28 @@ import (
 // RelayLimits bound what this node spends relaying for others. Zero fields
 // take the defaults of DefaultRelayLimits.
 type RelayLimits struct {
-	Reservations      int           `json:"reservations"`        // relay slots held for other nodes
-	ReservationsPerIP int           `json:"reservations_per_ip"` // slots per source IP (CGNAT users share one)
-	CircuitsPerPeer   int           `json:"circuits_per_peer"`   // open relayed connections per peer
-	CircuitDuration   time.Duration `json:"circuit_duration"`    // a relayed connection is reset after this
-	CircuitBytes      int64         `json:"circuit_bytes"`       // ... or after this many bytes each way
+	Reservations       int           `json:"reservations"`         // relay slots held for other nodes
+	ReservationsPerIP  int           `json:"reservations_per_ip"`  // slots per source IP (CGNAT users share one)
+	ReservationsPerASN int           `json:"reservations_per_asn"` // slots per IPv6 source ASN
+	CircuitsPerPeer    int           `json:"circuits_per_peer"`    // open relayed connections per peer
+	CircuitDuration    time.Duration `json:"circuit_duration"`     // a relayed connection is reset after this
+	CircuitBytes       int64         `json:"circuit_bytes"`        // ... or after this many bytes each way
 }
 
 // DefaultRelayLimits suit a small public machine. libp2p's own defaults
 // (2 min and 128 KiB per circuit) cut a data path in the middle of a
 // transfer; kadlan nodes behind symmetric NATs live on relayed paths, so a
 // circuit here lasts an hour or 1 GiB, after which the link reconnects.
+// One IP holds at most 4 of the 128 slots (a household or a CGNAT exit
+// with a few kadlan nodes), one IPv6 ASN at most 32: a stranger needs 32
+// IPs, not 4, to take every slot.
 var DefaultRelayLimits = RelayLimits{
-	Reservations:      128,
-	ReservationsPerIP: 32,
-	CircuitsPerPeer:   16,
-	CircuitDuration:   time.Hour,
-	CircuitBytes:      1 << 30,
+	Reservations:       128,
+	ReservationsPerIP:  4,
+	ReservationsPerASN: 32,
+	CircuitsPerPeer:    16,
+	CircuitDuration:    time.Hour,
+	CircuitBytes:       1 << 30,
 }
 
 func (l RelayLimits) withDefaults() RelayLimits {
@@ -47,6 +52,9 @@ func (l RelayLimits) withDefaults() RelayLimits {
 	}
 	if l.ReservationsPerIP > 0 {
 		d.ReservationsPerIP = l.ReservationsPerIP
+	}
+	if l.ReservationsPerASN > 0 {
+		d.ReservationsPerASN = l.ReservationsPerASN
 	}
 	if l.CircuitsPerPeer > 0 {
 		d.CircuitsPerPeer = l.CircuitsPerPeer
@@ -64,7 +72,7 @@ func (l RelayLimits) resources() relayv2.Resources {
 	r := relayv2.DefaultResources()
 	r.MaxReservations = l.Reservations
 	r.MaxReservationsPerIP = l.ReservationsPerIP
-	r.MaxReservationsPerASN = l.Reservations
+	r.MaxReservationsPerASN = l.ReservationsPerASN
 	r.MaxCircuits = l.CircuitsPerPeer
 	r.Limit = &relayv2.RelayLimit{Duration: l.CircuitDuration, Data: l.CircuitBytes}
 	return r
@@ -76,14 +84,14 @@ const numRelays = 3
 // natOptions returns the libp2p options for relaying, AutoRelay fed by DHT
 // neighbours, and hole punching. nodeRef is filled once the node exists;
 // the peer source reads the routing table through it.
-func natOptions(cfg Config, nodeRef *atomic.Pointer[Node]) ([]libp2p.Option, error) {
+func natOptions(cfg Config, nodeRef *atomic.Pointer[Node], acl *relayACL) ([]libp2p.Option, error) {
 	var opts []libp2p.Option
 	limits := cfg.RelayLimits.withDefaults()
 	switch cfg.Relay {
 	case "", "auto":
 		// libp2p runs the service while AutoNAT (or our start-up belief)
 		// says the node is public.
-		opts = append(opts, libp2p.EnableRelayService(relayv2.WithResources(limits.resources())))
+		opts = append(opts, libp2p.EnableRelayService(relayv2.WithResources(limits.resources()), relayv2.WithACL(acl)))
 	case "on", "off":
 		// "on" starts the service unconditionally (see startRelay);
 		// "off" never does.
@@ -173,7 +181,7 @@ func addrsFactory(filter func([]ma.Multiaddr) []ma.Multiaddr, nodeRef *atomic.Po
 
 // startRelay runs the relay service regardless of reachability (--relay=on).
 func (n *Node) startRelay() error {
-	r, err := relayv2.New(n.Host, relayv2.WithResources(n.cfg.RelayLimits.withDefaults().resources()))
+	r, err := relayv2.New(n.Host, relayv2.WithResources(n.RelayLimits().resources()), relayv2.WithACL(n.acl))
 	if err != nil {
 		return fmt.Errorf("dht: relay service: %w", err)
 	}

@@ -82,6 +82,9 @@ type Config struct {
 	Relay string
 	// RelayLimits bound the relay service; zero fields take defaults.
 	RelayLimits RelayLimits
+	// ConnLimits order the connection manager's marks below the resource
+	// manager's limits; zero fields take DefaultConnLimits.
+	ConnLimits ConnLimits
 	// OnNetworkChange is called after the node's interface addresses
 	// changed (roaming) and its connections were closed. May be nil.
 	OnNetworkChange func()
@@ -106,6 +109,9 @@ type Node struct {
 	reachability network.Reachability
 	relay        io.Closer
 	relayAddrs   []ma.Multiaddr
+
+	acl     *relayACL
+	connMgr *connmgr.BasicConnMgr // trimmed directly by tests
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -142,11 +148,15 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	rm, err := newResourceManager()
+	cl := cfg.ConnLimits.withDefaults()
+	if err := cl.check(); err != nil {
+		return nil, err
+	}
+	rm, err := newResourceManager(cl)
 	if err != nil {
 		return nil, err
 	}
-	cm, err := connmgr.NewConnManager(64, 192, connmgr.WithGracePeriod(time.Minute))
+	cm, err := connmgr.NewConnManager(cl.LowWater, cl.HighWater, connmgr.WithGracePeriod(cl.GracePeriod))
 	if err != nil {
 		return nil, fmt.Errorf("dht: connection manager: %w", err)
 	}
@@ -172,7 +182,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.AddrsFactory(addrsFactory(filter, nodeRef)),
 		libp2p.EnableNATService(),
 	}
-	natOpts, err := natOptions(cfg, nodeRef)
+	acl := &relayACL{nodeRef: nodeRef}
+	natOpts, err := natOptions(cfg, nodeRef, acl)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +199,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dht: starting libp2p host: %w", err)
 	}
+	// Before anyone identifies us: relays admit kadlan nodes only.
+	h.SetStreamHandler(NodeProtocol, handleNodeProtocol)
 	dopts := []kaddht.Option{
 		kaddht.ProtocolPrefix(ProtocolPrefix),
 		kaddht.Mode(mode),
@@ -203,7 +216,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("dht: starting Kademlia: %w", err)
 	}
 	cctx, cancel := context.WithCancel(context.Background())
-	n := &Node{Host: h, DHT: d, cfg: cfg, started: time.Now(), logf: logf, cancel: cancel, reachability: reach}
+	n := &Node{Host: h, DHT: d, cfg: cfg, started: time.Now(), logf: logf, cancel: cancel, reachability: reach, acl: acl, connMgr: cm}
 	nodeRef.Store(n)
 	if err := n.watchRelayDeaths(cctx); err != nil {
 		n.Close()
