@@ -21,6 +21,36 @@ type Status struct {
 	RelayAddrs    []string `json:"relay_addrs"`    // circuit addresses reserved on relays
 	Uptime        float64  `json:"uptime_s"`
 	Bootstrap     string   `json:"bootstrap"` // joined, or waiting (no peer known yet)
+
+	RelayService *RelayService `json:"relay_service,omitempty"` // limits and decisions of the relay service
+	ConnLimits   *ConnLimits   `json:"conn_limits,omitempty"`   // connection manager and resource manager limits
+}
+
+// RelayService is what this node's relay allows, and what it refused:
+// relays serve kadlan nodes only (README, Threat model).
+type RelayService struct {
+	Reservations        int     `json:"reservations"`         // slots held for other nodes
+	ReservationsPerIP   int     `json:"reservations_per_ip"`  // of which one source IP may hold
+	ReservationsPerASN  int     `json:"reservations_per_asn"` // of which one IPv6 ASN may hold
+	CircuitsPerPeer     int     `json:"circuits_per_peer"`    // open relayed connections per peer
+	CircuitDuration     float64 `json:"circuit_duration_s"`   // a circuit is reset after this
+	CircuitBytes        int64   `json:"circuit_bytes"`        // ... or this many bytes each way
+	AllowedReservations uint64  `json:"allowed_reservations"` // requests from kadlan nodes
+	RefusedReservations uint64  `json:"refused_reservations"` // requests from peers that are not kadlan nodes
+	AllowedCircuits     uint64  `json:"allowed_circuits"`
+	RefusedCircuits     uint64  `json:"refused_circuits"`
+}
+
+// ConnLimits: the connection manager trims to LowWater above HighWater
+// (idle strangers first, member links never); the resource manager refuses
+// beyond Inbound, Outbound and Total.
+type ConnLimits struct {
+	LowWater    int     `json:"low_water"`
+	HighWater   int     `json:"high_water"`
+	GracePeriod float64 `json:"grace_period_s"`
+	Inbound     int     `json:"inbound"`
+	Outbound    int     `json:"outbound"`
+	Total       int     `json:"total"`
 }
 
 // Peer is one entry of GET /v1/peers and `kadlan peers --json`.

@@ -66,6 +66,15 @@ func (d *Daemon) routes() {
 	d.get("/v1/status", func(*http.Request) any {
 		st := d.Node.Status()
 		st.Bootstrap = d.Boot.State()
+		rs := d.Node.RelayStatus()
+		st.RelayService = &api.RelayService{Reservations: rs.Limits.Reservations, ReservationsPerIP: rs.Limits.ReservationsPerIP,
+			ReservationsPerASN: rs.Limits.ReservationsPerASN, CircuitsPerPeer: rs.Limits.CircuitsPerPeer,
+			CircuitDuration: rs.Limits.CircuitDuration.Seconds(), CircuitBytes: rs.Limits.CircuitBytes,
+			AllowedReservations: rs.AllowedReservations, RefusedReservations: rs.RefusedReservations,
+			AllowedCircuits: rs.AllowedCircuits, RefusedCircuits: rs.RefusedCircuits}
+		cl := d.Node.ConnLimits()
+		st.ConnLimits = &api.ConnLimits{LowWater: cl.LowWater, HighWater: cl.HighWater, GracePeriod: cl.GracePeriod.Seconds(),
+			Inbound: cl.Inbound, Outbound: cl.Outbound, Total: cl.Total}
 		return st
 	})
 	d.get("/v1/peers", func(*http.Request) any {

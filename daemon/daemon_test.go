@@ -207,6 +207,14 @@ func TestNetworkLifecycle(t *testing.T) {
 	if mn.IPv4[0] != "10.5.0.7/24" {
 		t.Fatalf("member IPv4 %v, want the certificate's 10.5.0.7/24", mn.IPv4)
 	}
+	// Member links are protected from the connection manager's trimming.
+	oj, err := owner.d.nets.resolve(created.Network)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !owner.d.Node.Host.ConnManager().IsProtected(member.d.Node.ID(), oj.linkTag()) {
+		t.Fatal("the owner's connection to its member is not protected from trimming")
+	}
 
 	// A frame written on the owner's device arrives on the member's.
 	owner.mu.Lock()
@@ -249,11 +257,11 @@ func TestNetworkLifecycle(t *testing.T) {
 	deadline = time.Now().Add(20 * time.Second)
 	for {
 		n, _ := owner.network(t, created.Network)
-		if n.Links == 0 {
+		if n.Links == 0 && !owner.d.Node.Host.ConnManager().IsProtected(member.d.Node.ID(), oj.linkTag()) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("owner still linked to the revoked member: %+v", n)
+			t.Fatalf("owner still linked to (or protecting) the revoked member: %+v", n)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -60,6 +60,7 @@ func (j *joined) dial(ctx context.Context, p peer.ID) {
 		s.Reset()
 		return
 	}
+	j.protect(p)
 	j.mgr.logf("networks: %s: link to %s over %s", j.m.ID.Short(), p, s.Conn().RemoteMultiaddr())
 	if c := s.Conn(); isQUIC(c.RemoteMultiaddr()) && !c.Stat().Limited {
 		j.spawn(func(ctx context.Context) { j.mgr.upgradeTCP(ctx, p, c) })
@@ -255,5 +256,28 @@ func (nm *netManager) handleStream(s network.Stream) {
 		s.Reset()
 		return
 	}
+	j.protect(p)
 	nm.logf("networks: %s: link from %s over %s", h.Network.Short(), p, s.Conn().RemoteMultiaddr())
+}
+
+// linkTag names the network in the connection manager's protections.
+func (j *joined) linkTag() string { return "kadlan-link-" + j.m.ID.Short() }
+
+// protect keeps the connection manager from trimming the connections of
+// member p's link (idle strangers go first; see dht.ConnLimits).
+func (j *joined) protect(p peer.ID) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if !j.protected[p] {
+		j.protected[p] = true
+		j.mgr.node.ProtectLink(p, j.linkTag())
+	}
+}
+
+// unprotect drops the protection of p's connections; j.mu is held.
+func (j *joined) unprotect(p peer.ID) {
+	if j.protected[p] {
+		delete(j.protected, p)
+		j.mgr.node.UnprotectLink(p, j.linkTag())
+	}
 }

@@ -238,6 +238,7 @@ func (j *joined) syncSwitch() {
 	j.eng.Update(func(sw *overlay.Switch) { removed = j.m.Sync(sw, now) })
 	for _, p := range removed {
 		j.eng.RemoveLink(p)
+		j.unprotect(p)
 		j.mgr.logf("networks: %s: %s is no longer authorized: link closed", j.m.ID.Short(), p)
 	}
 	ip := j.m.IPv4(now)

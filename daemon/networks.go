@@ -97,6 +97,9 @@ type joined struct {
 	eng     *overlay.Engine
 	devIPv4 netip.Prefix
 	dialing map[peer.ID]bool
+	// protected are the members whose connections the connection manager
+	// must not trim (a link was up with them).
+	protected map[peer.ID]bool
 	dirty   bool
 	// devErr says why the device could not be created (no CAP_NET_ADMIN,
 	// say); pubFailed that the last announcement did not reach the DHT.
@@ -170,7 +173,7 @@ func (nm *netManager) close() {
 func (nm *netManager) start(m *overlay.Membership) *joined {
 	ctx, cancel := context.WithCancel(nm.ctx)
 	j := &joined{mgr: nm, ctx: ctx, cancel: cancel, recs: make(chan pushedRecord, recordQueue),
-		m: m, dialing: map[peer.ID]bool{}, dirty: true}
+		m: m, dialing: map[peer.ID]bool{}, protected: map[peer.ID]bool{}, dirty: true}
 	if m.Interface == "" {
 		m.Interface = InterfacePrefix + m.ID.String()[:8]
 	}
@@ -198,6 +201,9 @@ func (j *joined) stop() {
 	if j.eng != nil {
 		j.eng.Close() // closes the device too
 		j.eng, j.dev = nil, nil
+	}
+	for p := range j.protected {
+		j.unprotect(p)
 	}
 }
 

@@ -129,6 +129,15 @@ func statusCommand() *cli.Command {
 			fmt.Fprintf(w, "%-14s %s\n", "reachability:", st.Reachability)
 			fmt.Fprintf(w, "%-14s %s (%d peers in routing table)\n", "dht:", st.DHTMode, st.RoutingTable)
 			fmt.Fprintf(w, "%-14s %d\n", "connected:", st.Connected)
+			if cl := st.ConnLimits; cl != nil {
+				fmt.Fprintf(w, "%-14s trim to %d above %d (idle strangers first, member links never); refuse above %d in, %d out\n",
+					"conn limits:", cl.LowWater, cl.HighWater, cl.Inbound, cl.Outbound)
+			}
+			if rs := st.RelayService; rs != nil {
+				fmt.Fprintf(w, "%-14s %s: kadlan nodes only, %d slots (%d per IP), %d circuits per peer, %s or %d MiB per circuit; refused %d reservations, %d circuits\n",
+					"relay:", st.Relay, rs.Reservations, rs.ReservationsPerIP, rs.CircuitsPerPeer,
+					time.Duration(rs.CircuitDuration*float64(time.Second)), rs.CircuitBytes>>20, rs.RefusedReservations, rs.RefusedCircuits)
+			}
 			fmtAddrs(w, "listening", st.ListenAddrs)
 			fmtAddrs(w, "observed", st.ObservedAddrs)
 			fmtAddrs(w, "relay addrs", st.RelayAddrs)
