@@ -100,7 +100,7 @@ type joined struct {
 	// protected are the members whose connections the connection manager
 	// must not trim (a link was up with them).
 	protected map[peer.ID]bool
-	dirty   bool
+	dirty     bool
 	// devErr says why the device could not be created (no CAP_NET_ADMIN,
 	// say); pubFailed that the last announcement did not reach the DHT.
 	devErr        string
