@@ -29,6 +29,8 @@ func newNode(t *testing.T, mod func(*Config)) *Node {
 		Reachability:  "public",
 		AllowLoopback: true,
 		Logf:          t.Logf,
+		// Not the machine's interfaces: see newTestNodes.
+		IgnoreInterface: func(string) bool { return true },
 	}
 	if mod != nil {
 		mod(&cfg)
