@@ -27,6 +27,11 @@ func newTestNodes(t *testing.T, n int) []*Node {
 			Reachability:  "public",
 			AllowLoopback: true,
 			Logf:          t.Logf,
+			// The machine's interfaces are not the test's: an address
+			// appearing on a shared machine (another test's veth, a
+			// DHCP renewal) would make every node close its
+			// connections in the middle of a lookup.
+			IgnoreInterface: func(string) bool { return true },
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -87,6 +92,18 @@ func TestPlainKadDHTInterop(t *testing.T) {
 	if err := plain.Bootstrap(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	// Every lookup below starts at node 0, the one peer everybody is
+	// connected to: it must be in every routing table, the plain node's
+	// included (a peer enters a routing table after identify and a lookup
+	// check, both asynchronous).
+	waitFor(t, "node 0 in every routing table", func() bool {
+		for _, nd := range nodes[1:] {
+			if nd.DHT.RoutingTable().Find(nodes[0].ID()) == "" {
+				return false
+			}
+		}
+		return plain.RoutingTable().Find(nodes[0].ID()) != ""
+	})
 
 	// It speaks the same protocol: kadlan nodes take it into their routing
 	// tables (which admit only peers that serve /kadlan/kad/1.0.0) and it
@@ -114,7 +131,8 @@ func TestPlainKadDHTInterop(t *testing.T) {
 	for i, nd := range nodes {
 		ai, err := plain.FindPeer(ctx, nd.ID())
 		if err != nil || len(ai.Addrs) == 0 {
-			t.Fatalf("plain node could not find kadlan node %d: %v", i, err)
+			t.Fatalf("plain node could not find kadlan node %d: %v (routing tables: plain %v, node 0 %v; node %d's addresses at node 0: %v)",
+				i, err, plain.RoutingTable().ListPeers(), nodes[0].DHT.RoutingTable().ListPeers(), i, nodes[0].Host.Peerstore().Addrs(nd.ID()))
 		}
 	}
 	// The plain node's closest-peers walk through kadlan nodes returns

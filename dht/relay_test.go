@@ -29,6 +29,8 @@ func newNode(t *testing.T, mod func(*Config)) *Node {
 		Reachability:  "public",
 		AllowLoopback: true,
 		Logf:          t.Logf,
+		// Not the machine's interfaces: see newTestNodes.
+		IgnoreInterface: func(string) bool { return true },
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -151,6 +153,10 @@ func TestRelayServesKadlanNodesOnly(t *testing.T) {
 		t.Fatalf("kadlan node could not reach a kadlan node through the relay: %v", err)
 	}
 	t.Logf("kadlan circuit: %s", c.RemoteMultiaddr())
+	// And a kadlan node cannot reach a peer that holds no reservation.
+	if _, err := dialVia(peerNode.Host, relay, stranger.ID()); err == nil {
+		t.Fatal("a circuit was opened to a peer without a reservation")
+	}
 
 	st := relay.RelayStatus()
 	if st.RefusedReservations < 1 || st.AllowedReservations < 1 || st.AllowedCircuits < 1 {
