@@ -118,7 +118,10 @@ func TestCorruptNetworkFileIsShown(t *testing.T) {
 	}
 	const id = "b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90a1"
 	os.WriteFile(filepath.Join(netDir, id+".json"), []byte(`{"version": 1, "network": "trunc`), 0o600)
-	os.WriteFile(filepath.Join(dir, "state", ".peers.json.tmp-123"), []byte("partial"), 0o600)
+	stale := filepath.Join(dir, "state", ".networks.tmp-123")
+	os.WriteFile(stale, []byte("partial"), 0o600)
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(stale, old, old)
 	testStateDirs[t] = dir
 	td := startDaemon(t)
 	delete(testStateDirs, t)
@@ -126,7 +129,7 @@ func TestCorruptNetworkFileIsShown(t *testing.T) {
 	if !ok || n.Status != "error" || !strings.Contains(n.Error, "unreadable") {
 		t.Fatalf("corrupt network listed as %+v (found %v)", n, ok)
 	}
-	if _, err := os.Stat(filepath.Join(dir, "state", ".peers.json.tmp-123")); !os.IsNotExist(err) {
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Fatalf("stale temporary file kept: %v", err)
 	}
 	td.call(t, "POST", "/v1/networks/leave", api.NetworkRequest{Network: id[:12]}, nil)

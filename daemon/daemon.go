@@ -50,7 +50,10 @@ type Config struct {
 	RelayLimits   dht.RelayLimits
 	Version       string
 	Logf          func(format string, args ...any)
-	// NewDevice creates network interfaces; nil means Linux TAP devices.
+	// Device is the kind of network interface (DeviceAuto if empty); see
+	// SystemDevices.
+	Device string
+	// NewDevice creates network interfaces; nil means SystemDevices(Device).
 	NewDevice DeviceFactory
 }
 
@@ -101,6 +104,13 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	// is the state dir's only writer: listenUnix below refuses a second).
 	if n := atomicfile.RemoveStale(cfg.StateDir); n > 0 {
 		logf("removed %d temporary files left by an earlier crash", n)
+	}
+	if cfg.NewDevice == nil {
+		f, err := SystemDevices(cfg.Device)
+		if err != nil {
+			return err
+		}
+		cfg.NewDevice = f
 	}
 	key, err := dht.LoadOrCreateKey(KeyPath(cfg.StateDir))
 	if err != nil {

@@ -111,9 +111,6 @@ type joined struct {
 }
 
 func newNetManager(ctx context.Context, node *dht.Node, key crypto.PrivKey, stateDir string, newDevice DeviceFactory, logf func(string, ...any)) *netManager {
-	if newDevice == nil {
-		newDevice = linuxDevice
-	}
 	nm := &netManager{node: node, key: key, stateDir: stateDir, logf: logf, newDevice: newDevice,
 		nets: map[overlay.NetworkID]*joined{}, broken: map[string]string{}, ctx: ctx}
 	node.Host.SetStreamHandler(protocol.ID(overlay.ProtocolID), nm.handleStream)
@@ -133,21 +130,53 @@ func newNetManager(ctx context.Context, node *dht.Node, key crypto.PrivKey, stat
 	return nm
 }
 
-// linuxDevice creates the network's TAP with TCP segmentation and checksum
-// offload (IFF_VNET_HDR): the kernel hands over and takes TCP super-frames
-// of up to 64 KiB, which cross member links whole. A kernel that refuses
-// the offload gets a plain TAP; links work either way, since every node
-// segments received super-frames in software when its device cannot.
-func linuxDevice(name string, mtu int, m *overlay.Membership) (tap.Device, error) {
-	d, err := tap.Create(tap.Config{Name: name, MTU: mtu, MAC: m.MAC(), VnetHdr: true, Offload: tap.OffloadTSO})
-	if err == nil {
-		return d, nil
+// Device kinds for Config.Device.
+const (
+	DeviceAuto = "auto" // a TAP, or TUN with Ethernet emulation where no TAP can be made
+	DeviceTAP  = "tap"  // a TAP only
+	DeviceTUN  = "tun"  // TUN with Ethernet emulation (tap.TUN) only
+)
+
+// SystemDevices returns the DeviceFactory for kind (see DeviceAuto).
+//
+// A TAP comes with TCP segmentation and checksum offload (IFF_VNET_HDR):
+// the kernel hands over and takes TCP super-frames of up to 64 KiB, which
+// cross member links whole. A kernel that refuses the offload gets a plain
+// TAP; links work either way, since every node segments received
+// super-frames in software when its device cannot. Where no TAP can be made
+// at all (systems without one, or a sandbox that allows only IFF_TUN), auto
+// falls back to a TUN whose Ethernet side kadlan emulates (ARP, NDP and
+// headers; tap.TUN): slower, without offload, but on the same network.
+func SystemDevices(kind string) (DeviceFactory, error) {
+	tapDev := func(name string, mtu int, m *overlay.Membership) (tap.Device, error) {
+		d, err := tap.Create(tap.Config{Name: name, MTU: mtu, MAC: m.MAC(), VnetHdr: true, Offload: tap.OffloadTSO})
+		if err == nil {
+			return d, nil
+		}
+		return tap.Create(tap.Config{Name: name, MTU: mtu, MAC: m.MAC()})
 	}
-	plain, perr := tap.Create(tap.Config{Name: name, MTU: mtu, MAC: m.MAC()})
-	if perr != nil {
-		return nil, perr
+	tunDev := func(name string, mtu int, m *overlay.Membership) (tap.Device, error) {
+		return tap.CreateTUN(name, mtu, tap.TUNConfig{MAC: m.MAC()})
 	}
-	return plain, nil
+	switch kind {
+	case DeviceTAP:
+		return tapDev, nil
+	case DeviceTUN:
+		return tunDev, nil
+	case DeviceAuto, "":
+		return func(name string, mtu int, m *overlay.Membership) (tap.Device, error) {
+			d, err := tapDev(name, mtu, m)
+			if err == nil {
+				return d, nil
+			}
+			t, terr := tunDev(name, mtu, m)
+			if terr != nil {
+				return nil, fmt.Errorf("no TAP (%v) and no TUN (%v)", err, terr)
+			}
+			return t, nil
+		}, nil
+	}
+	return nil, fmt.Errorf("--device %q: want auto, tap or tun", kind)
 }
 
 // vnetHdr reports whether dev's frames carry a virtio-net header.

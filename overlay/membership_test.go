@@ -181,7 +181,10 @@ func TestMembershipPersistence(t *testing.T) {
 	b, _ = json.Marshal(raw)
 	os.WriteFile(NetworkFile(dir, def.ID()), b, 0o600)
 	// A crashed write's temporary file is cleaned up at load.
-	os.WriteFile(filepath.Join(dir, "networks", "."+def.ID().String()+".json.tmp-42"), []byte("{"), 0o600)
+	stale := filepath.Join(dir, "networks", "."+def.ID().String()+".json.tmp-42")
+	os.WriteFile(stale, []byte("{"), 0o600)
+	old := time.Now().Add(-time.Hour)
+	os.Chtimes(stale, old, old)
 	if ms, lerrs := LoadMemberships(dir); len(lerrs) != 1 || len(ms) != 0 || lerrs[0].Network != def.ID().String() {
 		t.Fatalf("tampered file: loaded %v, errors %v", ms, lerrs)
 	}

@@ -67,6 +67,7 @@ func daemonCommand() *cli.Command {
 			&cli.IntFlag{Name: "relay-circuits", Value: dht.DefaultRelayLimits.CircuitsPerPeer, Usage: "relayed connections per peer"},
 			&cli.DurationFlag{Name: "relay-circuit-duration", Value: dht.DefaultRelayLimits.CircuitDuration, Usage: "reset a relayed connection after `DURATION` (the link reconnects)"},
 			&cli.Int64Flag{Name: "relay-circuit-mib", Value: dht.DefaultRelayLimits.CircuitBytes >> 20, Usage: "reset a relayed connection after this many MiB each way"},
+			&cli.StringFlag{Name: "device", Value: daemon.DeviceAuto, Usage: "network interfaces: auto (a TAP, or a TUN with Ethernet emulation where no TAP can be made), tap or tun"},
 			&cli.BoolFlag{Name: "allow-loopback", Hidden: true, Usage: "advertise loopback addresses (tests on one host)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -87,6 +88,7 @@ func daemonCommand() *cli.Command {
 				DHTMode:       c.String("dht-mode"),
 				AllowLoopback: c.Bool("allow-loopback"),
 				Relay:         c.String("relay"),
+				Device:        c.String("device"),
 				RelayLimits: dht.RelayLimits{
 					Reservations:      c.Int("relay-reservations"),
 					ReservationsPerIP: dht.DefaultRelayLimits.ReservationsPerIP,

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // WriteFile atomically replaces path with data and gives it mode perm.
@@ -55,10 +56,14 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 // tempMarker is in the name of every temporary file WriteFile creates.
 const tempMarker = ".tmp-"
 
+// staleAfter: a temporary file older than this is no write in progress
+// (WriteFile holds one for milliseconds) but a crash's leftover.
+const staleAfter = time.Minute
+
 // RemoveStale deletes the temporary files that WriteFile calls cut short
 // by a crash left in dir (a missing dir is fine), and reports how many it
-// removed. Call it at start, before anything writes there: it cannot tell
-// a crashed write from one in progress.
+// removed. Files younger than a minute are left alone: another process
+// (kadlan id, say) may be writing one right now.
 func RemoveStale(dir string) int {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
@@ -67,7 +72,10 @@ func RemoveStale(dir string) int {
 	n := 0
 	for _, e := range ents {
 		name := e.Name()
-		if e.Type().IsRegular() && strings.HasPrefix(name, ".") && strings.Contains(name, tempMarker) {
+		if !e.Type().IsRegular() || !strings.HasPrefix(name, ".") || !strings.Contains(name, tempMarker) {
+			continue
+		}
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleAfter {
 			if os.Remove(filepath.Join(dir, name)) == nil {
 				n++
 			}

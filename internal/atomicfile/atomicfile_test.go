@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestWriteFileReplacesAtomicallyWithMode(t *testing.T) {
@@ -35,15 +36,19 @@ func TestRemoveStale(t *testing.T) {
 	if err := WriteFile(keep, []byte("k"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	old := time.Now().Add(-2 * staleAfter)
 	for _, n := range []string{".identity.key.tmp-123", ".peers.json.tmp-9"} {
 		os.WriteFile(filepath.Join(dir, n), []byte("partial"), 0o600)
+		os.Chtimes(filepath.Join(dir, n), old, old)
 	}
+	// A write in progress (a fresh temporary file) is left alone.
+	os.WriteFile(filepath.Join(dir, ".networks.json.tmp-5"), []byte("writing"), 0o600)
 	os.WriteFile(filepath.Join(dir, "tmp-not-ours"), nil, 0o600)
 	if n := RemoveStale(dir); n != 2 {
 		t.Fatalf("removed %d, want 2", n)
 	}
 	ents, _ := os.ReadDir(dir)
-	if len(ents) != 2 {
+	if len(ents) != 3 {
 		t.Fatalf("left %v", ents)
 	}
 	if RemoveStale(filepath.Join(dir, "missing")) != 0 {
