@@ -350,3 +350,31 @@ func TestLANRestart(t *testing.T) {
 		t.Fatalf("restarted member cannot ping the owner: %v", err)
 	}
 }
+
+// TestTUNEmulation: a member whose interface is a TUN with kadlan's
+// Ethernet emulation (--device tun: the fallback where no TAP can be made)
+// and a member on a TAP share a public network: they ping each other over
+// IPv4 and IPv6 (ARP and NDP answered by the emulation), both ways.
+func TestTUNEmulation(t *testing.T) {
+	lab := netlab.New(t)
+	boot := lab.PublicHost("boot").StartNode(t)
+	tapNode := lab.PublicHost("tap").StartNode(t, "--bootstrap", boot.BootstrapAddr())
+	tunNode := lab.PublicHost("tun").StartNode(t, "--bootstrap", boot.BootstrapAddr(), "--device", "tun")
+	id := createNet(t, tapNode, "--name", "tun", "--ipv4", "10.98.0.0/24")
+	if _, err := tunNode.CLI("join", id); err != nil {
+		t.Fatal(err)
+	}
+	info := map[*netlab.Node]api.Network{tapNode: waitNet(t, tapNode, id, "ok", 1), tunNode: waitNet(t, tunNode, id, "ok", 1)}
+	for x, y := range map[*netlab.Node]*netlab.Node{tapNode: tunNode, tunNode: tapNode} {
+		for _, ip := range []string{addrOf(info[y].IPv4[0]), addrOf(info[y].IPv6[0])} {
+			if err := netlab.Eventually(10*time.Second, 200*time.Millisecond, func() error { return vping(x, ip) }); err != nil {
+				t.Errorf("%s cannot ping %s's %s: %v", x.Host.Name, y.Host.Name, ip, err)
+			}
+		}
+	}
+	// The TUN side really is a TUN: the kernel says so.
+	out, err := lab.Exec(tunNode.Host.NS, "ip", "-d", "link", "show", info[tunNode].Interface)
+	if err != nil || !strings.Contains(out, "tun type tun") {
+		t.Fatalf("%s is not a TUN: %v\n%s", info[tunNode].Interface, err, out)
+	}
+}
