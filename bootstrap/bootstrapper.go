@@ -25,8 +25,8 @@ type Routing interface {
 
 // Config says where first peers may come from.
 type Config struct {
-	Host    host.Host
-	Routing Routing
+	// Self is this node's address (never a candidate of its own).
+	Self peer.ID
 	// CachePath is the peer cache file; empty disables the cache.
 	CachePath string
 	// Peers come from --bootstrap flags.
@@ -50,13 +50,19 @@ const (
 
 // Bootstrapper keeps the node joined: while its routing table is empty it
 // dials candidates (cache, flags, peers file, mDNS, in that order), and while
-// joined it keeps the peer cache fresh.
+// joined it keeps the peer cache fresh. It is made before the node, whose
+// peer source it is (Candidates, Kick: see dht.PeerSource), and Run drives
+// the node once it exists.
 type Bootstrapper struct {
 	cfg   Config
 	logf  func(string, ...any)
 	cache *Cache
 
 	kick chan struct{}
+
+	// host and routing are the node's, set once by Run.
+	host    host.Host
+	routing Routing
 
 	mu      sync.Mutex
 	state   string
@@ -85,7 +91,10 @@ func New(cfg Config) *Bootstrapper {
 
 // State is StateWaiting or StateJoined.
 func (b *Bootstrapper) State() string {
-	if len(b.cfg.Routing.RoutingTablePeers()) > 0 {
+	b.mu.Lock()
+	r := b.routing
+	b.mu.Unlock()
+	if r != nil && len(r.RoutingTablePeers()) > 0 {
 		return StateJoined
 	}
 	return StateWaiting
@@ -98,7 +107,7 @@ func (b *Bootstrapper) Candidates() []peer.AddrInfo {
 	seen := map[peer.ID]int{}
 	add := func(ais ...peer.AddrInfo) {
 		for _, ai := range ais {
-			if ai.ID == b.cfg.Host.ID() {
+			if ai.ID == b.cfg.Self {
 				continue
 			}
 			if i, ok := seen[ai.ID]; ok {
@@ -141,7 +150,7 @@ func (b *Bootstrapper) Kick() {
 
 // HandlePeerFound is called by mDNS.
 func (b *Bootstrapper) HandlePeerFound(ai peer.AddrInfo) {
-	if ai.ID == b.cfg.Host.ID() {
+	if ai.ID == b.cfg.Self {
 		return
 	}
 	b.mu.Lock()
@@ -151,13 +160,16 @@ func (b *Bootstrapper) HandlePeerFound(ai peer.AddrInfo) {
 	if !known {
 		b.logf("bootstrap: found %s on the local network", ai.ID)
 	}
-	b.cfg.Host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.TempAddrTTL)
+	b.host.Peerstore().AddAddrs(ai.ID, ai.Addrs, peerstore.TempAddrTTL)
 }
 
 // Run keeps the node joined until ctx ends, then saves the cache.
-func (b *Bootstrapper) Run(ctx context.Context) {
+func (b *Bootstrapper) Run(ctx context.Context, h host.Host, r Routing) {
+	b.mu.Lock()
+	b.host, b.routing = h, r
+	b.mu.Unlock()
 	if b.cfg.MDNS {
-		b.mdnsSvc = mdns.NewMdnsService(b.cfg.Host, MDNSService, b)
+		b.mdnsSvc = mdns.NewMdnsService(b.host, MDNSService, b)
 		if err := b.mdnsSvc.Start(); err != nil {
 			b.logf("bootstrap: mDNS: %v", err)
 		}
@@ -169,7 +181,7 @@ func (b *Bootstrapper) Run(ctx context.Context) {
 	defer tick.Stop()
 	kicked := false
 	for {
-		joined := len(b.cfg.Routing.RoutingTablePeers()) > 0 && !kicked
+		joined := len(b.routing.RoutingTablePeers()) > 0 && !kicked
 		if !joined {
 			joined = b.attempt(ctx, &lastHint, kicked)
 		}
@@ -211,7 +223,7 @@ func (b *Bootstrapper) attempt(ctx context.Context, lastHint *time.Time, withRT 
 	if withRT {
 		// After a network change: the routing table's peers first.
 		var rt []peer.AddrInfo
-		for _, p := range b.cfg.Routing.RoutingTablePeers() {
+		for _, p := range b.routing.RoutingTablePeers() {
 			rt = append(rt, peer.AddrInfo{ID: p})
 		}
 		cands = append(rt, cands...)
@@ -233,7 +245,7 @@ func (b *Bootstrapper) attempt(ctx context.Context, lastHint *time.Time, withRT 
 		wg.Add(1)
 		go func(ai peer.AddrInfo) {
 			defer wg.Done()
-			if err := b.cfg.Host.Connect(dctx, ai); err != nil {
+			if err := b.host.Connect(dctx, ai); err != nil {
 				return
 			}
 			mu.Lock()
@@ -250,18 +262,18 @@ func (b *Bootstrapper) attempt(ctx context.Context, lastHint *time.Time, withRT 
 		return false
 	}
 	b.logf("bootstrap: connected to %d of %d candidate peers", ok, len(cands))
-	if err := b.cfg.Routing.Bootstrap(ctx); err != nil {
+	if err := b.routing.Bootstrap(ctx); err != nil {
 		b.logf("bootstrap: DHT refresh: %v", err)
 	}
 	// The routing table fills as identify completes; wait briefly for it.
-	for i := 0; i < 20 && len(b.cfg.Routing.RoutingTablePeers()) == 0; i++ {
+	for i := 0; i < 20 && len(b.routing.RoutingTablePeers()) == 0; i++ {
 		select {
 		case <-ctx.Done():
 			return false
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	joined := len(b.cfg.Routing.RoutingTablePeers()) > 0
+	joined := len(b.routing.RoutingTablePeers()) > 0
 	if joined {
 		b.refreshCache()
 	}
@@ -275,10 +287,10 @@ func (b *Bootstrapper) refreshCache() {
 		return
 	}
 	now := time.Now()
-	h := b.cfg.Host
+	h := b.host
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for _, p := range b.cfg.Routing.RoutingTablePeers() {
+	for _, p := range b.routing.RoutingTablePeers() {
 		if h.Network().Connectedness(p) != network.Connected {
 			continue
 		}

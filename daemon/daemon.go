@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/kadlan/kadlan/bootstrap"
@@ -123,9 +122,21 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	defer ln.Close()
 
 	d := &Daemon{cfg: cfg, logf: logf, mux: http.NewServeMux()}
-	// The node asks the bootstrapper for peers and the bootstrapper drives
-	// the node: boot is set once both exist.
-	var bootRef atomic.Pointer[bootstrap.Bootstrapper]
+	self, err := peer.IDFromPrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("identity: %w", err)
+	}
+	// The bootstrapper is the node's peer source; once the node exists,
+	// Run hands it the node to drive.
+	boot := bootstrap.New(bootstrap.Config{
+		Self:      self,
+		CachePath: filepath.Join(cfg.StateDir, CacheFile),
+		Peers:     flagPeers,
+		PeersFile: cfg.PeersFile,
+		MDNS:      cfg.MDNS,
+		Logf:      logf,
+	})
+	d.Boot = boot
 	node, err := dht.New(ctx, dht.Config{
 		Key:           key,
 		ListenAddrs:   cfg.Listen,
@@ -136,20 +147,10 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 		RelayLimits:   cfg.RelayLimits,
 		Version:       cfg.Version,
 		Logf:          logf,
+		Peers:         boot,
 		DHTOptions:    []kaddht.Option{kaddht.NamespacedValidator(overlay.Namespace, overlay.RecordValidator{})},
 		IgnoreInterface: func(name string) bool {
 			return strings.HasPrefix(name, InterfacePrefix)
-		},
-		OnNetworkChange: func() {
-			if b := bootRef.Load(); b != nil {
-				b.Kick()
-			}
-		},
-		BootstrapPeers: func() []peer.AddrInfo {
-			if b := bootRef.Load(); b != nil {
-				return b.Candidates()
-			}
-			return nil
 		},
 	})
 	if err != nil {
@@ -157,17 +158,6 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	}
 	defer node.Close()
 	d.Node = node
-	boot := bootstrap.New(bootstrap.Config{
-		Host:      node.Host,
-		Routing:   routing{node},
-		CachePath: filepath.Join(cfg.StateDir, CacheFile),
-		Peers:     flagPeers,
-		PeersFile: cfg.PeersFile,
-		MDNS:      cfg.MDNS,
-		Logf:      logf,
-	})
-	d.Boot = boot
-	bootRef.Store(boot)
 	logf("kadlan %s: address %s", cfg.Version, node.ID())
 	for _, a := range node.ShareableAddrs() {
 		logf("listening: %s", a)
@@ -175,7 +165,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 
 	bctx, bcancel := context.WithCancel(ctx)
 	bdone := make(chan struct{})
-	go func() { defer close(bdone); boot.Run(bctx) }()
+	go func() { defer close(bdone); boot.Run(bctx, node.Host, routing{node}) }()
 	d.nets = newNetManager(bctx, node, key, cfg.StateDir, cfg.NewDevice, logf)
 
 	d.routes()

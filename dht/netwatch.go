@@ -13,7 +13,7 @@ import (
 
 // watchInterfaces polls the machine's interface addresses and, when they
 // change (a laptop moved to another network, a new DHCP lease, another NAT),
-// closes every connection at once and tells OnNetworkChange. Connections
+// closes every connection at once and kicks the peer source (Config.Peers). Connections
 // bound to a vanished address are dead but would otherwise linger until
 // keep-alives time out (30 s and more); closing them makes the node redial
 // its DHT neighbours and relays from the new address, and lets peers that
@@ -43,8 +43,8 @@ func (n *Node) watchInterfaces(ctx context.Context, every time.Duration) {
 		for _, p := range n.Host.Peerstore().Peers() {
 			n.clearBackoff(p)
 		}
-		if n.cfg.OnNetworkChange != nil {
-			n.cfg.OnNetworkChange()
+		if n.cfg.Peers != nil {
+			n.cfg.Peers.Kick()
 		}
 		n.reconnect(ctx, prev)
 	}

@@ -70,9 +70,10 @@ type Config struct {
 	// AllowLoopback keeps loopback addresses in what the node advertises and
 	// accepts from the DHT. Only for tests on 127.0.0.1.
 	AllowLoopback bool
-	// BootstrapPeers is called by the DHT whenever its routing table runs
-	// empty. May be nil.
-	BootstrapPeers func() []peer.AddrInfo
+	// Peers is where first peers come from (bootstrap.Bootstrapper): asked
+	// whenever the routing table runs empty, and kicked when the node's
+	// network changed. May be nil.
+	Peers PeerSource
 	// Logf logs; nil discards.
 	Logf func(format string, args ...any)
 	// Version is reported in status.
@@ -85,16 +86,21 @@ type Config struct {
 	// ConnLimits order the connection manager's marks below the resource
 	// manager's limits; zero fields take DefaultConnLimits.
 	ConnLimits ConnLimits
-	// OnNetworkChange is called after the node's interface addresses
-	// changed (roaming) and its connections were closed. May be nil.
-	OnNetworkChange func()
 	// IgnoreInterface names interfaces whose addresses do not count as the
 	// node's network (its own virtual interfaces). May be nil.
 	IgnoreInterface func(name string) bool
 	// DHTOptions are appended to the Kademlia options (record validators).
 	DHTOptions []kaddht.Option
-	// ExtraOptions are appended to the libp2p options (tests, later features).
-	ExtraOptions []libp2p.Option
+}
+
+// PeerSource supplies a node's first peers.
+type PeerSource interface {
+	// Candidates lists peers to dial, best first, when the routing table
+	// runs empty.
+	Candidates() []peer.AddrInfo
+	// Kick says that the node's interface addresses changed (roaming) and
+	// its connections were closed: look for peers again now.
+	Kick()
 }
 
 // Node is a running libp2p host with kadlan's DHT.
@@ -194,7 +200,6 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	case network.ReachabilityPrivate:
 		opts = append(opts, libp2p.ForceReachabilityPrivate())
 	}
-	opts = append(opts, cfg.ExtraOptions...)
 	h, err := libp2p.New(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dht: starting libp2p host: %w", err)
@@ -206,8 +211,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		kaddht.Mode(mode),
 		kaddht.AddressFilter(filter),
 	}
-	if cfg.BootstrapPeers != nil {
-		dopts = append(dopts, kaddht.BootstrapPeersFunc(cfg.BootstrapPeers))
+	if cfg.Peers != nil {
+		dopts = append(dopts, kaddht.BootstrapPeersFunc(cfg.Peers.Candidates))
 	}
 	dopts = append(dopts, cfg.DHTOptions...)
 	d, err := kaddht.New(h, dopts...)
