@@ -64,25 +64,11 @@ func post[T any](d *Daemon, pattern string, f func(ctx context.Context, req T) (
 
 func (d *Daemon) routes() {
 	d.get("/v1/status", func(*http.Request) any {
-		st := d.Node.Status()
+		st := apiStatus(d.Node.Status(), d.Node.RelayStatus(), d.Node.ConnLimits())
 		st.Bootstrap = d.Boot.State()
-		rs := d.Node.RelayStatus()
-		st.RelayService = &api.RelayService{Reservations: rs.Limits.Reservations, ReservationsPerIP: rs.Limits.ReservationsPerIP,
-			ReservationsPerASN: rs.Limits.ReservationsPerASN, CircuitsPerPeer: rs.Limits.CircuitsPerPeer,
-			CircuitDuration: rs.Limits.CircuitDuration.Seconds(), CircuitBytes: rs.Limits.CircuitBytes,
-			AllowedReservations: rs.AllowedReservations, RefusedReservations: rs.RefusedReservations,
-			AllowedCircuits: rs.AllowedCircuits, RefusedCircuits: rs.RefusedCircuits}
-		cl := d.Node.ConnLimits()
-		st.ConnLimits = &api.ConnLimits{LowWater: cl.LowWater, HighWater: cl.HighWater, GracePeriod: cl.GracePeriod.Seconds(),
-			Inbound: cl.Inbound, Outbound: cl.Outbound, Total: cl.Total}
 		return st
 	})
-	d.get("/v1/peers", func(*http.Request) any {
-		if ps := d.Node.Peers(); ps != nil {
-			return ps
-		}
-		return []api.Peer{}
-	})
+	d.get("/v1/peers", func(*http.Request) any { return apiPeers(d.Node.Peers()) })
 	d.get("/v1/peers/export", func(*http.Request) any {
 		return map[string]any{"addrs": nonNil(d.Node.ShareableAddrs())}
 	})
@@ -97,7 +83,7 @@ func (d *Daemon) routes() {
 		if errors.Is(err, dht.ErrNotFound) {
 			return nil, withStatus(http.StatusNotFound, err)
 		}
-		return res, withStatus(http.StatusBadGateway, err)
+		return apiFind(res), withStatus(http.StatusBadGateway, err)
 	})
 	post(d, "/v1/ping", func(ctx context.Context, req api.PingRequest) (any, error) {
 		if req.Count < 0 || req.Count > 10000 {
@@ -114,7 +100,7 @@ func (d *Daemon) routes() {
 		ctx, cancel := context.WithTimeout(ctx, timeout(req.TimeoutMs, 30*time.Second+time.Duration(req.Count)*interval))
 		defer cancel()
 		res, err := d.Node.Ping(ctx, id, req.Count, interval)
-		return res, withStatus(http.StatusBadGateway, err)
+		return apiPing(res), withStatus(http.StatusBadGateway, err)
 	})
 	d.netRoutes()
 }

@@ -156,7 +156,7 @@ func TestPlainKadDHTInterop(t *testing.T) {
 	if err != nil || pr.Received != 2 || pr.Path != "direct" {
 		t.Fatalf("ping plain node: %+v, %v", pr, err)
 	}
-	fmt.Fprintf(testWriter{t}, "plain node found; ping RTTs %v ms", pr.RTTms)
+	fmt.Fprintf(testWriter{t}, "plain node found; ping RTTs %v", pr.RTTs)
 }
 
 type testWriter struct{ t *testing.T }
@@ -175,11 +175,11 @@ func TestResolvePrefixAndStatus(t *testing.T) {
 		t.Fatal("unknown prefix accepted")
 	}
 	st := nodes[0].Status()
-	if st.Address != nodes[0].ID().String() || st.DHTMode != "server" || st.Reachability != "public" || st.Connected != 1 {
+	if st.Address != nodes[0].ID() || st.DHTMode != "server" || st.Reachability != "public" || st.Connected != 1 || st.Relay != "on" {
 		t.Fatalf("status: %+v", st)
 	}
 	ps := nodes[0].Peers()
-	if len(ps) != 1 || ps[0].Path != "direct" || ps[0].Address != full {
+	if len(ps) != 1 || ps[0].Path != "direct" || ps[0].Address != nodes[1].ID() {
 		t.Fatalf("peers: %+v", ps)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kadlan/kadlan/api"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/routing"
@@ -24,28 +22,48 @@ import (
 // ErrNotFound is returned when a lookup ends without the peer's addresses.
 var ErrNotFound = errors.New("not found in the DHT")
 
+// Status is the node's view of itself.
+type Status struct {
+	Address       peer.ID
+	Key           [32]byte // SHA-256 of the address: the place in XOR space
+	Version       string
+	ListenAddrs   []ma.Multiaddr
+	ObservedAddrs []ma.Multiaddr // addresses peers saw us at
+	Addrs         []string       // advertised, with /p2p/ADDRESS (shareable)
+	RelayAddrs    []ma.Multiaddr // circuit addresses reserved on relays
+	Reachability  string         // public, private or unknown
+	DHTMode       string         // server or client
+	Relay         string         // the relay service runs now: on or off
+	RoutingTable  int
+	Connected     int
+	Uptime        time.Duration
+}
+
 // Status reports the node's view of itself.
-func (n *Node) Status() api.Status {
+func (n *Node) Status() Status {
 	id := n.ID()
-	key := KademliaKey(id)
-	st := api.Status{
-		Address:      id.String(),
-		Key:          hex.EncodeToString(key[:]),
+	st := Status{
+		Address:      id,
+		Key:          KademliaKey(id),
 		Version:      n.cfg.Version,
-		ListenAddrs:  strs(n.Host.Network().ListenAddresses()),
+		ListenAddrs:  n.Host.Network().ListenAddresses(),
 		Reachability: reachabilityWord(n.Reachability()),
 		RoutingTable: n.DHT.RoutingTable().Size(),
 		Connected:    len(n.Host.Network().Peers()),
-		Uptime:       time.Since(n.started).Seconds(),
+		Uptime:       time.Since(n.started),
 	}
 	for _, a := range n.Host.Addrs() {
 		if isCircuit(a) {
-			st.RelayAddrs = append(st.RelayAddrs, a.String())
+			st.RelayAddrs = append(st.RelayAddrs, a)
 		}
 	}
 	st.Addrs = n.ShareableAddrs()
 	st.ObservedAddrs = n.observedAddrs()
 	st.DHTMode = n.DHTMode()
+	st.Relay = "off"
+	if n.cfg.Relay == "on" || n.cfg.Relay != "off" && n.Reachability() == network.ReachabilityPublic {
+		st.Relay = "on"
+	}
 	return st
 }
 
@@ -71,39 +89,46 @@ func (n *Node) ShareableAddrs() []string {
 	return strs(full)
 }
 
-func (n *Node) observedAddrs() []string {
+func (n *Node) observedAddrs() []ma.Multiaddr {
 	listen := map[string]bool{}
 	for _, a := range n.Host.Network().ListenAddresses() {
 		listen[a.String()] = true
 	}
-	var out []string
+	var out []ma.Multiaddr
 	for _, a := range n.Host.Addrs() {
 		if !listen[a.String()] && !isCircuit(a) {
-			out = append(out, a.String())
+			out = append(out, a)
 		}
 	}
 	return out
 }
 
-// Peers lists connected peers, best path first for each.
-func (n *Node) Peers() []api.Peer {
+// Peer is one connected peer.
+type Peer struct {
+	Address peer.ID
+	Addrs   []ma.Multiaddr // remote addresses of its open connections
+	Path    string         // direct or relayed
+	Via     string         // the relay's address when relayed
+	RTT     time.Duration  // smoothed; zero when unknown
+	InDHT   bool           // in the routing table
+}
+
+// Peers lists connected peers, sorted by address.
+func (n *Node) Peers() []Peer {
 	rt := map[peer.ID]bool{}
 	for _, p := range n.DHT.RoutingTable().ListPeers() {
 		rt[p] = true
 	}
-	var out []api.Peer
+	var out []Peer
 	for _, p := range n.Host.Network().Peers() {
 		conns := n.Host.Network().ConnsToPeer(p)
 		if len(conns) == 0 {
 			continue
 		}
 		path, via := PathOf(conns)
-		e := api.Peer{Address: p.String(), Path: path, Via: via, InDHT: rt[p]}
+		e := Peer{Address: p, Path: path, Via: via, InDHT: rt[p], RTT: n.Host.Peerstore().LatencyEWMA(p)}
 		for _, c := range conns {
-			e.Addrs = append(e.Addrs, c.RemoteMultiaddr().String())
-		}
-		if l := n.Host.Peerstore().LatencyEWMA(p); l > 0 {
-			e.RTTms = ms(l)
+			e.Addrs = append(e.Addrs, c.RemoteMultiaddr())
 		}
 		out = append(out, e)
 	}
@@ -184,29 +209,36 @@ func (n *Node) ResolvePeer(s string) (peer.ID, error) {
 	return "", fmt.Errorf("prefix %q is ambiguous: %d known addresses start with it", s, len(match))
 }
 
+// FindResult is what Find learnt.
+type FindResult struct {
+	Address peer.ID
+	Addrs   []ma.Multiaddr
+	Elapsed time.Duration
+}
+
 // Find looks a node's addresses up in the DHT. It always walks the DHT,
 // even when the node is already connected (kad-dht's FindPeer would answer
 // from the local peerstore then), so elapsed_ms is the cost of a real
 // iterative lookup: it ends as soon as a queried peer returns the target
 // with addresses (or the target answers itself), without waiting for the
 // slowest, possibly dead, peers of the walk.
-func (n *Node) Find(ctx context.Context, id peer.ID) (api.FindResult, error) {
+func (n *Node) Find(ctx context.Context, id peer.ID) (FindResult, error) {
 	start := time.Now()
-	res := api.FindResult{Address: id.String()}
+	res := FindResult{Address: id}
 	addrs, err := n.lookup(ctx, id)
 	if err == nil && len(addrs) == 0 {
 		var ai peer.AddrInfo
 		ai, err = n.DHT.FindPeer(ctx, id)
 		addrs = ai.Addrs
 	}
-	res.ElapsedMs = ms(time.Since(start))
+	res.Elapsed = time.Since(start)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "routing: not found") {
 			return res, fmt.Errorf("%s: %w", id, ErrNotFound)
 		}
 		return res, fmt.Errorf("finding %s: %w", id, err)
 	}
-	res.Addrs = strs(addrs)
+	res.Addrs = addrs
 	if len(res.Addrs) == 0 {
 		return res, fmt.Errorf("%s: %w", id, ErrNotFound)
 	}
@@ -391,18 +423,34 @@ func (n *Node) Connect(ctx context.Context, id peer.ID) error {
 	return fmt.Errorf("connecting to %s: %w", id, first)
 }
 
+// PingResult is what Ping measured.
+type PingResult struct {
+	Address peer.ID
+	Path    string // direct or relayed: the path of the last reply
+	Via     string // the relay's address when relayed
+	Paths   []string
+	RTTs    []time.Duration
+	// Connect is the lookup and connection set-up before the first ping,
+	// and ConnectPath the path right after it (before hole punching).
+	Connect     time.Duration
+	ConnectPath string
+	ConnectVia  string
+	Sent        int
+	Received    int
+}
+
 // Ping connects to id (through the DHT if needed) and measures count RTTs
 // with libp2p's ping protocol.
-func (n *Node) Ping(ctx context.Context, id peer.ID, count int, interval time.Duration) (api.PingResult, error) {
+func (n *Node) Ping(ctx context.Context, id peer.ID, count int, interval time.Duration) (PingResult, error) {
 	if count <= 0 {
 		count = 1
 	}
-	res := api.PingResult{Address: id.String(), RTTms: []float64{}, Paths: []string{}}
+	res := PingResult{Address: id}
 	start := time.Now()
 	if err := n.Connect(ctx, id); err != nil {
 		return res, err
 	}
-	res.ConnectMs = ms(time.Since(start))
+	res.Connect = time.Since(start)
 	res.ConnectPath, res.ConnectVia = firstPath(n.Host.Network().ConnsToPeer(id))
 	var lastErr error
 	for i := 0; i < count; i++ {
@@ -421,7 +469,7 @@ func (n *Node) Ping(ctx context.Context, id peer.ID, count int, interval time.Du
 			continue
 		}
 		res.Received++
-		res.RTTms = append(res.RTTms, ms(rtt))
+		res.RTTs = append(res.RTTs, rtt)
 		res.Path, res.Via = PathOf([]network.Conn{conn})
 		res.Paths = append(res.Paths, res.Path)
 	}
@@ -489,5 +537,3 @@ func strs(as []ma.Multiaddr) []string {
 	}
 	return out
 }
-
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
