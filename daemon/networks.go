@@ -56,7 +56,6 @@ type netManager struct {
 	stateDir  string
 	logf      func(string, ...any)
 	newDevice DeviceFactory
-	tcpTried  sync.Map // peer.ID -> time.Time of the last failed upgradeTCP
 	g         group.Group
 
 	mu   sync.Mutex

@@ -119,9 +119,12 @@ type Node struct {
 	acl     *relayACL
 	connMgr *connmgr.BasicConnMgr // trimmed directly by tests
 
+	ctx    context.Context // ends with Close
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	once   sync.Once
+	// tcpTried: peer.ID -> time.Time of the last failed upgradeTCP.
+	tcpTried sync.Map
+	wg       sync.WaitGroup
+	once     sync.Once
 }
 
 // New starts the host and the DHT. Close stops both.
@@ -221,7 +224,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("dht: starting Kademlia: %w", err)
 	}
 	cctx, cancel := context.WithCancel(context.Background())
-	n := &Node{Host: h, DHT: d, cfg: cfg, started: time.Now(), logf: logf, cancel: cancel, reachability: reach, acl: acl, connMgr: cm}
+	n := &Node{Host: h, DHT: d, cfg: cfg, started: time.Now(), logf: logf, ctx: cctx, cancel: cancel, reachability: reach, acl: acl, connMgr: cm}
 	nodeRef.Store(n)
 	if err := n.watchRelayDeaths(cctx); err != nil {
 		n.Close()

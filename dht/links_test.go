@@ -1,0 +1,84 @@
+package dht
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// TestDialLinkPrefersTCP: two public nodes that listen on TCP and QUIC.
+// DialLink delivers its hello first on the stream, and a member link ends
+// up on direct TCP even when the first connection was QUIC (libp2p ranks
+// QUIC first): the node moves it, and the next DialLink runs over TCP.
+func TestDialLinkPrefersTCP(t *testing.T) {
+	both := func(c *Config) {
+		c.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+	}
+	a, b := newNode(t, both), newNode(t, both)
+	const proto = protocol.ID("/kadlan/test-link/1.0.0")
+	got := make(chan string, 16)
+	b.Host.SetStreamHandler(proto, func(s network.Stream) {
+		buf := make([]byte, 5)
+		if _, err := io.ReadFull(s, buf); err == nil {
+			got <- string(buf)
+		}
+		s.Close()
+	})
+	// QUIC first: a knows only b's QUIC address until it connected.
+	var quic, tcp []string
+	for _, ad := range b.Host.Addrs() {
+		if isQUIC(ad) {
+			quic = append(quic, ad.String())
+		} else if isPlainTCP(ad) {
+			tcp = append(tcp, ad.String())
+		}
+	}
+	if len(quic) == 0 || len(tcp) == 0 {
+		t.Fatalf("b listens on %v", b.Host.Addrs())
+	}
+	a.Host.Peerstore().AddAddrs(b.ID(), b.Host.Addrs(), time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := a.Host.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: onlyQUIC(b)}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s, err := a.DialLink(ctx, b.ID(), proto, []byte("hello"))
+		if err == nil {
+			select {
+			case h := <-got:
+				if h != "hello" {
+					t.Fatalf("first bytes %q", h)
+				}
+			case <-ctx.Done():
+				t.Fatal("hello never arrived")
+			}
+			onTCP := isPlainTCP(s.Conn().RemoteMultiaddr())
+			s.Reset()
+			if onTCP {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the link never moved to TCP (last: %v, %v)", err, a.Host.Network().ConnsToPeer(b.ID()))
+		}
+		time.Sleep(100 * time.Millisecond) // the move closes QUIC and dials TCP
+	}
+}
+
+func onlyQUIC(n *Node) []ma.Multiaddr {
+	var out []ma.Multiaddr
+	for _, a := range n.Host.Addrs() {
+		if isQUIC(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
