@@ -12,7 +12,7 @@ import (
 
 	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/dht"
-	"github.com/kadlan/kadlan/overlay"
+	"github.com/kadlan/kadlan/overlay/netrec"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -111,7 +111,7 @@ func (d *Daemon) netRoutes() {
 		return d.nets.create(ctx, req)
 	})
 	post(d, "/v1/networks/join", func(ctx context.Context, req api.NetworkRequest) (any, error) {
-		id, err := overlay.ParseNetworkID(strings.TrimSpace(req.Network))
+		id, err := netrec.ParseNetworkID(strings.TrimSpace(req.Network))
 		if err != nil {
 			return nil, fmt.Errorf("%q is not a network ID: %w", req.Network, err)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/overlay"
+	"github.com/kadlan/kadlan/overlay/netrec"
 )
 
 // engineOf returns the engine of a joined network (nil before it runs).
@@ -76,7 +77,7 @@ func TestRecordFloodIsBounded(t *testing.T) {
 		mj.mu.Lock()
 		ip := mj.m.IPv4(time.Now()).Addr()
 		mj.mu.Unlock()
-		ann, err := overlay.NewAnnouncement(member.d.nets.key, mj.m.ID, ip, at)
+		ann, err := netrec.NewAnnouncement(member.d.nets.key, mj.m.ID, ip, at)
 		if err != nil {
 			t.Fatal(err)
 		}

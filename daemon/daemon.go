@@ -18,7 +18,7 @@ import (
 	"github.com/kadlan/kadlan/dht"
 	"github.com/kadlan/kadlan/internal/atomicfile"
 	"github.com/kadlan/kadlan/internal/group"
-	"github.com/kadlan/kadlan/overlay"
+	"github.com/kadlan/kadlan/overlay/netrec"
 	kaddht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -148,7 +148,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 		Version:       cfg.Version,
 		Logf:          logf,
 		Peers:         boot,
-		DHTOptions:    []kaddht.Option{kaddht.NamespacedValidator(overlay.Namespace, overlay.RecordValidator{})},
+		DHTOptions:    []kaddht.Option{kaddht.NamespacedValidator(netrec.Namespace, netrec.RecordValidator{Now: time.Now})},
 		IgnoreInterface: func(name string) bool {
 			return strings.HasPrefix(name, InterfacePrefix)
 		},

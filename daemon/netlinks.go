@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/kadlan/kadlan/overlay"
+	"github.com/kadlan/kadlan/overlay/netrec"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -30,7 +31,7 @@ func (j *joined) dial(ctx context.Context, p peer.ID) {
 	if err != nil {
 		return
 	}
-	b, err := overlay.AppendHello(nil, hello)
+	b, err := netrec.AppendHello(nil, hello)
 	if err != nil {
 		return
 	}
@@ -58,7 +59,7 @@ func (nm *netManager) handleStream(s network.Stream) {
 	defer nm.g.Leave()
 	p := s.Conn().RemotePeer()
 	s.SetReadDeadline(time.Now().Add(helloTimeout))
-	h, err := overlay.ReadHello(s)
+	h, err := netrec.ReadHello(s)
 	s.SetReadDeadline(time.Time{})
 	if err != nil {
 		s.Reset()

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kadlan/kadlan/overlay"
+	"github.com/kadlan/kadlan/overlay/netrec"
 	"github.com/kadlan/kadlan/tap"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -45,7 +46,7 @@ func (j *joined) step(ctx context.Context) bool {
 	j.mu.Unlock()
 
 	if !hasDef || now.Sub(j.lastDef) > republishEvery {
-		if _, err := j.fetch(ctx, overlay.DefinitionKey(id)); err == nil || hasDef {
+		if _, err := j.fetch(ctx, netrec.DefinitionKey(id)); err == nil || hasDef {
 			j.lastDef = now
 		}
 	}
@@ -57,11 +58,11 @@ func (j *joined) step(ctx context.Context) bool {
 	}
 	if private && !hasCert && !isOwner && now.Sub(j.lastCert) > certEvery {
 		j.lastCert = now
-		j.fetch(ctx, overlay.CertificateKey(id, j.mgr.node.ID()))
+		j.fetch(ctx, netrec.CertificateKey(id, j.mgr.node.ID()))
 	}
 	if now.Sub(j.lastRev) > revocationEvery {
 		j.lastRev = now
-		j.fetch(ctx, overlay.RevocationKey(id))
+		j.fetch(ctx, netrec.RevocationKey(id))
 	}
 	j.mu.Lock()
 	if j.m.Def != nil && j.eng == nil && now.Sub(j.lastEngineTry) > 30*time.Second {
@@ -90,14 +91,14 @@ func (j *joined) step(ctx context.Context) bool {
 			defer j.publishing.Store(false)
 			pctx, cancel := context.WithTimeout(ctx, dhtOpTimeout)
 			defer cancel()
-			err := j.publish(pctx, overlay.AnnouncementKey(id, j.mgr.node.ID()), ann)
+			err := j.publish(pctx, netrec.AnnouncementKey(id, j.mgr.node.ID()), ann)
 			if def != nil {
-				j.publish(pctx, overlay.DefinitionKey(id), def)
+				j.publish(pctx, netrec.DefinitionKey(id), def)
 			}
 			if cert != nil {
-				j.publish(pctx, overlay.CertificateKey(id, j.mgr.node.ID()), cert)
+				j.publish(pctx, netrec.CertificateKey(id, j.mgr.node.ID()), cert)
 			}
-			if perr := j.mgr.node.DHT.Provide(pctx, overlay.MembersCID(id), true); perr != nil {
+			if perr := j.mgr.node.DHT.Provide(pctx, netrec.MembersCID(id), true); perr != nil {
 				j.mgr.logf("networks: %s: announcing membership (will retry): %v", id.Short(), perr)
 				err = perr
 			}
@@ -126,7 +127,7 @@ func (j *joined) step(ctx context.Context) bool {
 
 // announcement returns this node's signed announcement, renewed when its
 // IPv4 address changes. j.mu is held.
-func (j *joined) announcement(now time.Time) (*overlay.Announcement, bool) {
+func (j *joined) announcement(now time.Time) (*netrec.Announcement, bool) {
 	if j.m.Def == nil {
 		return nil, false
 	}
@@ -134,7 +135,7 @@ func (j *joined) announcement(now time.Time) (*overlay.Announcement, bool) {
 	if j.ann != nil && ip == j.annIPv4 && now.Sub(j.ann.Time) < republishEvery {
 		return j.ann, false
 	}
-	a, err := overlay.NewAnnouncement(j.mgr.key, j.m.ID, ip, now)
+	a, err := netrec.NewAnnouncement(j.mgr.key, j.m.ID, ip, now)
 	if err != nil {
 		return j.ann, false
 	}
@@ -149,7 +150,7 @@ func (j *joined) discover(ctx context.Context) {
 	defer cancel()
 	id := j.m.ID
 	var wg sync.WaitGroup
-	for ai := range j.mgr.node.DHT.FindProvidersAsync(dctx, overlay.MembersCID(id), 64) {
+	for ai := range j.mgr.node.DHT.FindProvidersAsync(dctx, netrec.MembersCID(id), 64) {
 		if ai.ID == j.mgr.node.ID() {
 			continue
 		}
@@ -163,9 +164,9 @@ func (j *joined) discover(ctx context.Context) {
 		wg.Add(1)
 		go func(p peer.ID) {
 			defer wg.Done()
-			j.fetch(dctx, overlay.AnnouncementKey(id, p))
+			j.fetch(dctx, netrec.AnnouncementKey(id, p))
 			if j.isPrivate() {
-				j.fetch(dctx, overlay.CertificateKey(id, p))
+				j.fetch(dctx, netrec.CertificateKey(id, p))
 			}
 		}(ai.ID)
 	}

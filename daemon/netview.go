@@ -31,7 +31,7 @@ func (j *joined) info() api.Network {
 	if !ni.Expires.IsZero() {
 		out.Expires = ni.Expires.UTC().Format(time.RFC3339)
 	}
-	out.Broadcast, _ = json.Marshal(ni.Broadcast.Social())
+	out.Broadcast, _ = json.Marshal(overlay.SocialOf(ni.Broadcast))
 	linked := map[peer.ID]bool{}
 	if eng != nil {
 		links, _ := eng.Links()

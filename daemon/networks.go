@@ -14,6 +14,7 @@ import (
 	"github.com/kadlan/kadlan/dht"
 	"github.com/kadlan/kadlan/internal/group"
 	"github.com/kadlan/kadlan/overlay"
+	"github.com/kadlan/kadlan/overlay/netrec"
 	"github.com/kadlan/kadlan/tap"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -59,7 +60,7 @@ type netManager struct {
 	g         group.Group
 
 	mu   sync.Mutex
-	nets map[overlay.NetworkID]*joined
+	nets map[netrec.NetworkID]*joined
 	// broken are saved networks that could not be loaded (a corrupt
 	// file), shown by `kadlan networks` as status error with why.
 	broken map[string]string
@@ -90,7 +91,7 @@ type joined struct {
 
 	mu      sync.Mutex // guards everything below
 	m       *overlay.Membership
-	ann     *overlay.Announcement
+	ann     *netrec.Announcement
 	annIPv4 netip.Addr
 	dev     tap.Device
 	eng     *overlay.Engine
@@ -111,7 +112,7 @@ type joined struct {
 
 func newNetManager(ctx context.Context, node *dht.Node, key crypto.PrivKey, stateDir string, newDevice DeviceFactory, logf func(string, ...any)) *netManager {
 	nm := &netManager{node: node, key: key, stateDir: stateDir, logf: logf, newDevice: newDevice,
-		nets: map[overlay.NetworkID]*joined{}, broken: map[string]string{}, ctx: ctx}
+		nets: map[netrec.NetworkID]*joined{}, broken: map[string]string{}, ctx: ctx}
 	node.Host.SetStreamHandler(protocol.ID(overlay.ProtocolID), nm.handleStream)
 	ms, errs := overlay.LoadMemberships(stateDir)
 	for _, e := range errs {
@@ -190,7 +191,7 @@ func (nm *netManager) close() {
 	nm.node.Host.RemoveStreamHandler(protocol.ID(overlay.ProtocolID))
 	nm.mu.Lock()
 	nets := nm.nets
-	nm.nets = map[overlay.NetworkID]*joined{}
+	nm.nets = map[netrec.NetworkID]*joined{}
 	nm.mu.Unlock()
 	for _, j := range nets {
 		j.stop()
@@ -268,7 +269,7 @@ func (nm *netManager) create(ctx context.Context, req api.NetworkCreateRequest) 
 		}
 		pool = p
 	}
-	def, err := overlay.NewDefinition(nm.key, req.Name, req.Private, pool, 0, overlay.BroadcastParams{}, time.Now())
+	def, err := netrec.NewDefinition(nm.key, req.Name, req.Private, pool, 0, netrec.BroadcastParams{}, time.Now())
 	if err != nil {
 		return api.NetworkCreated{}, err
 	}
@@ -280,12 +281,12 @@ func (nm *netManager) create(ctx context.Context, req api.NetworkCreateRequest) 
 		return api.NetworkCreated{}, err
 	}
 	j := nm.start(m)
-	j.publish(ctx, overlay.DefinitionKey(def.ID()), def)
+	j.publish(ctx, netrec.DefinitionKey(def.ID()), def)
 	return api.NetworkCreated{Network: def.ID().String(), Name: def.Name, Private: def.Private, IPv4: def.IPv4Pool.String()}, nil
 }
 
 // join starts taking part in a network known by its ID.
-func (nm *netManager) join(id overlay.NetworkID) error {
+func (nm *netManager) join(id netrec.NetworkID) error {
 	nm.mu.Lock()
 	_, ok := nm.nets[id]
 	_, broken := nm.broken[id.String()]
@@ -343,15 +344,15 @@ func (nm *netManager) authorize(ctx context.Context, j *joined, member peer.ID, 
 		j.mu.Unlock()
 		return errors.New("only the network's owner can authorize members")
 	}
-	cert, err := overlay.IssueCertificate(nm.key, j.m.Def, member, ipv4, time.Now(), expires)
+	cert, err := netrec.IssueCertificate(nm.key, j.m.Def, member, ipv4, time.Now(), expires)
 	if err == nil {
 		_, err = j.m.AddCertificate(cert)
 	}
 	if err == nil && j.m.Revocation != nil {
 		// A member revoked earlier and authorized again: readmit it.
 		if _, revoked := j.m.Revocation.Lookup(member); revoked {
-			var rev *overlay.Revocation
-			if rev, err = overlay.NextRevocation(nm.key, j.m.Def, j.m.Revocation, nil, []peer.ID{member}); err == nil {
+			var rev *netrec.Revocation
+			if rev, err = netrec.NextRevocation(nm.key, j.m.Def, j.m.Revocation, nil, []peer.ID{member}); err == nil {
 				_, err = j.m.SetRevocation(rev)
 			}
 		}
@@ -362,7 +363,7 @@ func (nm *netManager) authorize(ctx context.Context, j *joined, member peer.ID, 
 		return err
 	}
 	j.pushRecord(cert)
-	return j.publish(ctx, overlay.CertificateKey(j.m.ID, member), cert)
+	return j.publish(ctx, netrec.CertificateKey(j.m.ID, member), cert)
 }
 
 // revoke publishes a new revocation that withdraws member (owner only).
@@ -372,8 +373,8 @@ func (nm *netManager) revoke(ctx context.Context, j *joined, member peer.ID) err
 		j.mu.Unlock()
 		return errors.New("only the network's owner can revoke members")
 	}
-	rev, err := overlay.NextRevocation(nm.key, j.m.Def, j.m.Revocation,
-		[]overlay.RevokedEntry{{Member: member, Before: time.Now().Add(time.Second)}}, nil)
+	rev, err := netrec.NextRevocation(nm.key, j.m.Def, j.m.Revocation,
+		[]netrec.RevokedEntry{{Member: member, Before: time.Now().Add(time.Second)}}, nil)
 	if err == nil {
 		_, err = j.m.SetRevocation(rev)
 	}
@@ -385,5 +386,5 @@ func (nm *netManager) revoke(ctx context.Context, j *joined, member peer.ID) err
 	// Tell every member, the revoked one included, then cut it off.
 	j.pushRecord(rev)
 	j.syncSwitch()
-	return j.publish(ctx, overlay.RevocationKey(j.m.ID), rev)
+	return j.publish(ctx, netrec.RevocationKey(j.m.ID), rev)
 }

@@ -45,22 +45,3 @@ func FuzzLinkStream(f *testing.F) {
 		}
 	})
 }
-
-func FuzzHello(f *testing.F) {
-	b, _ := AppendHello(nil, Hello{Network: NetworkID{9}, Certificate: []byte("c"), Announcement: []byte("a")})
-	f.Add(b)
-	f.Add([]byte("KLNK"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		h, err := DecodeHello(b)
-		h2, err2 := ReadHello(bytes.NewReader(b))
-		if err == nil {
-			re, err := AppendHello(nil, h)
-			if err != nil || !bytes.Equal(re, b) {
-				t.Fatal("hello does not round-trip")
-			}
-			if err2 != nil || h2.Network != h.Network || !bytes.Equal(h2.Certificate, h.Certificate) {
-				t.Fatalf("ReadHello disagrees: %v", err2)
-			}
-		}
-	})
-}

@@ -101,37 +101,6 @@ func TestMessageErrors(t *testing.T) {
 	}
 }
 
-func TestHello(t *testing.T) {
-	h := Hello{Network: NetworkID{1, 2, 3}, Certificate: []byte("cert"), Announcement: []byte("announce")}
-	b, err := AppendHello(nil, h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, _ := AppendMessage(nil, Message{Kind: MsgFrame, Payload: []byte("after")})
-	r := iotest.OneByteReader(bytes.NewReader(append(append([]byte(nil), b...), m...)))
-	got, err := ReadHello(r)
-	if err != nil || got.Network != h.Network || string(got.Certificate) != "cert" || string(got.Announcement) != "announce" {
-		t.Fatalf("%+v %v", got, err)
-	}
-	// ReadHello must not have consumed the following message.
-	msg, err := NewReader(r, 0).Next()
-	if err != nil || string(msg.Payload) != "after" {
-		t.Fatalf("message after hello: %q %v", msg.Payload, err)
-	}
-	empty, _ := AppendHello(nil, Hello{Network: h.Network})
-	if got, err := DecodeHello(empty); err != nil || got.Certificate != nil {
-		t.Fatal(got, err)
-	}
-	for _, bad := range [][]byte{b[:10], append(b, 0), append([]byte("XXXX"), b[4:]...)} {
-		if _, err := DecodeHello(bad); err == nil {
-			t.Errorf("bad hello %x accepted", bad)
-		}
-		if _, err := ReadHello(bytes.NewReader(bad)); err == nil && len(bad) < len(b) {
-			t.Errorf("ReadHello accepted %x", bad)
-		}
-	}
-}
-
 func TestQueueDropTailAndBatches(t *testing.T) {
 	q := NewQueue(100)
 	m := Message{Kind: MsgFrame, Payload: make([]byte, 30)} // 34 bytes encoded

@@ -468,7 +468,7 @@ func (m *Membership) Members(now time.Time) []MemberInfo {
 func (m *Membership) SwitchConfig(now time.Time) SwitchConfig {
 	c := SwitchConfig{Network: m.ID, Self: m.Self, MAC: m.MAC(), IPv6: m.IPv6(), IPv4: m.IPv4(now).Addr()}
 	if m.Def != nil {
-		c.Social = m.Def.Broadcast.Social()
+		c.Social = SocialOf(m.Def.Broadcast)
 	}
 	return c
 }

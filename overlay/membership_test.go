@@ -44,7 +44,7 @@ func TestMembershipStatusPrivate(t *testing.T) {
 	if s := m.Status(t0.Add(time.Hour)); s != StatusExpired {
 		t.Fatalf("after expiry: %s", s)
 	}
-	rev, _ := NewRevocation(owner, def, 1, []RevokedEntry{{self, t0}})
+	rev, _ := NewRevocation(owner, def, 1, []RevokedEntry{{Member: self, Before: t0}})
 	m.SetRevocation(rev)
 	if s := m.Status(t0); s != StatusRevoked {
 		t.Fatalf("revoked: %s", s)
@@ -109,7 +109,7 @@ func TestMembershipPublicAndSync(t *testing.T) {
 	if removed := m.Sync(sw, t0); len(removed) != 0 || sw.NumMembers() != 3 {
 		t.Fatalf("sync: removed %v, %d members", removed, sw.NumMembers())
 	}
-	rev, _ := NewRevocation(owner, def, 1, []RevokedEntry{{peers[1], t0}})
+	rev, _ := NewRevocation(owner, def, 1, []RevokedEntry{{Member: peers[1], Before: t0}})
 	m.SetRevocation(rev)
 	removed := m.Sync(sw, t0)
 	if len(removed) != 1 || removed[0] != peers[1] || sw.NumMembers() != 2 {

@@ -1,4 +1,4 @@
-package overlay
+package netrec
 
 import (
 	"crypto/rand"
@@ -131,7 +131,7 @@ func rawEd25519Pub(k crypto.PubKey) ([32]byte, error) {
 
 // BroadcastParams bound the cost of one broadcast or multicast frame (see
 // DESIGN.md, implicit social switching).
-// They are the network-wide part of SocialParams.
+// They are the network-wide part of overlay's SocialParams.
 type BroadcastParams struct {
 	Fanout        int `json:"fanout"`         // neighbours the origin sends to, 1..64
 	ForwardFanout int `json:"forward_fanout"` // neighbours a forwarder sends to, 1..64
@@ -149,14 +149,6 @@ func (p BroadcastParams) validate() error {
 		return fmt.Errorf("overlay: broadcast parameters %+v out of range (fanout 1..64, forward fanout 1..64, hops 1..64, budget 1..65535)", p)
 	}
 	return nil
-}
-
-// Social returns the social switching parameters of a network with these
-// broadcast parameters (other fields at their defaults).
-func (p BroadcastParams) Social() SocialParams {
-	s := DefaultSocialParams()
-	s.Fanout, s.ForwardFanout, s.TTL, s.Budget = p.Fanout, p.ForwardFanout, p.Hops, p.Budget
-	return s
 }
 
 // Network definition limits and defaults.

@@ -1,4 +1,4 @@
-package overlay
+package netrec
 
 import (
 	"bytes"
@@ -97,7 +97,7 @@ func ParseKey(key string) (kind RecordKind, id NetworkID, member peer.ID, err er
 // (github.com/libp2p/go-libp2p-record Validator). The zero value is ready
 // to use and checks expiry against the wall clock.
 type RecordValidator struct {
-	// Now returns the current time; nil means time.Now. Tests set it.
+	// Now returns the current time (time.Now in the daemon); required.
 	Now func() time.Time
 }
 
@@ -106,12 +106,8 @@ var _ record.Validator = RecordValidator{}
 // maxClockSkew is how far in the future a record's time may lie.
 const maxClockSkew = 10 * time.Minute
 
-func (v RecordValidator) now() time.Time {
-	if v.Now != nil {
-		return v.Now()
-	}
-	return time.Now()
-}
+// errNoClock: the package reads no clock of its own; the caller passes one.
+var errNoClock = errors.New("netrec: RecordValidator.Now is nil (pass time.Now)")
 
 // Validate implements record.Validator: it decodes value strictly, checks
 // the signature, that the record belongs to the network (and member) named
@@ -127,11 +123,14 @@ type parsed struct {
 }
 
 func (v RecordValidator) parse(key string, value []byte) (parsed, error) {
+	if v.Now == nil {
+		return parsed{}, errNoClock
+	}
 	kind, id, member, err := ParseKey(key)
 	if err != nil {
 		return parsed{}, err
 	}
-	now := v.now()
+	now := v.Now()
 	switch kind {
 	case KindDefinition:
 		d, err := ParseDefinition(value)

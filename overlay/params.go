@@ -1,0 +1,11 @@
+package overlay
+
+import "github.com/kadlan/kadlan/overlay/netrec"
+
+// SocialOf returns the social switching parameters of a network with
+// broadcast parameters p (other fields at their defaults).
+func SocialOf(p netrec.BroadcastParams) SocialParams {
+	s := DefaultSocialParams()
+	s.Fanout, s.ForwardFanout, s.TTL, s.Budget = p.Fanout, p.ForwardFanout, p.Hops, p.Budget
+	return s
+}
