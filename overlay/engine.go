@@ -110,6 +110,7 @@ func NewEngine(sw *Switch, dev tap.Device, cfg EngineConfig) *Engine {
 		cfg.MaxWait = 20 * time.Millisecond
 	}
 	e := &Engine{cfg: cfg, dev: dev, sw: sw, links: map[peer.ID]*engineLink{}, asked: map[peer.ID]time.Time{}, stop: make(chan struct{})}
+	sw.replay.Begin(cfg.Now()) // broadcasts from before now may have been delivered by a previous run
 	e.wg.Add(2)
 	go e.readDevice()
 	go e.tick()
