@@ -46,11 +46,17 @@ package overlay
 // sender hop by hop cannot tell whether the origin really sent a frame. The
 // header therefore carries the origin's Ed25519 signature (its libp2p
 // identity key) over BroadcastDigest: the network ID, the broadcast ID, the
-// origin's time, the group and the frame, but not TTL, budget or visited list, which forwarders
-// change. Switch signs what it originates and checks every copy against the
-// key of the member the origin hash names before delivering or forwarding it
-// (ZeroTier 2013 signed its multicasts for the same reason). Social itself
-// only carries the signature along; the simulator leaves it zero.
+// origin's time, the group and the frame, but not TTL, budget or visited
+// list, which forwarders change. Switch signs what it originates and checks
+// every copy against the key of the member the origin hash names before
+// delivering or forwarding it (ZeroTier 2013 signed its multicasts for the
+// same reason). Social itself only carries the signature along; the
+// simulator leaves it zero.
+//
+// The de-duplication ring forgets old IDs, so it cannot stop replays on
+// its own: Switch also checks the signed origin time and a per-origin
+// sequence window (ReplayFilter, replay.go) and a per-origin rate limit
+// (OriginLimiter) before a first copy is delivered or forwarded.
 //
 // # Multicast
 //
