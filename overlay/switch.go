@@ -587,6 +587,58 @@ func (s *Switch) verifyOrigin(origin peer.ID, h SocialHeader, frame []byte) bool
 	return true
 }
 
+// broadcastCheck is the signature check HandleRemote would do for a
+// broadcast copy, prepared (pendingVerify) so that the Engine can run it
+// without holding its lock and report a good result (addVerified) before
+// calling HandleRemote, which then finds it in the cache.
+type broadcastCheck struct {
+	id  BroadcastID
+	pub crypto.PubKey
+	v   verifiedBroadcast
+}
+
+func (c *broadcastCheck) verify() bool {
+	ok, err := c.pub.Verify(c.v.digest[:], c.v.sig[:])
+	return err == nil && ok
+}
+
+// pendingVerify reports the Ed25519 verification that HandleRemote(now,
+// from, m) would do, if any: none for messages that are not broadcasts,
+// that the cheap checks (member, header, time, rate) drop first, or whose
+// signature is already in the cache.
+func (s *Switch) pendingVerify(now time.Time, from peer.ID, m Message) (broadcastCheck, bool) {
+	if m.Kind != MsgBroadcast {
+		return broadcastCheck{}, false
+	}
+	if _, ok := s.members[from]; !ok {
+		return broadcastCheck{}, false
+	}
+	sh, _, err := DecodeSocialHeader(m.Social)
+	if err != nil || !s.replay.Fresh(sh.Time, now) || !s.social.Seen(sh.ID) && !s.limit.Peek(sh.ID.Origin, now) {
+		return broadcastCheck{}, false
+	}
+	origin, ok := s.byHash[sh.ID.Origin]
+	if !ok {
+		return broadcastCheck{}, false
+	}
+	pub := s.pubs[origin]
+	if pub == nil {
+		return broadcastCheck{}, false
+	}
+	v := verifiedBroadcast{BroadcastDigest(s.cfg.Network, sh, m.Payload), sh.Sig}
+	if c, cached := s.verified[sh.ID]; cached && c == v {
+		return broadcastCheck{}, false
+	}
+	return broadcastCheck{sh.ID, pub, v}, true
+}
+
+// addVerified caches a check that verify found good.
+func (s *Switch) addVerified(c broadcastCheck) {
+	if _, cached := s.verified[c.id]; !cached {
+		s.rememberVerified(c.id, c.v)
+	}
+}
+
 func (s *Switch) rememberVerified(id BroadcastID, v verifiedBroadcast) {
 	size := s.social.Params().DedupSize
 	if len(s.verifiedRing) < size {
