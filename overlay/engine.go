@@ -642,6 +642,10 @@ func (e *Engine) readLink(l *engineLink) {
 		}
 		if good {
 			e.sw.addVerified(chk)
+		} else if chk.pub != nil {
+			e.sw.failedVerify(l.peer, e.cfg.Now())
+			e.mu.Unlock()
+			continue
 		}
 		if whole != nil {
 			e.stats.GSOReceived++

@@ -165,6 +165,12 @@ type Switch struct {
 
 	replay *ReplayFilter  // per-origin freshness (see replay.go)
 	limit  *OriginLimiter // per-origin broadcast rate
+	// badSig is a bucket per sending member for signatures that failed:
+	// a member forwards only copies it verified, so one that sends bad
+	// signatures is forging, and once its bucket is empty its copies
+	// that would need a verification are dropped without one.
+	badSig        *OriginLimiter
+	verifications uint64 // Ed25519 verifications done (tests)
 }
 
 type verifiedBroadcast struct {
@@ -227,6 +233,7 @@ func NewSwitch(cfg SwitchConfig) (*Switch, error) {
 		scratch:  make([]byte, 0, 4096),
 		replay:   NewReplayFilter(cfg.BroadcastWindow, cfg.MaxOrigins, cfg.Start),
 		limit:    NewOriginLimiter(cfg.BroadcastRate, cfg.BroadcastBurst, cfg.MaxOrigins),
+		badSig:   NewOriginLimiter(BadSignatureRate, BadSignatureBurst, cfg.MaxOrigins),
 	}
 	// Groups every IPv4/IPv6 host listens to.
 	for _, g := range []ether.MAC{
@@ -556,13 +563,27 @@ func VerifyBroadcast(pub crypto.PubKey, network NetworkID, h SocialHeader, frame
 	return err == nil && ok
 }
 
-// verifyOrigin checks that h.Sig is origin's signature of frame, consulting
-// and filling the cache of verified broadcasts.
-func (s *Switch) verifyOrigin(origin peer.ID, h SocialHeader, frame []byte) bool {
+// BadSignatureRate and BadSignatureBurst bound the broadcast copies with a
+// bad signature that one sending member gets verified per second: beyond
+// them its copies needing a verification are dropped unverified, so a
+// member forging broadcasts cannot make others spend their CPU on Ed25519.
+const (
+	BadSignatureRate  = 10
+	BadSignatureBurst = 20
+)
+
+// verifyOrigin checks that h.Sig is origin's signature of frame, sent by
+// member from at now, consulting and filling the cache of verified
+// broadcasts.
+func (s *Switch) verifyOrigin(now time.Time, from, origin peer.ID, h SocialHeader, frame []byte) bool {
 	digest := BroadcastDigest(s.cfg.Network, h, frame)
 	v, cached := s.verified[h.ID]
 	if cached && v.digest == digest && v.sig == h.Sig {
 		return true
+	}
+	fromHash := PeerHash(from)
+	if !s.badSig.Peek(fromHash, now) {
+		return false // a forger: not worth a verification
 	}
 	// Not cached, or a different frame or signature under a known ID: a
 	// tampered copy, or the origin reusing sequence numbers after a restart.
@@ -578,7 +599,9 @@ func (s *Switch) verifyOrigin(origin peer.ID, h SocialHeader, frame []byte) bool
 	if pub == nil {
 		return false
 	}
+	s.verifications++
 	if ok, err := pub.Verify(digest[:], h.Sig[:]); err != nil || !ok {
+		s.badSig.Take(fromHash, now)
 		return false
 	}
 	if !cached {
@@ -598,6 +621,9 @@ type broadcastCheck struct {
 }
 
 func (c *broadcastCheck) verify() bool {
+	if c.pub == nil {
+		return false
+	}
 	ok, err := c.pub.Verify(c.v.digest[:], c.v.sig[:])
 	return err == nil && ok
 }
@@ -626,10 +652,19 @@ func (s *Switch) pendingVerify(now time.Time, from peer.ID, m Message) (broadcas
 		return broadcastCheck{}, false
 	}
 	v := verifiedBroadcast{BroadcastDigest(s.cfg.Network, sh, m.Payload), sh.Sig}
-	if c, cached := s.verified[sh.ID]; cached && c == v {
+	if c, cached := s.verified[sh.ID]; cached && c == v || !s.badSig.Peek(PeerHash(from), now) {
 		return broadcastCheck{}, false
 	}
 	return broadcastCheck{sh.ID, pub, v}, true
+}
+
+// failedVerify records that the check pendingVerify prepared for a copy
+// from member from failed: the copy is dropped as HandleRemote would have.
+func (s *Switch) failedVerify(from peer.ID, now time.Time) {
+	s.counters.RemoteIn++
+	s.counters.DropBadOrigin++
+	s.verifications++
+	s.badSig.Take(PeerHash(from), now)
 }
 
 // addVerified caches a check that verify found good.
@@ -740,7 +775,7 @@ func (s *Switch) HandleRemote(now time.Time, from peer.ID, m Message) []Output {
 	} else if p, ok := s.byHash[sh.ID.Origin]; ok {
 		origin = p
 	}
-	if origin == "" || !s.verifyOrigin(origin, sh, m.Payload) {
+	if origin == "" || !s.verifyOrigin(now, from, origin, sh, m.Payload) {
 		s.counters.DropBadOrigin++
 		return nil
 	}

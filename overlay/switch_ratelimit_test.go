@@ -131,3 +131,34 @@ func BenchmarkBroadcastStorm(b *testing.B) {
 		b.Fatalf("%+v", cn)
 	}
 }
+
+// A member forging broadcasts in others' names gets BadSignatureBurst of
+// them verified and then BadSignatureRate per second: the rest are dropped
+// without costing an Ed25519 verification, while genuine broadcasts from
+// other members are still verified and delivered.
+func TestSwitchForgerGetsFewVerifications(t *testing.T) {
+	w := newTestWorld(t, 3, false)
+	a, b, c := w.nodes[0], w.nodes[1], w.nodes[2]
+	const forged = 500
+	for i := range forged {
+		m := w.signedAt(c.key, BroadcastID{PeerHash(b.peer), uint32(i + 1)}, w.now, bcastFrame(b, "forged"))
+		if outs := a.sw.HandleRemote(w.now, c.peer, m); len(outs) != 0 {
+			t.Fatal("forgery delivered")
+		}
+	}
+	if cn := a.sw.Counters(); cn.DropBadOrigin != forged || a.sw.verifications != BadSignatureBurst {
+		t.Fatalf("%d verifications for %d forgeries: %+v", a.sw.verifications, forged, cn)
+	}
+	m := w.signedAt(b.key, BroadcastID{PeerHash(b.peer), 1000}, w.now, bcastFrame(b, "genuine"))
+	if !delivered(a.sw.HandleRemote(w.now, b.peer, m)) {
+		t.Fatal("genuine broadcast from another member not delivered")
+	}
+	later := w.now.Add(time.Second)
+	for i := range forged {
+		m := w.signedAt(c.key, BroadcastID{PeerHash(b.peer), uint32(2000 + i)}, later, bcastFrame(b, "forged"))
+		a.sw.HandleRemote(later, c.peer, m)
+	}
+	if v := a.sw.verifications; v != BadSignatureBurst+1+BadSignatureRate {
+		t.Fatalf("%d verifications a second later", v)
+	}
+}
