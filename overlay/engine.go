@@ -516,7 +516,7 @@ func (e *Engine) readDevice() {
 				if err := checkGSO(frame, &h, e.dev.MTU()); gsoReason(err) == "size" {
 					e.counters.localSegmented.Add(1)
 					e.seg, err = ether.SegmentTCP(frame, h, e.seg, func(seg []byte) error {
-						e.handleLocal(seg, nil, nil)
+						e.handleLocal(seg, nil, false, nil)
 						return nil
 					})
 					if err != nil {
@@ -535,18 +535,19 @@ func (e *Engine) readDevice() {
 				continue
 			}
 		}
-		wait = e.handleLocal(frame, whole, wait[:0])
+		wait = e.handleLocal(frame, whole, true, wait[:0])
 	}
 }
 
 // handleLocal passes a frame from the device through the switch and
 // queues the results; whole, when not nil, is the super-frame to send in
-// place of frame. Unicast frames that do not fit their link's queue are
-// appended to wait and pushed with PushWait (when MaxWait > 0 and wait is
-// not nil: frame must then stay valid until handleLocal returns).
-func (e *Engine) handleLocal(frame, whole []byte, wait []blocked) []blocked {
+// place of frame. With canWait (and MaxWait > 0), unicast frames that do
+// not fit their link's queue are appended to wait and pushed with PushWait
+// (frame must then stay valid until handleLocal returns); otherwise they
+// are dropped.
+func (e *Engine) handleLocal(frame, whole []byte, canWait bool, wait []blocked) []blocked {
 	var w *[]blocked
-	if e.cfg.MaxWait > 0 && wait != nil {
+	if e.cfg.MaxWait > 0 && canWait {
 		w = &wait
 	}
 	e.mu.Lock()

@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"encoding/binary"
+	"io"
 	"runtime"
 	"sync/atomic"
 	"testing"
@@ -136,5 +137,60 @@ func TestRecordSetBounded(t *testing.T) {
 	last := uint64(10*recordDedupSize - 1)
 	if r.add(last, t0.Add(time.Second)) || !r.add(last, t0.Add(RecordDedupWindow)) {
 		t.Fatal("window")
+	}
+}
+
+// slowRWC is a link whose writes take a millisecond each.
+type slowRWC struct {
+	frames atomic.Int64
+	closed chan struct{}
+}
+
+func (s *slowRWC) Read([]byte) (int, error) { <-s.closed; return 0, io.EOF }
+func (s *slowRWC) Write(p []byte) (int, error) {
+	time.Sleep(time.Millisecond)
+	b := p
+	for len(b) >= msgHeaderLen {
+		m, n, err := DecodeMessage(b)
+		if err != nil {
+			break
+		}
+		if m.Kind == MsgFrame {
+			s.frames.Add(1)
+		}
+		b = b[n:]
+	}
+	return len(p), nil
+}
+func (s *slowRWC) Close() error {
+	select {
+	case <-s.closed:
+	default:
+		close(s.closed)
+	}
+	return nil
+}
+
+// With MaxWait, the device reader waits for room in a full link queue
+// instead of dropping (the local kernel then paces its senders).
+func TestEngineMaxWaitPushesBack(t *testing.T) {
+	w := newTestWorld(t, 2, false)
+	a, b := w.nodes[0], w.nodes[1]
+	hostA, devA := taptest.NewPair(a.mac, a.mac, 0, 16)
+	ea := NewEngine(a.sw, devA, EngineConfig{TickEvery: time.Hour, QueueBytes: 3000, MaxWait: time.Second})
+	defer ea.Close()
+	rw := &slowRWC{closed: make(chan struct{})}
+	if err := ea.AddLink(b.peer, rw, true); err != nil {
+		t.Fatal(err)
+	}
+	f := ipv4Frame(b.mac, a.mac, a.ipv4, b.ipv4, string(make([]byte, 1400)))
+	const n = 50
+	for range n {
+		hostA.Write(f)
+	}
+	waitFor(t, "the frames", func() bool { return rw.frames.Load() == n })
+	links, _ := ea.Links()
+	if len(links) != 1 || links[0].Queue.Dropped != 0 {
+		t.Fatalf("%+v", links)
 	}
 }
