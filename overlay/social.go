@@ -307,8 +307,12 @@ func (s *Social[K]) Groups() []uint64 {
 // it is a subscriber of each until now+GroupAgeSec, and of no other group.
 func (s *Social[K]) HearGroups(from K, groups []uint64, now time.Time) {
 	exp := now.Add(time.Duration(s.p.GroupAgeSec) * time.Second)
+	announced := make(map[uint64]bool, len(groups))
+	for _, g := range groups {
+		announced[g] = true
+	}
 	for g, l := range s.subs {
-		if !slices.Contains(groups, g) {
+		if !announced[g] {
 			s.setSubs(g, slices.DeleteFunc(l, func(c socialContact[K]) bool { return c.key == from }))
 		}
 	}

@@ -171,6 +171,9 @@ type Switch struct {
 	// that would need a verification are dropped without one.
 	badSig        *OriginLimiter
 	verifications uint64 // Ed25519 verifications done (tests)
+	// groupsIn is a bucket per sending member for group announcements,
+	// which cost up to ~100 us each to apply.
+	groupsIn *OriginLimiter
 }
 
 type verifiedBroadcast struct {
@@ -234,6 +237,7 @@ func NewSwitch(cfg SwitchConfig) (*Switch, error) {
 		replay:   NewReplayFilter(cfg.BroadcastWindow, cfg.MaxOrigins, cfg.Start),
 		limit:    NewOriginLimiter(cfg.BroadcastRate, cfg.BroadcastBurst, cfg.MaxOrigins),
 		badSig:   NewOriginLimiter(BadSignatureRate, BadSignatureBurst, cfg.MaxOrigins),
+		groupsIn: NewOriginLimiter(GroupAnnouncementRate, GroupAnnouncementBurst, cfg.MaxOrigins),
 	}
 	// Groups every IPv4/IPv6 host listens to.
 	for _, g := range []ether.MAC{
@@ -572,6 +576,15 @@ const (
 	BadSignatureBurst = 20
 )
 
+// GroupAnnouncementRate and GroupAnnouncementBurst bound the group
+// announcements per second applied from one member (it sends one when a
+// link opens, when its host joins or leaves a group, and every 40 s);
+// beyond them they are dropped (drop_rate_limit).
+const (
+	GroupAnnouncementRate  = 2
+	GroupAnnouncementBurst = 20
+)
+
 // verifyOrigin checks that h.Sig is origin's signature of frame, sent by
 // member from at now, consulting and filling the cache of verified
 // broadcasts.
@@ -715,6 +728,10 @@ func (s *Switch) HandleRemote(now time.Time, from peer.ID, m Message) []Output {
 	}
 	switch m.Kind {
 	case MsgGroups:
+		if !s.groupsIn.Take(PeerHash(from), now) {
+			s.counters.DropRateLimit++
+			return nil
+		}
 		groups, err := DecodeGroupAnnouncement(m.Payload)
 		if err != nil {
 			s.counters.DropMalformed++

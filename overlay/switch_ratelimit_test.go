@@ -162,3 +162,28 @@ func TestSwitchForgerGetsFewVerifications(t *testing.T) {
 		t.Fatalf("%d verifications a second later", v)
 	}
 }
+
+// A member flooding group announcements gets GroupAnnouncementBurst of
+// them applied, then GroupAnnouncementRate per second.
+func TestSwitchGroupAnnouncementRateLimit(t *testing.T) {
+	w := newTestWorld(t, 2, false)
+	a, b := w.nodes[0], w.nodes[1]
+	groups := make([]uint64, MaxAnnouncedGroups)
+	for i := range groups {
+		groups[i] = uint64(i)
+	}
+	ann, _ := EncodeGroupAnnouncement(groups)
+	for range 1000 {
+		a.sw.HandleRemote(w.now, b.peer, Message{Kind: MsgGroups, Payload: ann})
+	}
+	if cn := a.sw.Counters(); cn.GroupsHeard != GroupAnnouncementBurst || cn.DropRateLimit != 1000-GroupAnnouncementBurst {
+		t.Fatalf("%+v", cn)
+	}
+	later := w.now.Add(time.Second)
+	for range 10 {
+		a.sw.HandleRemote(later, b.peer, Message{Kind: MsgGroups, Payload: ann})
+	}
+	if cn := a.sw.Counters(); cn.GroupsHeard != GroupAnnouncementBurst+GroupAnnouncementRate {
+		t.Fatalf("%+v", cn)
+	}
+}
