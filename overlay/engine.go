@@ -250,7 +250,7 @@ func (e *Engine) queueRecord(from peer.ID, record []byte) {
 	default:
 		e.counters.recordsDropped.Add(1)
 		e.recMu.Lock()
-		delete(e.recSeen.at, h) // not handled: a later copy may be
+		e.recSeen.at[h] = time.Time{} // not handled: a later copy may be
 		e.recMu.Unlock()
 		e.logs.log("record queue", "overlay: record from %s dropped: queue of %d full", from, cap(e.records))
 	}
