@@ -3,9 +3,11 @@ package overlay
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kadlan/kadlan/tap"
@@ -34,9 +36,18 @@ type EngineConfig struct {
 	// sends to a member that has no link, so that the daemon can dial it;
 	// at most once per member every 2 s.
 	NeedLink func(p peer.ID)
-	// OnRecord receives MsgRecord payloads (a copy) pushed by members.
-	// Same rules as NeedLink.
+	// OnRecord receives MsgRecord payloads (a copy) pushed by members. It
+	// is called from one goroutine that the engine owns, in the order the
+	// records arrived, without the engine's lock held: it may call Engine
+	// methods other than Close, but must not block for long, since records
+	// that arrive meanwhile wait in a queue of RecordQueue entries and are
+	// dropped (counted) when it is full. Close waits for a call in
+	// progress, so Close must not be called while holding a lock that
+	// OnRecord takes. A record byte-identical to one queued less than
+	// RecordDedupWindow ago is skipped (counted).
 	OnRecord func(from peer.ID, record []byte)
+	// RecordQueue bounds the records waiting for OnRecord; 0 means 64.
+	RecordQueue int
 	// VnetHdr says that the device's frames carry a virtio-net header
 	// (tap.Linux opened with Config.VnetHdr and TSO offloads). The engine
 	// then sends TCP super-frames whole (MsgFrameGSO), completes checksums
@@ -52,7 +63,34 @@ type EngineStats struct {
 	GSOReceived  uint64 // super-frames received
 	Segmented    uint64 // received super-frames segmented in software
 	OffloadDrops uint64 // frames dropped for a bad offload header
+	// GSORejected counts members' super-frames refused by the checks of
+	// checkGSO (GSOMinSize, GSOMaxSegments, header lengths) before any
+	// work; LocalSegmented local super-frames that would fail them (a
+	// segment size below GSOMinSize) and were sent as plain frames.
+	GSORejected    uint64
+	LocalSegmented uint64
+	// RecordsQueued, RecordsDropped and RecordsDuplicate count MsgRecord
+	// messages handed to OnRecord, dropped because its queue was full, and
+	// skipped as byte-identical to a recent one.
+	RecordsQueued, RecordsDropped, RecordsDuplicate uint64
 }
+
+// engineCounters are the EngineStats the engine updates without its lock.
+type engineCounters struct {
+	segmented, offloadDrops, gsoRejected, localSegmented atomic.Uint64
+	recordsQueued, recordsDropped, recordsDuplicate      atomic.Uint64
+}
+
+// Defaults of the record queue.
+const (
+	DefaultRecordQueue = 64
+	// RecordDedupWindow is how long a record's hash is remembered to skip
+	// byte-identical copies.
+	RecordDedupWindow = 10 * time.Second
+	recordDedupSize   = 256
+	// logEvery is the period of rate-limited log lines (one per reason).
+	logEvery = 10 * time.Second
+)
 
 // Engine drives a Switch with real I/O, the way etcd's node drives a
 // RawNode: one goroutine reads the device, each member link has a reader
@@ -70,12 +108,60 @@ type Engine struct {
 	stats  EngineStats
 	asked  map[peer.ID]time.Time // last NeedLink call per member
 	closed bool
-	wbuf   []byte // device write buffer with room for a virtio-net header
-	seg    []byte // segmentation scratch
+	seg    []byte // segmentation scratch of the device reader
+
+	// wmu serialises device writes (tap.Device allows one writer at a
+	// time); it may be taken with mu held, never the other way round, so
+	// that link readers write and segment without holding mu.
+	wmu  sync.Mutex
+	wbuf []byte // device write buffer with room for a virtio-net header
+
+	counters engineCounters
+	logs     *logLimiter
+
+	records chan engineRecord
+	recMu   sync.Mutex // guards recSeen
+	recSeen recordSet
+	recHash maphash.Seed
 
 	stop      chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
+}
+
+type engineRecord struct {
+	from peer.ID
+	b    []byte
+}
+
+// recordSet remembers the hashes of recent records, for RecordDedupWindow,
+// in a ring of recordDedupSize.
+type recordSet struct {
+	at   map[uint64]time.Time
+	ring []uint64
+	next int
+}
+
+// add reports whether h was not seen within the window before now, and
+// remembers it.
+func (r *recordSet) add(h uint64, now time.Time) bool {
+	if t, ok := r.at[h]; ok && now.Sub(t) < RecordDedupWindow {
+		return false
+	}
+	if r.at == nil {
+		r.at = map[uint64]time.Time{}
+	}
+	if _, ok := r.at[h]; !ok {
+		if len(r.ring) < recordDedupSize {
+			r.ring = append(r.ring, h)
+		} else {
+			delete(r.at, r.ring[r.next])
+			r.ring[r.next] = h
+			r.next = (r.next + 1) % recordDedupSize
+		}
+	}
+	r.at[h] = now
+	return true
 }
 
 type engineLink struct {
@@ -109,11 +195,65 @@ func NewEngine(sw *Switch, dev tap.Device, cfg EngineConfig) *Engine {
 	if cfg.MaxWait == 0 {
 		cfg.MaxWait = 20 * time.Millisecond
 	}
-	e := &Engine{cfg: cfg, dev: dev, sw: sw, links: map[peer.ID]*engineLink{}, asked: map[peer.ID]time.Time{}, stop: make(chan struct{})}
+	if cfg.RecordQueue <= 0 {
+		cfg.RecordQueue = DefaultRecordQueue
+	}
+	e := &Engine{cfg: cfg, dev: dev, sw: sw, links: map[peer.ID]*engineLink{}, asked: map[peer.ID]time.Time{}, stop: make(chan struct{}),
+		records: make(chan engineRecord, cfg.RecordQueue), recHash: maphash.MakeSeed()}
+	e.logs = newLogLimiter(cfg.Logf, cfg.Now, logEvery)
+	sw.replay.Begin(cfg.Now()) // broadcasts from before now may have been delivered by a previous run
 	e.wg.Add(2)
 	go e.readDevice()
 	go e.tick()
+	if cfg.OnRecord != nil {
+		e.wg.Add(1)
+		go e.handleRecords()
+	}
 	return e
+}
+
+// handleRecords is the one goroutine that calls OnRecord.
+func (e *Engine) handleRecords() {
+	defer e.wg.Done()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case r := <-e.records:
+			select {
+			case <-e.stop:
+				return
+			default:
+			}
+			e.cfg.OnRecord(r.from, r.b)
+		}
+	}
+}
+
+// queueRecord hands a copy of record to the record goroutine unless it is
+// a recent duplicate or the queue is full.
+func (e *Engine) queueRecord(from peer.ID, record []byte) {
+	if e.cfg.OnRecord == nil {
+		return
+	}
+	h := maphash.Bytes(e.recHash, record)
+	e.recMu.Lock()
+	fresh := e.recSeen.add(h, e.cfg.Now())
+	e.recMu.Unlock()
+	if !fresh {
+		e.counters.recordsDuplicate.Add(1)
+		return
+	}
+	select {
+	case e.records <- engineRecord{from, append([]byte(nil), record...)}:
+		e.counters.recordsQueued.Add(1)
+	default:
+		e.counters.recordsDropped.Add(1)
+		e.recMu.Lock()
+		e.recSeen.at[h] = time.Time{} // not handled: a later copy may be
+		e.recMu.Unlock()
+		e.logs.log("record queue", "overlay: record from %s dropped: queue of %d full", from, cap(e.records))
+	}
 }
 
 // Update runs fn with the switch under the engine's lock (SetMember,
@@ -148,9 +288,13 @@ type EngineLinkStats struct {
 // Stats returns the engine's counters.
 func (e *Engine) Stats() EngineStats {
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	s := e.stats
 	s.NoLink = e.noLink
+	e.mu.Unlock()
+	c := &e.counters
+	s.Segmented, s.OffloadDrops, s.GSORejected = c.segmented.Load(), c.offloadDrops.Load(), c.gsoRejected.Load()
+	s.LocalSegmented = c.localSegmented.Load()
+	s.RecordsQueued, s.RecordsDropped, s.RecordsDuplicate = c.recordsQueued.Load(), c.recordsDropped.Load(), c.recordsDuplicate.Load()
 	return s
 }
 
@@ -220,7 +364,7 @@ func (e *Engine) dropLink(l *engineLink, err error) {
 	if e.links[l.peer] == l {
 		delete(e.links, l.peer)
 		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-			e.cfg.Logf("overlay: link to %s: %v", l.peer, err)
+			e.logs.log("link "+string(l.peer), "overlay: link to %s: %v", l.peer, err)
 		}
 	}
 	e.mu.Unlock()
@@ -284,41 +428,58 @@ func (e *Engine) link(p peer.ID) *engineLink {
 }
 
 // writeDev writes a plain frame to the device, with an empty virtio-net
-// header when the device expects one; e.mu is held.
+// header when the device expects one. It takes wmu, so it may be called
+// with or without mu held.
 func (e *Engine) writeDev(frame []byte) {
+	e.wmu.Lock()
 	b := frame
 	if e.cfg.VnetHdr {
 		e.wbuf = append(append(e.wbuf[:0], make([]byte, ether.VnetHdrLen)...), frame...)
 		b = e.wbuf
 	}
-	if _, err := e.dev.Write(b); err != nil && !errors.Is(err, net.ErrClosed) {
-		e.cfg.Logf("overlay: write %s: %v", e.dev.Name(), err)
+	_, err := e.dev.Write(b)
+	e.wmu.Unlock()
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		e.logs.log("write", "overlay: write %s: %v", e.dev.Name(), err)
 	}
 }
 
-// writeGSO delivers a received super-frame (whole = header + frame);
-// e.mu is held.
-func (e *Engine) writeGSO(whole []byte, h ether.VnetHdr, frame []byte) {
+// writeWhole writes b (a virtio-net header and frame) to the device.
+func (e *Engine) writeWhole(b []byte) {
+	e.wmu.Lock()
+	_, err := e.dev.Write(b)
+	e.wmu.Unlock()
+	if err != nil && !errors.Is(err, net.ErrClosed) {
+		e.logs.log("write", "overlay: write %s: %v", e.dev.Name(), err)
+	}
+}
+
+// writeGSO delivers a received super-frame (whole = header + frame, the
+// header already checked by checkGSO) whole or segmented into seg, which
+// it returns grown. It does not need mu: link readers call it after
+// releasing it.
+func (e *Engine) writeGSO(whole []byte, h ether.VnetHdr, frame, seg []byte) []byte {
 	if !h.IsGSO() {
 		if err := ether.FinishChecksum(frame, h); err != nil {
-			e.stats.OffloadDrops++
-			return
+			e.counters.offloadDrops.Add(1)
+			return seg
 		}
 		e.writeDev(frame)
-		return
+		return seg
 	}
 	if e.cfg.VnetHdr {
-		if _, err := e.dev.Write(whole); err != nil && !errors.Is(err, net.ErrClosed) {
-			e.cfg.Logf("overlay: write %s: %v", e.dev.Name(), err)
-		}
-		return
+		h.Put(whole) // with the recomputed header length
+		e.writeWhole(whole)
+		return seg
 	}
-	e.stats.Segmented++
+	e.counters.segmented.Add(1)
 	var err error
-	e.seg, err = ether.SegmentTCP(frame, h, e.seg, func(seg []byte) error { e.writeDev(seg); return nil })
+	seg, err = ether.SegmentTCP(frame, h, seg, func(s []byte) error { e.writeDev(s); return nil })
 	if err != nil {
-		e.stats.OffloadDrops++
+		e.counters.offloadDrops.Add(1)
+		e.logs.log("segment", "overlay: segmenting a super-frame: %v", err)
 	}
+	return seg
 }
 
 // aliases reports whether a and b are the same non-empty slice.
@@ -350,32 +511,58 @@ func (e *Engine) readDevice() {
 		if e.cfg.VnetHdr {
 			h, _ := ether.ParseVnetHdr(buf)
 			if h.IsGSO() {
+				// Members refuse super-frames that fail checkGSO: send
+				// what they would refuse for its size as plain frames.
+				if err := checkGSO(frame, &h, e.dev.MTU()); gsoReason(err) == "size" {
+					e.counters.localSegmented.Add(1)
+					e.seg, err = ether.SegmentTCP(frame, h, e.seg, func(seg []byte) error {
+						e.handleLocal(seg, nil, false, nil)
+						return nil
+					})
+					if err != nil {
+						e.counters.offloadDrops.Add(1)
+					}
+					continue
+				} else if err != nil {
+					e.counters.offloadDrops.Add(1)
+					e.logs.log("local gso", "overlay: %s: super-frame dropped: %v", e.dev.Name(), err)
+					continue
+				}
+				h.Put(buf) // with the recomputed header length
 				whole = buf[:n]
 			} else if err := ether.FinishChecksum(frame, h); err != nil {
-				e.mu.Lock()
-				e.stats.OffloadDrops++
-				e.mu.Unlock()
+				e.counters.offloadDrops.Add(1)
 				continue
 			}
 		}
-		wait = wait[:0]
-		var w *[]blocked
-		if e.cfg.MaxWait > 0 {
-			w = &wait
-		}
-		e.mu.Lock()
-		for _, o := range e.sw.HandleLocal(e.cfg.Now(), frame) {
-			if whole != nil && o.Kind == ToPeer && o.Msg.Kind == MsgFrame && aliases(o.Msg.Payload, frame) {
-				o.Msg = Message{Kind: MsgFrameGSO, Payload: whole}
-				e.stats.GSOSent++
-			}
-			e.dispatchOne(o, w)
-		}
-		e.mu.Unlock()
-		for _, w := range wait {
-			w.l.q.PushWait(w.m, e.cfg.MaxWait, w.l.done)
-		}
+		wait = e.handleLocal(frame, whole, true, wait[:0])
 	}
+}
+
+// handleLocal passes a frame from the device through the switch and
+// queues the results; whole, when not nil, is the super-frame to send in
+// place of frame. With canWait (and MaxWait > 0), unicast frames that do
+// not fit their link's queue are appended to wait and pushed with PushWait
+// (frame must then stay valid until handleLocal returns); otherwise they
+// are dropped.
+func (e *Engine) handleLocal(frame, whole []byte, canWait bool, wait []blocked) []blocked {
+	var w *[]blocked
+	if e.cfg.MaxWait > 0 && canWait {
+		w = &wait
+	}
+	e.mu.Lock()
+	for _, o := range e.sw.HandleLocal(e.cfg.Now(), frame) {
+		if whole != nil && o.Kind == ToPeer && o.Msg.Kind == MsgFrame && aliases(o.Msg.Payload, frame) {
+			o.Msg = Message{Kind: MsgFrameGSO, Payload: whole}
+			e.stats.GSOSent++
+		}
+		e.dispatchOne(o, w)
+	}
+	e.mu.Unlock()
+	for _, b := range wait {
+		b.l.q.PushWait(b.m, e.cfg.MaxWait, b.l.done)
+	}
+	return wait
 }
 
 func (e *Engine) tick() {
@@ -394,50 +581,91 @@ func (e *Engine) tick() {
 	}
 }
 
+// readLink reads a member's messages. Under the engine's lock it only
+// decides (the switch's checks and outputs to other links); it writes to
+// the device, and segments super-frames, after releasing it, so that a
+// member's traffic cannot hold up everyone else's.
 func (e *Engine) readLink(l *engineLink) {
 	defer e.wg.Done()
 	r := NewReader(l.rw, 0)
+	var local [][]byte // frames to write to the device, aliasing r's buffer
+	var seg []byte     // segmentation scratch
+	mtu := e.dev.MTU()
 	for {
 		m, err := r.Next()
 		if err != nil {
 			e.dropLink(l, err)
 			return
 		}
+		if m.Kind == MsgRecord {
+			e.mu.Lock()
+			current := e.links[l.peer] == l
+			e.mu.Unlock()
+			if !current {
+				return
+			}
+			e.queueRecord(l.peer, m.Payload)
+			continue
+		}
+		var whole []byte // MsgFrameGSO: header and frame
+		var vh ether.VnetHdr
+		if m.Kind == MsgFrameGSO {
+			// Checked in constant time before anything else is done.
+			h, err := ether.ParseVnetHdr(m.Payload)
+			if err == nil && h.IsGSO() {
+				err = checkGSO(m.Payload[ether.VnetHdrLen:], &h, mtu)
+			}
+			if err != nil {
+				e.counters.gsoRejected.Add(1)
+				e.logs.log("gso "+gsoReason(err), "overlay: super-frame from %s dropped: %v", l.peer, err)
+				continue
+			}
+			whole, vh = m.Payload, h
+			m = Message{Kind: MsgFrame, Payload: m.Payload[ether.VnetHdrLen:]}
+		}
+		// A broadcast's signature is checked outside the lock: an
+		// Ed25519 verification costs ~50-100 us, which would otherwise
+		// hold up every other member's traffic.
+		var chk broadcastCheck
+		good := false
+		if m.Kind == MsgBroadcast {
+			e.mu.Lock()
+			var need bool
+			chk, need = e.sw.pendingVerify(e.cfg.Now(), l.peer, m)
+			e.mu.Unlock()
+			good = need && chk.verify()
+		}
+		local = local[:0]
 		e.mu.Lock()
 		if e.links[l.peer] != l {
 			e.mu.Unlock()
 			return
 		}
-		switch {
-		case m.Kind == MsgRecord:
-			if e.cfg.OnRecord != nil {
-				e.cfg.OnRecord(l.peer, append([]byte(nil), m.Payload...))
-			}
-		case m.Kind == MsgFrameGSO:
-			e.receiveGSO(l.peer, m.Payload)
-		default:
-			e.dispatch(e.sw.HandleRemote(e.cfg.Now(), l.peer, m))
-		}
-		e.mu.Unlock()
-	}
-}
-
-// receiveGSO passes a super-frame's Ethernet frame through the switch's
-// checks and delivers it whole or segmented; e.mu is held.
-func (e *Engine) receiveGSO(from peer.ID, whole []byte) {
-	h, err := ether.ParseVnetHdr(whole)
-	if err != nil {
-		e.stats.OffloadDrops++
-		return
-	}
-	e.stats.GSOReceived++
-	frame := whole[ether.VnetHdrLen:]
-	for _, o := range e.sw.HandleRemote(e.cfg.Now(), from, Message{Kind: MsgFrame, Payload: frame}) {
-		if o.Kind == ToLocal && aliases(o.Msg.Payload, frame) {
-			e.writeGSO(whole, h, frame)
+		if good {
+			e.sw.addVerified(chk)
+		} else if chk.pub != nil {
+			e.sw.failedVerify(l.peer, e.cfg.Now())
+			e.mu.Unlock()
 			continue
 		}
-		e.dispatchOne(o, nil)
+		if whole != nil {
+			e.stats.GSOReceived++
+		}
+		for _, o := range e.sw.HandleRemote(e.cfg.Now(), l.peer, m) {
+			if o.Kind == ToLocal && aliases(o.Msg.Payload, m.Payload) {
+				local = append(local, o.Msg.Payload)
+				continue
+			}
+			e.dispatchOne(o, nil)
+		}
+		e.mu.Unlock()
+		for _, f := range local {
+			if whole != nil {
+				seg = e.writeGSO(whole, vh, f, seg)
+			} else {
+				e.writeDev(f)
+			}
+		}
 	}
 }
 

@@ -63,9 +63,10 @@ type Message struct {
 
 // Link message wire format: a 4-byte big-endian word whose top byte is the
 // kind and whose low 24 bits are the body length, then the body. The body of
-// MsgBroadcast is the social header (self-delimiting, version 2: it carries
-// the origin's signature) followed by the frame; other bodies are the
-// payload itself.
+// MsgBroadcast is the social header (self-delimiting, version 3: it carries
+// the origin's time and signature) followed by the frame; other bodies are
+// the payload itself. The body of MsgFrameGSO must pass the checks of
+// checkGSO (see GSOMinSize) or the receiver drops it.
 const (
 	msgHeaderLen = 4
 	// MaxMessageBody bounds a message body: room for a 64 KiB offload

@@ -46,11 +46,17 @@ package overlay
 // sender hop by hop cannot tell whether the origin really sent a frame. The
 // header therefore carries the origin's Ed25519 signature (its libp2p
 // identity key) over BroadcastDigest: the network ID, the broadcast ID, the
-// group and the frame, but not TTL, budget or visited list, which forwarders
-// change. Switch signs what it originates and checks every copy against the
-// key of the member the origin hash names before delivering or forwarding it
-// (ZeroTier 2013 signed its multicasts for the same reason). Social itself
-// only carries the signature along; the simulator leaves it zero.
+// origin's time, the group and the frame, but not TTL, budget or visited
+// list, which forwarders change. Switch signs what it originates and checks
+// every copy against the key of the member the origin hash names before
+// delivering or forwarding it (ZeroTier 2013 signed its multicasts for the
+// same reason). Social itself only carries the signature along; the
+// simulator leaves it zero.
+//
+// The de-duplication ring forgets old IDs, so it cannot stop replays on
+// its own: Switch also checks the signed origin time and a per-origin
+// sequence window (ReplayFilter, replay.go) and a per-origin rate limit
+// (OriginLimiter) before a first copy is delivered or forwarded.
 //
 // # Multicast
 //
@@ -168,9 +174,16 @@ type SocialHeader struct {
 	// the frame, oldest first. Senders share one slice between sibling
 	// copies: treat it as read-only.
 	Visited []uint32
+	// Time is the origin's clock when it originated the broadcast, in Unix
+	// milliseconds (signed with the frame). Receivers drop copies whose
+	// time is far from theirs and remember, per origin, which sequence
+	// numbers they delivered, so that a captured broadcast is never
+	// delivered twice (Switch; see ReplayFilter).
+	Time int64
 	// Sig is the origin's Ed25519 signature of BroadcastDigest (network,
-	// ID, group and frame; not TTL, Budget or Visited, which forwarders
-	// change). Social carries it along unchanged; Switch signs and checks it.
+	// ID, time, group and frame; not TTL, Budget or Visited, which
+	// forwarders change). Social carries it along unchanged; Switch signs
+	// and checks it.
 	Sig [SocialSigLen]byte
 }
 
@@ -294,8 +307,12 @@ func (s *Social[K]) Groups() []uint64 {
 // it is a subscriber of each until now+GroupAgeSec, and of no other group.
 func (s *Social[K]) HearGroups(from K, groups []uint64, now time.Time) {
 	exp := now.Add(time.Duration(s.p.GroupAgeSec) * time.Second)
+	announced := make(map[uint64]bool, len(groups))
+	for _, g := range groups {
+		announced[g] = true
+	}
 	for g, l := range s.subs {
-		if !slices.Contains(groups, g) {
+		if !announced[g] {
 			s.setSubs(g, slices.DeleteFunc(l, func(c socialContact[K]) bool { return c.key == from }))
 		}
 	}
@@ -359,6 +376,7 @@ func (s *Social[K]) OriginateGroup(g uint64, now time.Time) (BroadcastID, []Soci
 func (s *Social[K]) originate(h SocialHeader, now time.Time) (BroadcastID, []SocialSend[K]) {
 	s.seq++
 	h.ID, h.TTL, h.Budget = BroadcastID{s.selfHash, s.seq}, uint8(s.p.TTL-1), uint16(s.p.Budget)
+	h.Time = now.UnixMilli()
 	e := s.remember(h.ID)
 	return h.ID, s.forward(e, h, s.p.Fanout, now)
 }
@@ -438,6 +456,10 @@ func (s *Social[K]) forward(e *socialSeen[K], h SocialHeader, fanout int, now ti
 	return out
 }
 
+// Seen reports whether id is among the recent broadcast IDs this node
+// remembers (a copy of it would be a duplicate).
+func (s *Social[K]) Seen(id BroadcastID) bool { return s.lookup(id) != nil }
+
 func (s *Social[K]) lookup(id BroadcastID) *socialSeen[K] {
 	if i, ok := s.seen[id]; ok {
 		return &s.ring[i]
@@ -491,25 +513,26 @@ func VisitHash(keyHash, salt uint64) uint32 { return uint32(SocialMix(keyHash^sa
 
 // SocialHeader wire format (big-endian), SocialHeaderMinLen bytes plus options:
 //
-//	0  version (2; version 1 had no signature)
+//	0  version (3; version 2 had no origin time, version 1 no signature)
 //	1  flags: bit 0 = group present; other bits must be zero
 //	2  ttl
 //	3  visited count n (<= SocialMaxVisited)
 //	4  budget (uint16)
 //	6  origin hash (uint64)
 //	14 sequence (uint32)
-//	18 origin signature (64 bytes, Ed25519)
-//	82 group (uint64), only when flag bit 0 is set
+//	18 origin time (int64, Unix milliseconds)
+//	26 origin signature (64 bytes, Ed25519)
+//	90 group (uint64), only when flag bit 0 is set
 //	.. n visited hashes (uint32 each)
 const (
-	socialVersion = 2
+	socialVersion = 3
 	// groupAnnounceVersion is the version of group announcements, which
 	// did not change with the header.
 	groupAnnounceVersion = 1
 	// SocialSigLen is the length of the origin signature.
 	SocialSigLen = 64
 	// SocialHeaderMinLen is the length of a header without group and visited list.
-	SocialHeaderMinLen = 18 + SocialSigLen
+	SocialHeaderMinLen = 26 + SocialSigLen
 	// SocialHeaderMaxLen is the longest possible header.
 	SocialHeaderMaxLen = SocialHeaderMinLen + 8 + 4*SocialMaxVisited
 )
@@ -530,6 +553,7 @@ func (h SocialHeader) AppendBinary(b []byte) ([]byte, error) {
 	b = binary.BigEndian.AppendUint16(b, h.Budget)
 	b = binary.BigEndian.AppendUint64(b, h.ID.Origin)
 	b = binary.BigEndian.AppendUint32(b, h.ID.Seq)
+	b = binary.BigEndian.AppendUint64(b, uint64(h.Time))
 	b = append(b, h.Sig[:]...)
 	if h.HasGroup {
 		b = binary.BigEndian.AppendUint64(b, h.Group)
@@ -561,7 +585,8 @@ func DecodeSocialHeader(b []byte) (SocialHeader, int, error) {
 	h.Budget = binary.BigEndian.Uint16(b[4:])
 	h.ID.Origin = binary.BigEndian.Uint64(b[6:])
 	h.ID.Seq = binary.BigEndian.Uint32(b[14:])
-	copy(h.Sig[:], b[18:SocialHeaderMinLen])
+	h.Time = int64(binary.BigEndian.Uint64(b[18:]))
+	copy(h.Sig[:], b[26:SocialHeaderMinLen])
 	off, need := SocialHeaderMinLen, SocialHeaderMinLen+4*n
 	if h.HasGroup {
 		need += 8

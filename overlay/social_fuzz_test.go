@@ -15,7 +15,7 @@ func FuzzDecodeSocialHeader(f *testing.F) {
 	f.Add(group)                  // mDNS multicast with two visited hashes
 	f.Add(append(group, 1, 2, 3)) // frame bytes follow the header
 	f.Add(group[:len(group)-1])   // truncated visited list
-	signed := SocialHeader{ID: BroadcastID{5, 6}, TTL: 2, Budget: 3}
+	signed := SocialHeader{ID: BroadcastID{5, 6}, TTL: 2, Budget: 3, Time: 1795000000000}
 	for i := range signed.Sig {
 		signed.Sig[i] = byte(i)
 	}
@@ -23,6 +23,8 @@ func FuzzDecodeSocialHeader(f *testing.F) {
 	f.Add(sb)                          // a non-zero signature
 	v1 := append([]byte{1}, sb[1:]...) // version 1 (unsigned) is refused
 	f.Add(v1)
+	v2 := append([]byte{2}, sb[1:]...) // version 2 (no origin time) is refused
+	f.Add(v2)
 	f.Add([]byte{2, 0x80, 0, 0})                              // unknown flag, too short
 	f.Add(bytes.Repeat([]byte{1}, 300))                       // version 1
 	f.Add(append([]byte{2}, bytes.Repeat([]byte{1}, 300)...)) // visited count 1, group flag

@@ -359,7 +359,7 @@ func TestSocialHeaderRoundTrip(t *testing.T) {
 	for _, h := range []SocialHeader{
 		{ID: BroadcastID{1, 2}, TTL: 3, Budget: 4},
 		{ID: BroadcastID{^uint64(0), ^uint32(0)}, HasGroup: true, Group: 0x01005e0000fb, TTL: 255,
-			Budget: 65535, Visited: []uint32{1, 2, 0xffffffff}, Sig: [SocialSigLen]byte{0: 1, 63: 0xff}},
+			Budget: 65535, Visited: []uint32{1, 2, 0xffffffff}, Time: -1, Sig: [SocialSigLen]byte{0: 1, 63: 0xff}},
 	} {
 		b, err := h.AppendBinary([]byte{0xee})
 		if err != nil {
@@ -376,7 +376,7 @@ func TestSocialHeaderRoundTrip(t *testing.T) {
 	}
 	with := func(i int, v byte) []byte { b := bytes.Clone(good); b[i] = v; return b }
 	for _, bad := range [][]byte{nil, good[:SocialHeaderMinLen-1], // too short (signature cut)
-		with(0, 1), with(0, 3), // version 1 had no signature; unknown version
+		with(0, 1), with(0, 2), with(0, 4), // version 1 had no signature, 2 no time; unknown version
 		with(1, 2), with(3, SocialMaxVisited+1), // unknown flag; too many visited
 		with(1, 1), with(3, 1)} { // group or visited entry announced but missing
 		if _, _, err := DecodeSocialHeader(bad); !errors.Is(err, ErrSocialHeader) {

@@ -46,6 +46,23 @@ type SwitchConfig struct {
 	// that restarts must not count from zero again: the daemon passes a
 	// random value. Zero starts at 1 (tests, the simulator).
 	FirstSequence uint32
+	// BroadcastWindow is how far a broadcast's signed origin time may be
+	// from this node's clock (either way) for it to be accepted; 0 means
+	// DefaultBroadcastWindow (30 s). Members' clocks must agree this well.
+	BroadcastWindow time.Duration
+	// Start is when this node started on the network: broadcasts
+	// originated before it are refused, since a restarted node no longer
+	// knows which it delivered. Zero means the first time passed to a
+	// Switch method (NewEngine passes its clock's time at once).
+	Start time.Time
+	// MaxOrigins bounds the origins whose sequence windows and rate
+	// buckets the switch remembers; 0 means DefaultMaxOrigins (4096).
+	MaxOrigins int
+	// BroadcastRate and BroadcastBurst bound the new broadcasts and
+	// multicasts per second that one origin gets delivered and forwarded
+	// here (a token bucket per origin); 0 means DefaultBroadcastRate (200)
+	// and DefaultBroadcastBurst (400). Unicast is not limited.
+	BroadcastRate, BroadcastBurst float64
 }
 
 // SwitchMember is an authorized member as the switch needs it.
@@ -103,6 +120,9 @@ type Counters struct {
 	DropOwnDAD      uint64 `json:"drop_own_dad"`      // local ARP/NDP probes for own addresses
 	DropBadOrigin   uint64 `json:"drop_bad_origin"`   // broadcast not signed by the member its origin names
 	DropNoKey       uint64 `json:"drop_no_key"`       // local broadcast while the switch has no signing key
+	DropStale       uint64 `json:"drop_stale"`        // broadcast whose origin time is outside the window
+	DropReplay      uint64 `json:"drop_replay"`       // broadcast already delivered (replayed), or origin table full
+	DropRateLimit   uint64 `json:"drop_rate_limit"`   // broadcast beyond its origin's rate limit
 }
 
 // Switch is the Ethernet switch of one network as a pure state machine:
@@ -142,6 +162,18 @@ type Switch struct {
 	verified     map[BroadcastID]verifiedBroadcast
 	verifiedRing []BroadcastID
 	verifiedNext int
+
+	replay *ReplayFilter  // per-origin freshness (see replay.go)
+	limit  *OriginLimiter // per-origin broadcast rate
+	// badSig is a bucket per sending member for signatures that failed:
+	// a member forwards only copies it verified, so one that sends bad
+	// signatures is forging, and once its bucket is empty its copies
+	// that would need a verification are dropped without one.
+	badSig        *OriginLimiter
+	verifications uint64 // Ed25519 verifications done (tests)
+	// groupsIn is a bucket per sending member for group announcements,
+	// which cost up to ~100 us each to apply.
+	groupsIn *OriginLimiter
 }
 
 type verifiedBroadcast struct {
@@ -179,6 +211,18 @@ func NewSwitch(cfg SwitchConfig) (*Switch, error) {
 		return nil, err
 	}
 	soc.SetSequence(cfg.FirstSequence)
+	if cfg.BroadcastWindow <= 0 {
+		cfg.BroadcastWindow = DefaultBroadcastWindow
+	}
+	if cfg.MaxOrigins <= 0 {
+		cfg.MaxOrigins = DefaultMaxOrigins
+	}
+	if cfg.BroadcastRate <= 0 {
+		cfg.BroadcastRate = DefaultBroadcastRate
+	}
+	if cfg.BroadcastBurst <= 0 {
+		cfg.BroadcastBurst = DefaultBroadcastBurst
+	}
 	s := &Switch{
 		cfg: cfg, social: soc,
 		members:  map[peer.ID]*SwitchMember{},
@@ -190,6 +234,10 @@ func NewSwitch(cfg SwitchConfig) (*Switch, error) {
 		learned:  NewMACTable(cfg.MACAge, cfg.MaxLearned),
 		groups:   map[ether.MAC]bool{},
 		scratch:  make([]byte, 0, 4096),
+		replay:   NewReplayFilter(cfg.BroadcastWindow, cfg.MaxOrigins, cfg.Start),
+		limit:    NewOriginLimiter(cfg.BroadcastRate, cfg.BroadcastBurst, cfg.MaxOrigins),
+		badSig:   NewOriginLimiter(BadSignatureRate, BadSignatureBurst, cfg.MaxOrigins),
+		groupsIn: NewOriginLimiter(GroupAnnouncementRate, GroupAnnouncementBurst, cfg.MaxOrigins),
 	}
 	// Groups every IPv4/IPv6 host listens to.
 	for _, g := range []ether.MAC{
@@ -323,6 +371,7 @@ func (s *Switch) synth(build func([]byte) []byte) []byte {
 // HandleLocal processes a frame read from the local device at now.
 func (s *Switch) HandleLocal(now time.Time, frame []byte) []Output {
 	s.reset()
+	s.replay.Begin(now)
 	s.counters.LocalIn++
 	h, err := ether.ParseHeader(frame)
 	if err != nil {
@@ -457,8 +506,9 @@ func (s *Switch) originate(now time.Time, h ether.Header, frame []byte) {
 	if len(sends) == 0 {
 		return
 	}
-	// Every copy carries the same ID, group and frame: one signature.
+	// Every copy carries the same ID, time, group and frame: one signature.
 	sh := sends[0].SocialHeader
+	s.replay.Check(sh.ID.Origin, sh.ID.Seq, sh.Time, now) // its replays come back as seen
 	digest := BroadcastDigest(s.cfg.Network, sh, frame)
 	sig, err := s.cfg.Key.Sign(digest[:])
 	if err != nil || len(sig) != SocialSigLen {
@@ -473,17 +523,18 @@ func (s *Switch) originate(now time.Time, h ether.Header, frame []byte) {
 }
 
 // BroadcastDigest is what the origin of a broadcast signs: SHA-256 of a
-// domain string, the network ID, h's broadcast ID and group, and the frame.
-// The fields forwarders change (TTL, Budget, Visited) are left out.
+// domain string, the network ID, h's broadcast ID, time and group, and the
+// frame. The fields forwarders change (TTL, Budget, Visited) are left out.
 func BroadcastDigest(network NetworkID, h SocialHeader, frame []byte) [sha256.Size]byte {
-	var b [len(broadcastDomain) + len(network) + 8 + 4 + 1 + 8]byte
+	var b [len(broadcastDomain) + len(network) + 8 + 4 + 8 + 1 + 8]byte
 	n := copy(b[:], broadcastDomain)
 	n += copy(b[n:], network[:])
 	binary.BigEndian.PutUint64(b[n:], h.ID.Origin)
 	binary.BigEndian.PutUint32(b[n+8:], h.ID.Seq)
+	binary.BigEndian.PutUint64(b[n+12:], uint64(h.Time))
 	if h.HasGroup {
-		b[n+12] = 1
-		binary.BigEndian.PutUint64(b[n+13:], h.Group)
+		b[n+20] = 1
+		binary.BigEndian.PutUint64(b[n+21:], h.Group)
 	}
 	d := sha256.New()
 	d.Write(b[:])
@@ -493,7 +544,7 @@ func BroadcastDigest(network NetworkID, h SocialHeader, frame []byte) [sha256.Si
 	return out
 }
 
-const broadcastDomain = "kadlan broadcast v2\x00"
+const broadcastDomain = "kadlan broadcast v3\x00"
 
 // SignBroadcast sets h.Sig to key's signature of h and frame on network.
 func SignBroadcast(key crypto.PrivKey, network NetworkID, h *SocialHeader, frame []byte) error {
@@ -516,13 +567,36 @@ func VerifyBroadcast(pub crypto.PubKey, network NetworkID, h SocialHeader, frame
 	return err == nil && ok
 }
 
-// verifyOrigin checks that h.Sig is origin's signature of frame, consulting
-// and filling the cache of verified broadcasts.
-func (s *Switch) verifyOrigin(origin peer.ID, h SocialHeader, frame []byte) bool {
+// BadSignatureRate and BadSignatureBurst bound the broadcast copies with a
+// bad signature that one sending member gets verified per second: beyond
+// them its copies needing a verification are dropped unverified, so a
+// member forging broadcasts cannot make others spend their CPU on Ed25519.
+const (
+	BadSignatureRate  = 10
+	BadSignatureBurst = 20
+)
+
+// GroupAnnouncementRate and GroupAnnouncementBurst bound the group
+// announcements per second applied from one member (it sends one when a
+// link opens, when its host joins or leaves a group, and every 40 s);
+// beyond them they are dropped (drop_rate_limit).
+const (
+	GroupAnnouncementRate  = 2
+	GroupAnnouncementBurst = 20
+)
+
+// verifyOrigin checks that h.Sig is origin's signature of frame, sent by
+// member from at now, consulting and filling the cache of verified
+// broadcasts.
+func (s *Switch) verifyOrigin(now time.Time, from, origin peer.ID, h SocialHeader, frame []byte) bool {
 	digest := BroadcastDigest(s.cfg.Network, h, frame)
 	v, cached := s.verified[h.ID]
 	if cached && v.digest == digest && v.sig == h.Sig {
 		return true
+	}
+	fromHash := PeerHash(from)
+	if !s.badSig.Peek(fromHash, now) {
+		return false // a forger: not worth a verification
 	}
 	// Not cached, or a different frame or signature under a known ID: a
 	// tampered copy, or the origin reusing sequence numbers after a restart.
@@ -538,13 +612,79 @@ func (s *Switch) verifyOrigin(origin peer.ID, h SocialHeader, frame []byte) bool
 	if pub == nil {
 		return false
 	}
+	s.verifications++
 	if ok, err := pub.Verify(digest[:], h.Sig[:]); err != nil || !ok {
+		s.badSig.Take(fromHash, now)
 		return false
 	}
 	if !cached {
 		s.rememberVerified(h.ID, verifiedBroadcast{digest, h.Sig})
 	}
 	return true
+}
+
+// broadcastCheck is the signature check HandleRemote would do for a
+// broadcast copy, prepared (pendingVerify) so that the Engine can run it
+// without holding its lock and report a good result (addVerified) before
+// calling HandleRemote, which then finds it in the cache.
+type broadcastCheck struct {
+	id  BroadcastID
+	pub crypto.PubKey
+	v   verifiedBroadcast
+}
+
+func (c *broadcastCheck) verify() bool {
+	if c.pub == nil {
+		return false
+	}
+	ok, err := c.pub.Verify(c.v.digest[:], c.v.sig[:])
+	return err == nil && ok
+}
+
+// pendingVerify reports the Ed25519 verification that HandleRemote(now,
+// from, m) would do, if any: none for messages that are not broadcasts,
+// that the cheap checks (member, header, time, rate) drop first, or whose
+// signature is already in the cache.
+func (s *Switch) pendingVerify(now time.Time, from peer.ID, m Message) (broadcastCheck, bool) {
+	if m.Kind != MsgBroadcast {
+		return broadcastCheck{}, false
+	}
+	if _, ok := s.members[from]; !ok {
+		return broadcastCheck{}, false
+	}
+	sh, _, err := DecodeSocialHeader(m.Social)
+	if err != nil || !s.replay.Fresh(sh.Time, now) || !s.social.Seen(sh.ID) && !s.limit.Peek(sh.ID.Origin, now) {
+		return broadcastCheck{}, false
+	}
+	origin, ok := s.byHash[sh.ID.Origin]
+	if !ok {
+		return broadcastCheck{}, false
+	}
+	pub := s.pubs[origin]
+	if pub == nil {
+		return broadcastCheck{}, false
+	}
+	v := verifiedBroadcast{BroadcastDigest(s.cfg.Network, sh, m.Payload), sh.Sig}
+	if c, cached := s.verified[sh.ID]; cached && c == v || !s.badSig.Peek(PeerHash(from), now) {
+		return broadcastCheck{}, false
+	}
+	return broadcastCheck{sh.ID, pub, v}, true
+}
+
+// failedVerify records that the check pendingVerify prepared for a copy
+// from member from failed: the copy is dropped as HandleRemote would have.
+func (s *Switch) failedVerify(from peer.ID, now time.Time) {
+	s.counters.RemoteIn++
+	s.counters.DropBadOrigin++
+	s.verifications++
+	s.badSig.Take(PeerHash(from), now)
+}
+
+// addVerified caches a check that verify found good.
+func (s *Switch) addVerified(c broadcastCheck) {
+	if _, cached := s.verified[c.id]; !cached {
+		s.rememberVerified(c.id, c.v)
+	}
 }
 
 func (s *Switch) rememberVerified(id BroadcastID, v verifiedBroadcast) {
@@ -579,6 +719,7 @@ func (s *Switch) sendCopies(sends []SocialSend[peer.ID], frame []byte) {
 // HandleRemote processes a message that member from sent on its link at now.
 func (s *Switch) HandleRemote(now time.Time, from peer.ID, m Message) []Output {
 	s.reset()
+	s.replay.Begin(now)
 	s.counters.RemoteIn++
 	sender, ok := s.members[from]
 	if !ok {
@@ -587,6 +728,10 @@ func (s *Switch) HandleRemote(now time.Time, from peer.ID, m Message) []Output {
 	}
 	switch m.Kind {
 	case MsgGroups:
+		if !s.groupsIn.Take(PeerHash(from), now) {
+			s.counters.DropRateLimit++
+			return nil
+		}
 		groups, err := DecodeGroupAnnouncement(m.Payload)
 		if err != nil {
 			s.counters.DropMalformed++
@@ -622,6 +767,20 @@ func (s *Switch) HandleRemote(now time.Time, from peer.ID, m Message) []Output {
 		s.counters.DropMalformed++
 		return nil
 	}
+	// Cheap checks first, before any signature is verified: the origin's
+	// time (signed, so a forged one fails below anyway) must be fresh, and
+	// a new broadcast's origin must have a token left. Only genuine new
+	// broadcasts take tokens (below), so forged or replayed copies cannot
+	// drain another member's bucket.
+	if !s.replay.Fresh(sh.Time, now) {
+		s.counters.DropStale++
+		return nil
+	}
+	first := !s.social.Seen(sh.ID)
+	if first && !s.limit.Peek(sh.ID.Origin, now) {
+		s.counters.DropRateLimit++
+		return nil
+	}
 	// A broadcast copy carries the origin's frame, relayed by any member:
 	// the origin hash names the member whose signature it must carry, and
 	// the frame's source must then be that member's, exactly as for a frame
@@ -633,13 +792,30 @@ func (s *Switch) HandleRemote(now time.Time, from peer.ID, m Message) []Output {
 	} else if p, ok := s.byHash[sh.ID.Origin]; ok {
 		origin = p
 	}
-	if origin == "" || !s.verifyOrigin(origin, sh, m.Payload) {
+	if origin == "" || !s.verifyOrigin(now, from, origin, sh, m.Payload) {
 		s.counters.DropBadOrigin++
 		return nil
 	}
 	// Our own broadcast came back: forward with its budget, never deliver.
 	if !own && !s.sourceOK(h, m.Payload, s.members[origin], now) {
 		return nil
+	}
+	if first {
+		// Not in the de-duplication ring: the replay filter decides
+		// whether it was ever accepted, then the origin's bucket.
+		switch s.replay.Check(sh.ID.Origin, sh.ID.Seq, sh.Time, now) {
+		case ReplayFresh:
+		case ReplayStale:
+			s.counters.DropStale++
+			return nil
+		default:
+			s.counters.DropReplay++
+			return nil
+		}
+		if !own && !s.limit.Take(sh.ID.Origin, now) {
+			s.counters.DropRateLimit++
+			return nil
+		}
 	}
 	d := s.social.Receive(from, sh, now)
 	if d.Duplicate {
@@ -694,6 +870,7 @@ func (s *Switch) sourceOK(h ether.Header, frame []byte, m *SwitchMember, now tim
 // multicast groups to the social neighbours. Call it every few seconds.
 func (s *Switch) Tick(now time.Time) []Output {
 	s.reset()
+	s.replay.Begin(now)
 	s.learned.Expire(now)
 	every := time.Duration(s.social.Params().GroupAgeSec) * time.Second / 3
 	if !s.lastGroups.IsZero() && now.Sub(s.lastGroups) < every {
@@ -720,6 +897,7 @@ func (s *Switch) announceGroups(now time.Time) {
 // unicast), and the returned output announces the local groups to it.
 func (s *Switch) Connected(p peer.ID, now time.Time) []Output {
 	s.reset()
+	s.replay.Begin(now)
 	if _, ok := s.members[p]; !ok {
 		return nil
 	}

@@ -18,7 +18,7 @@ func FuzzSwitch(f *testing.F) {
 		ether.NDP{Type: ether.ICMPv6NeighborSol, Src: a.ipv6, Dst: ether.SolicitedNode(b.ipv6), Target: b.ipv6})) // local NS
 	f.Add(byte(1), []byte{}, ipv4Frame(a.mac, b.mac, b.ipv4, a.ipv4, "x")) // remote unicast
 	bf := ipv4Frame(ether.Broadcast, b.mac, b.ipv4, netip.MustParseAddr("255.255.255.255"), "b")
-	h := SocialHeader{ID: BroadcastID{Origin: PeerHash(b.peer), Seq: 1}, TTL: 2, Budget: 5, Visited: []uint32{7}}
+	h := SocialHeader{ID: BroadcastID{Origin: PeerHash(b.peer), Seq: 1}, TTL: 2, Budget: 5, Visited: []uint32{7}, Time: w.now.UnixMilli()}
 	if err := SignBroadcast(b.key, w.id, &h, bf); err != nil {
 		f.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func FuzzSwitch(f *testing.F) {
 	f.Add(byte(2), sh, bf) // remote broadcast, signed by b
 	mf := ipv4Frame(ether.IPv4Multicast(netip.MustParseAddr("224.0.0.251")), w.nodes[2].mac, w.nodes[2].ipv4, netip.MustParseAddr("224.0.0.251"), "m")
 	hm := SocialHeader{ID: BroadcastID{Origin: PeerHash(w.nodes[2].peer), Seq: 1}, HasGroup: true,
-		Group: GroupOf(ether.IPv4Multicast(netip.MustParseAddr("224.0.0.251"))), TTL: 1, Budget: 3}
+		Group: GroupOf(ether.IPv4Multicast(netip.MustParseAddr("224.0.0.251"))), TTL: 1, Budget: 3, Time: w.now.UnixMilli()}
 	if err := SignBroadcast(w.nodes[2].key, w.id, &hm, mf); err != nil {
 		f.Fatal(err)
 	}

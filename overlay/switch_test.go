@@ -320,7 +320,7 @@ func TestSwitchBroadcastBoundedInLargeWorld(t *testing.T) {
 // on w's network, for frame.
 func (w *testWorld) signedBroadcast(key crypto.PrivKey, id BroadcastID, frame []byte) (SocialHeader, []byte) {
 	w.t.Helper()
-	h := SocialHeader{ID: id, TTL: 3, Budget: 10}
+	h := SocialHeader{ID: id, TTL: 3, Budget: 10, Time: w.now.UnixMilli()}
 	if key != nil {
 		if err := SignBroadcast(key, w.id, &h, frame); err != nil {
 			w.t.Fatal(err)
@@ -351,7 +351,7 @@ func TestSwitchDropsForgedBroadcast(t *testing.T) {
 	bid := BroadcastID{Origin: PeerHash(b.peer), Seq: 1}
 	_, byC := w.signedBroadcast(c.key, bid, frame)
 	_, unsigned := w.signedBroadcast(nil, bid, frame)
-	other := SocialHeader{ID: bid, TTL: 3, Budget: 10}
+	other := SocialHeader{ID: bid, TTL: 3, Budget: 10, Time: w.now.UnixMilli()}
 	if err := SignBroadcast(b.key, NetworkID{1}, &other, frame); err != nil {
 		t.Fatal(err)
 	}
