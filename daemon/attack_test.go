@@ -104,8 +104,9 @@ func TestRecordFloodIsBounded(t *testing.T) {
 		t.Fatalf("%d log lines about bad records, want a few", n)
 	}
 	n := waitStatus(t, owner, created.Network, "ok", 1)
-	t.Logf("goroutines %d -> peak %d; %d record log lines; %d pushes dropped at the full queue; owner still ok with %d link(s)",
-		base, peak, recordLines.Load(), oj.recDropped.Load(), n.Links)
+	st := oj.engineStats()
+	t.Logf("goroutines %d -> peak %d; %d record log lines; records queued %d, dropped at the full queue %d; owner still ok with %d link(s)",
+		base, peak, recordLines.Load(), st.RecordsQueued, st.RecordsDropped, n.Links)
 }
 
 // TestCorruptNetworkFileIsShown: a saved network that no longer loads (a
@@ -140,4 +141,14 @@ func TestCorruptNetworkFileIsShown(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(netDir, id+".json")); !os.IsNotExist(err) {
 		t.Fatalf("file kept after leave: %v", err)
 	}
+}
+
+func (j *joined) engineStats() overlay.EngineStats {
+	j.mu.Lock()
+	eng := j.eng
+	j.mu.Unlock()
+	if eng == nil {
+		return overlay.EngineStats{}
+	}
+	return eng.Stats()
 }

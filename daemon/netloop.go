@@ -220,7 +220,7 @@ func (j *joined) startEngine() error {
 		NeedLink: func(p peer.ID) {
 			j.spawn(func(ctx context.Context) { j.dial(ctx, p) })
 		},
-		OnRecord: j.queueRecord,
+		OnRecord: j.onRecord,
 	})
 	j.mgr.logf("networks: %s: interface %s up, MAC %s, IPv6 %s, offload %v", j.m.ID.Short(), dev.Name(), j.m.MAC(), j.m.IPv6(), vnetHdr(dev))
 	return nil

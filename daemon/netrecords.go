@@ -58,31 +58,8 @@ func (j *joined) pushRecord(r marshaler) {
 	}
 }
 
-// queueRecord takes a record a member pushed (called by the engine); it
-// never blocks: when recordQueue records wait already, it is dropped and
-// counted, and the member's later pushes or the DHT bring it again.
-func (j *joined) queueRecord(from peer.ID, b []byte) {
-	select {
-	case j.recs <- pushedRecord{from, b}:
-	default:
-		j.recDropped.Add(1)
-	}
-}
-
-// recordWorker handles pushed records one at a time, in order, until the
-// network stops: one goroutine per network, however fast members push.
-func (j *joined) recordWorker() {
-	for {
-		select {
-		case <-j.ctx.Done():
-			return
-		case r := <-j.recs:
-			j.onRecord(r.from, r.b)
-		}
-	}
-}
-
-// onRecord takes a record a member pushed; a new one is passed on.
+// onRecord takes a record a member pushed (called by the engine's record
+// worker, one at a time); a new one is passed on.
 func (j *joined) onRecord(from peer.ID, b []byte) {
 	j.mu.Lock()
 	changed, err := j.m.AddRecord(b)

@@ -83,9 +83,7 @@ type joined struct {
 	ctx    context.Context // ends when the network is left or the daemon stops
 	cancel context.CancelFunc
 	g      group.Group // owns every goroutine of this network
-	recs   chan pushedRecord
 
-	recDropped atomic.Uint64 // pushed records dropped: queue full
 	logLimit   rateLog
 	publishing atomic.Bool
 
@@ -201,7 +199,7 @@ func (nm *netManager) close() {
 
 func (nm *netManager) start(m *overlay.Membership) *joined {
 	ctx, cancel := context.WithCancel(nm.ctx)
-	j := &joined{mgr: nm, ctx: ctx, cancel: cancel, recs: make(chan pushedRecord, recordQueue),
+	j := &joined{mgr: nm, ctx: ctx, cancel: cancel,
 		m: m, dialing: map[peer.ID]bool{}, protected: map[peer.ID]bool{}, dirty: true}
 	if m.Interface == "" {
 		m.Interface = InterfacePrefix + m.ID.String()[:8]
@@ -211,7 +209,6 @@ func (nm *netManager) start(m *overlay.Membership) *joined {
 	delete(nm.broken, m.ID.String())
 	nm.mu.Unlock()
 	j.g.Go(j.run)
-	j.g.Go(j.recordWorker)
 	return j
 }
 
@@ -225,14 +222,17 @@ func (j *joined) stop() {
 	j.cancel()
 	j.g.Close()
 	j.save()
+	// Close waits for the engine's record worker, which may be waiting
+	// for j.mu in onRecord: close outside the lock.
 	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.eng != nil {
-		j.eng.Close() // closes the device too
-		j.eng, j.dev = nil, nil
-	}
+	eng := j.eng
+	j.eng, j.dev = nil, nil
 	for p := range j.protected {
 		j.unprotect(p)
+	}
+	j.mu.Unlock()
+	if eng != nil {
+		eng.Close() // closes the device too
 	}
 }
 
