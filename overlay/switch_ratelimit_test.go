@@ -44,7 +44,7 @@ func TestSwitchBroadcastRateLimit(t *testing.T) {
 	if !delivered(a.sw.HandleRemote(w.now, b.peer, own)) {
 		t.Fatal("b's broadcast not delivered")
 	}
-	a.sw.social.ring, a.sw.social.seen, a.sw.social.ringNext = nil, nil, 0 // make replays reach the filter
+	a.sw.social.ForgetSeen() // make replays reach the filter
 	for i := range 2 * DefaultBroadcastBurst {
 		forged := w.signedAt(c.key, BroadcastID{PeerHash(b.peer), uint32(i + 2)}, w.now, bcastFrame(b, "forged"))
 		a.sw.HandleRemote(w.now, c.peer, forged)

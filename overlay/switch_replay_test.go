@@ -148,7 +148,7 @@ func TestSwitchBroadcastRestartedOrigin(t *testing.T) {
 			// a 1-in-4-million event. Here the ring has forgotten them.)
 			restart := w.now.Add(2 * time.Second)
 			if base >= 1000 && base < 1005 {
-				a.sw.social.ring, a.sw.social.seen, a.sw.social.ringNext = nil, nil, 0
+				a.sw.social.ForgetSeen()
 			}
 			for i := range 3 {
 				at := restart.Add(time.Duration(i) * time.Millisecond)
@@ -158,7 +158,7 @@ func TestSwitchBroadcastRestartedOrigin(t *testing.T) {
 				}
 			}
 			// Old copies, even those forgotten by the ring, stay refused.
-			a.sw.social.ring, a.sw.social.seen, a.sw.social.ringNext = nil, nil, 0
+			a.sw.social.ForgetSeen()
 			for i, m := range old {
 				if outs := a.sw.HandleRemote(restart.Add(time.Second), b.peer, m); len(outs) != 0 {
 					t.Fatalf("first run's broadcast %d delivered again after the restart", i)

@@ -1,4 +1,4 @@
-package overlay
+package social
 
 // Implicit social switching: how broadcast and multicast frames spread over a
 // network without ever costing O(N) messages.
@@ -228,6 +228,13 @@ type Social[K comparable] struct {
 // NewSocial returns the state of node self. hash maps a key to 64 bits and
 // must be the same function on every node (the daemon uses the first 8 bytes
 // of SHA-256 of the peer ID); p is validated.
+// ForgetSeen clears the de-duplication ring, as if every broadcast ID seen
+// so far had aged out of it (tests of what stands behind it: the switch's
+// replay filter).
+func (s *Social[K]) ForgetSeen() {
+	s.ring, s.seen, s.ringNext = nil, map[BroadcastID]int{}, 0
+}
+
 func NewSocial[K comparable](self K, hash func(K) uint64, p SocialParams) (*Social[K], error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
