@@ -300,7 +300,7 @@ func (j *joined) save() {
 	if !j.dirty {
 		return
 	}
-	if err := j.m.Save(j.mgr.stateDir); err != nil {
+	if err := overlay.SaveMembership(j.mgr.stateDir, j.m); err != nil {
 		j.mgr.logf("networks: %v", err)
 		return
 	}

@@ -277,7 +277,7 @@ func (nm *netManager) create(ctx context.Context, req api.NetworkCreateRequest) 
 	if _, err := m.SetDefinition(def); err != nil {
 		return api.NetworkCreated{}, err
 	}
-	if err := m.Save(nm.stateDir); err != nil {
+	if err := overlay.SaveMembership(nm.stateDir, m); err != nil {
 		return api.NetworkCreated{}, err
 	}
 	j := nm.start(m)
@@ -298,7 +298,7 @@ func (nm *netManager) join(id netrec.NetworkID) error {
 		return fmt.Errorf("the saved state of %s is damaged (see kadlan networks): leave it first to remove the file", id)
 	}
 	m := overlay.NewMembership(id, nm.node.ID(), time.Now())
-	if err := m.Save(nm.stateDir); err != nil {
+	if err := overlay.SaveMembership(nm.stateDir, m); err != nil {
 		return err
 	}
 	nm.start(m)

@@ -201,7 +201,7 @@ func NewEngine(sw *Switch, dev tap.Device, cfg EngineConfig) *Engine {
 	e := &Engine{cfg: cfg, dev: dev, sw: sw, links: map[peer.ID]*engineLink{}, asked: map[peer.ID]time.Time{}, stop: make(chan struct{}),
 		records: make(chan engineRecord, cfg.RecordQueue), recHash: maphash.MakeSeed()}
 	e.logs = newLogLimiter(cfg.Logf, cfg.Now, logEvery)
-	sw.replay.Begin(cfg.Now()) // broadcasts from before now may have been delivered by a previous run
+	sw.BeginBroadcasts(cfg.Now()) // broadcasts from before now may have been delivered by a previous run
 	e.wg.Add(2)
 	go e.readDevice()
 	go e.tick()
@@ -264,7 +264,7 @@ func (e *Engine) Update(fn func(sw *Switch)) {
 	defer e.mu.Unlock()
 	fn(e.sw)
 	for p, l := range e.links {
-		if _, ok := e.sw.members[p]; !ok {
+		if !e.sw.IsMember(p) {
 			delete(e.links, p)
 			l.close()
 		}
@@ -327,12 +327,12 @@ func (e *Engine) AddLink(p peer.ID, rw io.ReadWriteCloser, outbound bool) error 
 	if e.closed {
 		return net.ErrClosed
 	}
-	if _, ok := e.sw.members[p]; !ok {
+	if !e.sw.IsMember(p) {
 		return fmt.Errorf("overlay: link to %s: not a member", p)
 	}
 	if old, ok := e.links[p]; ok {
 		if old.outbound != outbound {
-			selfOpens := e.sw.cfg.Self < p
+			selfOpens := e.sw.Self() < p
 			if outbound != selfOpens {
 				return ErrDuplicateLink
 			}
@@ -626,14 +626,14 @@ func (e *Engine) readLink(l *engineLink) {
 		// A broadcast's signature is checked outside the lock: an
 		// Ed25519 verification costs ~50-100 us, which would otherwise
 		// hold up every other member's traffic.
-		var chk broadcastCheck
+		var chk BroadcastCheck
 		good := false
 		if m.Kind == MsgBroadcast {
 			e.mu.Lock()
 			var need bool
-			chk, need = e.sw.pendingVerify(e.cfg.Now(), l.peer, m)
+			chk, need = e.sw.PendingVerify(e.cfg.Now(), l.peer, m)
 			e.mu.Unlock()
-			good = need && chk.verify()
+			good = need && chk.Verify()
 		}
 		local = local[:0]
 		e.mu.Lock()
@@ -642,9 +642,9 @@ func (e *Engine) readLink(l *engineLink) {
 			return
 		}
 		if good {
-			e.sw.addVerified(chk)
-		} else if chk.pub != nil {
-			e.sw.failedVerify(l.peer, e.cfg.Now())
+			e.sw.AddVerified(chk)
+		} else if chk.Needed() {
+			e.sw.FailedVerify(l.peer, e.cfg.Now())
 			e.mu.Unlock()
 			continue
 		}

@@ -150,7 +150,7 @@ func (s *slowRWC) Read([]byte) (int, error) { <-s.closed; return 0, io.EOF }
 func (s *slowRWC) Write(p []byte) (int, error) {
 	time.Sleep(time.Millisecond)
 	b := p
-	for len(b) >= msgHeaderLen {
+	for len(b) >= MsgHeaderLen {
 		m, n, err := DecodeMessage(b)
 		if err != nil {
 			break

@@ -62,7 +62,7 @@ func runStorm(t testing.TB, stormRate int, d time.Duration, bulk bool) stormResu
 	now := time.Now()
 	var storm []byte
 	for i := range n {
-		m := w.signedAt(c.key, BroadcastID{PeerHash(c.peer), uint32(i + 1)}, now, bcastFrame(c.testNode, fmt.Sprint("storm ", i)))
+		m := w.signedAt(c.key, BroadcastID{Origin: PeerHash(c.peer), Seq: uint32(i + 1)}, now, bcastFrame(c.testNode, fmt.Sprint("storm ", i)))
 		storm, _ = AppendMessage(storm, m)
 	}
 	r.stormSent = n

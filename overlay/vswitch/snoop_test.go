@@ -1,4 +1,4 @@
-package overlay
+package vswitch
 
 import (
 	"encoding/binary"
@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/kadlan/kadlan/overlay/social"
 	"github.com/kadlan/kadlan/tap/ether"
 )
 
@@ -63,7 +64,7 @@ func TestSwitchSnoopsMembershipReports(t *testing.T) {
 	if len(outs) != 2 || outs[0].Msg.Kind != MsgGroups {
 		t.Fatalf("%d outputs after join", len(outs))
 	}
-	groups, _ := DecodeGroupAnnouncement(outs[0].Msg.Payload)
+	groups, _ := social.DecodeGroupAnnouncement(outs[0].Msg.Payload)
 	if !slices.Contains(groups, GroupOf(ether.IPv4Multicast(ssdp))) {
 		t.Fatal("announcement lacks the new group")
 	}

@@ -1,4 +1,4 @@
-package overlay
+package vswitch
 
 import (
 	"crypto/sha256"
@@ -8,6 +8,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/kadlan/kadlan/overlay/netrec"
+	"github.com/kadlan/kadlan/overlay/social"
 	"github.com/kadlan/kadlan/tap/ether"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -16,7 +18,7 @@ import (
 // SwitchConfig describes the local node on one network. Zero fields take
 // the documented defaults.
 type SwitchConfig struct {
-	Network NetworkID
+	Network netrec.NetworkID
 	Self    peer.ID
 	// MAC is the local device's address; zero means MemberMAC(Network, Self).
 	MAC ether.MAC
@@ -25,7 +27,7 @@ type SwitchConfig struct {
 	IPv4, IPv6 netip.Addr
 	// Social parameterises broadcast and multicast; zero fields take
 	// DefaultSocialParams (use Definition.Broadcast.Social()).
-	Social SocialParams
+	Social social.SocialParams
 	// MACAge is how long a learned (bridged) address lives; 0 means 5 min.
 	MACAge time.Duration
 	// MaxLearned bounds the learned-address table; 0 means 1024.
@@ -139,7 +141,7 @@ type Counters struct {
 // member cannot pass its frames off as another member's broadcast.
 type Switch struct {
 	cfg     SwitchConfig
-	social  *Social[peer.ID]
+	social  *social.Social[peer.ID]
 	members map[peer.ID]*SwitchMember
 	byMAC   map[ether.MAC]peer.ID
 	byIP    map[netip.Addr]peer.ID // IPv4, IPv6 and EUI-64 link-local
@@ -159,8 +161,8 @@ type Switch struct {
 	// that checked out, so that duplicates cost a SHA-256, not an Ed25519
 	// verification. Only good results are kept: a forged first copy must
 	// not make the genuine one look bad.
-	verified     map[BroadcastID]verifiedBroadcast
-	verifiedRing []BroadcastID
+	verified     map[social.BroadcastID]verifiedBroadcast
+	verifiedRing []social.BroadcastID
 	verifiedNext int
 
 	replay *ReplayFilter  // per-origin freshness (see replay.go)
@@ -178,7 +180,7 @@ type Switch struct {
 
 type verifiedBroadcast struct {
 	digest [sha256.Size]byte
-	sig    [SocialSigLen]byte
+	sig    [social.SocialSigLen]byte
 }
 
 // NewSwitch returns a switch with no members.
@@ -187,13 +189,13 @@ func NewSwitch(cfg SwitchConfig) (*Switch, error) {
 		return nil, errors.New("overlay: switch: Self is required")
 	}
 	if cfg.MAC.IsZero() {
-		cfg.MAC = MemberMAC(cfg.Network, cfg.Self)
+		cfg.MAC = netrec.MemberMAC(cfg.Network, cfg.Self)
 	}
 	if cfg.MAC.IsMulticast() {
 		return nil, fmt.Errorf("overlay: switch: MAC %v is multicast", cfg.MAC)
 	}
 	if !cfg.IPv6.IsValid() {
-		cfg.IPv6 = MemberIPv6(cfg.Network, cfg.Self)
+		cfg.IPv6 = netrec.MemberIPv6(cfg.Network, cfg.Self)
 	}
 	if cfg.MACAge == 0 {
 		cfg.MACAge = 5 * time.Minute
@@ -206,7 +208,7 @@ func NewSwitch(cfg SwitchConfig) (*Switch, error) {
 			return nil, fmt.Errorf("overlay: switch: Key is not the key of %s", cfg.Self)
 		}
 	}
-	soc, err := NewSocial(cfg.Self, PeerHash, cfg.Social)
+	soc, err := social.NewSocial(cfg.Self, netrec.PeerHash, cfg.Social)
 	if err != nil {
 		return nil, err
 	}
@@ -230,7 +232,7 @@ func NewSwitch(cfg SwitchConfig) (*Switch, error) {
 		byIP:     map[netip.Addr]peer.ID{},
 		byHash:   map[uint64]peer.ID{},
 		pubs:     map[peer.ID]crypto.PubKey{},
-		verified: map[BroadcastID]verifiedBroadcast{},
+		verified: map[social.BroadcastID]verifiedBroadcast{},
 		learned:  NewMACTable(cfg.MACAge, cfg.MaxLearned),
 		groups:   map[ether.MAC]bool{},
 		scratch:  make([]byte, 0, 4096),
@@ -264,7 +266,7 @@ func (s *Switch) Config() SwitchConfig { return s.cfg }
 func (s *Switch) Counters() Counters { return s.counters }
 
 // Social exposes the broadcast state (for status output and tests).
-func (s *Switch) Social() *Social[peer.ID] { return s.social }
+func (s *Switch) Social() *social.Social[peer.ID] { return s.social }
 
 // GroupOf is the multicast group ID of an Ethernet group address.
 func GroupOf(mac ether.MAC) uint64 {
@@ -292,10 +294,10 @@ func (s *Switch) SetMember(m SwitchMember) {
 		return
 	}
 	if m.MAC.IsZero() {
-		m.MAC = MemberMAC(s.cfg.Network, m.Peer)
+		m.MAC = netrec.MemberMAC(s.cfg.Network, m.Peer)
 	}
 	if !m.IPv6.IsValid() {
-		m.IPv6 = MemberIPv6(s.cfg.Network, m.Peer)
+		m.IPv6 = netrec.MemberIPv6(s.cfg.Network, m.Peer)
 	}
 	s.RemoveMember(m.Peer)
 	mm := m
@@ -306,7 +308,7 @@ func (s *Switch) SetMember(m SwitchMember) {
 	}
 	s.byIP[m.IPv6] = m.Peer
 	s.byIP[ether.LinkLocal(m.MAC)] = m.Peer
-	s.byHash[PeerHash(m.Peer)] = m.Peer
+	s.byHash[netrec.PeerHash(m.Peer)] = m.Peer
 	if pub, err := m.Peer.ExtractPublicKey(); err == nil {
 		s.pubs[m.Peer] = pub // otherwise its broadcasts never verify
 	}
@@ -328,8 +330,8 @@ func (s *Switch) RemoveMember(p peer.ID) {
 			delete(s.byIP, a)
 		}
 	}
-	if s.byHash[PeerHash(p)] == p {
-		delete(s.byHash, PeerHash(p))
+	if s.byHash[netrec.PeerHash(p)] == p {
+		delete(s.byHash, netrec.PeerHash(p))
 	}
 	delete(s.pubs, p)
 	s.learned.RemovePeer(p)
@@ -344,6 +346,20 @@ func (s *Switch) Member(p peer.ID) (SwitchMember, bool) {
 	}
 	return *m, true
 }
+
+// IsMember reports whether p is an authorized member (see SetMember).
+func (s *Switch) IsMember(p peer.ID) bool {
+	_, ok := s.members[p]
+	return ok
+}
+
+// Self is this node's address.
+func (s *Switch) Self() peer.ID { return s.cfg.Self }
+
+// BeginBroadcasts tells the replay filter that broadcasts originated before
+// now may have been delivered by an earlier run of this node: they are
+// refused (see ReplayFilter.Begin).
+func (s *Switch) BeginBroadcasts(now time.Time) { s.replay.Begin(now) }
 
 // NumMembers is the number of authorized members (self excluded).
 func (s *Switch) NumMembers() int { return len(s.members) }
@@ -496,7 +512,7 @@ func (s *Switch) originate(now time.Time, h ether.Header, frame []byte) {
 		s.counters.DropNoKey++
 		return
 	}
-	var sends []SocialSend[peer.ID]
+	var sends []social.SocialSend[peer.ID]
 	if h.Dst.IsBroadcast() {
 		_, sends = s.social.Originate(now)
 	} else {
@@ -511,7 +527,7 @@ func (s *Switch) originate(now time.Time, h ether.Header, frame []byte) {
 	s.replay.Check(sh.ID.Origin, sh.ID.Seq, sh.Time, now) // its replays come back as seen
 	digest := BroadcastDigest(s.cfg.Network, sh, frame)
 	sig, err := s.cfg.Key.Sign(digest[:])
-	if err != nil || len(sig) != SocialSigLen {
+	if err != nil || len(sig) != social.SocialSigLen {
 		s.counters.DropNoKey++ // not an Ed25519 key
 		return
 	}
@@ -525,7 +541,7 @@ func (s *Switch) originate(now time.Time, h ether.Header, frame []byte) {
 // BroadcastDigest is what the origin of a broadcast signs: SHA-256 of a
 // domain string, the network ID, h's broadcast ID, time and group, and the
 // frame. The fields forwarders change (TTL, Budget, Visited) are left out.
-func BroadcastDigest(network NetworkID, h SocialHeader, frame []byte) [sha256.Size]byte {
+func BroadcastDigest(network netrec.NetworkID, h social.SocialHeader, frame []byte) [sha256.Size]byte {
 	var b [len(broadcastDomain) + len(network) + 8 + 4 + 8 + 1 + 8]byte
 	n := copy(b[:], broadcastDomain)
 	n += copy(b[n:], network[:])
@@ -547,13 +563,13 @@ func BroadcastDigest(network NetworkID, h SocialHeader, frame []byte) [sha256.Si
 const broadcastDomain = "kadlan broadcast v3\x00"
 
 // SignBroadcast sets h.Sig to key's signature of h and frame on network.
-func SignBroadcast(key crypto.PrivKey, network NetworkID, h *SocialHeader, frame []byte) error {
+func SignBroadcast(key crypto.PrivKey, network netrec.NetworkID, h *social.SocialHeader, frame []byte) error {
 	digest := BroadcastDigest(network, *h, frame)
 	sig, err := key.Sign(digest[:])
 	if err != nil {
 		return fmt.Errorf("overlay: signing broadcast: %w", err)
 	}
-	if len(sig) != SocialSigLen {
+	if len(sig) != social.SocialSigLen {
 		return fmt.Errorf("overlay: signing broadcast: %d-byte signature, want an Ed25519 key", len(sig))
 	}
 	copy(h.Sig[:], sig)
@@ -561,7 +577,7 @@ func SignBroadcast(key crypto.PrivKey, network NetworkID, h *SocialHeader, frame
 }
 
 // VerifyBroadcast reports whether h.Sig is pub's signature of h and frame on network.
-func VerifyBroadcast(pub crypto.PubKey, network NetworkID, h SocialHeader, frame []byte) bool {
+func VerifyBroadcast(pub crypto.PubKey, network netrec.NetworkID, h social.SocialHeader, frame []byte) bool {
 	digest := BroadcastDigest(network, h, frame)
 	ok, err := pub.Verify(digest[:], h.Sig[:])
 	return err == nil && ok
@@ -588,13 +604,13 @@ const (
 // verifyOrigin checks that h.Sig is origin's signature of frame, sent by
 // member from at now, consulting and filling the cache of verified
 // broadcasts.
-func (s *Switch) verifyOrigin(now time.Time, from, origin peer.ID, h SocialHeader, frame []byte) bool {
+func (s *Switch) verifyOrigin(now time.Time, from, origin peer.ID, h social.SocialHeader, frame []byte) bool {
 	digest := BroadcastDigest(s.cfg.Network, h, frame)
 	v, cached := s.verified[h.ID]
 	if cached && v.digest == digest && v.sig == h.Sig {
 		return true
 	}
-	fromHash := PeerHash(from)
+	fromHash := netrec.PeerHash(from)
 	if !s.badSig.Peek(fromHash, now) {
 		return false // a forger: not worth a verification
 	}
@@ -623,17 +639,21 @@ func (s *Switch) verifyOrigin(now time.Time, from, origin peer.ID, h SocialHeade
 	return true
 }
 
-// broadcastCheck is the signature check HandleRemote would do for a
-// broadcast copy, prepared (pendingVerify) so that the Engine can run it
-// without holding its lock and report a good result (addVerified) before
+// BroadcastCheck is the signature check HandleRemote would do for a
+// broadcast copy, prepared (PendingVerify) so that the Engine can run it
+// without holding its lock and report a good result (AddVerified) before
 // calling HandleRemote, which then finds it in the cache.
-type broadcastCheck struct {
-	id  BroadcastID
+type BroadcastCheck struct {
+	id  social.BroadcastID
 	pub crypto.PubKey
 	v   verifiedBroadcast
 }
 
-func (c *broadcastCheck) verify() bool {
+// Needed reports whether the check has a signature to verify.
+func (c *BroadcastCheck) Needed() bool { return c.pub != nil }
+
+// Verify runs the Ed25519 verification; it needs no lock.
+func (c *BroadcastCheck) Verify() bool {
 	if c.pub == nil {
 		return false
 	}
@@ -641,53 +661,53 @@ func (c *broadcastCheck) verify() bool {
 	return err == nil && ok
 }
 
-// pendingVerify reports the Ed25519 verification that HandleRemote(now,
+// PendingVerify reports the Ed25519 verification that HandleRemote(now,
 // from, m) would do, if any: none for messages that are not broadcasts,
 // that the cheap checks (member, header, time, rate) drop first, or whose
 // signature is already in the cache.
-func (s *Switch) pendingVerify(now time.Time, from peer.ID, m Message) (broadcastCheck, bool) {
+func (s *Switch) PendingVerify(now time.Time, from peer.ID, m Message) (BroadcastCheck, bool) {
 	if m.Kind != MsgBroadcast {
-		return broadcastCheck{}, false
+		return BroadcastCheck{}, false
 	}
 	if _, ok := s.members[from]; !ok {
-		return broadcastCheck{}, false
+		return BroadcastCheck{}, false
 	}
-	sh, _, err := DecodeSocialHeader(m.Social)
+	sh, _, err := social.DecodeSocialHeader(m.Social)
 	if err != nil || !s.replay.Fresh(sh.Time, now) || !s.social.Seen(sh.ID) && !s.limit.Peek(sh.ID.Origin, now) {
-		return broadcastCheck{}, false
+		return BroadcastCheck{}, false
 	}
 	origin, ok := s.byHash[sh.ID.Origin]
 	if !ok {
-		return broadcastCheck{}, false
+		return BroadcastCheck{}, false
 	}
 	pub := s.pubs[origin]
 	if pub == nil {
-		return broadcastCheck{}, false
+		return BroadcastCheck{}, false
 	}
 	v := verifiedBroadcast{BroadcastDigest(s.cfg.Network, sh, m.Payload), sh.Sig}
-	if c, cached := s.verified[sh.ID]; cached && c == v || !s.badSig.Peek(PeerHash(from), now) {
-		return broadcastCheck{}, false
+	if c, cached := s.verified[sh.ID]; cached && c == v || !s.badSig.Peek(netrec.PeerHash(from), now) {
+		return BroadcastCheck{}, false
 	}
-	return broadcastCheck{sh.ID, pub, v}, true
+	return BroadcastCheck{sh.ID, pub, v}, true
 }
 
-// failedVerify records that the check pendingVerify prepared for a copy
+// FailedVerify records that the check PendingVerify prepared for a copy
 // from member from failed: the copy is dropped as HandleRemote would have.
-func (s *Switch) failedVerify(from peer.ID, now time.Time) {
+func (s *Switch) FailedVerify(from peer.ID, now time.Time) {
 	s.counters.RemoteIn++
 	s.counters.DropBadOrigin++
 	s.verifications++
-	s.badSig.Take(PeerHash(from), now)
+	s.badSig.Take(netrec.PeerHash(from), now)
 }
 
-// addVerified caches a check that verify found good.
-func (s *Switch) addVerified(c broadcastCheck) {
+// AddVerified caches a check that verify found good.
+func (s *Switch) AddVerified(c BroadcastCheck) {
 	if _, cached := s.verified[c.id]; !cached {
 		s.rememberVerified(c.id, c.v)
 	}
 }
 
-func (s *Switch) rememberVerified(id BroadcastID, v verifiedBroadcast) {
+func (s *Switch) rememberVerified(id social.BroadcastID, v verifiedBroadcast) {
 	size := s.social.Params().DedupSize
 	if len(s.verifiedRing) < size {
 		s.verifiedRing = append(s.verifiedRing, id)
@@ -699,7 +719,7 @@ func (s *Switch) rememberVerified(id BroadcastID, v verifiedBroadcast) {
 	s.verified[id] = v
 }
 
-func (s *Switch) sendCopies(sends []SocialSend[peer.ID], frame []byte) {
+func (s *Switch) sendCopies(sends []social.SocialSend[peer.ID], frame []byte) {
 	for _, snd := range sends {
 		if _, ok := s.members[snd.To]; !ok {
 			continue
@@ -728,11 +748,11 @@ func (s *Switch) HandleRemote(now time.Time, from peer.ID, m Message) []Output {
 	}
 	switch m.Kind {
 	case MsgGroups:
-		if !s.groupsIn.Take(PeerHash(from), now) {
+		if !s.groupsIn.Take(netrec.PeerHash(from), now) {
 			s.counters.DropRateLimit++
 			return nil
 		}
-		groups, err := DecodeGroupAnnouncement(m.Payload)
+		groups, err := social.DecodeGroupAnnouncement(m.Payload)
 		if err != nil {
 			s.counters.DropMalformed++
 			return nil
@@ -762,7 +782,7 @@ func (s *Switch) HandleRemote(now time.Time, from peer.ID, m Message) []Output {
 		s.emitLocal(m.Payload)
 		return s.out
 	}
-	sh, _, err := DecodeSocialHeader(m.Social)
+	sh, _, err := social.DecodeSocialHeader(m.Social)
 	if err != nil {
 		s.counters.DropMalformed++
 		return nil
@@ -786,7 +806,7 @@ func (s *Switch) HandleRemote(now time.Time, from peer.ID, m Message) []Output {
 	// the frame's source must then be that member's, exactly as for a frame
 	// it sent itself. Nothing is learned before the signature checks out.
 	var origin peer.ID
-	own := sh.ID.Origin == PeerHash(s.cfg.Self)
+	own := sh.ID.Origin == netrec.PeerHash(s.cfg.Self)
 	if own {
 		origin = s.cfg.Self
 	} else if p, ok := s.byHash[sh.ID.Origin]; ok {
@@ -910,9 +930,9 @@ func (s *Switch) Connected(p peer.ID, now time.Time) []Output {
 // GroupsMessage is the local group announcement, to send when a link to a
 // member opens (Tick repeats it to the social neighbours).
 func (s *Switch) GroupsMessage() Message {
-	b, err := EncodeGroupAnnouncement(s.social.Groups())
+	b, err := social.EncodeGroupAnnouncement(s.social.Groups())
 	if err != nil {
-		b, _ = EncodeGroupAnnouncement(nil)
+		b, _ = social.EncodeGroupAnnouncement(nil)
 	}
 	return Message{Kind: MsgGroups, Payload: b}
 }

@@ -1,4 +1,4 @@
-package overlay
+package vswitch
 
 import (
 	"bytes"
@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kadlan/kadlan/overlay/netrec"
+	"github.com/kadlan/kadlan/overlay/social"
 	"github.com/kadlan/kadlan/tap/ether"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -28,7 +30,7 @@ type testNode struct {
 type testWorld struct {
 	t     testing.TB
 	now   time.Time
-	id    NetworkID
+	id    netrec.NetworkID
 	nodes []*testNode
 	by    map[peer.ID]*testNode
 	msgs  int // member-to-member messages delivered
@@ -44,7 +46,7 @@ func newTestWorld(t testing.TB, n int, bridging bool) *testWorld {
 		if err != nil {
 			t.Fatal(err)
 		}
-		nd := &testNode{peer: p, key: key, sw: sw, mac: MemberMAC(w.id, p), ipv4: ip, ipv6: MemberIPv6(w.id, p)}
+		nd := &testNode{peer: p, key: key, sw: sw, mac: netrec.MemberMAC(w.id, p), ipv4: ip, ipv6: netrec.MemberIPv6(w.id, p)}
 		w.nodes = append(w.nodes, nd)
 		w.by[p] = nd
 	}
@@ -318,9 +320,9 @@ func TestSwitchBroadcastBoundedInLargeWorld(t *testing.T) {
 
 // signedBroadcast returns the encoded header of broadcast id, signed by key
 // on w's network, for frame.
-func (w *testWorld) signedBroadcast(key crypto.PrivKey, id BroadcastID, frame []byte) (SocialHeader, []byte) {
+func (w *testWorld) signedBroadcast(key crypto.PrivKey, id social.BroadcastID, frame []byte) (social.SocialHeader, []byte) {
 	w.t.Helper()
-	h := SocialHeader{ID: id, TTL: 3, Budget: 10, Time: w.now.UnixMilli()}
+	h := social.SocialHeader{ID: id, TTL: 3, Budget: 10, Time: w.now.UnixMilli()}
 	if key != nil {
 		if err := SignBroadcast(key, w.id, &h, frame); err != nil {
 			w.t.Fatal(err)
@@ -339,7 +341,7 @@ func TestSwitchDropsForgedBroadcast(t *testing.T) {
 	frame := ipv4Frame(ether.Broadcast, b.mac, b.ipv4, netip.MustParseAddr("255.255.255.255"), "forged")
 	// c signs, with its own ID, a frame claiming b's MAC: the signature is
 	// good but the source is not c's.
-	_, sh := w.signedBroadcast(c.key, BroadcastID{Origin: PeerHash(c.peer), Seq: 1}, frame)
+	_, sh := w.signedBroadcast(c.key, social.BroadcastID{Origin: netrec.PeerHash(c.peer), Seq: 1}, frame)
 	if outs := a.sw.HandleRemote(w.now, c.peer, Message{Kind: MsgBroadcast, Social: sh, Payload: frame}); len(outs) != 0 {
 		t.Fatal("forged broadcast delivered")
 	}
@@ -348,11 +350,11 @@ func TestSwitchDropsForgedBroadcast(t *testing.T) {
 	}
 	// c passes the frame off as b's broadcast: b's ID, but c's signature,
 	// no signature, or b's signature of another network are all refused.
-	bid := BroadcastID{Origin: PeerHash(b.peer), Seq: 1}
+	bid := social.BroadcastID{Origin: netrec.PeerHash(b.peer), Seq: 1}
 	_, byC := w.signedBroadcast(c.key, bid, frame)
 	_, unsigned := w.signedBroadcast(nil, bid, frame)
-	other := SocialHeader{ID: bid, TTL: 3, Budget: 10, Time: w.now.UnixMilli()}
-	if err := SignBroadcast(b.key, NetworkID{1}, &other, frame); err != nil {
+	other := social.SocialHeader{ID: bid, TTL: 3, Budget: 10, Time: w.now.UnixMilli()}
+	if err := SignBroadcast(b.key, netrec.NetworkID{1}, &other, frame); err != nil {
 		t.Fatal(err)
 	}
 	elsewhere, _ := other.AppendBinary(nil)
@@ -442,7 +444,7 @@ func TestSwitchWithoutKey(t *testing.T) {
 		t.Fatalf("unsigned broadcast originated: %+v", sw.Counters())
 	}
 	frame := ipv4Frame(ether.Broadcast, b.mac, b.ipv4, netip.MustParseAddr("255.255.255.255"), "hi")
-	_, sh := w.signedBroadcast(b.key, BroadcastID{Origin: PeerHash(b.peer), Seq: 1}, frame)
+	_, sh := w.signedBroadcast(b.key, social.BroadcastID{Origin: netrec.PeerHash(b.peer), Seq: 1}, frame)
 	if outs := sw.HandleRemote(w.now, b.peer, Message{Kind: MsgBroadcast, Social: sh, Payload: frame}); len(outs) == 0 || outs[0].Kind != ToLocal {
 		t.Fatal("signed broadcast not delivered by a keyless switch")
 	}
@@ -517,7 +519,7 @@ func TestSwitchBridgedBroadcastViaForwarder(t *testing.T) {
 	a, b, c := w.nodes[0], w.nodes[1], w.nodes[2]
 	vm := ether.MAC{2, 0xbb, 0, 0, 0, 7}
 	frame := ipv4Frame(ether.Broadcast, vm, netip.MustParseAddr("10.9.9.7"), netip.MustParseAddr("255.255.255.255"), "dhcp?")
-	_, sh := w.signedBroadcast(b.key, BroadcastID{Origin: PeerHash(b.peer), Seq: 1}, frame)
+	_, sh := w.signedBroadcast(b.key, social.BroadcastID{Origin: netrec.PeerHash(b.peer), Seq: 1}, frame)
 	outs := a.sw.HandleRemote(w.now, c.peer, Message{Kind: MsgBroadcast, Social: sh, Payload: frame})
 	if len(outs) == 0 || outs[0].Kind != ToLocal {
 		t.Fatalf("bridged broadcast not delivered: %+v", a.sw.Counters())
@@ -539,10 +541,10 @@ func TestSwitchBridgedBroadcastViaForwarder(t *testing.T) {
 func BenchmarkBroadcastSign(b *testing.B) {
 	key, _ := testKey(b, 1)
 	frame := bytes.Repeat([]byte{0xab}, 1500)
-	h := SocialHeader{ID: BroadcastID{1, 1}, TTL: 7, Budget: 128}
+	h := social.SocialHeader{ID: social.BroadcastID{Origin: 1, Seq: 1}, TTL: 7, Budget: 128}
 	b.SetBytes(int64(len(frame)))
 	for b.Loop() {
-		if err := SignBroadcast(key, NetworkID{1}, &h, frame); err != nil {
+		if err := SignBroadcast(key, netrec.NetworkID{1}, &h, frame); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -553,14 +555,14 @@ func BenchmarkBroadcastSign(b *testing.B) {
 func BenchmarkBroadcastVerify(b *testing.B) {
 	key, _ := testKey(b, 1)
 	frame := bytes.Repeat([]byte{0xab}, 1500)
-	h := SocialHeader{ID: BroadcastID{1, 1}, TTL: 7, Budget: 128}
-	if err := SignBroadcast(key, NetworkID{1}, &h, frame); err != nil {
+	h := social.SocialHeader{ID: social.BroadcastID{Origin: 1, Seq: 1}, TTL: 7, Budget: 128}
+	if err := SignBroadcast(key, netrec.NetworkID{1}, &h, frame); err != nil {
 		b.Fatal(err)
 	}
 	pub := key.GetPublic()
 	b.SetBytes(int64(len(frame)))
 	for b.Loop() {
-		if !VerifyBroadcast(pub, NetworkID{1}, h, frame) {
+		if !VerifyBroadcast(pub, netrec.NetworkID{1}, h, frame) {
 			b.Fatal("bad signature")
 		}
 	}
@@ -572,7 +574,7 @@ func BenchmarkBroadcastDuplicate(b *testing.B) {
 	w := newTestWorld(b, 2, false)
 	a, o := w.nodes[0], w.nodes[1]
 	frame := ipv4Frame(ether.Broadcast, o.mac, o.ipv4, netip.MustParseAddr("255.255.255.255"), string(bytes.Repeat([]byte{1}, 1400)))
-	_, sh := w.signedBroadcast(o.key, BroadcastID{Origin: PeerHash(o.peer), Seq: 1}, frame)
+	_, sh := w.signedBroadcast(o.key, social.BroadcastID{Origin: netrec.PeerHash(o.peer), Seq: 1}, frame)
 	m := Message{Kind: MsgBroadcast, Social: sh, Payload: frame}
 	a.sw.HandleRemote(w.now, o.peer, m)
 	b.SetBytes(int64(len(frame)))
@@ -588,7 +590,7 @@ func BenchmarkBroadcastDuplicate(b *testing.B) {
 // first broadcast after it, so a restarted node's broadcasts are not taken
 // for ones its members have already seen.
 func TestSwitchFirstSequence(t *testing.T) {
-	soc, err := NewSocial(peer.ID("a"), PeerHash, DefaultSocialParams())
+	soc, err := social.NewSocial(peer.ID("a"), netrec.PeerHash, social.DefaultSocialParams())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,14 +1,13 @@
-package overlay
+package vswitch
 
 import (
 	"encoding/json"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kadlan/kadlan/overlay/netrec"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -31,7 +30,7 @@ func TestMembershipStatusPrivate(t *testing.T) {
 	if s := m.MemberStatus(ownerID, t0); s != StatusOK {
 		t.Fatalf("owner: %s", s)
 	}
-	cert, _ := IssueCertificate(owner, def, self, netip.MustParseAddr("10.9.0.50"), t0, t0.Add(time.Hour))
+	cert, _ := netrec.IssueCertificate(owner, def, self, netip.MustParseAddr("10.9.0.50"), t0, t0.Add(time.Hour))
 	if ok, err := m.AddCertificate(cert); !ok || err != nil {
 		t.Fatal(ok, err)
 	}
@@ -44,14 +43,14 @@ func TestMembershipStatusPrivate(t *testing.T) {
 	if s := m.Status(t0.Add(time.Hour)); s != StatusExpired {
 		t.Fatalf("after expiry: %s", s)
 	}
-	rev, _ := NewRevocation(owner, def, 1, []RevokedEntry{{Member: self, Before: t0}})
+	rev, _ := netrec.NewRevocation(owner, def, 1, []netrec.RevokedEntry{{Member: self, Before: t0}})
 	m.SetRevocation(rev)
 	if s := m.Status(t0); s != StatusRevoked {
 		t.Fatalf("revoked: %s", s)
 	}
 	// Others: an announcement without certificate is pending; Authorize
 	// refuses it, then accepts a presented certificate.
-	a, _ := NewAnnouncement(mustKey(t, 4), def.ID(), netip.Addr{}, t0)
+	a, _ := netrec.NewAnnouncement(mustKey(t, 4), def.ID(), netip.Addr{}, t0)
 	m.AddAnnouncement(a)
 	if s := m.MemberStatus(other, t0); s != StatusPending {
 		t.Fatalf("announced member: %s", s)
@@ -59,8 +58,8 @@ func TestMembershipStatusPrivate(t *testing.T) {
 	if err := m.Authorize(other, nil, t0); err == nil {
 		t.Fatal("member without certificate authorized")
 	}
-	oc, _ := IssueCertificate(owner, def, other, netip.Addr{}, t0, time.Time{})
-	sc, _ := IssueCertificate(owner, def, self, netip.Addr{}, t0, time.Time{})
+	oc, _ := netrec.IssueCertificate(owner, def, other, netip.Addr{}, t0, time.Time{})
+	sc, _ := netrec.IssueCertificate(owner, def, self, netip.Addr{}, t0, time.Time{})
 	if err := m.Authorize(other, sc, t0); err == nil {
 		t.Fatal("certificate of another member accepted")
 	}
@@ -109,7 +108,7 @@ func TestMembershipPublicAndSync(t *testing.T) {
 	if removed := m.Sync(sw, t0); len(removed) != 0 || sw.NumMembers() != 3 {
 		t.Fatalf("sync: removed %v, %d members", removed, sw.NumMembers())
 	}
-	rev, _ := NewRevocation(owner, def, 1, []RevokedEntry{{Member: peers[1], Before: t0}})
+	rev, _ := netrec.NewRevocation(owner, def, 1, []netrec.RevokedEntry{{Member: peers[1], Before: t0}})
 	m.SetRevocation(rev)
 	removed := m.Sync(sw, t0)
 	if len(removed) != 1 || removed[0] != peers[1] || sw.NumMembers() != 2 {
@@ -125,80 +124,6 @@ func TestMembershipPublicAndSync(t *testing.T) {
 	mine := m.IPv4(t0)
 	if !def.IPv4Pool.Contains(mine.Addr()) {
 		t.Fatalf("IPv4 %v outside pool", mine)
-	}
-}
-
-func TestMembershipPersistence(t *testing.T) {
-	owner, _ := testKey(t, 1)
-	mk, member := testKey(t, 4)
-	_, self := testKey(t, 3)
-	def := testDef(t, owner, true)
-	dir := t.TempDir()
-	m := NewMembership(def.ID(), self, t0)
-	m.Interface = "kl0"
-	m.SetDefinition(def)
-	c, _ := IssueCertificate(owner, def, self, netip.MustParseAddr("10.9.0.5"), t0, time.Time{})
-	m.AddCertificate(c)
-	r, _ := NewRevocation(owner, def, 3, nil)
-	m.SetRevocation(r)
-	mc, _ := IssueCertificate(owner, def, member, netip.Addr{}, t0, time.Time{})
-	m.AddCertificate(mc)
-	a, _ := NewAnnouncement(mk, def.ID(), netip.MustParseAddr("10.9.0.6"), t0)
-	m.AddAnnouncement(a)
-	m.Seen(member, t0)
-	if err := m.Save(dir); err != nil {
-		t.Fatal(err)
-	}
-	fi, err := os.Stat(NetworkFile(dir, def.ID()))
-	if err != nil || fi.Mode().Perm() != 0o600 {
-		t.Fatalf("file mode %v %v", fi.Mode(), err)
-	}
-	all, lerrs := LoadMemberships(dir)
-	if lerrs != nil || len(all) != 1 {
-		t.Fatal(all, lerrs)
-	}
-	got := all[0]
-	if got.ID != m.ID || got.Self != self || got.Interface != "kl0" || got.Def.Seq != 1 || got.Cert == nil ||
-		got.Revocation.Seq != 3 || got.Status(t0) != StatusOK || got.IPv4(t0) != m.IPv4(t0) {
-		t.Fatalf("loaded %+v", got)
-	}
-	gm, ok := got.Member(member)
-	if !ok || gm.Certificate == nil || gm.Announcement == nil || !gm.LastSeen.Equal(t0) {
-		t.Fatalf("member %+v", gm)
-	}
-	// No temporary files left behind.
-	ents, _ := os.ReadDir(filepath.Join(dir, "networks"))
-	if len(ents) != 1 {
-		t.Fatalf("%d files in networks/", len(ents))
-	}
-	// Tampering with a record is detected.
-	b, _ := os.ReadFile(NetworkFile(dir, def.ID()))
-	var raw map[string]any
-	json.Unmarshal(b, &raw)
-	db, _ := def.Marshal()
-	db[60] ^= 1 // inside the signed body
-	raw["definition"] = db
-	b, _ = json.Marshal(raw)
-	os.WriteFile(NetworkFile(dir, def.ID()), b, 0o600)
-	// A crashed write's temporary file is cleaned up at load.
-	stale := filepath.Join(dir, "networks", "."+def.ID().String()+".json.tmp-42")
-	os.WriteFile(stale, []byte("{"), 0o600)
-	old := time.Now().Add(-time.Hour)
-	os.Chtimes(stale, old, old)
-	if ms, lerrs := LoadMemberships(dir); len(lerrs) != 1 || len(ms) != 0 || lerrs[0].Network != def.ID().String() {
-		t.Fatalf("tampered file: loaded %v, errors %v", ms, lerrs)
-	}
-	if ents, _ := os.ReadDir(filepath.Join(dir, "networks")); len(ents) != 1 {
-		t.Fatalf("stale temporary file kept: %v", ents)
-	}
-	if err := RemoveMembership(dir, def.ID()); err != nil {
-		t.Fatal(err)
-	}
-	if all, lerrs := LoadMemberships(dir); lerrs != nil || len(all) != 0 {
-		t.Fatal(all, lerrs)
-	}
-	if all, lerrs := LoadMemberships(filepath.Join(dir, "missing")); lerrs != nil || all != nil {
-		t.Fatal("missing directory:", lerrs)
 	}
 }
 
@@ -245,7 +170,7 @@ func TestHelloExchange(t *testing.T) {
 	mb := NewMembership(def.ID(), bp, t0)
 	mb.SetDefinition(def)
 
-	ann, _ := NewAnnouncement(ak, def.ID(), netip.Addr{}, t0)
+	ann, _ := netrec.NewAnnouncement(ak, def.ID(), netip.Addr{}, t0)
 	h, err := ma.Hello(ann)
 	if err != nil {
 		t.Fatal(err)
@@ -258,11 +183,11 @@ func TestHelloExchange(t *testing.T) {
 	if s := mb.MemberStatus(ap, t0); s != StatusPending {
 		t.Fatalf("a is %s to b", s)
 	}
-	c, _ := IssueCertificate(owner, def, ap, netip.Addr{}, t0, time.Time{})
+	c, _ := netrec.IssueCertificate(owner, def, ap, netip.Addr{}, t0, time.Time{})
 	ma.AddCertificate(c)
 	h, _ = ma.Hello(ann)
-	wire, _ := AppendHello(nil, h)
-	got, err := DecodeHello(wire)
+	wire, _ := netrec.AppendHello(nil, h)
+	got, err := netrec.DecodeHello(wire)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,15 +211,14 @@ func TestMembershipIPv4Sticky(t *testing.T) {
 	owner, _ := testKey(t, 1)
 	_, self := testKey(t, 3)
 	def := testDef(t, owner, false)
-	dir := t.TempDir()
 	m := NewMembership(def.ID(), self, t0)
 	m.SetDefinition(def)
 	sw, _ := NewSwitch(m.SwitchConfig(t0))
-	first := IPv4Candidate(def.IPv4Pool, def.ID(), self, 0)
+	first := netrec.IPv4Candidate(def.IPv4Pool, def.ID(), self, 0)
 	// Pretend a lower-priority member held our first candidate: we moved.
 	var low peer.ID
 	for _, p := range testPeers(t, 40) {
-		if IPv4Priority(def.ID(), p) > IPv4Priority(def.ID(), self) {
+		if netrec.IPv4Priority(def.ID(), p) > netrec.IPv4Priority(def.ID(), self) {
 			continue
 		}
 		low = p
@@ -304,17 +228,22 @@ func TestMembershipIPv4Sticky(t *testing.T) {
 		t.Skip("no member with a better priority among the test keys")
 	}
 	lk := testPeerKey(t, low)
-	a, _ := NewAnnouncement(lk, def.ID(), first, t0)
+	a, _ := netrec.NewAnnouncement(lk, def.ID(), first, t0)
 	m.AddAnnouncement(a)
 	m.Sync(sw, t0)
 	moved := m.LastIPv4
 	if moved == first || !moved.IsValid() || sw.Config().IPv4 != moved {
 		t.Fatalf("did not move off a better claim: %v", moved)
 	}
-	m.Save(dir)
+	b, err := m.MarshalState()
+	if err != nil {
+		t.Fatal(err)
+	}
 	// After a restart, the other member is unknown: we keep the moved address.
-	all, _ := LoadMemberships(dir)
-	re := all[0]
+	re, err := UnmarshalState("test", b)
+	if err != nil {
+		t.Fatal(err)
+	}
 	re.Forget(low)
 	if got := re.IPv4(t0).Addr(); got != moved {
 		t.Fatalf("after restart %v, want %v", got, moved)
@@ -332,18 +261,18 @@ func TestMemberIPv4Conflict(t *testing.T) {
 	ps := testPeers(t, 2)
 	ip := netip.MustParseAddr("10.9.0.77")
 	for _, p := range ps {
-		a, _ := NewAnnouncement(testPeerKey(t, p), def.ID(), ip, t0)
+		a, _ := netrec.NewAnnouncement(testPeerKey(t, p), def.ID(), ip, t0)
 		m.AddAnnouncement(a)
 	}
 	win, lose := ps[0], ps[1]
-	if IPv4Priority(def.ID(), lose) < IPv4Priority(def.ID(), win) {
+	if netrec.IPv4Priority(def.ID(), lose) < netrec.IPv4Priority(def.ID(), win) {
 		win, lose = lose, win
 	}
 	if m.MemberIPv4(win, t0) != ip || m.MemberIPv4(lose, t0).IsValid() {
 		t.Fatalf("winner %v, loser %v", m.MemberIPv4(win, t0), m.MemberIPv4(lose, t0))
 	}
 	// An address outside the pool is ignored.
-	out, _ := NewAnnouncement(testPeerKey(t, lose), def.ID(), netip.MustParseAddr("192.168.1.1"), t0.Add(time.Second))
+	out, _ := netrec.NewAnnouncement(testPeerKey(t, lose), def.ID(), netip.MustParseAddr("192.168.1.1"), t0.Add(time.Second))
 	m.AddAnnouncement(out)
 	if m.MemberIPv4(lose, t0).IsValid() {
 		t.Fatal("address outside the pool accepted")
@@ -361,7 +290,7 @@ func TestStrangersCannotMoveAddresses(t *testing.T) {
 	m.SetDefinition(def)
 	_, member := testKey(t, 2)
 	memberIP := netip.MustParseAddr("10.9.0.20")
-	cert, _ := IssueCertificate(owner, def, member, memberIP, t0, time.Time{})
+	cert, _ := netrec.IssueCertificate(owner, def, member, memberIP, t0, time.Time{})
 	m.AddCertificate(cert)
 	ownerIP := m.IPv4(t0).Addr()
 	if !ownerIP.IsValid() {
@@ -375,11 +304,11 @@ func TestStrangersCannotMoveAddresses(t *testing.T) {
 		if seed%2 == 0 {
 			ip = memberIP
 		}
-		if ip == ownerIP && IPv4Priority(def.ID(), p) > IPv4Priority(def.ID(), ownerID) {
+		if ip == ownerIP && netrec.IPv4Priority(def.ID(), p) > netrec.IPv4Priority(def.ID(), ownerID) {
 			continue
 		}
-		a, _ := NewAnnouncement(k, def.ID(), ip, t0.Add(time.Duration(seed)*time.Millisecond))
-		if err := m.AcceptHello(p, Hello{Network: def.ID(), Announcement: mustMarshal(t, a)}, t0); err == nil {
+		a, _ := netrec.NewAnnouncement(k, def.ID(), ip, t0.Add(time.Duration(seed)*time.Millisecond))
+		if err := m.AcceptHello(p, netrec.Hello{Network: def.ID(), Announcement: mustMarshal(t, a)}, t0); err == nil {
 			t.Fatalf("stranger %s accepted", p)
 		}
 		strangers++
@@ -399,11 +328,11 @@ func TestStrangersCannotMoveAddresses(t *testing.T) {
 	if n := len(m.Members(t0)); n > MaxPending+1 {
 		t.Fatalf("%d members listed after %d strangers", n, strangers)
 	}
-	dir := t.TempDir()
-	if err := m.Save(dir); err != nil {
+	b, err := m.MarshalState()
+	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := LoadMembership(NetworkFile(dir, def.ID()))
+	l, err := UnmarshalState("test", b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,7 +361,7 @@ func BenchmarkMembersLarge(b *testing.B) {
 	m.Def = def
 	for i := range 4000 {
 		k, _ := testKey(b, uint64(1000+i))
-		a, _ := NewAnnouncement(k, def.ID(), netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)}), t0)
+		a, _ := netrec.NewAnnouncement(k, def.ID(), netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)}), t0)
 		m.AddAnnouncement(a)
 	}
 	b.ResetTimer()

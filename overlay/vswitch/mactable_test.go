@@ -1,4 +1,4 @@
-package overlay
+package vswitch
 
 import (
 	"math/rand/v2"

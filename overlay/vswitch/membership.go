@@ -1,4 +1,4 @@
-package overlay
+package vswitch
 
 import (
 	"errors"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kadlan/kadlan/overlay/netrec"
 	"github.com/kadlan/kadlan/tap/ether"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -36,16 +37,16 @@ const (
 // Member is what this node knows of another node on a network.
 type Member struct {
 	Peer         peer.ID
-	Certificate  *Certificate  // nil when none is known
-	Announcement *Announcement // nil when none is known
-	LastSeen     time.Time     // zero when never connected
+	Certificate  *netrec.Certificate  // nil when none is known
+	Announcement *netrec.Announcement // nil when none is known
+	LastSeen     time.Time            // zero when never connected
 }
 
 // Membership is the state of one joined network: its definition, this
 // node's certificate, the revocation list and the members known. It is
 // pure state without I/O and not safe for concurrent use.
 type Membership struct {
-	ID   NetworkID
+	ID   netrec.NetworkID
 	Self peer.ID
 	// Interface is the local device name chosen for the network (persisted).
 	Interface string
@@ -54,9 +55,9 @@ type Membership struct {
 	// by Sync); IPv4 keeps it while no better claim takes it.
 	LastIPv4 netip.Addr
 
-	Def        *Definition
-	Cert       *Certificate // own; nil when none
-	Revocation *Revocation
+	Def        *netrec.Definition
+	Cert       *netrec.Certificate // own; nil when none
+	Revocation *netrec.Revocation
 
 	members map[peer.ID]*Member
 
@@ -66,8 +67,8 @@ type Membership struct {
 	gen        uint64
 	claimGen   uint64
 	claimUntil time.Time
-	claimList  []IPv4Claim
-	claimByIP  map[netip.Addr][]IPv4Claim
+	claimList  []netrec.IPv4Claim
+	claimByIP  map[netip.Addr][]netrec.IPv4Claim
 }
 
 // MaxPending bounds the members a node holds that are not authorized
@@ -79,7 +80,7 @@ type Membership struct {
 const MaxPending = 256
 
 // NewMembership starts the state of network id for node self.
-func NewMembership(id NetworkID, self peer.ID, now time.Time) *Membership {
+func NewMembership(id netrec.NetworkID, self peer.ID, now time.Time) *Membership {
 	return &Membership{ID: id, Self: self, Joined: now.Truncate(time.Second).UTC(), members: map[peer.ID]*Member{}}
 }
 
@@ -88,7 +89,7 @@ var ErrWrongNetwork = errors.New("overlay: record belongs to another network")
 
 // SetDefinition installs d if it is for this network and newer (higher
 // Seq) than the one held, and reports whether it did.
-func (m *Membership) SetDefinition(d *Definition) (bool, error) {
+func (m *Membership) SetDefinition(d *netrec.Definition) (bool, error) {
 	if d.ID() != m.ID {
 		return false, ErrWrongNetwork
 	}
@@ -103,7 +104,7 @@ func (m *Membership) SetDefinition(d *Definition) (bool, error) {
 
 // AddCertificate stores c (this node's own or another member's) if it is
 // for this network and newer than the one held, and reports whether it did.
-func (m *Membership) AddCertificate(c *Certificate) (bool, error) {
+func (m *Membership) AddCertificate(c *netrec.Certificate) (bool, error) {
 	if c.Network() != m.ID {
 		return false, ErrWrongNetwork
 	}
@@ -125,7 +126,7 @@ func (m *Membership) AddCertificate(c *Certificate) (bool, error) {
 
 // SetRevocation installs r if it is for this network and has a higher Seq
 // than the one held, and reports whether it did.
-func (m *Membership) SetRevocation(r *Revocation) (bool, error) {
+func (m *Membership) SetRevocation(r *netrec.Revocation) (bool, error) {
 	if r.Network() != m.ID {
 		return false, ErrWrongNetwork
 	}
@@ -139,7 +140,7 @@ func (m *Membership) SetRevocation(r *Revocation) (bool, error) {
 
 // AddAnnouncement stores another member's announcement if it is newer than
 // the one held, and reports whether it did.
-func (m *Membership) AddAnnouncement(a *Announcement) (bool, error) {
+func (m *Membership) AddAnnouncement(a *netrec.Announcement) (bool, error) {
 	if a.Network != m.ID {
 		return false, ErrWrongNetwork
 	}
@@ -241,7 +242,7 @@ func (m *Membership) Member(p peer.ID) (Member, bool) {
 // Owner returns the network owner's address, when a definition or
 // certificate has revealed the owner's key.
 func (m *Membership) Owner() (peer.ID, bool) {
-	var o *Owner
+	var o *netrec.Owner
 	switch {
 	case m.Def != nil:
 		o = &m.Def.Owner
@@ -261,7 +262,7 @@ func (m *Membership) IsOwner() bool {
 }
 
 // statusOf decides the status of p given its certificate (nil: none).
-func (m *Membership) statusOf(p peer.ID, c *Certificate, now time.Time) Status {
+func (m *Membership) statusOf(p peer.ID, c *netrec.Certificate, now time.Time) Status {
 	if m.Def == nil {
 		return StatusPending
 	}
@@ -273,9 +274,9 @@ func (m *Membership) statusOf(p peer.ID, c *Certificate, now time.Time) Status {
 		switch {
 		case err == nil:
 			return StatusOK
-		case errors.Is(err, ErrRevoked):
+		case errors.Is(err, netrec.ErrRevoked):
 			return StatusRevoked
-		case errors.Is(err, ErrExpired):
+		case errors.Is(err, netrec.ErrExpired):
 			if m.Def.Private {
 				return StatusExpired
 			}
@@ -299,7 +300,7 @@ func (m *Membership) Status(now time.Time) Status { return m.statusOf(m.Self, m.
 
 // MemberStatus is p's status as this node sees it at now.
 func (m *Membership) MemberStatus(p peer.ID, now time.Time) Status {
-	var c *Certificate
+	var c *netrec.Certificate
 	if mem, ok := m.members[p]; ok {
 		c = mem.Certificate
 	}
@@ -310,7 +311,7 @@ func (m *Membership) MemberStatus(p peer.ID, now time.Time) Status {
 // certificate p presented in its Hello (nil for none). A valid presented
 // certificate is stored, and an authorized p is recorded as a member seen
 // at now (so that Sync adds it to the switch).
-func (m *Membership) Authorize(p peer.ID, presented *Certificate, now time.Time) error {
+func (m *Membership) Authorize(p peer.ID, presented *netrec.Certificate, now time.Time) error {
 	if presented != nil {
 		if presented.Member != p {
 			return fmt.Errorf("overlay: %s presented a certificate of %s", p, presented.Member)
@@ -329,26 +330,26 @@ func (m *Membership) Authorize(p peer.ID, presented *Certificate, now time.Time)
 }
 
 // MAC is this node's Ethernet address on the network.
-func (m *Membership) MAC() ether.MAC { return MemberMAC(m.ID, m.Self) }
+func (m *Membership) MAC() ether.MAC { return netrec.MemberMAC(m.ID, m.Self) }
 
 // IPv6 is this node's address; its prefix is IPv6Prefix(ID).
-func (m *Membership) IPv6() netip.Addr { return MemberIPv6(m.ID, m.Self) }
+func (m *Membership) IPv6() netip.Addr { return netrec.MemberIPv6(m.ID, m.Self) }
 
 // claims lists the IPv4 addresses other authorized members hold: a valid
 // certificate's, or else the announced (derived) one. A node that is not
 // authorized claims nothing, so a stranger cannot move a member's address
 // by announcing it. The list is computed once per change of the records
 // (and again when a certificate in it expires), not per call.
-func (m *Membership) claims(now time.Time) []IPv4Claim {
+func (m *Membership) claims(now time.Time) []netrec.IPv4Claim {
 	m.claimIndex(now)
 	return m.claimList
 }
 
-func (m *Membership) claimIndex(now time.Time) map[netip.Addr][]IPv4Claim {
+func (m *Membership) claimIndex(now time.Time) map[netip.Addr][]netrec.IPv4Claim {
 	if m.claimByIP != nil && m.claimGen == m.gen && (m.claimUntil.IsZero() || now.Before(m.claimUntil)) {
 		return m.claimByIP
 	}
-	var list []IPv4Claim
+	var list []netrec.IPv4Claim
 	var until time.Time
 	for p, mem := range m.members {
 		c := mem.Certificate
@@ -359,14 +360,14 @@ func (m *Membership) claimIndex(now time.Time) map[netip.Addr][]IPv4Claim {
 			continue
 		}
 		if c != nil && c.IPv4.IsValid() && c.Valid(m.ID, now, m.Revocation) == nil {
-			list = append(list, IPv4Claim{Member: p, Addr: c.IPv4, Fixed: true})
+			list = append(list, netrec.IPv4Claim{Member: p, Addr: c.IPv4, Fixed: true})
 		} else if mem.Announcement != nil && mem.Announcement.IPv4.IsValid() {
-			list = append(list, IPv4Claim{Member: p, Addr: mem.Announcement.IPv4})
+			list = append(list, netrec.IPv4Claim{Member: p, Addr: mem.Announcement.IPv4})
 		}
 	}
 	// A deterministic order, whatever the map's.
-	slices.SortFunc(list, func(a, b IPv4Claim) int { return strings.Compare(string(a.Member), string(b.Member)) })
-	by := make(map[netip.Addr][]IPv4Claim, len(list))
+	slices.SortFunc(list, func(a, b netrec.IPv4Claim) int { return strings.Compare(string(a.Member), string(b.Member)) })
+	by := make(map[netip.Addr][]netrec.IPv4Claim, len(list))
 	for _, c := range list {
 		by[c.Addr] = append(by[c.Addr], c)
 	}
@@ -386,7 +387,7 @@ func (m *Membership) IPv4(now time.Time) netip.Prefix {
 	if m.Cert != nil && m.Cert.IPv4.IsValid() {
 		return netip.PrefixFrom(m.Cert.IPv4, bits)
 	}
-	a, ok := ChooseIPv4Prefer(m.Def.IPv4Pool, m.ID, m.Self, m.claims(now), m.LastIPv4)
+	a, ok := netrec.ChooseIPv4Prefer(m.Def.IPv4Pool, m.ID, m.Self, m.claims(now), m.LastIPv4)
 	if !ok {
 		return netip.Prefix{}
 	}
@@ -415,16 +416,16 @@ func (m *Membership) MemberIPv4(p peer.ID, now time.Time) netip.Addr {
 	// An announced (derived) address counts only while no better claim
 	// holds it: a certificate, or a member of lower IPv4Priority
 	// (including this node).
-	prio := IPv4Priority(m.ID, p)
+	prio := netrec.IPv4Priority(m.ID, p)
 	if m.Cert != nil && m.Cert.IPv4 == a ||
-		(m.Cert == nil || !m.Cert.IPv4.IsValid()) && m.LastIPv4 == a && IPv4Priority(m.ID, m.Self) < prio {
+		(m.Cert == nil || !m.Cert.IPv4.IsValid()) && m.LastIPv4 == a && netrec.IPv4Priority(m.ID, m.Self) < prio {
 		return netip.Addr{}
 	}
 	if !m.authorized(p, mem, now) {
 		return netip.Addr{}
 	}
 	for _, c := range m.claimIndex(now)[a] {
-		if c.Member != p && (c.Fixed || IPv4Priority(m.ID, c.Member) < prio) {
+		if c.Member != p && (c.Fixed || netrec.IPv4Priority(m.ID, c.Member) < prio) {
 			return netip.Addr{}
 		}
 	}
@@ -446,8 +447,8 @@ type MemberInfo struct {
 func (m *Membership) Members(now time.Time) []MemberInfo {
 	out := make([]MemberInfo, 0, len(m.members))
 	for p, mem := range m.members {
-		mi := MemberInfo{Address: p, Status: m.MemberStatus(p, now), MAC: MemberMAC(m.ID, p).String(),
-			IPv4: m.MemberIPv4(p, now), IPv6: MemberIPv6(m.ID, p), LastSeen: mem.LastSeen}
+		mi := MemberInfo{Address: p, Status: m.MemberStatus(p, now), MAC: netrec.MemberMAC(m.ID, p).String(),
+			IPv4: m.MemberIPv4(p, now), IPv6: netrec.MemberIPv6(m.ID, p), LastSeen: mem.LastSeen}
 		if mem.Certificate != nil {
 			mi.Expires = mem.Certificate.Expires
 		}
@@ -496,7 +497,7 @@ func (m *Membership) Sync(sw *Switch, now time.Time) (removed []peer.ID) {
 		if m.MemberStatus(p, now) != StatusOK {
 			continue
 		}
-		want := SwitchMember{Peer: p, MAC: MemberMAC(m.ID, p), IPv4: m.MemberIPv4(p, now), IPv6: MemberIPv6(m.ID, p)}
+		want := SwitchMember{Peer: p, MAC: netrec.MemberMAC(m.ID, p), IPv4: m.MemberIPv4(p, now), IPv6: netrec.MemberIPv6(m.ID, p)}
 		if cur, ok := sw.Member(p); !ok || cur != want {
 			sw.SetMember(want)
 		}
@@ -506,20 +507,20 @@ func (m *Membership) Sync(sw *Switch, now time.Time) (removed []peer.ID) {
 
 // NetworkInfo is one object of `kadlan networks --json`.
 type NetworkInfo struct {
-	Network   NetworkID       `json:"network"`
-	Name      string          `json:"name"`
-	Status    Status          `json:"status"`
-	Private   bool            `json:"private"`
-	Owner     peer.ID         `json:"owner,omitempty"`
-	IsOwner   bool            `json:"is_owner"`
-	Interface string          `json:"interface"`
-	MAC       string          `json:"mac"`
-	IPv4      []string        `json:"ipv4"` // CIDR strings
-	IPv6      []string        `json:"ipv6"` // CIDR strings
-	MTU       int             `json:"mtu"`
-	Broadcast BroadcastParams `json:"broadcast"`
-	Expires   time.Time       `json:"expires,omitzero"` // own certificate
-	Members   []MemberInfo    `json:"members"`
+	Network   netrec.NetworkID       `json:"network"`
+	Name      string                 `json:"name"`
+	Status    Status                 `json:"status"`
+	Private   bool                   `json:"private"`
+	Owner     peer.ID                `json:"owner,omitempty"`
+	IsOwner   bool                   `json:"is_owner"`
+	Interface string                 `json:"interface"`
+	MAC       string                 `json:"mac"`
+	IPv4      []string               `json:"ipv4"` // CIDR strings
+	IPv6      []string               `json:"ipv6"` // CIDR strings
+	MTU       int                    `json:"mtu"`
+	Broadcast netrec.BroadcastParams `json:"broadcast"`
+	Expires   time.Time              `json:"expires,omitzero"` // own certificate
+	Members   []MemberInfo           `json:"members"`
 }
 
 // Info summarises the membership at now. The daemon may refine Status
@@ -544,17 +545,17 @@ func (m *Membership) Info(now time.Time) NetworkInfo {
 
 // Hello is the Hello this node sends when it opens a link on the network:
 // its certificate, if it has one, and ann (may be nil).
-func (m *Membership) Hello(ann *Announcement) (Hello, error) {
-	h := Hello{Network: m.ID}
+func (m *Membership) Hello(ann *netrec.Announcement) (netrec.Hello, error) {
+	h := netrec.Hello{Network: m.ID}
 	var err error
 	if m.Cert != nil {
 		if h.Certificate, err = m.Cert.Marshal(); err != nil {
-			return Hello{}, err
+			return netrec.Hello{}, err
 		}
 	}
 	if ann != nil {
 		if h.Announcement, err = ann.Marshal(); err != nil {
-			return Hello{}, err
+			return netrec.Hello{}, err
 		}
 	}
 	return h, nil
@@ -563,20 +564,20 @@ func (m *Membership) Hello(ann *Announcement) (Hello, error) {
 // AcceptHello checks the Hello that p sent on a link at now: it must name
 // this network, its records must verify and belong to p, and p must be
 // authorized (see Authorize). Records are stored.
-func (m *Membership) AcceptHello(p peer.ID, h Hello, now time.Time) error {
+func (m *Membership) AcceptHello(p peer.ID, h netrec.Hello, now time.Time) error {
 	if h.Network != m.ID {
 		return fmt.Errorf("%w: hello for network %s", ErrWrongNetwork, h.Network.Short())
 	}
-	var cert *Certificate
+	var cert *netrec.Certificate
 	if len(h.Certificate) > 0 {
-		c, err := ParseCertificate(h.Certificate)
+		c, err := netrec.ParseCertificate(h.Certificate)
 		if err != nil {
 			return fmt.Errorf("overlay: hello from %s: %w", p, err)
 		}
 		cert = c
 	}
 	if len(h.Announcement) > 0 {
-		a, err := ParseAnnouncement(h.Announcement)
+		a, err := netrec.ParseAnnouncement(h.Announcement)
 		if err != nil {
 			return fmt.Errorf("overlay: hello from %s: %w", p, err)
 		}
@@ -593,18 +594,18 @@ func (m *Membership) AcceptHello(p peer.ID, h Hello, now time.Time) error {
 // AddRecord parses any signed record (from the DHT or a MsgRecord push),
 // stores it if it is newer, and reports whether the state changed.
 func (m *Membership) AddRecord(b []byte) (bool, error) {
-	r, err := ParseRecord(b)
+	r, err := netrec.ParseRecord(b)
 	if err != nil {
 		return false, err
 	}
 	switch r := r.(type) {
-	case *Definition:
+	case *netrec.Definition:
 		return m.SetDefinition(r)
-	case *Certificate:
+	case *netrec.Certificate:
 		return m.AddCertificate(r)
-	case *Revocation:
+	case *netrec.Revocation:
 		return m.SetRevocation(r)
-	case *Announcement:
+	case *netrec.Announcement:
 		return m.AddAnnouncement(r)
 	}
 	return false, fmt.Errorf("overlay: unexpected record %T", r)

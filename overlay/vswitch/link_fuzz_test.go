@@ -1,8 +1,9 @@
-package overlay
+package vswitch
 
 import (
 	"bytes"
 	"errors"
+	"github.com/kadlan/kadlan/overlay/social"
 	"io"
 	"testing"
 )
@@ -12,9 +13,9 @@ func FuzzLinkStream(f *testing.F) {
 	for _, m := range testMessages(f) {
 		stream, _ = AppendMessage(stream, m)
 	}
-	f.Add(stream)                              // every kind, including a jumbo frame
-	f.Add([]byte{2, 0, 0, SocialHeaderMinLen}) // broadcast claiming a minimal social header, none present
-	if sh, err := (SocialHeader{ID: BroadcastID{1, 1}, TTL: 1, Budget: 1}).AppendBinary(nil); err == nil {
+	f.Add(stream)                                     // every kind, including a jumbo frame
+	f.Add([]byte{2, 0, 0, social.SocialHeaderMinLen}) // broadcast claiming a minimal social header, none present
+	if sh, err := (social.SocialHeader{ID: social.BroadcastID{Origin: 1, Seq: 1}, TTL: 1, Budget: 1}).AppendBinary(nil); err == nil {
 		sh[0] = 1 // version 1 (unsigned): refused
 		old, _ := AppendMessage(nil, Message{Kind: MsgBroadcast, Social: sh, Payload: []byte("x")})
 		f.Add(old)

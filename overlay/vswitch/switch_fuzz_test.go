@@ -1,10 +1,12 @@
-package overlay
+package vswitch
 
 import (
 	"bytes"
 	"net/netip"
 	"testing"
 
+	"github.com/kadlan/kadlan/overlay/netrec"
+	"github.com/kadlan/kadlan/overlay/social"
 	"github.com/kadlan/kadlan/tap/ether"
 )
 
@@ -18,14 +20,14 @@ func FuzzSwitch(f *testing.F) {
 		ether.NDP{Type: ether.ICMPv6NeighborSol, Src: a.ipv6, Dst: ether.SolicitedNode(b.ipv6), Target: b.ipv6})) // local NS
 	f.Add(byte(1), []byte{}, ipv4Frame(a.mac, b.mac, b.ipv4, a.ipv4, "x")) // remote unicast
 	bf := ipv4Frame(ether.Broadcast, b.mac, b.ipv4, netip.MustParseAddr("255.255.255.255"), "b")
-	h := SocialHeader{ID: BroadcastID{Origin: PeerHash(b.peer), Seq: 1}, TTL: 2, Budget: 5, Visited: []uint32{7}, Time: w.now.UnixMilli()}
+	h := social.SocialHeader{ID: social.BroadcastID{Origin: netrec.PeerHash(b.peer), Seq: 1}, TTL: 2, Budget: 5, Visited: []uint32{7}, Time: w.now.UnixMilli()}
 	if err := SignBroadcast(b.key, w.id, &h, bf); err != nil {
 		f.Fatal(err)
 	}
 	sh, _ := h.AppendBinary(nil)
 	f.Add(byte(2), sh, bf) // remote broadcast, signed by b
 	mf := ipv4Frame(ether.IPv4Multicast(netip.MustParseAddr("224.0.0.251")), w.nodes[2].mac, w.nodes[2].ipv4, netip.MustParseAddr("224.0.0.251"), "m")
-	hm := SocialHeader{ID: BroadcastID{Origin: PeerHash(w.nodes[2].peer), Seq: 1}, HasGroup: true,
+	hm := social.SocialHeader{ID: social.BroadcastID{Origin: netrec.PeerHash(w.nodes[2].peer), Seq: 1}, HasGroup: true,
 		Group: GroupOf(ether.IPv4Multicast(netip.MustParseAddr("224.0.0.251"))), TTL: 1, Budget: 3, Time: w.now.UnixMilli()}
 	if err := SignBroadcast(w.nodes[2].key, w.id, &hm, mf); err != nil {
 		f.Fatal(err)
@@ -33,11 +35,11 @@ func FuzzSwitch(f *testing.F) {
 	shm, _ := hm.AppendBinary(nil)
 	f.Add(byte(2), shm, mf)                        // multicast by the third member, forwarded by b
 	f.Add(byte(2), sh, append(bytes.Clone(bf), 0)) // tampered frame
-	g, _ := EncodeGroupAnnouncement([]uint64{GroupOf(ether.MAC{1, 0, 0x5e, 0, 0, 0xfb})})
+	g, _ := social.EncodeGroupAnnouncement([]uint64{GroupOf(ether.MAC{1, 0, 0x5e, 0, 0, 0xfb})})
 	f.Add(byte(3), []byte{}, g)                                            // group announcement
 	f.Add(byte(4), []byte{}, ipv4Frame(a.mac, b.mac, b.ipv4, a.ipv4, "y")) // from a stranger
 	_, stranger := testKey(f, 77)
-	f.Fuzz(func(t *testing.T, mode byte, social, frame []byte) {
+	f.Fuzz(func(t *testing.T, mode byte, header, frame []byte) {
 		sw := a.sw
 		var outs []Output
 		switch mode % 5 {
@@ -46,17 +48,17 @@ func FuzzSwitch(f *testing.F) {
 		case 1:
 			outs = sw.HandleRemote(w.now, b.peer, Message{Kind: MsgFrame, Payload: frame})
 		case 2:
-			outs = sw.HandleRemote(w.now, b.peer, Message{Kind: MsgBroadcast, Social: social, Payload: frame})
+			outs = sw.HandleRemote(w.now, b.peer, Message{Kind: MsgBroadcast, Social: header, Payload: frame})
 			// Whatever is delivered or forwarded carries its origin's
 			// valid signature.
 			if len(outs) > 0 {
-				h, _, err := DecodeSocialHeader(social)
+				h, _, err := social.DecodeSocialHeader(header)
 				if err != nil {
 					t.Fatalf("undecodable header accepted: %v", err)
 				}
 				var signer *testNode
 				for _, nd := range w.nodes {
-					if PeerHash(nd.peer) == h.ID.Origin {
+					if netrec.PeerHash(nd.peer) == h.ID.Origin {
 						signer = nd
 					}
 				}

@@ -1,7 +1,9 @@
-package overlay
+package vswitch
 
 import (
 	"fmt"
+	"github.com/kadlan/kadlan/overlay/netrec"
+	"github.com/kadlan/kadlan/overlay/social"
 	"testing"
 	"time"
 )
@@ -16,7 +18,7 @@ func TestSwitchBroadcastRateLimit(t *testing.T) {
 	const storm = 1000
 	msgs := make([]Message, storm)
 	for i := range msgs {
-		msgs[i] = w.signedAt(c.key, BroadcastID{PeerHash(c.peer), uint32(i + 1)}, w.now, bcastFrame(c, fmt.Sprint(i)))
+		msgs[i] = w.signedAt(c.key, social.BroadcastID{Origin: netrec.PeerHash(c.peer), Seq: uint32(i + 1)}, w.now, bcastFrame(c, fmt.Sprint(i)))
 	}
 	uni := ipv4Frame(a.mac, b.mac, b.ipv4, a.ipv4, "unicast")
 	got := 0
@@ -34,19 +36,19 @@ func TestSwitchBroadcastRateLimit(t *testing.T) {
 	}
 	// Beyond the bucket nothing is verified: a copy with a broken
 	// signature is counted as rate-limited, not as a bad origin.
-	bad := w.signedAt(c.key, BroadcastID{PeerHash(c.peer), storm + 1}, w.now, bcastFrame(c, "x"))
+	bad := w.signedAt(c.key, social.BroadcastID{Origin: netrec.PeerHash(c.peer), Seq: storm + 1}, w.now, bcastFrame(c, "x"))
 	bad.Social[len(bad.Social)-1] ^= 1
 	if a.sw.HandleRemote(w.now, c.peer, bad); a.sw.Counters().DropBadOrigin != 0 {
 		t.Fatal("rate-limited copy was verified")
 	}
 	// c forges and replays in b's name: b's bucket is not touched.
-	own := w.signedAt(b.key, BroadcastID{PeerHash(b.peer), 1}, w.now, bcastFrame(b, "b's"))
+	own := w.signedAt(b.key, social.BroadcastID{Origin: netrec.PeerHash(b.peer), Seq: 1}, w.now, bcastFrame(b, "b's"))
 	if !delivered(a.sw.HandleRemote(w.now, b.peer, own)) {
 		t.Fatal("b's broadcast not delivered")
 	}
 	a.sw.social.ForgetSeen() // make replays reach the filter
 	for i := range 2 * DefaultBroadcastBurst {
-		forged := w.signedAt(c.key, BroadcastID{PeerHash(b.peer), uint32(i + 2)}, w.now, bcastFrame(b, "forged"))
+		forged := w.signedAt(c.key, social.BroadcastID{Origin: netrec.PeerHash(b.peer), Seq: uint32(i + 2)}, w.now, bcastFrame(b, "forged"))
 		a.sw.HandleRemote(w.now, c.peer, forged)
 		a.sw.HandleRemote(w.now, c.peer, own)
 	}
@@ -55,7 +57,7 @@ func TestSwitchBroadcastRateLimit(t *testing.T) {
 		t.Fatalf("%+v", cn)
 	}
 	for i := range DefaultBroadcastBurst - 1 {
-		m := w.signedAt(b.key, BroadcastID{PeerHash(b.peer), uint32(10000 + i)}, w.now, bcastFrame(b, fmt.Sprint(i)))
+		m := w.signedAt(b.key, social.BroadcastID{Origin: netrec.PeerHash(b.peer), Seq: uint32(10000 + i)}, w.now, bcastFrame(b, fmt.Sprint(i)))
 		if !delivered(a.sw.HandleRemote(w.now, b.peer, m)) {
 			t.Fatalf("b's broadcast %d not delivered: its bucket was drained by forgeries: %+v", i, a.sw.Counters())
 		}
@@ -64,7 +66,7 @@ func TestSwitchBroadcastRateLimit(t *testing.T) {
 	later := w.now.Add(time.Second)
 	got = 0
 	for i := range storm {
-		m := w.signedAt(c.key, BroadcastID{PeerHash(c.peer), uint32(5000 + i)}, later, bcastFrame(c, fmt.Sprint(i)))
+		m := w.signedAt(c.key, social.BroadcastID{Origin: netrec.PeerHash(c.peer), Seq: uint32(5000 + i)}, later, bcastFrame(c, fmt.Sprint(i)))
 		if delivered(a.sw.HandleRemote(later, c.peer, m)) {
 			got++
 		}
@@ -109,7 +111,7 @@ func BenchmarkBroadcastStorm(b *testing.B) {
 	a, o, c := w.nodes[0], w.nodes[1], w.nodes[2]
 	var msgs []Message
 	for i := range 1000 {
-		msgs = append(msgs, w.signedAt(c.key, BroadcastID{PeerHash(c.peer), uint32(i + 1)}, w.now, bcastFrame(c, fmt.Sprint(i))))
+		msgs = append(msgs, w.signedAt(c.key, social.BroadcastID{Origin: netrec.PeerHash(c.peer), Seq: uint32(i + 1)}, w.now, bcastFrame(c, fmt.Sprint(i))))
 	}
 	for _, m := range msgs[:DefaultBroadcastBurst] {
 		a.sw.HandleRemote(w.now, c.peer, m)
@@ -141,7 +143,7 @@ func TestSwitchForgerGetsFewVerifications(t *testing.T) {
 	a, b, c := w.nodes[0], w.nodes[1], w.nodes[2]
 	const forged = 500
 	for i := range forged {
-		m := w.signedAt(c.key, BroadcastID{PeerHash(b.peer), uint32(i + 1)}, w.now, bcastFrame(b, "forged"))
+		m := w.signedAt(c.key, social.BroadcastID{Origin: netrec.PeerHash(b.peer), Seq: uint32(i + 1)}, w.now, bcastFrame(b, "forged"))
 		if outs := a.sw.HandleRemote(w.now, c.peer, m); len(outs) != 0 {
 			t.Fatal("forgery delivered")
 		}
@@ -149,13 +151,13 @@ func TestSwitchForgerGetsFewVerifications(t *testing.T) {
 	if cn := a.sw.Counters(); cn.DropBadOrigin != forged || a.sw.verifications != BadSignatureBurst {
 		t.Fatalf("%d verifications for %d forgeries: %+v", a.sw.verifications, forged, cn)
 	}
-	m := w.signedAt(b.key, BroadcastID{PeerHash(b.peer), 1000}, w.now, bcastFrame(b, "genuine"))
+	m := w.signedAt(b.key, social.BroadcastID{Origin: netrec.PeerHash(b.peer), Seq: 1000}, w.now, bcastFrame(b, "genuine"))
 	if !delivered(a.sw.HandleRemote(w.now, b.peer, m)) {
 		t.Fatal("genuine broadcast from another member not delivered")
 	}
 	later := w.now.Add(time.Second)
 	for i := range forged {
-		m := w.signedAt(c.key, BroadcastID{PeerHash(b.peer), uint32(2000 + i)}, later, bcastFrame(b, "forged"))
+		m := w.signedAt(c.key, social.BroadcastID{Origin: netrec.PeerHash(b.peer), Seq: uint32(2000 + i)}, later, bcastFrame(b, "forged"))
 		a.sw.HandleRemote(later, c.peer, m)
 	}
 	if v := a.sw.verifications; v != BadSignatureBurst+1+BadSignatureRate {
@@ -168,11 +170,11 @@ func TestSwitchForgerGetsFewVerifications(t *testing.T) {
 func TestSwitchGroupAnnouncementRateLimit(t *testing.T) {
 	w := newTestWorld(t, 2, false)
 	a, b := w.nodes[0], w.nodes[1]
-	groups := make([]uint64, MaxAnnouncedGroups)
+	groups := make([]uint64, social.MaxAnnouncedGroups)
 	for i := range groups {
 		groups[i] = uint64(i)
 	}
-	ann, _ := EncodeGroupAnnouncement(groups)
+	ann, _ := social.EncodeGroupAnnouncement(groups)
 	for range 1000 {
 		a.sw.HandleRemote(w.now, b.peer, Message{Kind: MsgGroups, Payload: ann})
 	}

@@ -1,4 +1,4 @@
-package overlay
+package vswitch
 
 import (
 	"fmt"
@@ -6,14 +6,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kadlan/kadlan/overlay/netrec"
+	"github.com/kadlan/kadlan/overlay/social"
 	"github.com/kadlan/kadlan/tap/ether"
 	"github.com/libp2p/go-libp2p/core/crypto"
 )
 
 // signedAt is a copy of broadcast id originated by key at t.
-func (w *testWorld) signedAt(key crypto.PrivKey, id BroadcastID, t time.Time, frame []byte) Message {
+func (w *testWorld) signedAt(key crypto.PrivKey, id social.BroadcastID, t time.Time, frame []byte) Message {
 	w.t.Helper()
-	h := SocialHeader{ID: id, TTL: 3, Budget: 10, Time: t.UnixMilli()}
+	h := social.SocialHeader{ID: id, TTL: 3, Budget: 10, Time: t.UnixMilli()}
 	if err := SignBroadcast(key, w.id, &h, frame); err != nil {
 		w.t.Fatal(err)
 	}
@@ -62,7 +64,7 @@ func TestSwitchBroadcastReplayAfterRing(t *testing.T) {
 	w := newTestWorld(t, 3, false)
 	a, b, c := w.nodes[0], w.nodes[1], w.nodes[2]
 	sw := w.withSwitch(0, func(c *SwitchConfig) { c.BroadcastRate, c.BroadcastBurst = 1e6, 1e6 })
-	captured := w.signedAt(b.key, BroadcastID{PeerHash(b.peer), 7}, w.now, bcastFrame(b, "dhcp discover"))
+	captured := w.signedAt(b.key, social.BroadcastID{Origin: netrec.PeerHash(b.peer), Seq: 7}, w.now, bcastFrame(b, "dhcp discover"))
 	if !delivered(sw.HandleRemote(w.now, b.peer, captured)) {
 		t.Fatalf("genuine broadcast not delivered: %+v", sw.Counters())
 	}
@@ -70,13 +72,13 @@ func TestSwitchBroadcastReplayAfterRing(t *testing.T) {
 	const flood = 1100
 	for i := range flood {
 		now := start.Add(time.Duration(i) * 10 * time.Millisecond) // 11 s: within the window
-		m := w.signedAt(c.key, BroadcastID{PeerHash(c.peer), uint32(i + 1)}, now, bcastFrame(c, fmt.Sprint(i)))
+		m := w.signedAt(c.key, social.BroadcastID{Origin: netrec.PeerHash(c.peer), Seq: uint32(i + 1)}, now, bcastFrame(c, fmt.Sprint(i)))
 		if !delivered(sw.HandleRemote(now, c.peer, m)) {
 			t.Fatalf("c's broadcast %d not delivered: %+v", i, sw.Counters())
 		}
 	}
 	now := start.Add(flood * 10 * time.Millisecond)
-	if sw.Social().Seen(BroadcastID{PeerHash(b.peer), 7}) {
+	if sw.Social().Seen(social.BroadcastID{Origin: netrec.PeerHash(b.peer), Seq: 7}) {
 		t.Fatal("test broken: the captured ID is still in the de-duplication ring")
 	}
 	if outs := sw.HandleRemote(now, c.peer, captured); len(outs) != 0 {
@@ -101,7 +103,7 @@ func TestSwitchBroadcastStaleTime(t *testing.T) {
 	a := struct{ sw *Switch }{w.withSwitch(0, func(c *SwitchConfig) { c.Start = w.now.Add(-time.Hour) })}
 	frame := bcastFrame(b, "old")
 	for i, at := range []time.Duration{-31 * time.Second, 31 * time.Second} {
-		m := w.signedAt(b.key, BroadcastID{PeerHash(b.peer), uint32(i + 1)}, w.now.Add(at), frame)
+		m := w.signedAt(b.key, social.BroadcastID{Origin: netrec.PeerHash(b.peer), Seq: uint32(i + 1)}, w.now.Add(at), frame)
 		if outs := a.sw.HandleRemote(w.now, c.peer, m); len(outs) != 0 {
 			t.Fatalf("broadcast from %v delivered", at)
 		}
@@ -110,8 +112,8 @@ func TestSwitchBroadcastStaleTime(t *testing.T) {
 		t.Fatalf("%+v", cn)
 	}
 	// Within the window (29 s old) it is fine; a re-dated copy is not.
-	m := w.signedAt(b.key, BroadcastID{PeerHash(b.peer), 3}, w.now.Add(-29*time.Second), frame)
-	h, n, _ := DecodeSocialHeader(m.Social)
+	m := w.signedAt(b.key, social.BroadcastID{Origin: netrec.PeerHash(b.peer), Seq: 3}, w.now.Add(-29*time.Second), frame)
+	h, n, _ := social.DecodeSocialHeader(m.Social)
 	h.Time = w.now.UnixMilli()
 	redated, _ := h.AppendBinary(nil)
 	if outs := a.sw.HandleRemote(w.now, c.peer, Message{Kind: MsgBroadcast, Social: redated, Payload: frame}); len(outs) != 0 || n == 0 {
@@ -136,7 +138,7 @@ func TestSwitchBroadcastRestartedOrigin(t *testing.T) {
 			var old []Message
 			for i := range 5 {
 				at := w.now.Add(time.Duration(i) * time.Millisecond)
-				m := w.signedAt(b.key, BroadcastID{PeerHash(b.peer), 1000 + uint32(i)}, at, bcastFrame(b, fmt.Sprint("run 1 ", i)))
+				m := w.signedAt(b.key, social.BroadcastID{Origin: netrec.PeerHash(b.peer), Seq: 1000 + uint32(i)}, at, bcastFrame(b, fmt.Sprint("run 1 ", i)))
 				old = append(old, m)
 				if !delivered(a.sw.HandleRemote(at, b.peer, m)) {
 					t.Fatal("first run not delivered")
@@ -152,7 +154,7 @@ func TestSwitchBroadcastRestartedOrigin(t *testing.T) {
 			}
 			for i := range 3 {
 				at := restart.Add(time.Duration(i) * time.Millisecond)
-				m := w.signedAt(b.key, BroadcastID{PeerHash(b.peer), base + uint32(i)}, at, bcastFrame(b, fmt.Sprint("run 2 ", i)))
+				m := w.signedAt(b.key, social.BroadcastID{Origin: netrec.PeerHash(b.peer), Seq: base + uint32(i)}, at, bcastFrame(b, fmt.Sprint("run 2 ", i)))
 				if !delivered(a.sw.HandleRemote(at, b.peer, m)) {
 					t.Fatalf("restarted origin's broadcast %d (seq %d) not delivered: %+v", i, base+uint32(i), a.sw.Counters())
 				}
@@ -176,12 +178,12 @@ func TestSwitchBroadcastRestartedOrigin(t *testing.T) {
 func TestSwitchBroadcastBeforeStart(t *testing.T) {
 	w := newTestWorld(t, 2, false)
 	b := w.nodes[1]
-	m := w.signedAt(b.key, BroadcastID{PeerHash(b.peer), 1}, w.now.Add(-time.Second), bcastFrame(b, "x"))
+	m := w.signedAt(b.key, social.BroadcastID{Origin: netrec.PeerHash(b.peer), Seq: 1}, w.now.Add(-time.Second), bcastFrame(b, "x"))
 	sw := w.withSwitch(0, func(c *SwitchConfig) { c.Start = w.now })
 	if outs := sw.HandleRemote(w.now, b.peer, m); len(outs) != 0 || sw.Counters().DropStale != 1 {
 		t.Fatalf("broadcast from before the start delivered: %+v", sw.Counters())
 	}
-	m2 := w.signedAt(b.key, BroadcastID{PeerHash(b.peer), 2}, w.now, bcastFrame(b, "y"))
+	m2 := w.signedAt(b.key, social.BroadcastID{Origin: netrec.PeerHash(b.peer), Seq: 2}, w.now, bcastFrame(b, "y"))
 	if !delivered(sw.HandleRemote(w.now, b.peer, m2)) {
 		t.Fatal("fresh broadcast not delivered")
 	}

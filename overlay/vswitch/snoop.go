@@ -1,4 +1,4 @@
-package overlay
+package vswitch
 
 import (
 	"encoding/binary"

@@ -1,9 +1,10 @@
-package overlay
+package vswitch
 
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/kadlan/kadlan/overlay/social"
 	"io"
 )
 
@@ -68,7 +69,7 @@ type Message struct {
 // the payload itself. The body of MsgFrameGSO must pass the checks of
 // checkGSO (see GSOMinSize) or the receiver drops it.
 const (
-	msgHeaderLen = 4
+	MsgHeaderLen = 4
 	// MaxMessageBody bounds a message body: room for a 64 KiB offload
 	// segment, its virtio-net header and a social header.
 	MaxMessageBody = 1 << 17
@@ -79,7 +80,7 @@ var ErrMessage = errors.New("overlay: bad link message")
 
 // EncodedLen is the number of bytes AppendMessage adds for m.
 func (m Message) EncodedLen() int {
-	return msgHeaderLen + len(m.Social) + len(m.Payload)
+	return MsgHeaderLen + len(m.Social) + len(m.Payload)
 }
 
 // AppendMessage appends the wire form of m to b. Many messages appended to
@@ -98,7 +99,7 @@ func AppendMessage(b []byte, m Message) ([]byte, error) {
 // the number of bytes it took. It returns io.ErrUnexpectedEOF when b holds
 // only part of a message. The returned slices alias b.
 func DecodeMessage(b []byte) (Message, int, error) {
-	if len(b) < msgHeaderLen {
+	if len(b) < MsgHeaderLen {
 		return Message{}, 0, io.ErrUnexpectedEOF
 	}
 	w := binary.BigEndian.Uint32(b)
@@ -109,19 +110,19 @@ func DecodeMessage(b []byte) (Message, int, error) {
 	if body > MaxMessageBody {
 		return Message{}, 0, fmt.Errorf("%w: body of %d bytes exceeds %d", ErrMessage, body, MaxMessageBody)
 	}
-	if len(b) < msgHeaderLen+body {
+	if len(b) < MsgHeaderLen+body {
 		return Message{}, 0, io.ErrUnexpectedEOF
 	}
-	p := b[msgHeaderLen : msgHeaderLen+body]
+	p := b[MsgHeaderLen : MsgHeaderLen+body]
 	m := Message{Kind: kind, Payload: p}
 	if kind == MsgBroadcast {
-		_, n, err := DecodeSocialHeader(p)
+		_, n, err := social.DecodeSocialHeader(p)
 		if err != nil {
 			return Message{}, 0, fmt.Errorf("%w: %w", ErrMessage, err)
 		}
 		m.Social, m.Payload = p[:n:n], p[n:]
 	}
-	return m, msgHeaderLen + body, nil
+	return m, MsgHeaderLen + body, nil
 }
 
 // Reader decodes messages from a stream with one buffer and no allocation
@@ -137,7 +138,7 @@ type Reader struct {
 // NewReader returns a Reader on r. bufSize (at least MaxMessageBody+4,
 // which 0 selects) bounds one read; a larger buffer means fewer reads.
 func NewReader(r io.Reader, bufSize int) *Reader {
-	bufSize = max(bufSize, MaxMessageBody+msgHeaderLen)
+	bufSize = max(bufSize, MaxMessageBody+MsgHeaderLen)
 	return &Reader{r: r, buf: make([]byte, bufSize)}
 }
 
