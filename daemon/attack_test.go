@@ -13,6 +13,7 @@ import (
 	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/overlay"
 	"github.com/kadlan/kadlan/overlay/netrec"
+	"github.com/kadlan/kadlan/overlay/vswitch"
 )
 
 // engineOf returns the engine of a joined network (nil before it runs).
@@ -51,7 +52,7 @@ func TestRecordFloodIsBounded(t *testing.T) {
 	peak := base
 	const pushes = 20000
 	for i := 0; i < pushes; {
-		msg := overlay.Message{Kind: overlay.MsgRecord, Payload: []byte(fmt.Sprintf("garbage record %d", i))}
+		msg := vswitch.Message{Kind: vswitch.MsgRecord, Payload: []byte(fmt.Sprintf("garbage record %d", i))}
 		if eng.SendAll(msg) == 0 {
 			time.Sleep(time.Millisecond) // the link queue is full: let it drain
 			continue
@@ -82,7 +83,7 @@ func TestRecordFloodIsBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		b, _ := ann.Marshal()
-		eng.SendAll(overlay.Message{Kind: overlay.MsgRecord, Payload: b})
+		eng.SendAll(vswitch.Message{Kind: vswitch.MsgRecord, Payload: b})
 		for wait := time.Now().Add(time.Second); time.Now().Before(wait); time.Sleep(10 * time.Millisecond) {
 			peak = max(peak, runtime.NumGoroutine())
 			oj.mu.Lock()

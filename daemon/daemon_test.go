@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/kadlan/kadlan/api"
-	"github.com/kadlan/kadlan/overlay"
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap"
 	"github.com/kadlan/kadlan/tap/ether"
 	"github.com/kadlan/kadlan/tap/taptest"
@@ -55,7 +55,7 @@ func startDaemonFull(t *testing.T, newDevice DeviceFactory, onLog func(string), 
 	}
 	td := &testDaemon{kernel: map[string]*taptest.Device{}}
 	if newDevice == nil {
-		newDevice = func(name string, mtu int, m *overlay.Membership) (tap.Device, error) {
+		newDevice = func(name string, mtu int, m *vswitch.Membership) (tap.Device, error) {
 			dev, kern := taptest.NewPair(m.MAC(), ether.MAC{0x02, 0, 0, 0, 0, 0x99}, mtu, 256)
 			td.mu.Lock()
 			td.kernel[name] = kern
@@ -291,7 +291,7 @@ func TestNetworkLifecycle(t *testing.T) {
 // TestDeviceErrorIsReported: when the interface cannot be created (no
 // CAP_NET_ADMIN), the network says so instead of pretending to work.
 func TestDeviceErrorIsReported(t *testing.T) {
-	td := startDaemonWith(t, func(string, int, *overlay.Membership) (tap.Device, error) {
+	td := startDaemonWith(t, func(string, int, *vswitch.Membership) (tap.Device, error) {
 		return nil, errors.New("open /dev/net/tun: operation not permitted")
 	})
 	var created api.NetworkCreated

@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/kadlan/kadlan/overlay"
 	"github.com/kadlan/kadlan/overlay/netrec"
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -35,7 +35,7 @@ func (j *joined) dial(ctx context.Context, p peer.ID) {
 	if err != nil {
 		return
 	}
-	s, err := j.mgr.node.DialLink(ctx, p, protocol.ID(overlay.ProtocolID), b)
+	s, err := j.mgr.node.DialLink(ctx, p, protocol.ID(vswitch.ProtocolID), b)
 	if err != nil {
 		return
 	}

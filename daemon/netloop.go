@@ -11,6 +11,7 @@ import (
 
 	"github.com/kadlan/kadlan/overlay"
 	"github.com/kadlan/kadlan/overlay/netrec"
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -111,7 +112,7 @@ func (j *joined) step(ctx context.Context) bool {
 	}
 	// Look for members every discoverEvery, and every 2 s while authorized
 	// but without any link (just joined, or every link lost).
-	lonely := status == overlay.StatusOK && j.linkCount() == 0
+	lonely := status == vswitch.StatusOK && j.linkCount() == 0
 	if def != nil && now.Sub(j.lastDiscover) > discoverEvery || lonely && now.Sub(j.lastDiscover) > 2*time.Second {
 		j.lastDiscover = now
 		j.discover(ctx)
@@ -122,7 +123,7 @@ func (j *joined) step(ctx context.Context) bool {
 		j.spawn(func(ctx context.Context) { j.dial(ctx, p) })
 	}
 	j.save()
-	return status == overlay.StatusOK && len(unlinked) == 0
+	return status == vswitch.StatusOK && len(unlinked) == 0
 }
 
 // announcement returns this node's signed announcement, renewed when its
@@ -189,7 +190,7 @@ func (j *joined) startEngine() error {
 	var seq [4]byte
 	rand.Read(seq[:])
 	cfg.FirstSequence = binary.BigEndian.Uint32(seq[:])
-	sw, err := overlay.NewSwitch(cfg)
+	sw, err := vswitch.NewSwitch(cfg)
 	if err != nil {
 		return err
 	}
@@ -236,7 +237,7 @@ func (j *joined) syncSwitch() {
 		return
 	}
 	var removed []peer.ID
-	j.eng.Update(func(sw *overlay.Switch) { removed = j.m.Sync(sw, now) })
+	j.eng.Update(func(sw *vswitch.Switch) { removed = j.m.Sync(sw, now) })
 	for _, p := range removed {
 		j.eng.RemoveLink(p)
 		j.unprotect(p)
@@ -248,7 +249,7 @@ func (j *joined) syncSwitch() {
 			if j.devIPv4.IsValid() {
 				a.RemoveAddr(j.devIPv4)
 			}
-			if ip.IsValid() && j.m.Status(now) == overlay.StatusOK {
+			if ip.IsValid() && j.m.Status(now) == vswitch.StatusOK {
 				if err := a.AddAddr(ip); err != nil {
 					j.mgr.logf("networks: %s: IPv4 %s: %v", j.m.ID.Short(), ip, err)
 				}
@@ -277,7 +278,7 @@ func (j *joined) wantLinks() []peer.ID {
 	now := time.Now()
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.eng == nil || j.m.Status(now) != overlay.StatusOK {
+	if j.eng == nil || j.m.Status(now) != vswitch.StatusOK {
 		return nil
 	}
 	links, _ := j.eng.Links()
@@ -287,7 +288,7 @@ func (j *joined) wantLinks() []peer.ID {
 	}
 	var out []peer.ID
 	for _, mi := range j.m.Members(now) {
-		if mi.Status == overlay.StatusOK && !have[mi.Address] {
+		if mi.Status == vswitch.StatusOK && !have[mi.Address] {
 			out = append(out, mi.Address)
 		}
 	}

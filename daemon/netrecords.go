@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kadlan/kadlan/overlay"
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -54,7 +54,7 @@ func (j *joined) pushRecord(r marshaler) {
 	eng := j.eng
 	j.mu.Unlock()
 	if eng != nil {
-		eng.SendAll(overlay.Message{Kind: overlay.MsgRecord, Payload: b})
+		eng.SendAll(vswitch.Message{Kind: vswitch.MsgRecord, Payload: b})
 	}
 }
 
@@ -75,7 +75,7 @@ func (j *joined) onRecord(from peer.ID, b []byte) {
 	if changed {
 		j.syncSwitch()
 		if eng != nil {
-			eng.SendAll(overlay.Message{Kind: overlay.MsgRecord, Payload: b})
+			eng.SendAll(vswitch.Message{Kind: vswitch.MsgRecord, Payload: b})
 		}
 	}
 }

@@ -7,7 +7,7 @@ import (
 
 	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/dht"
-	"github.com/kadlan/kadlan/overlay"
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -31,7 +31,7 @@ func (j *joined) info() api.Network {
 	if !ni.Expires.IsZero() {
 		out.Expires = ni.Expires.UTC().Format(time.RFC3339)
 	}
-	out.Broadcast, _ = json.Marshal(overlay.SocialOf(ni.Broadcast))
+	out.Broadcast, _ = json.Marshal(vswitch.SocialOf(ni.Broadcast))
 	linked := map[peer.ID]bool{}
 	if eng != nil {
 		links, _ := eng.Links()
@@ -58,7 +58,7 @@ func (j *joined) info() api.Network {
 	if out.Members == nil {
 		out.Members = []api.Member{}
 	}
-	if ni.Status == overlay.StatusOK && out.Links == 0 && len(out.Members) > 0 {
+	if ni.Status == vswitch.StatusOK && out.Links == 0 && len(out.Members) > 0 {
 		out.Status = statusConnecting
 	}
 	if devErr != "" {

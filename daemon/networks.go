@@ -15,6 +15,7 @@ import (
 	"github.com/kadlan/kadlan/internal/group"
 	"github.com/kadlan/kadlan/overlay"
 	"github.com/kadlan/kadlan/overlay/netrec"
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -41,7 +42,7 @@ const statusDeviceError = "error"
 
 // DeviceFactory creates the virtual Ethernet device of a network. The
 // default makes a Linux TAP; tests may pass in-memory devices.
-type DeviceFactory func(name string, mtu int, m *overlay.Membership) (tap.Device, error)
+type DeviceFactory func(name string, mtu int, m *vswitch.Membership) (tap.Device, error)
 
 // netManager runs the joined networks of a daemon: records in the DHT,
 // member discovery, member links and one Engine (switch + device) each.
@@ -88,7 +89,7 @@ type joined struct {
 	publishing atomic.Bool
 
 	mu      sync.Mutex // guards everything below
-	m       *overlay.Membership
+	m       *vswitch.Membership
 	ann     *netrec.Announcement
 	annIPv4 netip.Addr
 	dev     tap.Device
@@ -111,7 +112,7 @@ type joined struct {
 func newNetManager(ctx context.Context, node *dht.Node, key crypto.PrivKey, stateDir string, newDevice DeviceFactory, logf func(string, ...any)) *netManager {
 	nm := &netManager{node: node, key: key, stateDir: stateDir, logf: logf, newDevice: newDevice,
 		nets: map[netrec.NetworkID]*joined{}, broken: map[string]string{}, ctx: ctx}
-	node.Host.SetStreamHandler(protocol.ID(overlay.ProtocolID), nm.handleStream)
+	node.Host.SetStreamHandler(protocol.ID(vswitch.ProtocolID), nm.handleStream)
 	ms, errs := overlay.LoadMemberships(stateDir)
 	for _, e := range errs {
 		nm.broken[e.Network] = e.Err.Error()
@@ -146,14 +147,14 @@ const (
 // falls back to a TUN whose Ethernet side kadlan emulates (ARP, NDP and
 // headers; tap.TUN): slower, without offload, but on the same network.
 func SystemDevices(kind string) (DeviceFactory, error) {
-	tapDev := func(name string, mtu int, m *overlay.Membership) (tap.Device, error) {
+	tapDev := func(name string, mtu int, m *vswitch.Membership) (tap.Device, error) {
 		d, err := tap.Create(tap.Config{Name: name, MTU: mtu, MAC: m.MAC(), VnetHdr: true, Offload: tap.OffloadTSO})
 		if err == nil {
 			return d, nil
 		}
 		return tap.Create(tap.Config{Name: name, MTU: mtu, MAC: m.MAC()})
 	}
-	tunDev := func(name string, mtu int, m *overlay.Membership) (tap.Device, error) {
+	tunDev := func(name string, mtu int, m *vswitch.Membership) (tap.Device, error) {
 		return tap.CreateTUN(name, mtu, tap.TUNConfig{MAC: m.MAC()})
 	}
 	switch kind {
@@ -162,7 +163,7 @@ func SystemDevices(kind string) (DeviceFactory, error) {
 	case DeviceTUN:
 		return tunDev, nil
 	case DeviceAuto, "":
-		return func(name string, mtu int, m *overlay.Membership) (tap.Device, error) {
+		return func(name string, mtu int, m *vswitch.Membership) (tap.Device, error) {
 			d, err := tapDev(name, mtu, m)
 			if err == nil {
 				return d, nil
@@ -186,7 +187,7 @@ func vnetHdr(dev tap.Device) bool {
 // close stops every network (devices disappear; state stays on disk) and
 // waits for every goroutine of the manager.
 func (nm *netManager) close() {
-	nm.node.Host.RemoveStreamHandler(protocol.ID(overlay.ProtocolID))
+	nm.node.Host.RemoveStreamHandler(protocol.ID(vswitch.ProtocolID))
 	nm.mu.Lock()
 	nets := nm.nets
 	nm.nets = map[netrec.NetworkID]*joined{}
@@ -197,7 +198,7 @@ func (nm *netManager) close() {
 	nm.g.Close() // stream handlers still running
 }
 
-func (nm *netManager) start(m *overlay.Membership) *joined {
+func (nm *netManager) start(m *vswitch.Membership) *joined {
 	ctx, cancel := context.WithCancel(nm.ctx)
 	j := &joined{mgr: nm, ctx: ctx, cancel: cancel,
 		m: m, dialing: map[peer.ID]bool{}, protected: map[peer.ID]bool{}, dirty: true}
@@ -273,7 +274,7 @@ func (nm *netManager) create(ctx context.Context, req api.NetworkCreateRequest) 
 	if err != nil {
 		return api.NetworkCreated{}, err
 	}
-	m := overlay.NewMembership(def.ID(), nm.node.ID(), time.Now())
+	m := vswitch.NewMembership(def.ID(), nm.node.ID(), time.Now())
 	if _, err := m.SetDefinition(def); err != nil {
 		return api.NetworkCreated{}, err
 	}
@@ -297,7 +298,7 @@ func (nm *netManager) join(id netrec.NetworkID) error {
 	if broken {
 		return fmt.Errorf("the saved state of %s is damaged (see kadlan networks): leave it first to remove the file", id)
 	}
-	m := overlay.NewMembership(id, nm.node.ID(), time.Now())
+	m := vswitch.NewMembership(id, nm.node.ID(), time.Now())
 	if err := overlay.SaveMembership(nm.stateDir, m); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"bytes"
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"io"
 	"net/netip"
 	"testing"
@@ -9,11 +10,11 @@ import (
 )
 
 // benchFrames returns n encoded 1400-byte unicast messages.
-func benchStream(b *testing.B, n, size int) ([]byte, Message) {
-	m := Message{Kind: MsgFrame, Payload: bytes.Repeat([]byte{0x5a}, size)}
+func benchStream(b *testing.B, n, size int) ([]byte, vswitch.Message) {
+	m := vswitch.Message{Kind: vswitch.MsgFrame, Payload: bytes.Repeat([]byte{0x5a}, size)}
 	var s []byte
 	for range n {
-		s, _ = AppendMessage(s, m)
+		s, _ = vswitch.AppendMessage(s, m)
 	}
 	return s, m
 }
@@ -27,7 +28,7 @@ func BenchmarkMessageEncode(b *testing.B) {
 		if len(buf)+m.EncodedLen() > cap(buf) {
 			buf = buf[:0]
 		}
-		buf, _ = AppendMessage(buf, m)
+		buf, _ = vswitch.AppendMessage(buf, m)
 	}
 }
 
@@ -45,7 +46,7 @@ func (r *loopReader) Read(p []byte) (int, error) {
 
 func BenchmarkMessageDecode(b *testing.B) {
 	s, m := benchStream(b, 64, 1400)
-	r := NewReader(&loopReader{s: s}, 256<<10)
+	r := vswitch.NewReader(&loopReader{s: s}, 256<<10)
 	b.SetBytes(int64(len(m.Payload)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -57,7 +58,7 @@ func BenchmarkMessageDecode(b *testing.B) {
 
 func BenchmarkQueuePushTake(b *testing.B) {
 	q := NewQueue(0)
-	m := Message{Kind: MsgFrame, Payload: make([]byte, 1400)}
+	m := vswitch.Message{Kind: vswitch.MsgFrame, Payload: make([]byte, 1400)}
 	var spare []byte
 	b.SetBytes(1400)
 	b.ReportAllocs()

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap"
 	"github.com/kadlan/kadlan/tap/ether"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -102,7 +103,7 @@ type Engine struct {
 	dev tap.Device
 
 	mu     sync.Mutex // guards sw, links, noLink and closed; held while dispatching
-	sw     *Switch
+	sw     *vswitch.Switch
 	links  map[peer.ID]*engineLink
 	noLink uint64
 	stats  EngineStats
@@ -182,7 +183,7 @@ func (l *engineLink) close() {
 }
 
 // NewEngine starts driving sw with dev. The engine owns dev: Close closes it.
-func NewEngine(sw *Switch, dev tap.Device, cfg EngineConfig) *Engine {
+func NewEngine(sw *vswitch.Switch, dev tap.Device, cfg EngineConfig) *Engine {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
@@ -259,7 +260,7 @@ func (e *Engine) queueRecord(from peer.ID, record []byte) {
 // Update runs fn with the switch under the engine's lock (SetMember,
 // RemoveMember, Membership.Sync, JoinGroup, reading counters) and then
 // closes the links of peers that are no longer members.
-func (e *Engine) Update(fn func(sw *Switch)) {
+func (e *Engine) Update(fn func(sw *vswitch.Switch)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	fn(e.sw)
@@ -272,7 +273,7 @@ func (e *Engine) Update(fn func(sw *Switch)) {
 }
 
 // Counters returns the switch counters.
-func (e *Engine) Counters() Counters {
+func (e *Engine) Counters() vswitch.Counters {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.sw.Counters()
@@ -377,30 +378,30 @@ const needLinkEvery = 2 * time.Second
 // blocked is a unicast frame from the device whose link queue was full.
 type blocked struct {
 	l *engineLink
-	m Message
+	m vswitch.Message
 }
 
 // dispatch carries out outputs; e.mu is held. With wait, unicast frames
 // that do not fit their link's queue are returned instead of dropped (their
 // payload is the device read buffer, stable until the next read).
-func (e *Engine) dispatch(outs []Output) { e.dispatchWait(outs, nil) }
+func (e *Engine) dispatch(outs []vswitch.Output) { e.dispatchWait(outs, nil) }
 
-func (e *Engine) dispatchWait(outs []Output, wait *[]blocked) {
+func (e *Engine) dispatchWait(outs []vswitch.Output, wait *[]blocked) {
 	for _, o := range outs {
 		e.dispatchOne(o, wait)
 	}
 }
 
-func (e *Engine) dispatchOne(o Output, wait *[]blocked) {
+func (e *Engine) dispatchOne(o vswitch.Output, wait *[]blocked) {
 	switch o.Kind {
-	case ToLocal:
+	case vswitch.ToLocal:
 		e.writeDev(o.Msg.Payload)
-	case ToPeer:
+	case vswitch.ToPeer:
 		l := e.link(o.Peer)
 		if l == nil {
 			return
 		}
-		if wait != nil && (o.Msg.Kind == MsgFrame || o.Msg.Kind == MsgFrameGSO) {
+		if wait != nil && (o.Msg.Kind == vswitch.MsgFrame || o.Msg.Kind == vswitch.MsgFrameGSO) {
 			if !l.q.TryPush(o.Msg) {
 				*wait = append(*wait, blocked{l, o.Msg})
 			}
@@ -552,8 +553,8 @@ func (e *Engine) handleLocal(frame, whole []byte, canWait bool, wait []blocked) 
 	}
 	e.mu.Lock()
 	for _, o := range e.sw.HandleLocal(e.cfg.Now(), frame) {
-		if whole != nil && o.Kind == ToPeer && o.Msg.Kind == MsgFrame && aliases(o.Msg.Payload, frame) {
-			o.Msg = Message{Kind: MsgFrameGSO, Payload: whole}
+		if whole != nil && o.Kind == vswitch.ToPeer && o.Msg.Kind == vswitch.MsgFrame && aliases(o.Msg.Payload, frame) {
+			o.Msg = vswitch.Message{Kind: vswitch.MsgFrameGSO, Payload: whole}
 			e.stats.GSOSent++
 		}
 		e.dispatchOne(o, w)
@@ -587,7 +588,7 @@ func (e *Engine) tick() {
 // member's traffic cannot hold up everyone else's.
 func (e *Engine) readLink(l *engineLink) {
 	defer e.wg.Done()
-	r := NewReader(l.rw, 0)
+	r := vswitch.NewReader(l.rw, 0)
 	var local [][]byte // frames to write to the device, aliasing r's buffer
 	var seg []byte     // segmentation scratch
 	mtu := e.dev.MTU()
@@ -597,7 +598,7 @@ func (e *Engine) readLink(l *engineLink) {
 			e.dropLink(l, err)
 			return
 		}
-		if m.Kind == MsgRecord {
+		if m.Kind == vswitch.MsgRecord {
 			e.mu.Lock()
 			current := e.links[l.peer] == l
 			e.mu.Unlock()
@@ -609,7 +610,7 @@ func (e *Engine) readLink(l *engineLink) {
 		}
 		var whole []byte // MsgFrameGSO: header and frame
 		var vh ether.VnetHdr
-		if m.Kind == MsgFrameGSO {
+		if m.Kind == vswitch.MsgFrameGSO {
 			// Checked in constant time before anything else is done.
 			h, err := ether.ParseVnetHdr(m.Payload)
 			if err == nil && h.IsGSO() {
@@ -621,14 +622,14 @@ func (e *Engine) readLink(l *engineLink) {
 				continue
 			}
 			whole, vh = m.Payload, h
-			m = Message{Kind: MsgFrame, Payload: m.Payload[ether.VnetHdrLen:]}
+			m = vswitch.Message{Kind: vswitch.MsgFrame, Payload: m.Payload[ether.VnetHdrLen:]}
 		}
 		// A broadcast's signature is checked outside the lock: an
 		// Ed25519 verification costs ~50-100 us, which would otherwise
 		// hold up every other member's traffic.
-		var chk BroadcastCheck
+		var chk vswitch.BroadcastCheck
 		good := false
-		if m.Kind == MsgBroadcast {
+		if m.Kind == vswitch.MsgBroadcast {
 			e.mu.Lock()
 			var need bool
 			chk, need = e.sw.PendingVerify(e.cfg.Now(), l.peer, m)
@@ -652,7 +653,7 @@ func (e *Engine) readLink(l *engineLink) {
 			e.stats.GSOReceived++
 		}
 		for _, o := range e.sw.HandleRemote(e.cfg.Now(), l.peer, m) {
-			if o.Kind == ToLocal && aliases(o.Msg.Payload, m.Payload) {
+			if o.Kind == vswitch.ToLocal && aliases(o.Msg.Payload, m.Payload) {
 				local = append(local, o.Msg.Payload)
 				continue
 			}
@@ -692,7 +693,7 @@ func (e *Engine) writeLink(l *engineLink) {
 
 // Send queues a message (for example a MsgRecord) to member p's link and
 // reports whether it was queued.
-func (e *Engine) Send(p peer.ID, m Message) bool {
+func (e *Engine) Send(p peer.ID, m vswitch.Message) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	l, ok := e.links[p]
@@ -701,7 +702,7 @@ func (e *Engine) Send(p peer.ID, m Message) bool {
 
 // SendAll queues m (for example a MsgRecord carrying a new revocation) on
 // every link and returns how many queued it.
-func (e *Engine) SendAll(m Message) int {
+func (e *Engine) SendAll(m vswitch.Message) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	n := 0

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap/ether"
 	"github.com/kadlan/kadlan/tap/taptest"
 )
@@ -68,14 +69,14 @@ func TestEngineGSOBomb(t *testing.T) {
 			for range 3 {
 				for _, f := range bs {
 					var err error
-					if stream, err = AppendMessage(stream, Message{Kind: MsgFrameGSO, Payload: f}); err != nil {
+					if stream, err = vswitch.AppendMessage(stream, vswitch.Message{Kind: vswitch.MsgFrameGSO, Payload: f}); err != nil {
 						t.Fatal(err)
 					}
 				}
 			}
 			payload := bytes.Repeat([]byte("0123456789abcdef"), 400)
 			valid := gsoVariant(a, b, payload, 1448, func(h *ether.VnetHdr, _ []byte) { h.HdrLen = 65000 })
-			stream, _ = AppendMessage(stream, Message{Kind: MsgFrameGSO, Payload: valid})
+			stream, _ = vswitch.AppendMessage(stream, vswitch.Message{Kind: vswitch.MsgFrameGSO, Payload: valid})
 			start := time.Now()
 			if _, err := attacker.Write(stream); err != nil {
 				t.Fatal(err)

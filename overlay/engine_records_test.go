@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap/taptest"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -52,7 +53,7 @@ func TestEngineRecordQueueBounded(t *testing.T) {
 	const flood = 3000
 	var stream []byte
 	for i := range flood {
-		stream, _ = AppendMessage(stream, Message{Kind: MsgRecord, Payload: binary.BigEndian.AppendUint32(nil, uint32(i))})
+		stream, _ = vswitch.AppendMessage(stream, vswitch.Message{Kind: vswitch.MsgRecord, Payload: binary.BigEndian.AppendUint32(nil, uint32(i))})
 	}
 	if _, err := attacker.Write(stream); err != nil {
 		t.Fatal(err)
@@ -84,7 +85,7 @@ func TestEngineRecordQueueBounded(t *testing.T) {
 	// The same record again and again is handled once.
 	stream = stream[:0]
 	for range 100 {
-		stream, _ = AppendMessage(stream, Message{Kind: MsgRecord, Payload: []byte{0xff, 0xff, 0xff, 0xff, 1}})
+		stream, _ = vswitch.AppendMessage(stream, vswitch.Message{Kind: vswitch.MsgRecord, Payload: []byte{0xff, 0xff, 0xff, 0xff, 1}})
 	}
 	attacker.Write(stream)
 	waitFor(t, "the duplicates", func() bool { return eb.Stats().RecordsDuplicate == 99 })
@@ -113,7 +114,7 @@ func TestEngineCloseWaitsForRecords(t *testing.T) {
 	attacker, cb := tcpPair(t)
 	defer attacker.Close()
 	eb.AddLink(a.peer, cb, false)
-	m, _ := AppendMessage(nil, Message{Kind: MsgRecord, Payload: []byte{1}})
+	m, _ := vswitch.AppendMessage(nil, vswitch.Message{Kind: vswitch.MsgRecord, Payload: []byte{1}})
 	attacker.Write(m)
 	<-in
 	eb.Close()
@@ -150,12 +151,12 @@ func (s *slowRWC) Read([]byte) (int, error) { <-s.closed; return 0, io.EOF }
 func (s *slowRWC) Write(p []byte) (int, error) {
 	time.Sleep(time.Millisecond)
 	b := p
-	for len(b) >= MsgHeaderLen {
-		m, n, err := DecodeMessage(b)
+	for len(b) >= vswitch.MsgHeaderLen {
+		m, n, err := vswitch.DecodeMessage(b)
 		if err != nil {
 			break
 		}
-		if m.Kind == MsgFrame {
+		if m.Kind == vswitch.MsgFrame {
 			s.frames.Add(1)
 		}
 		b = b[n:]

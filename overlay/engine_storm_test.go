@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kadlan/kadlan/overlay/netrec"
+	"github.com/kadlan/kadlan/overlay/social"
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap/ether"
 )
 
@@ -18,7 +21,7 @@ type stormResult struct {
 	stormSent       int
 	stormDelivered  int64 // read after the run
 	lost            int   // probes not delivered
-	counters        Counters
+	counters        vswitch.Counters
 	elapsed         time.Duration
 	stormTime       time.Duration // until a had handled the whole storm
 	unicastExpected uint64
@@ -62,8 +65,8 @@ func runStorm(t testing.TB, stormRate int, d time.Duration, bulk bool) stormResu
 	now := time.Now()
 	var storm []byte
 	for i := range n {
-		m := w.signedAt(c.key, BroadcastID{Origin: PeerHash(c.peer), Seq: uint32(i + 1)}, now, bcastFrame(c.testNode, fmt.Sprint("storm ", i)))
-		storm, _ = AppendMessage(storm, m)
+		m := w.signedAt(c.key, social.BroadcastID{Origin: netrec.PeerHash(c.peer), Seq: uint32(i + 1)}, now, bcastFrame(c.testNode, fmt.Sprint("storm ", i)))
+		storm, _ = vswitch.AppendMessage(storm, m)
 	}
 	r.stormSent = n
 	// a's host: probes signal their arrival, broadcasts are counted.
@@ -106,7 +109,7 @@ func runStorm(t testing.TB, stormRate int, d time.Duration, bulk bool) stormResu
 		for i := 0; i < n; i += per {
 			end := off
 			for j := 0; j < per && i+j < n; j++ {
-				_, l, _ := DecodeMessage(storm[end:])
+				_, l, _ := vswitch.DecodeMessage(storm[end:])
 				end += l
 			}
 			if _, err := attacker.Write(storm[off:end]); err != nil {
@@ -178,7 +181,7 @@ func TestEngineUnicastUnderBroadcastStorm(t *testing.T) {
 	}
 	// Burst plus rate over the storm's duration (and some slack for the
 	// clock), everything else dropped and counted.
-	allowed := uint64(DefaultBroadcastBurst + DefaultBroadcastRate*(r.stormTime.Seconds()+0.1))
+	allowed := uint64(vswitch.DefaultBroadcastBurst + vswitch.DefaultBroadcastRate*(r.stormTime.Seconds()+0.1))
 	if cn.BroadcastDelivered > allowed || cn.BroadcastDelivered+cn.DropRateLimit != uint64(r.stormSent) {
 		t.Fatalf("storm of %d: %d delivered (allowed %d), %d rate-limited", r.stormSent, cn.BroadcastDelivered, allowed, cn.DropRateLimit)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap/ether"
 	"github.com/kadlan/kadlan/tap/taptest"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -142,7 +143,7 @@ func TestEngineEndToEnd(t *testing.T) {
 
 	// Revocation: once a removes c, c's frames no longer reach a's host
 	// and the link is closed.
-	a.eng.Update(func(sw *Switch) { sw.RemoveMember(c.peer) })
+	a.eng.Update(func(sw *vswitch.Switch) { sw.RemoveMember(c.peer) })
 	if links, _ := a.eng.Links(); len(links) != 1 {
 		t.Fatalf("a still has %d links", len(links))
 	}
@@ -213,7 +214,7 @@ func TestEngineNeedLinkAndRecords(t *testing.T) {
 	ca, cb := tcpPair(t)
 	ea.AddLink(b.peer, ca, true)
 	eb.AddLink(a.peer, cb, false)
-	if !ea.Send(b.peer, Message{Kind: MsgRecord, Payload: []byte{1, 3, 5}}) {
+	if !ea.Send(b.peer, vswitch.Message{Kind: vswitch.MsgRecord, Payload: []byte{1, 3, 5}}) {
 		t.Fatal("Send failed")
 	}
 	select {

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 
+	"github.com/kadlan/kadlan/overlay/netrec"
 	"github.com/kadlan/kadlan/tap/ether"
 )
 
@@ -19,7 +20,7 @@ const (
 	// super-frame with a smaller one itself and sends plain frames.
 	GSOMinSize = 536
 	// GSOMaxSize is the largest segment size: the largest network MTU.
-	GSOMaxSize = MaxMTU
+	GSOMaxSize = netrec.MaxMTU
 	// GSOMaxSegments bounds the segments of one super-frame: 64 KiB of
 	// payload at GSOMinSize is 123.
 	GSOMaxSegments = 128

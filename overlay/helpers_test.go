@@ -9,6 +9,7 @@ import (
 	"github.com/kadlan/kadlan/overlay/netrec"
 	"github.com/kadlan/kadlan/overlay/netrec/netrectest"
 	"github.com/kadlan/kadlan/overlay/social"
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap/ether"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -29,7 +30,7 @@ var (
 type testNode struct {
 	peer  peer.ID
 	key   crypto.PrivKey
-	sw    *Switch
+	sw    *vswitch.Switch
 	mac   ether.MAC
 	ipv4  netip.Addr
 	ipv6  netip.Addr
@@ -53,7 +54,7 @@ func newTestWorld(t testing.TB, n int, bridging bool) *testWorld {
 	for i := range n {
 		key, p := testKey(t, uint64(100+i)) // the keys of testPeers
 		ip := netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i + 1)})
-		sw, err := NewSwitch(SwitchConfig{Network: w.id, Self: p, IPv4: ip, AllowBridging: bridging, Key: key})
+		sw, err := vswitch.NewSwitch(vswitch.SwitchConfig{Network: w.id, Self: p, IPv4: ip, AllowBridging: bridging, Key: key})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -63,7 +64,7 @@ func newTestWorld(t testing.TB, n int, bridging bool) *testWorld {
 	}
 	for _, a := range w.nodes {
 		for _, b := range w.nodes {
-			a.sw.SetMember(SwitchMember{Peer: b.peer, IPv4: b.ipv4})
+			a.sw.SetMember(vswitch.SwitchMember{Peer: b.peer, IPv4: b.ipv4})
 		}
 	}
 	return w
@@ -71,22 +72,22 @@ func newTestWorld(t testing.TB, n int, bridging bool) *testWorld {
 
 type inFlight struct {
 	from, to peer.ID
-	m        Message
+	m        vswitch.Message
 }
 
-func copyMsg(m Message) Message {
-	return Message{Kind: m.Kind, Social: bytes.Clone(m.Social), Payload: bytes.Clone(m.Payload)}
+func copyMsg(m vswitch.Message) vswitch.Message {
+	return vswitch.Message{Kind: m.Kind, Social: bytes.Clone(m.Social), Payload: bytes.Clone(m.Payload)}
 }
 
 // run dispatches the outputs of node at, then everything they cause.
-func (w *testWorld) run(at *testNode, outs []Output) {
+func (w *testWorld) run(at *testNode, outs []vswitch.Output) {
 	var q []inFlight
-	collect := func(nd *testNode, outs []Output) {
+	collect := func(nd *testNode, outs []vswitch.Output) {
 		for _, o := range outs {
 			switch o.Kind {
-			case ToLocal:
+			case vswitch.ToLocal:
 				nd.local = append(nd.local, bytes.Clone(o.Msg.Payload))
-			case ToPeer:
+			case vswitch.ToPeer:
 				q = append(q, inFlight{nd.peer, o.Peer, copyMsg(o.Msg)})
 			}
 		}
@@ -139,22 +140,22 @@ func arpRequestFrame(mac ether.MAC, ip, target netip.Addr) []byte {
 }
 
 // signedAt is a copy of broadcast id originated by key at t.
-func (w *testWorld) signedAt(key crypto.PrivKey, id social.BroadcastID, t time.Time, frame []byte) Message {
+func (w *testWorld) signedAt(key crypto.PrivKey, id social.BroadcastID, t time.Time, frame []byte) vswitch.Message {
 	w.t.Helper()
 	h := social.SocialHeader{ID: id, TTL: 3, Budget: 10, Time: t.UnixMilli()}
-	if err := SignBroadcast(key, w.id, &h, frame); err != nil {
+	if err := vswitch.SignBroadcast(key, w.id, &h, frame); err != nil {
 		w.t.Fatal(err)
 	}
 	sh, err := h.AppendBinary(nil)
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	return Message{Kind: MsgBroadcast, Social: sh, Payload: frame}
+	return vswitch.Message{Kind: vswitch.MsgBroadcast, Social: sh, Payload: frame}
 }
 
-func delivered(outs []Output) bool {
+func delivered(outs []vswitch.Output) bool {
 	for _, o := range outs {
-		if o.Kind == ToLocal {
+		if o.Kind == vswitch.ToLocal {
 			return true
 		}
 	}

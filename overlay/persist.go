@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/kadlan/kadlan/internal/atomicfile"
+	"github.com/kadlan/kadlan/overlay/netrec"
 	"github.com/kadlan/kadlan/overlay/vswitch"
 )
 
@@ -15,13 +16,13 @@ import (
 func networksDir(stateDir string) string { return filepath.Join(stateDir, "networks") }
 
 // NetworkFile is the path of network id's state under stateDir.
-func NetworkFile(stateDir string, id NetworkID) string {
+func NetworkFile(stateDir string, id netrec.NetworkID) string {
 	return filepath.Join(networksDir(stateDir), id.String()+".json")
 }
 
 // SaveMembership writes m to NetworkFile(stateDir, m.ID) atomically with
 // mode 0600, creating the directory (0700) if needed.
-func SaveMembership(stateDir string, m *Membership) error {
+func SaveMembership(stateDir string, m *vswitch.Membership) error {
 	b, err := m.MarshalState()
 	if err != nil {
 		return err
@@ -30,7 +31,7 @@ func SaveMembership(stateDir string, m *Membership) error {
 }
 
 // LoadMembership reads one saved network (see vswitch.UnmarshalState).
-func LoadMembership(path string) (*Membership, error) {
+func LoadMembership(path string) (*vswitch.Membership, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("overlay: load: %w", err)
@@ -48,7 +49,7 @@ type LoadError struct {
 // directory means none. Files that fail to load are returned as LoadErrors
 // while the others are still returned. Temporary files that a crash left
 // behind (see atomicfile) are removed first.
-func LoadMemberships(stateDir string) ([]*Membership, []LoadError) {
+func LoadMemberships(stateDir string) ([]*vswitch.Membership, []LoadError) {
 	dir := networksDir(stateDir)
 	atomicfile.RemoveStale(dir)
 	ents, err := os.ReadDir(dir)
@@ -58,7 +59,7 @@ func LoadMemberships(stateDir string) ([]*Membership, []LoadError) {
 	if err != nil {
 		return nil, []LoadError{{Network: "*", Err: fmt.Errorf("overlay: load: %w", err)}}
 	}
-	var out []*Membership
+	var out []*vswitch.Membership
 	var errs []LoadError
 	for _, e := range ents {
 		name := e.Name()
@@ -94,7 +95,7 @@ func RemoveNetworkFile(stateDir, name string) error {
 }
 
 // RemoveMembership deletes the saved state of network id (on leave).
-func RemoveMembership(stateDir string, id NetworkID) error {
+func RemoveMembership(stateDir string, id netrec.NetworkID) error {
 	err := os.Remove(NetworkFile(stateDir, id))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("overlay: remove: %w", err)

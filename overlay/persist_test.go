@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kadlan/kadlan/overlay/netrec"
+	"github.com/kadlan/kadlan/overlay/vswitch"
 )
 
 func TestMembershipPersistence(t *testing.T) {
@@ -17,7 +18,7 @@ func TestMembershipPersistence(t *testing.T) {
 	_, self := testKey(t, 3)
 	def := testDef(t, owner, true)
 	dir := t.TempDir()
-	m := NewMembership(def.ID(), self, t0)
+	m := vswitch.NewMembership(def.ID(), self, t0)
 	m.Interface = "kl0"
 	m.SetDefinition(def)
 	c, _ := netrec.IssueCertificate(owner, def, self, netip.MustParseAddr("10.9.0.5"), t0, time.Time{})
@@ -42,7 +43,7 @@ func TestMembershipPersistence(t *testing.T) {
 	}
 	got := all[0]
 	if got.ID != m.ID || got.Self != self || got.Interface != "kl0" || got.Def.Seq != 1 || got.Cert == nil ||
-		got.Revocation.Seq != 3 || got.Status(t0) != StatusOK || got.IPv4(t0) != m.IPv4(t0) {
+		got.Revocation.Seq != 3 || got.Status(t0) != vswitch.StatusOK || got.IPv4(t0) != m.IPv4(t0) {
 		t.Fatalf("loaded %+v", got)
 	}
 	gm, ok := got.Member(member)

@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"sync"
 	"time"
 )
@@ -48,7 +49,7 @@ func NewQueue(limit int) *Queue {
 // the writer to take the queued batch before dropping m. It lets a device
 // reader push back on local senders (their kernel's queueing discipline
 // then paces TCP) instead of dropping at once. done aborts the wait.
-func (q *Queue) PushWait(m Message, maxWait time.Duration, done <-chan struct{}) bool {
+func (q *Queue) PushWait(m vswitch.Message, maxWait time.Duration, done <-chan struct{}) bool {
 	var timer *time.Timer
 	for {
 		q.mu.Lock()
@@ -78,14 +79,14 @@ func (q *Queue) PushWait(m Message, maxWait time.Duration, done <-chan struct{})
 
 // Push appends m, or drops it when the queue is full or closed; it reports
 // whether m was queued. It never blocks on the writer.
-func (q *Queue) Push(m Message) bool {
+func (q *Queue) Push(m vswitch.Message) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed || len(q.buf)+m.EncodedLen() > q.limit {
 		q.stats.Dropped++
 		return false
 	}
-	b, err := AppendMessage(q.buf, m)
+	b, err := vswitch.AppendMessage(q.buf, m)
 	if err != nil {
 		q.stats.Dropped++
 		return false
@@ -105,7 +106,7 @@ func (q *Queue) Push(m Message) bool {
 
 // TryPush is Push without counting a drop: it reports false when m does
 // not fit now, leaving the caller to PushWait.
-func (q *Queue) TryPush(m Message) bool {
+func (q *Queue) TryPush(m vswitch.Message) bool {
 	q.mu.Lock()
 	fits := !q.closed && len(q.buf)+m.EncodedLen() <= q.limit
 	q.mu.Unlock()

@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"bytes"
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"sync"
 	"testing"
 	"time"
@@ -9,7 +10,7 @@ import (
 
 func TestQueueDropTailAndBatches(t *testing.T) {
 	q := NewQueue(100)
-	m := Message{Kind: MsgFrame, Payload: make([]byte, 30)} // 34 bytes encoded
+	m := vswitch.Message{Kind: vswitch.MsgFrame, Payload: make([]byte, 30)} // 34 bytes encoded
 	for i := range 4 {
 		ok := q.Push(m)
 		if ok != (i < 2) {
@@ -59,7 +60,7 @@ func TestQueueConcurrent(t *testing.T) {
 			defer wg.Done()
 			for i := range each {
 				payload := []byte{byte(p), byte(i >> 8), byte(i)}
-				if q.Push(Message{Kind: MsgFrame, Payload: payload}) {
+				if q.Push(vswitch.Message{Kind: vswitch.MsgFrame, Payload: payload}) {
 					accepted[p] = append(accepted[p], payload...)
 				}
 			}
@@ -83,7 +84,7 @@ func TestQueueConcurrent(t *testing.T) {
 				continue
 			}
 			for len(b) > 0 {
-				m, n, err := DecodeMessage(b)
+				m, n, err := vswitch.DecodeMessage(b)
 				if err != nil {
 					t.Error(err)
 					return
@@ -96,7 +97,7 @@ func TestQueueConcurrent(t *testing.T) {
 	}()
 	wg.Wait()
 	q.Close()
-	q.Push(Message{Kind: MsgFrame, Payload: []byte{0}}) // dropped, but wakes the writer
+	q.Push(vswitch.Message{Kind: vswitch.MsgFrame, Payload: []byte{0}}) // dropped, but wakes the writer
 	select {
 	case q.ready <- struct{}{}:
 	default:
@@ -111,7 +112,7 @@ func TestQueueConcurrent(t *testing.T) {
 
 func TestQueuePushWait(t *testing.T) {
 	q := NewQueue(100)
-	m := Message{Kind: MsgFrame, Payload: make([]byte, 60)}
+	m := vswitch.Message{Kind: vswitch.MsgFrame, Payload: make([]byte, 60)}
 	if !q.TryPush(m) || q.TryPush(m) {
 		t.Fatal("TryPush wrong on empty/full queue")
 	}

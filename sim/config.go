@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/kadlan/kadlan/overlay"
+	"github.com/kadlan/kadlan/overlay/social"
 )
 
 // Config is one simulation: a model, its parameters and an optional sweep.
@@ -72,14 +72,14 @@ type Config struct {
 	KeepaliveBytesS float64 `json:"keepalive_bytes_s"`
 
 	// Broadcast (model broadcast).
-	Community        int                  `json:"community"`  // community size of the contact graph
-	InDegree         int                  `json:"in_degree"`  // contacts drawn inside the community
-	OutDegree        int                  `json:"out_degree"` // contacts drawn outside
-	Affinity         float64              `json:"affinity"`   // recency bonus of in-community contacts
-	Broadcasts       int                  `json:"broadcasts"` // broadcasts per method and point
-	GossipFanout     int                  `json:"gossip_fanout"`
-	ReplicationLimit int                  `json:"replication_limit"` // ZeroTier multicastLimit
-	Social           overlay.SocialParams `json:"social"`
+	Community        int                 `json:"community"`  // community size of the contact graph
+	InDegree         int                 `json:"in_degree"`  // contacts drawn inside the community
+	OutDegree        int                 `json:"out_degree"` // contacts drawn outside
+	Affinity         float64             `json:"affinity"`   // recency bonus of in-community contacts
+	Broadcasts       int                 `json:"broadcasts"` // broadcasts per method and point
+	GossipFanout     int                 `json:"gossip_fanout"`
+	ReplicationLimit int                 `json:"replication_limit"` // ZeroTier multicastLimit
+	Social           social.SocialParams `json:"social"`
 
 	Sweep *Sweep `json:"sweep,omitempty"`
 }
@@ -98,7 +98,7 @@ func Defaults() Config {
 		PublicShare: 0.2, SymmetricShare: 0.2, PunchEIM: 0.9, PunchMixed: 0.4, Relays: 2, Pairs: 5000,
 		ConnectRate: 200, RootCapacity: 100, KeepaliveBytesS: 8,
 		Community: 40, InDegree: 8, OutDegree: 1, Affinity: 0.5, Broadcasts: 200, ReplicationLimit: 32,
-		Social: overlay.DefaultSocialParams()}
+		Social: social.DefaultSocialParams()}
 }
 
 //go:embed presets/*.json

@@ -7,7 +7,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/kadlan/kadlan/overlay"
+	"github.com/kadlan/kadlan/overlay/social"
 	"github.com/kadlan/kadlan/sim/graph"
 )
 
@@ -37,7 +37,7 @@ func init() {
 
 type bmsg struct {
 	from, to int32
-	h        overlay.SocialHeader
+	h        social.SocialHeader
 	ttl      int
 }
 
@@ -51,7 +51,7 @@ type bcast struct {
 	eng    *Engine
 	r      *rand.Rand
 	method string
-	social []*overlay.Social[int32]
+	social []*social.Social[int32]
 	fanout int
 
 	got     []int64 // first delivery time, -1: none
@@ -63,11 +63,11 @@ type bcast struct {
 
 var simEpoch = time.Unix(0, 0).UTC()
 
-func (b *bcast) node(v int32) *overlay.Social[int32] {
+func (b *bcast) node(v int32) *social.Social[int32] {
 	if s := b.social[v]; s != nil {
 		return s
 	}
-	s, _ := overlay.NewSocial(v, func(k int32) uint64 { return overlay.SocialMix(uint64(k)) }, b.c.Social)
+	s, _ := social.NewSocial(v, func(k int32) uint64 { return social.SocialMix(uint64(k)) }, b.c.Social)
 	// Contacts touched within the last minutes, community members tending
 	// to be the more recent (affinity), as in overlay's tests.
 	r := NewRand(b.c.Seed, 0x50c1a1^uint64(v))
@@ -91,7 +91,7 @@ func (b *bcast) node(v int32) *overlay.Social[int32] {
 	return s
 }
 
-func (b *bcast) send(from, to int32, h overlay.SocialHeader, ttl int) {
+func (b *bcast) send(from, to int32, h social.SocialHeader, ttl int) {
 	b.msgs++
 	b.pend = append(b.pend, bmsg{from, to, h, ttl})
 	b.eng.After(b.geo.RTT(from, to)/2+int64(b.c.ServiceUs*1e3), b, int64(len(b.pend)-1))
@@ -129,14 +129,14 @@ func (b *bcast) Fire(now, arg int64) {
 		if b.deliver(m.to, now) && m.ttl > 0 {
 			for _, u := range b.g.Neighbours(int(m.to)) {
 				if u != m.from {
-					b.send(m.to, u, overlay.SocialHeader{}, m.ttl-1)
+					b.send(m.to, u, social.SocialHeader{}, m.ttl-1)
 				}
 			}
 		}
 	case "gossip":
 		if b.deliver(m.to, now) {
 			for range b.fanout {
-				b.send(m.to, b.randomOther(m.to), overlay.SocialHeader{}, 0)
+				b.send(m.to, b.randomOther(m.to), social.SocialHeader{}, 0)
 			}
 		}
 	case "replicate":
@@ -160,11 +160,11 @@ func (b *bcast) run(origin int32) (int, int, int, []float64) {
 		}
 	case "flood":
 		for _, u := range b.g.Neighbours(int(origin)) {
-			b.send(origin, u, overlay.SocialHeader{}, b.c.Social.WithDefaults().TTL-1)
+			b.send(origin, u, social.SocialHeader{}, b.c.Social.WithDefaults().TTL-1)
 		}
 	case "gossip":
 		for range b.fanout {
-			b.send(origin, b.randomOther(origin), overlay.SocialHeader{}, 0)
+			b.send(origin, b.randomOther(origin), social.SocialHeader{}, 0)
 		}
 	case "replicate":
 		// ZeroTier since 2014: the origin sends to up to multicastLimit
@@ -174,7 +174,7 @@ func (b *bcast) run(origin int32) (int, int, int, []float64) {
 		sent := 0
 		for _, u := range members {
 			if u != origin && sent < b.c.ReplicationLimit {
-				b.send(origin, u, overlay.SocialHeader{}, 0)
+				b.send(origin, u, social.SocialHeader{}, 0)
 				sent++
 			}
 		}
@@ -220,7 +220,7 @@ func runBroadcastModel(c Config, progress func(float64)) (Metrics, error) {
 			b.got[i] = -1
 		}
 		if method == "social" {
-			b.social = make([]*overlay.Social[int32], c.Nodes)
+			b.social = make([]*social.Social[int32], c.Nodes)
 		}
 		runs := c.Broadcasts
 		if method == "flood" || method == "gossip" {

@@ -240,7 +240,7 @@ func TestStats(t *testing.T) {
 }
 
 // TestModelsDeterministic: every model gives identical metrics for the same
-// config, run twice (maps inside overlay.Social and the engine's tie-breaks
+// config, run twice (maps inside social.Social and the engine's tie-breaks
 // must not leak iteration order).
 func TestModelsDeterministic(t *testing.T) {
 	for _, model := range Models() {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kadlan/kadlan/overlay"
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap/taptest"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/host"
@@ -78,7 +78,7 @@ func libp2pLink(transport string) linker {
 		}
 		ha, hb := mk(a), mk(b)
 		accepted := make(chan error, 1)
-		hb.SetStreamHandler(protocol.ID(overlay.ProtocolID), func(s network.Stream) {
+		hb.SetStreamHandler(protocol.ID(vswitch.ProtocolID), func(s network.Stream) {
 			accepted <- b.eng.AddLink(a.id, s, false)
 		})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -86,7 +86,7 @@ func libp2pLink(transport string) linker {
 		if err := ha.Connect(ctx, peer.AddrInfo{ID: hb.ID(), Addrs: hb.Addrs()}); err != nil {
 			t.Fatal(err)
 		}
-		s, err := ha.NewStream(ctx, hb.ID(), protocol.ID(overlay.ProtocolID))
+		s, err := ha.NewStream(ctx, hb.ID(), protocol.ID(vswitch.ProtocolID))
 		if err != nil {
 			t.Fatal(err)
 		}

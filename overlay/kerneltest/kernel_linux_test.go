@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/kadlan/kadlan/overlay"
+	"github.com/kadlan/kadlan/overlay/netrec"
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap"
 	"github.com/kadlan/kadlan/tap/taptest"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -26,7 +28,7 @@ type member struct {
 	ip6  netip.Addr
 	dev  *tap.Linux
 	eng  *overlay.Engine
-	memb *overlay.Membership
+	memb *vswitch.Membership
 }
 
 func newKey(t testing.TB, seed uint64) (crypto.PrivKey, peer.ID) {
@@ -84,7 +86,7 @@ func tcpLink(t testing.TB, a, b *member) {
 // gso, TAPs that hand over TCP super-frames (IFF_VNET_HDR with TSO).
 func lanOpt(t testing.TB, n int, link linker, gso bool) []*member {
 	owner, _ := newKey(t, 1)
-	def, err := overlay.NewDefinition(owner, "kerneltest", false, netip.MustParsePrefix("10.55.0.0/24"), 0, overlay.BroadcastParams{}, time.Now())
+	def, err := netrec.NewDefinition(owner, "kerneltest", false, netip.MustParsePrefix("10.55.0.0/24"), 0, netrec.BroadcastParams{}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +95,7 @@ func lanOpt(t testing.TB, n int, link linker, gso bool) []*member {
 	for i := range ms {
 		m := &member{ns: taptest.NewNetns(t, "klk")}
 		m.key, m.id = newKey(t, uint64(i+10))
-		m.memb = overlay.NewMembership(def.ID(), m.id, now)
+		m.memb = vswitch.NewMembership(def.ID(), m.id, now)
 		m.memb.SetDefinition(def)
 		ms[i] = m
 	}
@@ -101,7 +103,7 @@ func lanOpt(t testing.TB, n int, link linker, gso bool) []*member {
 	// so IPv4 addresses are known and conflict-free.
 	for round := 0; round < 3; round++ {
 		for _, a := range ms {
-			ann, err := overlay.NewAnnouncement(a.key, def.ID(), a.memb.IPv4(now).Addr(), now.Add(time.Duration(round)*time.Second))
+			ann, err := netrec.NewAnnouncement(a.key, def.ID(), a.memb.IPv4(now).Addr(), now.Add(time.Duration(round)*time.Second))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -137,7 +139,7 @@ func lanOpt(t testing.TB, n int, link linker, gso bool) []*member {
 		}
 		cfg := m.memb.SwitchConfig(now)
 		cfg.Key = m.key // signs broadcasts, as the daemon does
-		sw, err := overlay.NewSwitch(cfg)
+		sw, err := vswitch.NewSwitch(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +152,7 @@ func lanOpt(t testing.TB, n int, link linker, gso bool) []*member {
 				}
 			}
 		}
-		m.eng.Update(func(sw *overlay.Switch) { m.memb.Sync(sw, now) })
+		m.eng.Update(func(sw *vswitch.Switch) { m.memb.Sync(sw, now) })
 	}
 	for i, a := range ms {
 		for _, b := range ms[i+1:] {
@@ -238,7 +240,7 @@ func testKernelLAN(t *testing.T, gso bool) {
 	}
 
 	// Revocation: once b drops a, a's pings to b fail.
-	b.eng.Update(func(sw *overlay.Switch) { sw.RemoveMember(a.id) })
+	b.eng.Update(func(sw *vswitch.Switch) { sw.RemoveMember(a.id) })
 	out, err := a.ns.Exec("ping", "-c", "2", "-i", "0.2", "-W", "1", b.ip4.Addr().String())
 	if err == nil {
 		t.Fatalf("ping to a member that removed us succeeded:\n%s", out)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/kadlan/kadlan/overlay"
+	"github.com/kadlan/kadlan/overlay/netrec"
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap/ether"
 	"github.com/kadlan/kadlan/tap/taptest"
 	"github.com/libp2p/go-libp2p"
@@ -62,14 +64,14 @@ func newHost(tb testing.TB, k crypto.PrivKey, transport string) host.Host {
 
 // pair builds two hosts whose Engines are joined by one link stream.
 func pair(tb testing.TB, transport string) (*node, *node) {
-	var id overlay.NetworkID
+	var id netrec.NetworkID
 	id[0] = 7
 	nodes := make([]*node, 2)
 	for i := range nodes {
 		k := key(tb, uint64(i+1))
 		h := newHost(tb, k, transport)
-		n := &node{h: h, id: h.ID(), mac: overlay.MemberMAC(id, h.ID()), ip: netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)})}
-		sw, err := overlay.NewSwitch(overlay.SwitchConfig{Network: id, Self: n.id, IPv4: n.ip})
+		n := &node{h: h, id: h.ID(), mac: netrec.MemberMAC(id, h.ID()), ip: netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 1)})}
+		sw, err := vswitch.NewSwitch(vswitch.SwitchConfig{Network: id, Self: n.id, IPv4: n.ip})
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -80,10 +82,10 @@ func pair(tb testing.TB, transport string) (*node, *node) {
 		nodes[i] = n
 	}
 	a, b := nodes[0], nodes[1]
-	a.eng.Update(func(sw *overlay.Switch) { sw.SetMember(overlay.SwitchMember{Peer: b.id, IPv4: b.ip}) })
-	b.eng.Update(func(sw *overlay.Switch) { sw.SetMember(overlay.SwitchMember{Peer: a.id, IPv4: a.ip}) })
+	a.eng.Update(func(sw *vswitch.Switch) { sw.SetMember(vswitch.SwitchMember{Peer: b.id, IPv4: b.ip}) })
+	b.eng.Update(func(sw *vswitch.Switch) { sw.SetMember(vswitch.SwitchMember{Peer: a.id, IPv4: a.ip}) })
 	accepted := make(chan error, 1)
-	b.h.SetStreamHandler(protocol.ID(overlay.ProtocolID), func(s network.Stream) {
+	b.h.SetStreamHandler(protocol.ID(vswitch.ProtocolID), func(s network.Stream) {
 		accepted <- b.eng.AddLink(s.Conn().RemotePeer(), s, false)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -91,7 +93,7 @@ func pair(tb testing.TB, transport string) (*node, *node) {
 	if err := a.h.Connect(ctx, peer.AddrInfo{ID: b.id, Addrs: b.h.Addrs()}); err != nil {
 		tb.Fatal(err)
 	}
-	s, err := a.h.NewStream(ctx, b.id, protocol.ID(overlay.ProtocolID))
+	s, err := a.h.NewStream(ctx, b.id, protocol.ID(vswitch.ProtocolID))
 	if err != nil {
 		tb.Fatal(err)
 	}
