@@ -1,50 +1,46 @@
 package daemon
 
 import (
-	"context"
+	"io"
 	"time"
 
+	"github.com/kadlan/kadlan/overlay"
 	"github.com/kadlan/kadlan/overlay/netrec"
-	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
-// dial opens a member link to p: a stream, our Hello, then the engine.
-func (j *joined) dial(ctx context.Context, p peer.ID) {
+// hello is what this node writes first on every link it opens (called
+// by the engine when it dials).
+func (j *joined) hello() ([]byte, error) {
 	j.mu.Lock()
-	if j.dialing[p] || j.eng == nil {
-		j.mu.Unlock()
-		return
-	}
-	j.dialing[p] = true
-	ann := j.ann
-	hello, err := j.m.Hello(ann)
-	eng := j.eng
+	h, err := j.m.Hello(j.ann)
 	j.mu.Unlock()
-	defer func() {
-		j.mu.Lock()
-		delete(j.dialing, p)
-		j.mu.Unlock()
-	}()
 	if err != nil {
-		return
+		return nil, err
 	}
-	b, err := netrec.AppendHello(nil, hello)
-	if err != nil {
-		return
-	}
-	s, err := j.mgr.node.DialLink(ctx, p, protocol.ID(vswitch.ProtocolID), b)
-	if err != nil {
-		return
-	}
-	if err := eng.AddLink(p, s, true); err != nil {
-		s.Reset()
-		return
-	}
+	return netrec.AppendHello(nil, h)
+}
+
+// onLink is called by the engine once a link is up: its connections are
+// protected from trimming, and the path is logged.
+func (j *joined) onLink(p peer.ID, rw io.ReadWriteCloser, outbound bool) {
 	j.protect(p)
-	j.mgr.logf("networks: %s: link to %s over %s", j.m.ID.Short(), p, s.Conn().RemoteMultiaddr())
+	dir, over := "from", ""
+	if outbound {
+		dir = "to"
+	}
+	if s, ok := rw.(network.Stream); ok {
+		over = " over " + s.Conn().RemoteMultiaddr().String()
+	}
+	j.mgr.logf("networks: %s: link %s %s%s", j.m.ID.Short(), dir, p, over)
+}
+
+// engine returns the network's engine (nil while there is none).
+func (j *joined) engine() *overlay.Engine {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.eng
 }
 
 // handleStream accepts a member link: it reads the Hello, checks that the
@@ -89,10 +85,7 @@ func (nm *netManager) handleStream(s network.Stream) {
 	j.syncSwitch()
 	if err := eng.AddLink(p, s, false); err != nil {
 		s.Reset()
-		return
 	}
-	j.protect(p)
-	nm.logf("networks: %s: link from %s over %s", h.Network.Short(), p, s.Conn().RemoteMultiaddr())
 }
 
 // linkTag names the network in the connection manager's protections.

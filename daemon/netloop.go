@@ -14,6 +14,7 @@ import (
 	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 // run is the network's loop: records, device, discovery, links.
@@ -119,8 +120,10 @@ func (j *joined) step(ctx context.Context) bool {
 	}
 	j.syncSwitch()
 	unlinked := j.wantLinks()
-	for _, p := range unlinked {
-		j.spawn(func(ctx context.Context) { j.dial(ctx, p) })
+	if eng := j.engine(); eng != nil {
+		for _, p := range unlinked {
+			eng.Connect(p) // the engine dials, at most once per member every 2 s
+		}
 	}
 	j.save()
 	return status == vswitch.StatusOK && len(unlinked) == 0
@@ -208,7 +211,8 @@ func (j *joined) startEngine() error {
 		}
 	}
 	j.dev = dev
-	j.eng = overlay.NewEngine(sw, dev, overlay.EngineConfig{
+	links := j.mgr.node.Links(protocol.ID(vswitch.ProtocolID))
+	j.eng = overlay.New(dev, links, sw, overlay.EngineConfig{
 		Logf:    j.mgr.logf,
 		VnetHdr: vnetHdr(dev),
 		// Drop-tail at a 512 KiB link queue instead of holding the device
@@ -218,10 +222,9 @@ func (j *joined) startEngine() error {
 		// instead of 5.7 ms, same throughput.
 		QueueBytes: 512 << 10,
 		MaxWait:    -1,
-		NeedLink: func(p peer.ID) {
-			j.spawn(func(ctx context.Context) { j.dial(ctx, p) })
-		},
-		OnRecord: j.onRecord,
+		Hello:      j.hello,
+		OnLink:     j.onLink,
+		OnRecord:   j.onRecord,
 	})
 	j.mgr.logf("networks: %s: interface %s up, MAC %s, IPv6 %s, offload %v", j.m.ID.Short(), dev.Name(), j.m.MAC(), j.m.IPv6(), vnetHdr(dev))
 	return nil

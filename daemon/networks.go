@@ -95,7 +95,6 @@ type joined struct {
 	dev     tap.Device
 	eng     *overlay.Engine
 	devIPv4 netip.Prefix
-	dialing map[peer.ID]bool
 	// protected are the members whose connections the connection manager
 	// must not trim (a link was up with them).
 	protected map[peer.ID]bool
@@ -201,7 +200,7 @@ func (nm *netManager) close() {
 func (nm *netManager) start(m *vswitch.Membership) *joined {
 	ctx, cancel := context.WithCancel(nm.ctx)
 	j := &joined{mgr: nm, ctx: ctx, cancel: cancel,
-		m: m, dialing: map[peer.ID]bool{}, protected: map[peer.ID]bool{}, dirty: true}
+		m: m, protected: map[peer.ID]bool{}, dirty: true}
 	if m.Interface == "" {
 		m.Interface = InterfacePrefix + m.ID.String()[:8]
 	}

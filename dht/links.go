@@ -3,6 +3,7 @@ package dht
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -198,4 +199,19 @@ func tcpConn(cs []network.Conn) network.Conn {
 		}
 	}
 	return nil
+}
+
+// Links is the member-link transport of one protocol: it implements
+// overlay.Transport (the engine dials members through it).
+type Links struct {
+	n     *Node
+	proto protocol.ID
+}
+
+// Links returns the member-link transport for proto.
+func (n *Node) Links(proto protocol.ID) Links { return Links{n, proto} }
+
+// DialLink implements overlay.Transport (see Node.DialLink).
+func (l Links) DialLink(ctx context.Context, p peer.ID, hello []byte) (io.ReadWriteCloser, error) {
+	return l.n.DialLink(ctx, p, l.proto, hello)
 }

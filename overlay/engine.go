@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -32,11 +33,14 @@ type EngineConfig struct {
 	// kernel queues (and paces its TCP senders) instead of losing frames.
 	// 0 means 20 ms; negative means drop at once.
 	MaxWait time.Duration
-	// NeedLink is called (with the engine's lock held: it must not block
-	// or call back into the Engine; start a goroutine) when the switch
-	// sends to a member that has no link, so that the daemon can dial it;
-	// at most once per member every 2 s.
-	NeedLink func(p peer.ID)
+	// Hello returns the hello the engine writes first on every link it
+	// dials (AppendHello of the membership's Hello). Required with a
+	// Transport; called without the engine's lock.
+	Hello func() ([]byte, error)
+	// OnLink is called once a link is up, dialled or accepted, without
+	// the engine's lock (the daemon protects the connection from trimming
+	// and logs its path). May be nil.
+	OnLink func(p peer.ID, rw io.ReadWriteCloser, outbound bool)
 	// OnRecord receives MsgRecord payloads (a copy) pushed by members. It
 	// is called from one goroutine that the engine owns, in the order the
 	// records arrived, without the engine's lock held: it may call Engine
@@ -102,14 +106,18 @@ type Engine struct {
 	cfg EngineConfig
 	dev tap.Device
 
-	mu     sync.Mutex // guards sw, links, noLink and closed; held while dispatching
-	sw     *vswitch.Switch
-	links  map[peer.ID]*engineLink
-	noLink uint64
-	stats  EngineStats
-	asked  map[peer.ID]time.Time // last NeedLink call per member
-	closed bool
-	seg    []byte // segmentation scratch of the device reader
+	mu      sync.Mutex // guards sw, links, noLink and closed; held while dispatching
+	sw      *vswitch.Switch
+	links   map[peer.ID]*engineLink
+	noLink  uint64
+	stats   EngineStats
+	tr      Transport             // nil: links only come from AddLink
+	asked   map[peer.ID]time.Time // last dial started per member
+	dialing map[peer.ID]bool
+	ctx     context.Context // ends with Close: cancels dials
+	cancel  context.CancelFunc
+	closed  bool
+	seg     []byte // segmentation scratch of the device reader
 
 	// wmu serialises device writes (tap.Device allows one writer at a
 	// time); it may be taken with mu held, never the other way round, so
@@ -183,7 +191,7 @@ func (l *engineLink) close() {
 }
 
 // NewEngine starts driving sw with dev. The engine owns dev: Close closes it.
-func NewEngine(sw *vswitch.Switch, dev tap.Device, cfg EngineConfig) *Engine {
+func New(dev tap.Device, tr Transport, sw *vswitch.Switch, cfg EngineConfig) *Engine {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
@@ -199,8 +207,9 @@ func NewEngine(sw *vswitch.Switch, dev tap.Device, cfg EngineConfig) *Engine {
 	if cfg.RecordQueue <= 0 {
 		cfg.RecordQueue = DefaultRecordQueue
 	}
-	e := &Engine{cfg: cfg, dev: dev, sw: sw, links: map[peer.ID]*engineLink{}, asked: map[peer.ID]time.Time{}, stop: make(chan struct{}),
-		records: make(chan engineRecord, cfg.RecordQueue), recHash: maphash.MakeSeed()}
+	e := &Engine{cfg: cfg, dev: dev, tr: tr, sw: sw, links: map[peer.ID]*engineLink{}, asked: map[peer.ID]time.Time{},
+		dialing: map[peer.ID]bool{}, stop: make(chan struct{}), records: make(chan engineRecord, cfg.RecordQueue), recHash: maphash.MakeSeed()}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.logs = newLogLimiter(cfg.Logf, cfg.Now, logEvery)
 	sw.BeginBroadcasts(cfg.Now()) // broadcasts from before now may have been delivered by a previous run
 	e.wg.Add(2)
@@ -323,6 +332,16 @@ var ErrDuplicateLink = errors.New("overlay: duplicate link")
 // same opener replaces the old one (a reconnect). p must be a member of the
 // switch.
 func (e *Engine) AddLink(p peer.ID, rw io.ReadWriteCloser, outbound bool) error {
+	if err := e.addLink(p, rw, outbound); err != nil {
+		return err
+	}
+	if e.cfg.OnLink != nil {
+		e.cfg.OnLink(p, rw, outbound)
+	}
+	return nil
+}
+
+func (e *Engine) addLink(p peer.ID, rw io.ReadWriteCloser, outbound bool) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
@@ -418,14 +437,58 @@ func (e *Engine) link(p peer.ID) *engineLink {
 		return l
 	}
 	e.noLink++
-	if e.cfg.NeedLink != nil {
-		now := e.cfg.Now()
-		if t, ok := e.asked[p]; !ok || now.Sub(t) >= needLinkEvery {
-			e.asked[p] = now
-			e.cfg.NeedLink(p)
-		}
-	}
+	e.connect(p)
 	return nil
+}
+
+// Connect dials member p unless a link to p is up or being dialled, or a
+// dial started less than needLinkEvery ago.
+func (e *Engine) Connect(p peer.ID) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.links[p]; !ok {
+		e.connect(p)
+	}
+}
+
+// connect starts a dial of p (see Connect); e.mu is held.
+func (e *Engine) connect(p peer.ID) {
+	if e.tr == nil || e.closed || e.dialing[p] || !e.sw.IsMember(p) {
+		return
+	}
+	now := e.cfg.Now()
+	if t, ok := e.asked[p]; ok && now.Sub(t) < needLinkEvery {
+		return
+	}
+	e.asked[p] = now
+	e.dialing[p] = true
+	e.wg.Add(1)
+	go e.dial(p)
+}
+
+// dial opens a link to p through the Transport and adds it.
+func (e *Engine) dial(p peer.ID) {
+	defer e.wg.Done()
+	defer func() {
+		e.mu.Lock()
+		delete(e.dialing, p)
+		e.mu.Unlock()
+	}()
+	hello, err := e.cfg.Hello()
+	if err != nil {
+		e.logs.log("hello", "overlay: no hello for %s: %v", p, err)
+		return
+	}
+	rw, err := e.tr.DialLink(e.ctx, p, hello)
+	if err != nil {
+		if e.ctx.Err() == nil {
+			e.logs.log("dial", "overlay: link to %s: %v", p, err)
+		}
+		return
+	}
+	if err := e.AddLink(p, rw, true); err != nil {
+		rw.Close()
+	}
 }
 
 // writeDev writes a plain frame to the device, with an empty virtio-net
@@ -721,6 +784,7 @@ func (e *Engine) Close() error {
 	var err error
 	e.closeOnce.Do(func() {
 		close(e.stop)
+		e.cancel()
 		err = e.dev.Close()
 		e.mu.Lock()
 		e.closed = true

@@ -56,7 +56,7 @@ func TestEngineGSOBomb(t *testing.T) {
 			a, b := w.nodes[0], w.nodes[1]
 			hostB, devB := taptest.NewPair(b.mac, b.mac, 65535, 64)
 			var lines atomic.Int64
-			eb := NewEngine(b.sw, devB, EngineConfig{VnetHdr: recvVnet, TickEvery: time.Hour,
+			eb := New(devB, nil, b.sw, EngineConfig{VnetHdr: recvVnet, TickEvery: time.Hour,
 				Logf: func(f string, args ...any) { lines.Add(1); t.Logf(f, args...) }})
 			defer eb.Close()
 			attacker, cb := tcpPair(t)
@@ -126,8 +126,8 @@ func TestEngineGSOLocalSmallMSS(t *testing.T) {
 	a, b := w.nodes[0], w.nodes[1]
 	hostA, devA := taptest.NewPair(a.mac, a.mac, 65535, 64)
 	hostB, devB := taptest.NewPair(b.mac, b.mac, 65535, 256)
-	ea := NewEngine(a.sw, devA, EngineConfig{VnetHdr: true, TickEvery: time.Hour})
-	eb := NewEngine(b.sw, devB, EngineConfig{TickEvery: time.Hour})
+	ea := New(devA, nil, a.sw, EngineConfig{VnetHdr: true, TickEvery: time.Hour})
+	eb := New(devB, nil, b.sw, EngineConfig{TickEvery: time.Hour})
 	defer ea.Close()
 	defer eb.Close()
 	ca, cb := tcpPair(t)

@@ -38,8 +38,8 @@ func TestEngineGSO(t *testing.T) {
 		a, b := w.nodes[0], w.nodes[1]
 		hostA, devA := taptest.NewPair(a.mac, a.mac, 65535, 64)
 		hostB, devB := taptest.NewPair(b.mac, b.mac, 65535, 64)
-		ea := NewEngine(a.sw, devA, EngineConfig{VnetHdr: true, TickEvery: time.Hour})
-		eb := NewEngine(b.sw, devB, EngineConfig{VnetHdr: recvVnet, TickEvery: time.Hour})
+		ea := New(devA, nil, a.sw, EngineConfig{VnetHdr: true, TickEvery: time.Hour})
+		eb := New(devB, nil, b.sw, EngineConfig{VnetHdr: recvVnet, TickEvery: time.Hour})
 		ca, cb := tcpPair(t)
 		ea.AddLink(b.peer, ca, true)
 		eb.AddLink(a.peer, cb, false)

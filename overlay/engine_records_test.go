@@ -40,7 +40,7 @@ func TestEngineRecordQueueBounded(t *testing.T) {
 	got := make(chan rec, 1000)
 	var lines atomic.Int64
 	logf := func(string, ...any) { lines.Add(1) }
-	eb := NewEngine(b.sw, devB, EngineConfig{TickEvery: time.Hour, Logf: logf, OnRecord: func(from peer.ID, r []byte) {
+	eb := New(devB, nil, b.sw, EngineConfig{TickEvery: time.Hour, Logf: logf, OnRecord: func(from peer.ID, r []byte) {
 		<-release
 		got <- rec{from, binary.BigEndian.Uint32(r)}
 	}})
@@ -106,7 +106,7 @@ func TestEngineCloseWaitsForRecords(t *testing.T) {
 	a, b := w.nodes[0], w.nodes[1]
 	_, devB := taptest.NewPair(b.mac, b.mac, 0, 16)
 	in, done := make(chan struct{}), make(chan struct{})
-	eb := NewEngine(b.sw, devB, EngineConfig{TickEvery: time.Hour, OnRecord: func(peer.ID, []byte) {
+	eb := New(devB, nil, b.sw, EngineConfig{TickEvery: time.Hour, OnRecord: func(peer.ID, []byte) {
 		close(in)
 		time.Sleep(50 * time.Millisecond)
 		close(done)
@@ -178,7 +178,7 @@ func TestEngineMaxWaitPushesBack(t *testing.T) {
 	w := newTestWorld(t, 2, false)
 	a, b := w.nodes[0], w.nodes[1]
 	hostA, devA := taptest.NewPair(a.mac, a.mac, 0, 16)
-	ea := NewEngine(a.sw, devA, EngineConfig{TickEvery: time.Hour, QueueBytes: 3000, MaxWait: time.Second})
+	ea := New(devA, nil, a.sw, EngineConfig{TickEvery: time.Hour, QueueBytes: 3000, MaxWait: time.Second})
 	defer ea.Close()
 	rw := &slowRWC{closed: make(chan struct{})}
 	if err := ea.AddLink(b.peer, rw, true); err != nil {

@@ -2,9 +2,15 @@ package overlay
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"runtime"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,7 +34,7 @@ func newEngineWorld(t testing.TB, n int) []*engineNode {
 	for _, nd := range w.nodes {
 		host, dev := taptest.NewPair(nd.mac, nd.mac, 0, 256)
 		out = append(out, &engineNode{testNode: nd, host: host,
-			eng: NewEngine(nd.sw, dev, EngineConfig{Logf: t.Logf, TickEvery: time.Hour})})
+			eng: New(dev, nil, nd.sw, EngineConfig{Logf: t.Logf, TickEvery: time.Hour})})
 	}
 	t.Cleanup(func() {
 		for _, e := range out {
@@ -177,43 +183,67 @@ func (nopRWC) Read([]byte) (int, error)    { select {} }
 func (nopRWC) Write(b []byte) (int, error) { return len(b), nil }
 func (nopRWC) Close() error                { return nil }
 
-func TestEngineNeedLinkAndRecords(t *testing.T) {
+// pipeTransport dials by handing the other end of a TCP pair to the
+// target engine, as a node's stream handler would after reading the hello.
+type pipeTransport struct {
+	t      testing.TB
+	mu     sync.Mutex
+	dials  int
+	hellos [][]byte
+	to     map[peer.ID]*Engine
+	from   peer.ID
+}
+
+func (tr *pipeTransport) DialLink(ctx context.Context, p peer.ID, hello []byte) (io.ReadWriteCloser, error) {
+	tr.mu.Lock()
+	tr.dials++
+	tr.hellos = append(tr.hellos, hello)
+	tr.mu.Unlock()
+	ca, cb := tcpPair(tr.t)
+	if err := tr.to[p].AddLink(tr.from, cb, false); err != nil {
+		ca.Close()
+		cb.Close()
+		return nil, err
+	}
+	return ca, nil
+}
+
+// The engine dials a member by itself when the switch sends to it without
+// a link (once per interval), writes its hello through the Transport,
+// reports the link, and records then flow over it.
+func TestEngineDialsAndRecords(t *testing.T) {
 	w := newTestWorld(t, 2, false)
 	a, b := w.nodes[0], w.nodes[1]
-	need := make(chan peer.ID, 4)
 	recs := make(chan []byte, 1)
+	linked := make(chan peer.ID, 4)
 	hostA, devA := taptest.NewPair(a.mac, a.mac, 0, 16)
-	hostB, devB := taptest.NewPair(b.mac, b.mac, 0, 16)
-	ea := NewEngine(a.sw, devA, EngineConfig{NeedLink: func(p peer.ID) { need <- p }})
-	eb := NewEngine(b.sw, devB, EngineConfig{OnRecord: func(_ peer.ID, r []byte) { recs <- r }})
+	_, devB := taptest.NewPair(b.mac, b.mac, 0, 16)
+	tr := &pipeTransport{t: t, to: map[peer.ID]*Engine{}, from: a.peer}
+	ea := New(devA, tr, a.sw, EngineConfig{
+		Hello:  func() ([]byte, error) { return []byte("hello from a"), nil },
+		OnLink: func(p peer.ID, _ io.ReadWriteCloser, outbound bool) { linked <- p },
+	})
+	eb := New(devB, nil, b.sw, EngineConfig{OnRecord: func(_ peer.ID, r []byte) { recs <- r }})
+	tr.to[b.peer] = eb
 	defer ea.Close()
 	defer eb.Close()
 	hostA.Write(ipv4Frame(b.mac, a.mac, a.ipv4, b.ipv4, "x"))
 	select {
-	case p := <-need:
+	case p := <-linked:
 		if p != b.peer {
 			t.Fatal(p)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("NeedLink not called")
+		t.Fatal("no link dialled")
 	}
-	hostA.Write(ipv4Frame(b.mac, a.mac, a.ipv4, b.ipv4, "y")) // no second NeedLink so soon
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, dropped := ea.Links(); dropped == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("second frame not counted")
-		}
-		time.Sleep(time.Millisecond)
+	tr.mu.Lock()
+	dials, hello := tr.dials, string(tr.hellos[0])
+	tr.mu.Unlock()
+	if dials != 1 || hello != "hello from a" {
+		t.Fatalf("%d dials, hello %q", dials, hello)
 	}
-	if len(need) != 0 {
-		t.Fatal("NeedLink called twice within its interval")
-	}
-	ca, cb := tcpPair(t)
-	ea.AddLink(b.peer, ca, true)
-	eb.AddLink(a.peer, cb, false)
+	// Linked: Connect does not dial again.
+	ea.Connect(b.peer)
 	if !ea.Send(b.peer, vswitch.Message{Kind: vswitch.MsgRecord, Payload: []byte{1, 3, 5}}) {
 		t.Fatal("Send failed")
 	}
@@ -225,7 +255,68 @@ func TestEngineNeedLinkAndRecords(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("record not received")
 	}
-	_ = hostB
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.dials != 1 {
+		t.Fatalf("%d dials for one member", tr.dials)
+	}
+}
+
+// A transport that fails is not hammered: one dial per member per interval.
+func TestEngineDialBackoff(t *testing.T) {
+	w := newTestWorld(t, 2, false)
+	a, b := w.nodes[0], w.nodes[1]
+	hostA, devA := taptest.NewPair(a.mac, a.mac, 0, 16)
+	tr := &failTransport{}
+	ea := New(devA, tr, a.sw, EngineConfig{Hello: func() ([]byte, error) { return nil, nil }, TickEvery: time.Hour})
+	defer ea.Close()
+	for i := range 50 {
+		hostA.Write(ipv4Frame(b.mac, a.mac, a.ipv4, b.ipv4, fmt.Sprint(i)))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, dropped := ea.Links(); dropped == 50 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("frames not counted")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// The first frame started one dial; wait for it to have failed.
+	for tr.n.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d dials, want 1", tr.n.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ea.Connect(b.peer)
+	for i := range 10 {
+		hostA.Write(ipv4Frame(b.mac, a.mac, a.ipv4, b.ipv4, fmt.Sprint(i)))
+	}
+	for {
+		if _, dropped := ea.Links(); dropped == 60 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("frames not counted")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// A dial started since would be running (dialing) or done (counted).
+	ea.mu.Lock()
+	running := ea.dialing[b.peer]
+	ea.mu.Unlock()
+	if n := tr.n.Load(); n != 1 || running {
+		t.Fatalf("%d dials (one running: %v) within the interval, want 1", n, running)
+	}
+}
+
+type failTransport struct{ n atomic.Int32 }
+
+func (f *failTransport) DialLink(context.Context, peer.ID, []byte) (io.ReadWriteCloser, error) {
+	f.n.Add(1)
+	return nil, errors.New("unreachable")
 }
 
 // Both nodes open a stream at the same time: they keep the same one.

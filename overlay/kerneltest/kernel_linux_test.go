@@ -143,7 +143,7 @@ func lanOpt(t testing.TB, n int, link linker, gso bool) []*member {
 		if err != nil {
 			t.Fatal(err)
 		}
-		m.eng = overlay.NewEngine(sw, m.dev, overlay.EngineConfig{Logf: t.Logf, VnetHdr: gso})
+		m.eng = overlay.New(m.dev, nil, sw, overlay.EngineConfig{Logf: t.Logf, VnetHdr: gso})
 		t.Cleanup(func() { m.eng.Close() })
 		for _, o := range ms {
 			if o != m {

@@ -77,7 +77,7 @@ func pair(tb testing.TB, transport string) (*node, *node) {
 		}
 		hostDev, dev := taptest.NewPair(n.mac, n.mac, 0, 1024)
 		n.host = hostDev
-		n.eng = overlay.NewEngine(sw, dev, overlay.EngineConfig{Logf: tb.Logf, TickEvery: time.Hour})
+		n.eng = overlay.New(dev, nil, sw, overlay.EngineConfig{Logf: tb.Logf, TickEvery: time.Hour})
 		tb.Cleanup(func() { n.eng.Close() })
 		nodes[i] = n
 	}
