@@ -10,6 +10,7 @@ import (
 
 	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/e2e/netlab"
+	"github.com/kadlan/kadlan/e2e/netlab/labtest"
 )
 
 // TestBenchConnect is `make bench`'s connection benchmark (KADLAN_BENCH=1):
@@ -26,25 +27,25 @@ func TestBenchConnect(t *testing.T) {
 	const side = 5 // 5 nodes per class give 10 distinct pairs
 	classes := []struct {
 		name string
-		make func(i int) *netlab.Node
+		make func(i int) *labtest.Node
 	}{
 		// Public nodes in DHT client mode: as servers in a lab this small
 		// they would all be connected through their routing tables before
 		// the first ping, which would measure nothing.
-		{"public-public", func(i int) *netlab.Node {
+		{"public-public", func(i int) *labtest.Node {
 			return w.lab.PublicHost(fmt.Sprintf("bp%d", i)).StartNode(t, "--dht-mode", "client", "--bootstrap", w.pubs[i%4].BootstrapAddr())
 		}},
-		{"EIM NAT-EIM NAT", func(i int) *netlab.Node {
+		{"EIM NAT-EIM NAT", func(i int) *labtest.Node {
 			return w.behind(t, w.lab.NATRouter(fmt.Sprintf("be%d", i), netlab.EIM, nil), fmt.Sprintf("be%dh", i))
 		}},
-		{"symmetric-symmetric", func(i int) *netlab.Node {
+		{"symmetric-symmetric", func(i int) *labtest.Node {
 			return w.behind(t, w.lab.NATRouter(fmt.Sprintf("bs%d", i), netlab.Symmetric, nil), fmt.Sprintf("bs%dh", i))
 		}},
 	}
 	var report strings.Builder
 	fmt.Fprintf(&report, "\n%-22s %6s %14s %14s %14s %10s\n", "pairs (never connected)", "n", "first reply", "in-daemon", "direct after", "direct")
 	for _, c := range classes {
-		var nodes []*netlab.Node
+		var nodes []*labtest.Node
 		for i := 0; i < side; i++ {
 			nodes = append(nodes, c.make(i))
 		}

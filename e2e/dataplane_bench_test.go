@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kadlan/kadlan/e2e/netlab"
+	"github.com/kadlan/kadlan/e2e/netlab/labtest"
 )
 
 // TestBenchDataplane is `make bench-dataplane` (KADLAN_BENCH=1, root): two
@@ -34,7 +35,7 @@ func TestBenchDataplane(t *testing.T) {
 		t.Skip("iperf3 not installed (apt-get install iperf3)")
 	}
 	rounds, secs := envInt("KADLAN_BENCH_ROUNDS", 3), envInt("KADLAN_BENCH_SECS", 5)
-	lab := netlab.New(t)
+	lab := labtest.New(t)
 	a, b := vethHosts(t, lab)
 	var notes []string
 	systems := []*dpSystem{{name: "raw veth", ip: b.IPv4}}
@@ -113,12 +114,12 @@ func TestBenchDataplane(t *testing.T) {
 // circuit, then the link reconnects). One iperf3 run, 1 stream.
 func benchRelayed(t *testing.T, secs int) string {
 	t.Helper()
-	lab := netlab.New(t)
+	lab := labtest.New(t)
 	// Two public nodes: a node behind NAT wants reservations on two relays.
 	relay := lab.PublicHost("relay").StartNode(t)
 	relay2 := lab.PublicHost("relay2").StartNode(t, "--bootstrap", relay.BootstrapAddr())
 	waitJoined(t, relay2, 1)
-	var nodes []*netlab.Node
+	var nodes []*labtest.Node
 	for _, name := range []string{"ra", "rb"} {
 		r := lab.NATRouter(name+"nat", netlab.Symmetric, nil)
 		n := r.PrivateHost(name).StartNode(t, "--bootstrap", relay.BootstrapAddr())
@@ -174,7 +175,7 @@ type dpSystem struct {
 	ip      string
 	comm    string // process name of the daemons, for /proc
 	version string
-	nodes   []*netlab.Node // kadlan's daemons
+	nodes   []*labtest.Node // kadlan's daemons
 
 	mbps1, mbps4, pingIdle, pingLoad []float64
 	cpuA, cpuB                       []float64 // CPU-s per GB
@@ -189,32 +190,21 @@ func envInt(name string, def int) int {
 
 // vethHosts makes two namespaces of the lab joined by one veth pair, with
 // public (to go-multiaddr) addresses, as hosts daemons can run on.
-func vethHosts(t *testing.T, lab *netlab.Lab) (*netlab.Host, *netlab.Host) {
+func vethHosts(t *testing.T, lab *labtest.Lab) (*labtest.Host, *labtest.Host) {
 	t.Helper()
-	mk := func(name, ip4, ip6 string) *netlab.Host {
-		ns := lab.Prefix + name
-		if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-			t.Fatalf("ip netns add %s: %v: %s", ns, err, out)
-		}
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-		return &netlab.Host{Lab: lab, Name: name, NS: ns, IPv4: ip4, IPv6: ip6}
+	mk := func(name, ip4, ip6 string) *labtest.Host {
+		h := lab.Namespace(name)
+		h.IPv4, h.IPv6 = ip4, ip6
+		return h
 	}
 	a, b := mk("dpa", "192.0.0.129", "2001:2::1"), mk("dpb", "192.0.0.130", "2001:2::2")
-	if out, err := exec.Command("ip", "link", "add", "dpveth0", "netns", a.NS, "type", "veth", "peer", "name", "dpveth1", "netns", b.NS).CombinedOutput(); err != nil {
-		t.Fatalf("veth: %v: %s", err, out)
-	}
-	for _, x := range []struct {
-		h   *netlab.Host
-		dev string
-	}{{a, "dpveth0"}, {b, "dpveth1"}} {
+	lab.Link(a, "eth0", b, "eth0")
+	for _, h := range []*labtest.Host{a, b} {
 		for _, c := range [][]string{
-			{"ip", "link", "set", "lo", "up"},
-			{"ip", "link", "set", x.dev, "name", "eth0"},
-			{"ip", "addr", "add", x.h.IPv4 + "/25", "dev", "eth0"},
-			{"ip", "-6", "addr", "add", x.h.IPv6 + "/64", "dev", "eth0", "nodad"},
-			{"ip", "link", "set", "eth0", "up"},
+			{"ip", "addr", "add", h.IPv4 + "/25", "dev", "eth0"},
+			{"ip", "-6", "addr", "add", h.IPv6 + "/64", "dev", "eth0", "nodad"},
 		} {
-			if _, err := lab.Exec(x.h.NS, c...); err != nil {
+			if _, err := lab.Exec(h.NS, c...); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -224,7 +214,7 @@ func vethHosts(t *testing.T, lab *netlab.Lab) (*netlab.Host, *netlab.Host) {
 
 // setupKadlan starts a daemon on each side, a public network on a and b's
 // join, and waits until both have their link.
-func setupKadlan(t *testing.T, a, b *netlab.Host) *dpSystem {
+func setupKadlan(t *testing.T, a, b *labtest.Host) *dpSystem {
 	t.Helper()
 	na := a.StartNode(t)
 	nb := b.StartNode(t, "--bootstrap", na.BootstrapAddr())
@@ -235,11 +225,11 @@ func setupKadlan(t *testing.T, a, b *netlab.Host) *dpSystem {
 	waitNet(t, na, id, "ok", 1)
 	x := waitNet(t, nb, id, "ok", 1)
 	v, _ := na.CLI("--version")
-	return &dpSystem{name: "kadlan", ip: addrOf(x.IPv4[0]), comm: "kadlan", version: strings.TrimSpace(v), nodes: []*netlab.Node{na, nb}}
+	return &dpSystem{name: "kadlan", ip: addrOf(x.IPv4[0]), comm: "kadlan", version: strings.TrimSpace(v), nodes: []*labtest.Node{na, nb}}
 }
 
 // kadlanLinks returns the daemons' log lines about offload and links.
-func kadlanLinks(nodes []*netlab.Node) []string {
+func kadlanLinks(nodes []*labtest.Node) []string {
 	var out []string
 	for _, n := range nodes {
 		log, _ := os.ReadFile(n.Log)
@@ -256,7 +246,7 @@ func kadlanLinks(nodes []*netlab.Node) []string {
 }
 
 // setupWireguard runs wireguard-go (foreground) on each side with one peer.
-func setupWireguard(t *testing.T, a, b *netlab.Host) (*dpSystem, string) {
+func setupWireguard(t *testing.T, a, b *labtest.Host) (*dpSystem, string) {
 	t.Helper()
 	for _, bin := range []string{"wireguard-go", "wg"} {
 		if _, err := exec.LookPath(bin); err != nil {
@@ -286,7 +276,7 @@ func setupWireguard(t *testing.T, a, b *netlab.Host) (*dpSystem, string) {
 	// The UAPI socket (/var/run/wireguard/NAME.sock) is not per
 	// namespace: each side needs its own interface name.
 	sides := []struct {
-		h            *netlab.Host
+		h            *labtest.Host
 		key, peerPub string
 		ip, peer     string
 		dev          string
@@ -322,14 +312,14 @@ func setupWireguard(t *testing.T, a, b *netlab.Host) (*dpSystem, string) {
 
 // setupTinc runs tincd in switch mode (a TAP on each side, Ethernet
 // switched by tinc) with default ciphers.
-func setupTinc(t *testing.T, a, b *netlab.Host) (*dpSystem, string) {
+func setupTinc(t *testing.T, a, b *labtest.Host) (*dpSystem, string) {
 	t.Helper()
 	if _, err := exec.LookPath("tincd"); err != nil {
 		return nil, "tincd not installed (apt-get install tinc)"
 	}
 	base := t.TempDir()
 	sides := []struct {
-		h          *netlab.Host
+		h          *labtest.Host
 		name, peer string
 		ip         string
 	}{{a, "a", "b", "10.97.0.1"}, {b, "b", "a", "10.97.0.2"}}
@@ -369,7 +359,7 @@ func setupTinc(t *testing.T, a, b *netlab.Host) (*dpSystem, string) {
 }
 
 // measure runs one round for s.
-func (s *dpSystem) measure(t *testing.T, lab *netlab.Lab, a, b *netlab.Host, secs int) {
+func (s *dpSystem) measure(t *testing.T, lab *labtest.Lab, a, b *labtest.Host, secs int) {
 	t.Helper()
 	if rtt, err := pingAvg(lab, a.NS, s.ip, 20, "0.01"); err == nil {
 		s.pingIdle = append(s.pingIdle, rtt)
@@ -390,7 +380,7 @@ func (s *dpSystem) measure(t *testing.T, lab *netlab.Lab, a, b *netlab.Host, sec
 	if out := os.Getenv("KADLAN_BENCH_PERF"); out != "" && s.comm == "kadlan" {
 		// Profile both daemons during the 1-stream run (perf record -g).
 		var pids []string
-		for _, h := range []*netlab.Host{a, b} {
+		for _, h := range []*labtest.Host{a, b} {
 			for _, p := range pidsOf(h, s.comm) {
 				pids = append(pids, strconv.Itoa(p))
 			}
@@ -439,7 +429,7 @@ func last(xs []float64) float64 {
 
 // iperfRun runs an iperf3 TCP client and returns the receiver's Mbit/s and
 // bytes received.
-func iperfRun(lab *netlab.Lab, ns, ip string, secs, streams int) (float64, float64, error) {
+func iperfRun(lab *labtest.Lab, ns, ip string, secs, streams int) (float64, float64, error) {
 	var out string
 	var err error
 	for i := 0; i < 3; i++ { // the server may still be finishing the last test
@@ -467,7 +457,7 @@ func iperfRun(lab *netlab.Lab, ns, ip string, secs, streams int) (float64, float
 }
 
 // pingAvg returns the average RTT in ms of count pings.
-func pingAvg(lab *netlab.Lab, ns, ip string, count int, interval string) (float64, error) {
+func pingAvg(lab *labtest.Lab, ns, ip string, count int, interval string) (float64, error) {
 	out, err := lab.Exec(ns, "ping", "-q", "-c", strconv.Itoa(count), "-i", interval, "-W", "1", ip)
 	if err != nil {
 		return 0, err
@@ -482,7 +472,7 @@ func pingAvg(lab *netlab.Lab, ns, ip string, count int, interval string) (float6
 }
 
 // pidsOf lists the processes named comm in h's namespace.
-func pidsOf(h *netlab.Host, comm string) []int {
+func pidsOf(h *labtest.Host, comm string) []int {
 	if comm == "" {
 		return nil
 	}
@@ -505,7 +495,7 @@ func pidsOf(h *netlab.Host, comm string) []int {
 }
 
 // cpuOf sums user+system CPU seconds of comm's processes in h's namespace.
-func cpuOf(h *netlab.Host, comm string) float64 {
+func cpuOf(h *labtest.Host, comm string) float64 {
 	var sum float64
 	for _, pid := range pidsOf(h, comm) {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -525,7 +515,7 @@ func cpuOf(h *netlab.Host, comm string) float64 {
 }
 
 // rssOf sums VmRSS (MiB) of comm's processes in h's namespace.
-func rssOf(h *netlab.Host, comm string) float64 {
+func rssOf(h *labtest.Host, comm string) float64 {
 	var sum float64
 	for _, pid := range pidsOf(h, comm) {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -553,7 +543,7 @@ func cpuCol(s *dpSystem, side int) string {
 	return fmt.Sprintf("%.2f", median(xs))
 }
 
-func rssCol(s *dpSystem, h *netlab.Host, _ int) string {
+func rssCol(s *dpSystem, h *labtest.Host, _ int) string {
 	if s.comm == "" {
 		return "-"
 	}

@@ -13,13 +13,14 @@ import (
 
 	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/e2e/netlab"
+	"github.com/kadlan/kadlan/e2e/netlab/labtest"
 )
 
 // lanBound is how long a network may take to come up between nodes that
 // already run.
 const lanBound = 45 * time.Second
 
-func createNet(t *testing.T, owner *netlab.Node, args ...string) string {
+func createNet(t *testing.T, owner *labtest.Node, args ...string) string {
 	t.Helper()
 	var res api.NetworkCreated
 	if err := owner.JSON(&res, append([]string{"net", "create"}, args...)...); err != nil {
@@ -28,7 +29,7 @@ func createNet(t *testing.T, owner *netlab.Node, args ...string) string {
 	return res.Network
 }
 
-func network(n *netlab.Node, id string) (api.Network, error) {
+func network(n *labtest.Node, id string) (api.Network, error) {
 	var nets []api.Network
 	if err := n.JSON(&nets, "networks"); err != nil {
 		return api.Network{}, err
@@ -42,7 +43,7 @@ func network(n *netlab.Node, id string) (api.Network, error) {
 }
 
 // waitNet waits until n's status on id is want and it has links >= links.
-func waitNet(t *testing.T, n *netlab.Node, id, want string, links int) api.Network {
+func waitNet(t *testing.T, n *labtest.Node, id, want string, links int) api.Network {
 	t.Helper()
 	var x api.Network
 	err := netlab.Eventually(lanBound, 250*time.Millisecond, func() error {
@@ -70,7 +71,7 @@ func addrOf(cidr string) string {
 }
 
 // vping pings ip from n's namespace over the virtual LAN.
-func vping(n *netlab.Node, ip string) error {
+func vping(n *labtest.Node, ip string) error {
 	args := []string{"ping", "-c", "2", "-i", "0.2", "-W", "2", ip}
 	if strings.Contains(ip, ":") {
 		args = []string{"ping", "-6", "-c", "2", "-i", "0.2", "-W", "2", ip}
@@ -84,7 +85,7 @@ func vping(n *netlab.Node, ip string) error {
 type lanWorld struct {
 	*natWorld
 	id          string
-	owner, a, b *netlab.Node
+	owner, a, b *labtest.Node
 }
 
 func newLAN(t *testing.T) *lanWorld {
@@ -94,7 +95,7 @@ func newLAN(t *testing.T) *lanWorld {
 	l.id = createNet(t, l.owner, "--private", "--name", "lab", "--ipv4", "10.99.0.0/24")
 	l.a = w.behind(t, w.lab.NATRouter("natA", netlab.EIM, nil), "a")
 	l.b = w.behind(t, w.lab.NATRouter("natB", netlab.EIM, nil), "b")
-	for _, n := range []*netlab.Node{l.a, l.b} {
+	for _, n := range []*labtest.Node{l.a, l.b} {
 		if _, err := n.CLI("join", l.id); err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +122,7 @@ func newLAN(t *testing.T) *lanWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []*netlab.Node{l.a, l.b} {
+	for _, n := range []*labtest.Node{l.a, l.b} {
 		if _, err := l.owner.CLI("net", "authorize", l.id, n.Address); err != nil {
 			t.Fatal(err)
 		}
@@ -134,8 +135,8 @@ func newLAN(t *testing.T) *lanWorld {
 // IPv6 addresses, and iperf3 runs between the two NATed members.
 func TestPrivateLAN(t *testing.T) {
 	l := newLAN(t)
-	nodes := []*netlab.Node{l.owner, l.a, l.b}
-	info := map[*netlab.Node]api.Network{}
+	nodes := []*labtest.Node{l.owner, l.a, l.b}
+	info := map[*labtest.Node]api.Network{}
 	for _, n := range nodes {
 		info[n] = waitNet(t, n, l.id, "ok", 2)
 	}
@@ -157,7 +158,7 @@ func TestPrivateLAN(t *testing.T) {
 	mbps := iperf(t, l.a, l.b, addrOf(info[l.b].IPv4[0]), 5)
 	t.Logf("iperf3 a -> b over the virtual LAN: %.0f Mbit/s", mbps)
 	if mbps <= 0 {
-		for _, n := range []*netlab.Node{l.a, l.b} {
+		for _, n := range []*labtest.Node{l.a, l.b} {
 			x, _ := network(n, l.id)
 			t.Logf("%s counters: %s", n.Host.Name, x.Counters)
 		}
@@ -167,7 +168,7 @@ func TestPrivateLAN(t *testing.T) {
 
 // iperf runs an iperf3 TCP test from client to server's ip for secs
 // seconds and returns the receiver's Mbit/s.
-func iperf(t *testing.T, client, server *netlab.Node, ip string, secs int) float64 {
+func iperf(t *testing.T, client, server *labtest.Node, ip string, secs int) float64 {
 	t.Helper()
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		t.Skip("iperf3 not installed (apt-get install iperf3)")
@@ -218,13 +219,13 @@ func udpcast(t *testing.T) string {
 func TestBroadcastReachesContacts(t *testing.T) {
 	l := newLAN(t)
 	bin := udpcast(t)
-	nodes := []*netlab.Node{l.owner, l.a, l.b}
-	info := map[*netlab.Node]api.Network{}
+	nodes := []*labtest.Node{l.owner, l.a, l.b}
+	info := map[*labtest.Node]api.Network{}
 	for _, n := range nodes {
 		info[n] = waitNet(t, n, l.id, "ok", 2)
 	}
 	// a talks to both others (unicast makes them its social neighbours).
-	for _, y := range []*netlab.Node{l.owner, l.b} {
+	for _, y := range []*labtest.Node{l.owner, l.b} {
 		if err := netlab.Eventually(10*time.Second, 200*time.Millisecond, func() error { return vping(l.a, addrOf(info[y].IPv4[0])) }); err != nil {
 			t.Fatal(err)
 		}
@@ -235,9 +236,9 @@ func TestBroadcastReachesContacts(t *testing.T) {
 		var wg sync.WaitGroup
 		got := map[string]string{}
 		var mu sync.Mutex
-		for _, y := range []*netlab.Node{l.owner, l.b} {
+		for _, y := range []*labtest.Node{l.owner, l.b} {
 			wg.Add(1)
-			go func(y *netlab.Node) {
+			go func(y *labtest.Node) {
 				defer wg.Done()
 				out, err := y.Host.Lab.Exec(y.Host.NS, bin, "recv", port, "8s")
 				mu.Lock()
@@ -258,7 +259,7 @@ func TestBroadcastReachesContacts(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 		}
 		wg.Wait()
-		for _, y := range []*netlab.Node{l.owner, l.b} {
+		for _, y := range []*labtest.Node{l.owner, l.b} {
 			if !strings.Contains(got[y.Host.Name], "hello-"+dst) {
 				t.Errorf("broadcast to %s from a did not reach %s (got %q)", dst, y.Host.Name, got[y.Host.Name])
 			}
@@ -271,8 +272,8 @@ func TestBroadcastReachesContacts(t *testing.T) {
 // bound.
 func TestUnauthorizedAndRevoked(t *testing.T) {
 	l := newLAN(t)
-	info := map[*netlab.Node]api.Network{}
-	for _, n := range []*netlab.Node{l.owner, l.a, l.b} {
+	info := map[*labtest.Node]api.Network{}
+	for _, n := range []*labtest.Node{l.owner, l.a, l.b} {
 		info[n] = waitNet(t, n, l.id, "ok", 2)
 	}
 	c := l.behind(t, l.lab.NATRouter("natC", netlab.EIM, nil), "c")
@@ -284,7 +285,7 @@ func TestUnauthorizedAndRevoked(t *testing.T) {
 		t.Errorf("unauthorized node got an IPv4 address: %v", cx.IPv4)
 	}
 	// c's frames reach nobody: pings fail, a's switch sees nothing from it.
-	for _, y := range []*netlab.Node{l.owner, l.a, l.b} {
+	for _, y := range []*labtest.Node{l.owner, l.a, l.b} {
 		if err := vping(c, addrOf(info[y].IPv4[0])); err == nil {
 			t.Errorf("unauthorized c pinged %s", y.Host.Name)
 		}
@@ -356,7 +357,7 @@ func TestLANRestart(t *testing.T) {
 // and a member on a TAP share a public network: they ping each other over
 // IPv4 and IPv6 (ARP and NDP answered by the emulation), both ways.
 func TestTUNEmulation(t *testing.T) {
-	lab := netlab.New(t)
+	lab := labtest.New(t)
 	boot := lab.PublicHost("boot").StartNode(t)
 	tapNode := lab.PublicHost("tap").StartNode(t, "--bootstrap", boot.BootstrapAddr())
 	tunNode := lab.PublicHost("tun").StartNode(t, "--bootstrap", boot.BootstrapAddr(), "--device", "tun")
@@ -364,8 +365,8 @@ func TestTUNEmulation(t *testing.T) {
 	if _, err := tunNode.CLI("join", id); err != nil {
 		t.Fatal(err)
 	}
-	info := map[*netlab.Node]api.Network{tapNode: waitNet(t, tapNode, id, "ok", 1), tunNode: waitNet(t, tunNode, id, "ok", 1)}
-	for x, y := range map[*netlab.Node]*netlab.Node{tapNode: tunNode, tunNode: tapNode} {
+	info := map[*labtest.Node]api.Network{tapNode: waitNet(t, tapNode, id, "ok", 1), tunNode: waitNet(t, tunNode, id, "ok", 1)}
+	for x, y := range map[*labtest.Node]*labtest.Node{tapNode: tunNode, tunNode: tapNode} {
 		for _, ip := range []string{addrOf(info[y].IPv4[0]), addrOf(info[y].IPv6[0])} {
 			if err := netlab.Eventually(10*time.Second, 200*time.Millisecond, func() error { return vping(x, ip) }); err != nil {
 				t.Errorf("%s cannot ping %s's %s: %v", x.Host.Name, y.Host.Name, ip, err)

@@ -8,27 +8,28 @@ import (
 
 	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/e2e/netlab"
+	"github.com/kadlan/kadlan/e2e/netlab/labtest"
 )
 
 // natWorld is a public segment with a bootstrap node and four public nodes
 // (libp2p advertises a NATed node's observed address only after four
 // distinct observers saw it), ready for NATed hosts to join.
 type natWorld struct {
-	lab    *netlab.Lab
-	boot   *netlab.Node
-	pubs   []*netlab.Node
+	lab    *labtest.Lab
+	boot   *labtest.Node
+	pubs   []*labtest.Node
 	byAddr map[string]string // address -> host name, for messages
 }
 
 func newNATWorld(t *testing.T, pubArgs ...string) *natWorld {
-	lab := netlab.New(t)
+	lab := labtest.New(t)
 	w := &natWorld{lab: lab, byAddr: map[string]string{}}
 	w.boot = lab.PublicHost("boot").StartNode(t, pubArgs...)
 	for i := 0; i < 4; i++ {
 		args := append([]string{"--bootstrap", w.boot.BootstrapAddr()}, pubArgs...)
 		w.pubs = append(w.pubs, lab.PublicHost(fmt.Sprintf("pub%d", i)).StartNode(t, args...))
 	}
-	for _, n := range append([]*netlab.Node{w.boot}, w.pubs...) {
+	for _, n := range append([]*labtest.Node{w.boot}, w.pubs...) {
 		waitJoined(t, n, 3)
 		w.byAddr[n.Address] = n.Host.Name
 	}
@@ -37,7 +38,7 @@ func newNATWorld(t *testing.T, pubArgs ...string) *natWorld {
 
 // behind starts a node on a new host behind router r, bootstrapping from
 // pub0, and waits until it holds relay reservations.
-func (w *natWorld) behind(t *testing.T, r *netlab.Host, name string, args ...string) *netlab.Node {
+func (w *natWorld) behind(t *testing.T, r *labtest.Host, name string, args ...string) *labtest.Node {
 	h := r.PrivateHost(name)
 	if len(args) == 0 {
 		args = []string{"--bootstrap", w.pubs[0].BootstrapAddr()}
@@ -50,7 +51,7 @@ func (w *natWorld) behind(t *testing.T, r *netlab.Host, name string, args ...str
 
 // waitRelayed waits until n advertises circuit addresses through public
 // DHT neighbours (its relays).
-func waitRelayed(t *testing.T, n *netlab.Node) api.Status {
+func waitRelayed(t *testing.T, n *labtest.Node) api.Status {
 	t.Helper()
 	var st api.Status
 	err := netlab.Eventually(45*time.Second, 250*time.Millisecond, func() error {
@@ -75,14 +76,14 @@ func waitRelayed(t *testing.T, n *netlab.Node) api.Status {
 }
 
 // pingOnce runs `kadlan ping -c 1` from a to b.
-func pingOnce(a, b *netlab.Node, timeout string) (api.PingResult, error) {
+func pingOnce(a, b *labtest.Node, timeout string) (api.PingResult, error) {
 	var pr api.PingResult
 	err := a.JSON(&pr, "ping", "-c", "1", "--timeout", timeout, b.Address)
 	return pr, err
 }
 
 func (w *natWorld) isPublic(addr string) bool {
-	for _, p := range append([]*netlab.Node{w.boot}, w.pubs...) {
+	for _, p := range append([]*labtest.Node{w.boot}, w.pubs...) {
 		if p.Address == addr {
 			return true
 		}
@@ -91,7 +92,7 @@ func (w *natWorld) isPublic(addr string) bool {
 }
 
 // pathTo returns a's current path to b from `kadlan peers`.
-func pathTo(a, b *netlab.Node) (api.Peer, error) {
+func pathTo(a, b *labtest.Node) (api.Peer, error) {
 	var ps []api.Peer
 	if err := a.JSON(&ps, "peers"); err != nil {
 		return api.Peer{}, err
@@ -239,8 +240,8 @@ func TestRelayFailover(t *testing.T) {
 	if pr.Path != "relayed" {
 		t.Skipf("path to the symmetric-NAT node is %s; failover needs a relayed path", pr.Path)
 	}
-	var relay *netlab.Node
-	for _, p := range append([]*netlab.Node{w.boot}, w.pubs...) {
+	var relay *labtest.Node
+	for _, p := range append([]*labtest.Node{w.boot}, w.pubs...) {
 		if p.Address == pr.Via {
 			relay = p
 		}

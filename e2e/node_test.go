@@ -14,12 +14,13 @@ import (
 
 	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/e2e/netlab"
+	"github.com/kadlan/kadlan/e2e/netlab/labtest"
 )
 
 // findBound is how long one `kadlan find` may take in these small labs.
 const findBound = 10 * time.Second
 
-func waitJoined(t *testing.T, n *netlab.Node, minRT int) api.Status {
+func waitJoined(t *testing.T, n *labtest.Node, minRT int) api.Status {
 	t.Helper()
 	var st api.Status
 	err := netlab.Eventually(30*time.Second, 200*time.Millisecond, func() error {
@@ -39,14 +40,14 @@ func waitJoined(t *testing.T, n *netlab.Node, minRT int) api.Status {
 
 // findAll has every node in from look up every node in to with the CLI,
 // concurrently per source node, and fails on any miss or slow lookup.
-func findAll(t *testing.T, from, to []*netlab.Node) {
+func findAll(t *testing.T, from, to []*labtest.Node) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, len(from)*len(to))
 	start := time.Now()
 	for _, a := range from {
 		wg.Add(1)
-		go func(a *netlab.Node) {
+		go func(a *labtest.Node) {
 			defer wg.Done()
 			for _, b := range to {
 				if a == b {
@@ -76,7 +77,7 @@ func findAll(t *testing.T, from, to []*netlab.Node) {
 
 // publicNet starts a bootstrap node and n more public nodes bootstrapping
 // from it.
-func publicNet(t *testing.T, lab *netlab.Lab, n int) (boot *netlab.Node, nodes []*netlab.Node) {
+func publicNet(t *testing.T, lab *labtest.Lab, n int) (boot *labtest.Node, nodes []*labtest.Node) {
 	boot = lab.PublicHost("boot").StartNode(t)
 	for i := 0; i < n; i++ {
 		nodes = append(nodes, lab.PublicHost(fmt.Sprintf("pub%d", i)).StartNode(t, "--bootstrap", boot.BootstrapAddr()))
@@ -87,9 +88,9 @@ func publicNet(t *testing.T, lab *netlab.Lab, n int) (boot *netlab.Node, nodes [
 // TestFindEveryone: one bootstrap node and ten nodes on the public segment;
 // every node finds every other, and routing tables fill.
 func TestFindEveryone(t *testing.T) {
-	lab := netlab.New(t)
+	lab := labtest.New(t)
 	boot, nodes := publicNet(t, lab, 10)
-	all := append([]*netlab.Node{boot}, nodes...)
+	all := append([]*labtest.Node{boot}, nodes...)
 	for _, n := range all {
 		st := waitJoined(t, n, 5)
 		if st.Reachability != "public" || st.DHTMode != "server" {
@@ -123,15 +124,15 @@ func TestFindEveryone(t *testing.T) {
 // TestRootless: the bootstrap node dies (SIGKILL); a newcomer that knows
 // any other member joins, and everyone still finds everyone.
 func TestRootless(t *testing.T) {
-	lab := netlab.New(t)
+	lab := labtest.New(t)
 	boot, nodes := publicNet(t, lab, 5)
-	for _, n := range append([]*netlab.Node{boot}, nodes...) {
+	for _, n := range append([]*labtest.Node{boot}, nodes...) {
 		waitJoined(t, n, 3)
 	}
 	boot.Kill()
 	late := lab.PublicHost("late").StartNode(t, "--bootstrap", nodes[2].BootstrapAddr())
 	waitJoined(t, late, 3)
-	all := append([]*netlab.Node{late}, nodes...)
+	all := append([]*labtest.Node{late}, nodes...)
 	findAll(t, all, all)
 	var st api.Status
 	if err := late.JSON(&st, "status"); err != nil || st.Bootstrap != "joined" {
@@ -142,9 +143,9 @@ func TestRootless(t *testing.T) {
 // TestRestartFromCache: a node stopped and started again with no bootstrap
 // flag rejoins from its peer cache, with the same address.
 func TestRestartFromCache(t *testing.T) {
-	lab := netlab.New(t)
+	lab := labtest.New(t)
 	boot, nodes := publicNet(t, lab, 3)
-	for _, n := range append([]*netlab.Node{boot}, nodes...) {
+	for _, n := range append([]*labtest.Node{boot}, nodes...) {
 		waitJoined(t, n, 2)
 	}
 	n := nodes[1]
@@ -161,27 +162,27 @@ func TestRestartFromCache(t *testing.T) {
 	if st.Bootstrap != "joined" {
 		t.Fatalf("bootstrap state %q after restart", st.Bootstrap)
 	}
-	findAll(t, []*netlab.Node{n}, []*netlab.Node{nodes[0], nodes[2]})
-	findAll(t, []*netlab.Node{nodes[0], nodes[2]}, []*netlab.Node{n})
+	findAll(t, []*labtest.Node{n}, []*labtest.Node{nodes[0], nodes[2]})
+	findAll(t, []*labtest.Node{nodes[0], nodes[2]}, []*labtest.Node{n})
 }
 
 // TestMDNSJoin: two nodes on one LAN segment, started with --mdns and no
 // bootstrap peer at all, find each other and join. (mDNS runs only inside
 // the lab's namespaces.)
 func TestMDNSJoin(t *testing.T) {
-	lab := netlab.New(t)
+	lab := labtest.New(t)
 	a := lab.PublicHost("lan0").StartNode(t, "--mdns")
 	b := lab.PublicHost("lan1").StartNode(t, "--mdns")
 	waitJoined(t, a, 1)
 	waitJoined(t, b, 1)
-	findAll(t, []*netlab.Node{a, b}, []*netlab.Node{a, b})
+	findAll(t, []*labtest.Node{a, b}, []*labtest.Node{a, b})
 }
 
 // TestJoinsWhenAPeerAppears: a node started with no peer known keeps
 // running, says how to give it one, and joins as soon as a line appears in
 // its peers file.
 func TestJoinsWhenAPeerAppears(t *testing.T) {
-	lab := netlab.New(t)
+	lab := labtest.New(t)
 	other := lab.PublicHost("other").StartNode(t)
 	pf := filepath.Join(t.TempDir(), "community.peers")
 	if err := os.WriteFile(pf, []byte("# kadlan community peers\n"), 0o644); err != nil {
@@ -203,5 +204,5 @@ func TestJoinsWhenAPeerAppears(t *testing.T) {
 	fmt.Fprintln(f, other.BootstrapAddr()+"  # added while the node waits")
 	f.Close()
 	waitJoined(t, lonely, 1)
-	findAll(t, []*netlab.Node{lonely}, []*netlab.Node{other})
+	findAll(t, []*labtest.Node{lonely}, []*labtest.Node{other})
 }

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/kadlan/kadlan/api"
@@ -59,30 +63,118 @@ func demoCommand() *cli.Command {
 			if err != nil {
 				return userErrorf("demo: %v", err)
 			}
-			os.Setenv("KADLAN_BIN", self)
-			tb := newDemoTB(c.App.Writer)
-			defer tb.cleanup()
-			return tb.run(func() { runDemo(tb, c.App.Writer, c.Int("nodes")) })
+			return demo(c.App.Writer, self, c.Int("nodes"))
 		},
 	}
 }
 
-func runDemo(tb *demoTB, w io.Writer, n int) {
+// demo builds a lab, runs the demo in it and deletes the lab, also when
+// it fails or is interrupted (SIGINT, SIGTERM).
+func demo(w io.Writer, bin string, n int) error {
+	if n < 2 {
+		return userErrorf("demo: --nodes must be at least 2")
+	}
+	if err := netlab.Check(); err != nil {
+		return userErrorf("demo: %v", err)
+	}
+	// Catch the signals before the first namespace exists.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	lab, err := netlab.New(netlab.Options{Bin: bin})
+	if err != nil {
+		return userErrorf("demo: %v", err)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		select {
+		case s := <-sigs:
+			// A second signal ends the process at once; the next lab
+			// sweeps what is left.
+			signal.Stop(sigs)
+			fmt.Fprintf(w, "\n== %v: stopping the daemons and deleting the namespaces %s*\n", s, lab.Prefix)
+			cancel(errInterrupted{s})
+			lab.Close() // the demo's next step fails at once
+		case <-ctx.Done():
+		}
+	}()
+	err = runDemo(ctx, lab, w, n)
+	var intr errInterrupted
+	if cause := context.Cause(ctx); errors.As(cause, &intr) {
+		err = cause
+	} else if err != nil {
+		for _, nd := range lab.Nodes() {
+			fmt.Fprintf(w, "--- last log lines of %s (%s):\n%s\n", nd.Host.Name, nd.Address, nd.LogTail(25))
+		}
+	}
+	cancel(nil)
+	<-stopped
+	if cerr := lab.Close(); cerr != nil {
+		fmt.Fprintf(w, "demo: cleaning up: %v\n", cerr)
+		if err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		return userErrorf("demo: %v", err)
+	}
+	return nil
+}
+
+type errInterrupted struct{ sig os.Signal }
+
+func (e errInterrupted) Error() string {
+	return fmt.Sprintf("interrupted (%v); namespaces deleted", e.sig)
+}
+
+// wait retries f every interval until it returns nil, timeout passes or
+// ctx ends, and returns the last error.
+func wait(ctx context.Context, timeout, interval time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(interval):
+		}
+	}
+}
+
+func runDemo(ctx context.Context, lab *netlab.Lab, w io.Writer, n int) error {
 	step := func(format string, args ...any) { fmt.Fprintf(w, "\n== "+format+"\n", args...) }
-	lab := netlab.New(tb)
+	node := func(host string, args ...string) (*netlab.Node, error) {
+		h, err := lab.PublicHost(host)
+		if err != nil {
+			return nil, err
+		}
+		return h.StartNode(args...)
+	}
 	step("A public Internet segment (namespaces %s*), one bootstrap node and %d nodes", lab.Prefix, n)
-	boot := lab.PublicHost("boot").StartNode(tb)
+	boot, err := node("boot")
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(w, "boot   %-15s %s\n", boot.Host.IPv4, boot.Address)
 	var nodes []*netlab.Node
 	for i := 0; i < n; i++ {
-		nd := lab.PublicHost(fmt.Sprintf("node%d", i)).StartNode(tb, "--bootstrap", boot.BootstrapAddr())
+		nd, err := node(fmt.Sprintf("node%d", i), "--bootstrap", boot.BootstrapAddr())
+		if err != nil {
+			return err
+		}
 		nodes = append(nodes, nd)
 		fmt.Fprintf(w, "node%d  %-15s %s   (kadlan daemon --bootstrap %s)\n", i, nd.Host.IPv4, nd.Address, short(boot.BootstrapAddr()))
 	}
 	step("Kademlia routing tables fill as the nodes look themselves up")
 	for i, nd := range append([]*netlab.Node{boot}, nodes...) {
 		var st api.Status
-		netlab.Eventually(20*time.Second, 200*time.Millisecond, func() error {
+		if wait(ctx, 20*time.Second, 200*time.Millisecond, func() error {
 			if err := nd.JSON(&st, "status"); err != nil {
 				return err
 			}
@@ -90,7 +182,9 @@ func runDemo(tb *demoTB, w io.Writer, n int) {
 				return fmt.Errorf("routing table %d", st.RoutingTable)
 			}
 			return nil
-		})
+		}); ctx.Err() != nil { // a slow table is shown as it is
+			return context.Cause(ctx)
+		}
 		name := "boot "
 		if i > 0 {
 			name = fmt.Sprintf("node%d", i-1)
@@ -99,33 +193,45 @@ func runDemo(tb *demoTB, w io.Writer, n int) {
 	}
 	step("The bootstrap node is killed (SIGKILL): nothing depends on it")
 	boot.Kill()
-	late := lab.PublicHost("late").StartNode(tb, "--bootstrap", nodes[len(nodes)/2].BootstrapAddr())
+	late, err := node("late", "--bootstrap", nodes[len(nodes)/2].BootstrapAddr())
+	if err != nil {
+		return err
+	}
 	fmt.Fprintf(w, "late   %-15s %s   (bootstraps from node%d, an ordinary member)\n", late.Host.IPv4, late.Address, len(nodes)/2)
 	step("The newcomer finds every node by address through the DHT")
 	for i, nd := range nodes {
 		var res api.FindResult
-		err := netlab.Eventually(15*time.Second, 250*time.Millisecond, func() error { return late.JSON(&res, "find", nd.Address) })
+		err := wait(ctx, 15*time.Second, 250*time.Millisecond, func() error { return late.JSON(&res, "find", nd.Address) })
 		if err != nil {
-			tb.Fatalf("late could not find node%d: %v", i, err)
+			return fmt.Errorf("late could not find node%d: %w", i, err)
 		}
 		fmt.Fprintf(w, "find node%d: %6.1f ms  %s\n", i, res.ElapsedMs, res.Addrs[0])
 	}
 	step("And pings one of them")
 	var pr api.PingResult
 	if err := late.JSON(&pr, "ping", "-c", "3", "-i", "200ms", nodes[0].Address); err != nil {
-		tb.Fatalf("ping: %v", err)
+		return fmt.Errorf("ping: %w", err)
 	}
 	fmt.Fprintf(w, "ping node0: rtt %v ms, path %s\n", pr.RTTms, pr.Path)
 
 	step("Two home routers (nftables masquerade) with a node behind each")
 	var homes []*netlab.Node
 	for _, name := range []string{"alice", "bob"} {
-		r := lab.NATRouter(name+"-router", netlab.EIM, nil)
-		h := r.PrivateHost(name)
-		nd := h.StartNode(tb, "--bootstrap", nodes[1].BootstrapAddr())
+		r, err := lab.NATRouter(name+"-router", netlab.EIM, nil)
+		if err != nil {
+			return err
+		}
+		h, err := r.PrivateHost(name)
+		if err != nil {
+			return err
+		}
+		nd, err := h.StartNode("--bootstrap", nodes[1].BootstrapAddr())
+		if err != nil {
+			return err
+		}
 		homes = append(homes, nd)
 		var st api.Status
-		netlab.Eventually(30*time.Second, 250*time.Millisecond, func() error {
+		if wait(ctx, 30*time.Second, 250*time.Millisecond, func() error {
 			if err := nd.JSON(&st, "status"); err != nil {
 				return err
 			}
@@ -133,7 +239,9 @@ func runDemo(tb *demoTB, w io.Writer, n int) {
 				return fmt.Errorf("no relay yet")
 			}
 			return nil
-		})
+		}); ctx.Err() != nil { // a slow table is shown as it is
+			return context.Cause(ctx)
+		}
 		fmt.Fprintf(w, "%-6s %-15s behind %s (%s): %s, relay slots on public DHT neighbours: %d addresses\n",
 			name, h.IPv4, r.Name, r.IPv4, nd.Address, len(st.RelayAddrs))
 	}
@@ -142,25 +250,29 @@ func runDemo(tb *demoTB, w io.Writer, n int) {
 	step("node0 creates a private network; alice and bob join, node0 authorizes them")
 	var created api.NetworkCreated
 	if err := nodes[0].JSON(&created, "net", "create", "--private", "--name", "demo-lan", "--ipv4", "10.42.0.0/24"); err != nil {
-		tb.Fatalf("net create: %v", err)
+		return fmt.Errorf("net create: %w", err)
 	}
 	id := created.Network
 	fmt.Fprintf(w, "network %s (owner node0)\n", id)
 	for _, nd := range homes {
 		if _, err := nd.CLI("join", id); err != nil {
-			tb.Fatalf("join: %v", err)
+			return fmt.Errorf("join: %w", err)
 		}
-		netStatus(tb, nd, id, "unauthorized")
+		if _, err := netStatus(ctx, nd, id, "unauthorized"); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(w, "before authorization: alice and bob are 'unauthorized'\n")
 	for _, nd := range homes {
 		if _, err := nodes[0].CLI("net", "authorize", id, nd.Address); err != nil {
-			tb.Fatalf("authorize: %v", err)
+			return fmt.Errorf("authorize: %w", err)
 		}
 	}
 	lan := map[*netlab.Node]api.Network{}
 	for _, nd := range append([]*netlab.Node{nodes[0]}, homes...) {
-		lan[nd] = netStatus(tb, nd, id, "ok")
+		if lan[nd], err = netStatus(ctx, nd, id, "ok"); err != nil {
+			return err
+		}
 	}
 	for _, nd := range homes {
 		x := lan[nd]
@@ -170,13 +282,13 @@ func runDemo(tb *demoTB, w io.Writer, n int) {
 	step("alice pings bob over the virtual LAN (the kernel's ping, through TAP devices)")
 	bobIP := strings.Split(lan[bob].IPv4[0], "/")[0]
 	var out string
-	err := netlab.Eventually(15*time.Second, 300*time.Millisecond, func() error {
+	err = wait(ctx, 15*time.Second, 300*time.Millisecond, func() error {
 		var err error
-		out, err = alice.Host.Lab.Exec(alice.Host.NS, "ping", "-c", "3", "-i", "0.3", "-W", "2", bobIP)
+		out, err = lab.Exec(alice.Host.NS, "ping", "-c", "3", "-i", "0.3", "-W", "2", bobIP)
 		return err
 	})
 	if err != nil {
-		tb.Fatalf("LAN ping: %v", err)
+		return fmt.Errorf("LAN ping: %w", err)
 	}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		fmt.Fprintln(w, "  "+line)
@@ -192,7 +304,7 @@ func runDemo(tb *demoTB, w io.Writer, n int) {
 	aliceIP := strings.Split(lan[alice].IPv4[0], "/")[0]
 	heard := make(chan string, 1)
 	go func() {
-		out, err := bob.Host.Lab.Exec(bob.Host.NS, bob.Bin, "demo", "udp", "recv", "9999", "8s")
+		out, err := lab.Exec(bob.Host.NS, bob.Bin, "demo", "udp", "recv", "9999", "8s")
 		if err != nil {
 			out = "nothing: " + err.Error()
 		}
@@ -200,17 +312,21 @@ func runDemo(tb *demoTB, w io.Writer, n int) {
 	}()
 	time.Sleep(300 * time.Millisecond)
 	for i := 0; i < 3; i++ {
-		alice.Host.Lab.Exec(alice.Host.NS, alice.Bin, "demo", "udp", "send", "255.255.255.255:9999", "hello from alice's LAN game", aliceIP)
+		lab.Exec(alice.Host.NS, alice.Bin, "demo", "udp", "send", "255.255.255.255:9999", "hello from alice's LAN game", aliceIP)
 		time.Sleep(200 * time.Millisecond)
 	}
 	fmt.Fprintf(w, "bob heard: %s\n", <-heard)
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
 	step("Done: no root server, relay list or controller took part. Cleaning up the namespaces.")
+	return nil
 }
 
 // netStatus waits until n's status on network id is want.
-func netStatus(tb *demoTB, n *netlab.Node, id, want string) api.Network {
+func netStatus(ctx context.Context, n *netlab.Node, id, want string) (api.Network, error) {
 	var got api.Network
-	err := netlab.Eventually(45*time.Second, 250*time.Millisecond, func() error {
+	err := wait(ctx, 45*time.Second, 250*time.Millisecond, func() error {
 		var nets []api.Network
 		if err := n.JSON(&nets, "networks"); err != nil {
 			return err
@@ -227,60 +343,7 @@ func netStatus(tb *demoTB, n *netlab.Node, id, want string) api.Network {
 		return fmt.Errorf("not on the network")
 	})
 	if err != nil {
-		tb.Fatalf("%s on %s: %v (want %s)", n.Host.Name, id, err, want)
+		return got, fmt.Errorf("%s on %s: %w (want %s)", n.Host.Name, id, err, want)
 	}
-	return got
-}
-
-// demoTB runs a netlab outside `go test`: Fatal aborts the demo, cleanups
-// run in reverse order at the end.
-type demoTB struct {
-	w        io.Writer
-	cleanups []func()
-	failed   bool
-	dirs     []string
-}
-
-type demoAbort struct{ msg string }
-
-func newDemoTB(w io.Writer) *demoTB { return &demoTB{w: w} }
-
-func (d *demoTB) run(f func()) (err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			a, ok := r.(demoAbort)
-			if !ok {
-				panic(r)
-			}
-			err = userErrorf("demo: %s", a.msg)
-		}
-	}()
-	f()
-	return nil
-}
-
-func (d *demoTB) cleanup() {
-	for i := len(d.cleanups) - 1; i >= 0; i-- {
-		d.cleanups[i]()
-	}
-	for _, dir := range d.dirs {
-		os.RemoveAll(dir)
-	}
-}
-
-func (d *demoTB) Helper()                           {}
-func (d *demoTB) Logf(format string, args ...any)   { fmt.Fprintf(d.w, format+"\n", args...) }
-func (d *demoTB) Fatal(args ...any)                 { d.failed = true; panic(demoAbort{fmt.Sprint(args...)}) }
-func (d *demoTB) Fatalf(format string, args ...any) { d.Fatal(fmt.Sprintf(format, args...)) }
-func (d *demoTB) Skip(args ...any)                  { d.Fatal(args...) }
-func (d *demoTB) Skipf(format string, args ...any)  { d.Fatalf(format, args...) }
-func (d *demoTB) Cleanup(f func())                  { d.cleanups = append(d.cleanups, f) }
-func (d *demoTB) Failed() bool                      { return d.failed }
-func (d *demoTB) TempDir() string {
-	dir, err := os.MkdirTemp("", "kadlan-demo-")
-	if err != nil {
-		d.Fatal(err)
-	}
-	d.dirs = append(d.dirs, dir)
-	return dir
+	return got, nil
 }

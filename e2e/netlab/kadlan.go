@@ -19,9 +19,9 @@ var (
 	buildErr  error
 )
 
-// Binary builds bin/kadlan once per test process (or uses $KADLAN_BIN).
-func Binary(t TB) string {
-	t.Helper()
+// Binary returns $KADLAN_BIN, or else builds cmd/kadlan once per process
+// (with the go tool, into a temporary directory) and returns its path.
+func Binary() (string, error) {
 	buildOnce.Do(func() {
 		if b := os.Getenv("KADLAN_BIN"); b != "" {
 			buildBin = b
@@ -29,19 +29,16 @@ func Binary(t TB) string {
 		}
 		dir, err := os.MkdirTemp("", "kadlan-e2e-bin-")
 		if err != nil {
-			buildErr = err
+			buildErr = fmt.Errorf("netlab: %w", err)
 			return
 		}
 		buildBin = filepath.Join(dir, "kadlan")
 		out, err := exec.Command("go", "build", "-o", buildBin, "github.com/kadlan/kadlan/cmd/kadlan").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build: %v: %s", err, out)
+			buildErr = fmt.Errorf("netlab: go build: %v: %s", err, out)
 		}
 	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildBin
+	return buildBin, buildErr
 }
 
 // Proc is a process started inside a namespace.
@@ -51,31 +48,43 @@ type Proc struct {
 	err  error
 }
 
-// Start runs args inside h's namespace with output to logPath.
-func (h *Host) Start(logPath string, args ...string) *Proc {
+// Start runs args inside h's namespace with output appended to logPath.
+// The process gets SIGKILL when the process that started it dies, and
+// Close kills it.
+func (h *Host) Start(logPath string, args ...string) (*Proc, error) {
 	l := h.Lab
 	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		l.t.Fatal(err)
+		return nil, fmt.Errorf("netlab: %w", err)
 	}
 	cmd := exec.Command("ip", append([]string{"netns", "exec", h.NS}, args...)...)
 	cmd.Stdout, cmd.Stderr = f, f
-	// If the test process dies, its daemons die with it.
+	// If the process driving the lab dies, its daemons die with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// The lock is held from the start to the record, so that a concurrent
+	// Close either kills the process or prevents its start.
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		f.Close()
+		return nil, errClosed
+	}
 	if err := cmd.Start(); err != nil {
 		f.Close()
-		l.t.Fatalf("netlab: start %v: %v", args, err)
+		return nil, fmt.Errorf("netlab: start %v in %s: %w", args, h.NS, err)
 	}
 	p := &Proc{cmd: cmd, done: make(chan struct{})}
 	go func() { p.err = cmd.Wait(); f.Close(); close(p.done) }()
-	l.mu.Lock()
 	l.procs = append(l.procs, p)
-	l.mu.Unlock()
-	return p
+	return p, nil
 }
 
+// Pid is the process's PID. `ip netns exec` execs the command, so it is
+// the command's own.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Signal sends sig and waits up to 10 s for the process to exit (then
-// SIGKILL). `ip netns exec` execs the command, so the PID is the daemon's.
+// SIGKILL).
 func (p *Proc) Signal(sig syscall.Signal) {
 	if p.Exited() {
 		return
@@ -116,32 +125,42 @@ type Node struct {
 	args    []string
 }
 
-// StartNode starts `kadlan daemon args...` on h and waits for its API.
-func (h *Host) StartNode(t TB, args ...string) *Node {
-	t.Helper()
-	dir := t.TempDir()
-	n := &Node{Host: h, Bin: Binary(t), State: filepath.Join(dir, "state"), API: filepath.Join(dir, "api.sock"),
+// StartNode starts `kadlan daemon args...` on h, with a new state
+// directory, API socket and log under the lab's Dir, and waits for its API.
+func (h *Host) StartNode(args ...string) (*Node, error) {
+	l := h.Lab
+	bin := l.bin
+	if bin == "" {
+		var err error
+		if bin, err = Binary(); err != nil {
+			return nil, err
+		}
+	}
+	dir, err := os.MkdirTemp(l.dir, h.Name+"-")
+	if err != nil {
+		return nil, fmt.Errorf("netlab: %w", err)
+	}
+	n := &Node{Host: h, Bin: bin, State: filepath.Join(dir, "state"), API: filepath.Join(dir, "api.sock"),
 		Log: filepath.Join(dir, h.Name+".log")}
-	n.Start(t, args...)
-	return n
+	l.mu.Lock()
+	l.nodes = append(l.nodes, n)
+	l.mu.Unlock()
+	if err := n.Start(args...); err != nil {
+		return nil, err
+	}
+	return n, nil
 }
 
-// Start (re)starts the daemon with args, keeping state dir and socket.
-func (n *Node) Start(t TB, args ...string) {
-	t.Helper()
+// Start (re)starts the daemon with args, keeping state dir and socket, and
+// waits up to 20 s for its API.
+func (n *Node) Start(args ...string) error {
 	n.args = args
 	full := append([]string{n.Bin, "--state", n.State, "--api", n.API, "daemon"}, args...)
-	n.proc = n.Host.Start(n.Log, full...)
-	t.Cleanup(func() {
-		if t.Failed() {
-			b, _ := os.ReadFile(n.Log)
-			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-			if len(lines) > 25 {
-				lines = lines[len(lines)-25:]
-			}
-			t.Logf("--- last log lines of %s (%s):\n%s", n.Host.Name, n.Address, strings.Join(lines, "\n"))
-		}
-	})
+	p, err := n.Host.Start(n.Log, full...)
+	if err != nil {
+		return err
+	}
+	n.proc = p
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var st struct {
@@ -149,14 +168,24 @@ func (n *Node) Start(t TB, args ...string) {
 		}
 		if err := n.JSON(&st, "status"); err == nil {
 			n.Address = st.Address
-			return
+			return nil
 		}
 		if n.proc.Exited() || time.Now().After(deadline) {
 			b, _ := os.ReadFile(n.Log)
-			t.Fatalf("netlab: daemon on %s did not come up: %s", n.Host.Name, b)
+			return fmt.Errorf("netlab: daemon on %s did not come up: %s", n.Host.Name, b)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// LogTail returns the last n lines of the daemon's log.
+func (n *Node) LogTail(lines int) string {
+	b, _ := os.ReadFile(n.Log)
+	l := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
 }
 
 // Stop ends the daemon with SIGTERM (a clean shutdown).
@@ -166,7 +195,7 @@ func (n *Node) Stop() { n.proc.Signal(syscall.SIGTERM) }
 func (n *Node) Kill() { n.proc.Kill() }
 
 // Running reports whether the daemon process is alive.
-func (n *Node) Running() bool { return !n.proc.Exited() }
+func (n *Node) Running() bool { return n.proc != nil && !n.proc.Exited() }
 
 // CLI runs `kadlan --state S --api A args...` and returns stdout; stderr goes
 // into the error.

@@ -1,6 +1,7 @@
 // Package netlab builds throw-away network topologies out of Linux network
-// namespaces for kadlan's end-to-end tests, and runs real kadlan daemons in
-// them.
+// namespaces, and runs real kadlan daemons in them. kadlan's end-to-end
+// tests use it (through the adapter in package labtest) and so does
+// `kadlan demo`.
 //
 //	       [inet]  bridge br0: the "public Internet", 192.0.0.128/25, 2001:2::/64
 //	      /   |    \
@@ -8,16 +9,20 @@
 //	                                                            |
 //	                                                       [nat0h0] 192.168.1.10
 //
-// Every namespace is named with the lab's unique prefix and deleted by a
-// test cleanup, even when the test fails. No namespace has a link to the
-// host's own namespace, so nothing started here can reach beyond the lab.
-// The "Internet" uses 192.0.0.128/25 and 2001:2::/48: reserved, never
-// routed, yet public to go-multiaddr (unlike 198.18.0.0/15 and the
+// It is an ordinary library: every operation returns an error. Every
+// namespace is named with the lab's unique prefix kl<pid>-<n>- and deleted
+// by (*Lab).Close, which also kills every process the lab started (by the
+// PIDs it started, nothing else); a lab left behind by a process killed
+// before it could close is swept by the next New. No namespace has a link
+// to the host's own namespace, so nothing started here can reach beyond
+// the lab. The "Internet" uses 192.0.0.128/25 and 2001:2::/48: reserved,
+// never routed, yet public to go-multiaddr (unlike 198.18.0.0/15 and the
 // TEST-NETs), so libp2p relays and hole-punches there as on the Internet.
 package netlab
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -42,69 +47,104 @@ const (
 	Only443
 )
 
-// TB is the part of testing.TB the lab uses, so that `kadlan demo` can
-// drive a lab outside `go test` too.
-type TB interface {
-	Helper()
-	Fatal(args ...any)
-	Fatalf(format string, args ...any)
-	Logf(format string, args ...any)
-	Skip(args ...any)
-	Skipf(format string, args ...any)
-	Cleanup(func())
-	TempDir() string
-	Failed() bool
-}
+// ErrUnsupported is wrapped by the errors of Check (and so of New) when
+// this machine cannot run a lab: not root, or ip or nft missing.
+var ErrUnsupported = errors.New("netlab: unsupported here")
 
-// RequireRoot skips the test unless it runs as root with ip and nft.
-func RequireRoot(t TB) {
-	t.Helper()
+type unsupported string
+
+func (u unsupported) Error() string        { return string(u) }
+func (u unsupported) Is(target error) bool { return target == ErrUnsupported }
+
+// Check reports whether a lab can run here: as root, with ip and nft
+// installed. Its error wraps ErrUnsupported and says what is missing.
+func Check() error {
 	if os.Geteuid() != 0 {
-		t.Skip("netlab: e2e tests create network namespaces and need root; run as root (CI does) to include them")
+		return unsupported("netlab: a lab creates network namespaces and needs root; run as root (CI does)")
 	}
 	for _, tool := range []string{"ip", "nft"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("netlab: %s not installed (apt-get install iproute2 nftables)", tool)
+			return unsupported(fmt.Sprintf("netlab: %s not installed (apt-get install iproute2 nftables)", tool))
 		}
 	}
+	return nil
 }
 
-// Lab is one topology. Create it with New; it is torn down by t.Cleanup.
+// Options configure a lab. The zero value is fine.
+type Options struct {
+	// Bin is the kadlan binary StartNode runs; empty means Binary().
+	Bin string
+	// Dir holds the nodes' state directories, API sockets and logs. Empty
+	// means a new temporary directory, which Close removes; a directory
+	// given here is left in place.
+	Dir string
+}
+
+// Lab is one topology. Create it with New and end it with Close.
 type Lab struct {
-	t      TB
+	// Prefix starts the name of every namespace of the lab: kl<pid>-<n>-.
 	Prefix string
 	inet   string
+	bin    string
+	dir    string
+	ownDir bool
 
 	mu       sync.Mutex
+	closed   bool
 	nss      []string
 	nextPub  int
 	nextLink int
 	nextLAN  int
 	procs    []*Proc
+	nodes    []*Node
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 var labSeq int
 var labMu sync.Mutex
 
-// New creates an empty Internet segment. It skips the test when not root.
-func New(t TB) *Lab {
-	t.Helper()
-	RequireRoot(t)
+// New checks that a lab can run here (see Check), deletes namespaces left
+// behind by dead processes, and creates an empty Internet segment. On
+// error nothing of the lab remains.
+func New(opts Options) (*Lab, error) {
+	if err := Check(); err != nil {
+		return nil, err
+	}
 	labMu.Lock()
 	labSeq++
 	seq := labSeq
 	labMu.Unlock()
 	sweepStale()
-	l := &Lab{t: t, Prefix: fmt.Sprintf("kl%d-%d-", os.Getpid(), seq)}
-	t.Cleanup(l.Close)
-	l.inet = l.addNS("inet")
-	l.run(l.inet, "ip", "link", "add", "br0", "type", "bridge")
-	l.run(l.inet, "ip", "link", "set", "br0", "up")
-	return l
+	l := &Lab{Prefix: fmt.Sprintf("kl%d-%d-", os.Getpid(), seq), bin: opts.Bin, dir: opts.Dir}
+	if l.dir == "" {
+		dir, err := os.MkdirTemp("", "kadlan-netlab-")
+		if err != nil {
+			return nil, fmt.Errorf("netlab: %w", err)
+		}
+		l.dir, l.ownDir = dir, true
+	}
+	err := func() error {
+		var err error
+		if l.inet, err = l.addNS("inet"); err != nil {
+			return err
+		}
+		if _, err := l.run(l.inet, "ip", "link", "add", "br0", "type", "bridge"); err != nil {
+			return err
+		}
+		_, err = l.run(l.inet, "ip", "link", "set", "br0", "up")
+		return err
+	}()
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
 }
 
-// sweepStale deletes namespaces that a lab of a test process that no longer
-// exists left behind (it was killed before its cleanup ran). Only names
+// sweepStale deletes namespaces that a lab of a process that no longer
+// exists left behind (it was killed before it could close). Only names
 // with netlab's own pattern kl<pid>-<n>- whose pid is dead are touched.
 func sweepStale() {
 	out, err := exec.Command("ip", "netns", "list").Output()
@@ -130,9 +170,29 @@ func sweepStale() {
 
 var staleRE = regexp.MustCompile(`^kl(\d+)-\d+-`)
 
-// Close stops every process and deletes every namespace of the lab.
-func (l *Lab) Close() {
+// Dir is the directory holding the nodes' state, sockets and logs.
+func (l *Lab) Dir() string { return l.dir }
+
+// Nodes lists the daemons started in the lab, in order.
+func (l *Lab) Nodes() []*Node {
 	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]*Node(nil), l.nodes...)
+}
+
+// Close kills every process the lab started, deletes every namespace of
+// the lab and, when New made it, the lab's directory. It may be called
+// more than once and from any goroutine (say, a signal handler while the
+// lab is being built): later calls wait for the first and return its
+// result, and the lab creates nothing after it.
+func (l *Lab) Close() error {
+	l.closeOnce.Do(func() { l.closeErr = l.close() })
+	return l.closeErr
+}
+
+func (l *Lab) close() error {
+	l.mu.Lock()
+	l.closed = true
 	procs := l.procs
 	l.procs = nil
 	nss := l.nss
@@ -141,38 +201,71 @@ func (l *Lab) Close() {
 	for _, p := range procs {
 		p.Kill()
 	}
+	var errs []error
 	for i := len(nss) - 1; i >= 0; i-- {
-		exec.Command("ip", "netns", "del", nss[i]).Run()
+		if out, err := exec.Command("ip", "netns", "del", nss[i]).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("netlab: ip netns del %s: %v: %s", nss[i], err, bytes.TrimSpace(out)))
+		}
 	}
+	if l.ownDir {
+		if err := os.RemoveAll(l.dir); err != nil {
+			errs = append(errs, fmt.Errorf("netlab: %w", err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
-func (l *Lab) addNS(name string) string {
+var errClosed = errors.New("netlab: lab closed")
+
+// addNS creates namespace Prefix+name with lo up. The lab's lock is held
+// while it is created, so that a concurrent Close cannot miss it.
+func (l *Lab) addNS(name string) (string, error) {
 	ns := l.Prefix + name
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		l.t.Fatalf("netlab: ip netns add %s: %v: %s", ns, err, out)
-	}
 	l.mu.Lock()
-	l.nss = append(l.nss, ns)
+	if l.closed {
+		l.mu.Unlock()
+		return "", errClosed
+	}
+	out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput()
+	if err == nil {
+		l.nss = append(l.nss, ns)
+	}
 	l.mu.Unlock()
-	l.run(ns, "ip", "link", "set", "lo", "up")
-	return ns
+	if err != nil {
+		return "", fmt.Errorf("netlab: ip netns add %s: %v: %s", ns, err, bytes.TrimSpace(out))
+	}
+	if _, err := l.run(ns, "ip", "link", "set", "lo", "up"); err != nil {
+		return "", err
+	}
+	return ns, nil
 }
 
-// run executes a command inside namespace ns ("" is forbidden: tests never
-// touch the host's namespace) and fails the test on error.
-func (l *Lab) run(ns string, args ...string) string {
-	l.t.Helper()
+// run is Exec with the command in the error.
+func (l *Lab) run(ns string, args ...string) (string, error) {
 	out, err := l.Exec(ns, args...)
 	if err != nil {
-		l.t.Fatalf("netlab: %s: %v", strings.Join(args, " "), err)
+		return out, fmt.Errorf("netlab: in %s: %s: %w", ns, strings.Join(args, " "), err)
 	}
-	return out
+	return out, nil
 }
 
-// Exec runs a command inside ns and returns its combined output.
+// runAll runs commands in ns one after the other, stopping at the first
+// error.
+func (l *Lab) runAll(ns string, cmds ...[]string) error {
+	for _, c := range cmds {
+		if _, err := l.run(ns, c...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Exec runs a command inside namespace ns and returns its combined output.
+// ns must be one of the lab's namespaces: Exec refuses anything else (in
+// particular "", the host's own namespace).
 func (l *Lab) Exec(ns string, args ...string) (string, error) {
-	if ns == "" {
-		panic("netlab: refusing to run in the host namespace")
+	if !strings.HasPrefix(ns, l.Prefix) || ns == l.Prefix {
+		return "", fmt.Errorf("netlab: refusing to run outside the lab's namespaces (%q)", ns)
 	}
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, args...)...)
 	var b bytes.Buffer
@@ -184,10 +277,13 @@ func (l *Lab) Exec(ns string, args ...string) (string, error) {
 	return b.String(), nil
 }
 
-// link creates a veth pair directly inside two namespaces (never in the
-// host's), named aName in a and bName in b, and brings both up.
-func (l *Lab) link(a, aName, b, bName string) {
-	l.t.Helper()
+// Link creates a veth pair directly inside the namespaces of a and b (never
+// in the host's), named aDev in a and bDev in b, and brings both ends up.
+func (l *Lab) Link(a *Host, aDev string, b *Host, bDev string) error {
+	return l.link(a.NS, aDev, b.NS, bDev)
+}
+
+func (l *Lab) link(a, aName, b, bName string) error {
 	l.mu.Lock()
 	l.nextLink++
 	tmpA, tmpB := fmt.Sprintf("kla%d", l.nextLink), fmt.Sprintf("klb%d", l.nextLink)
@@ -195,12 +291,12 @@ func (l *Lab) link(a, aName, b, bName string) {
 	// Create with temporary names, then rename: the two ends may share a
 	// name (eth0) only once they live in different namespaces.
 	if out, err := exec.Command("ip", "link", "add", tmpA, "netns", a, "type", "veth", "peer", "name", tmpB, "netns", b).CombinedOutput(); err != nil {
-		l.t.Fatalf("netlab: veth %s<->%s: %v: %s", a, b, err, out)
+		return fmt.Errorf("netlab: veth %s<->%s: %v: %s", a, b, err, bytes.TrimSpace(out))
 	}
-	l.run(a, "ip", "link", "set", tmpA, "name", aName)
-	l.run(b, "ip", "link", "set", tmpB, "name", bName)
-	l.run(a, "ip", "link", "set", aName, "up")
-	l.run(b, "ip", "link", "set", bName, "up")
+	if err := l.runAll(a, []string{"ip", "link", "set", tmpA, "name", aName}, []string{"ip", "link", "set", aName, "up"}); err != nil {
+		return err
+	}
+	return l.runAll(b, []string{"ip", "link", "set", tmpB, "name", bName}, []string{"ip", "link", "set", bName, "up"})
 }
 
 // Host is one namespace with an address.
@@ -216,22 +312,44 @@ type Host struct {
 	nextLAN int
 }
 
+// Namespace adds a bare host: a namespace of the lab with only lo, no
+// address and no link (connect it with Link; set IPv4 and IPv6 to the
+// addresses you give it).
+func (l *Lab) Namespace(name string) (*Host, error) {
+	ns, err := l.addNS(name)
+	if err != nil {
+		return nil, err
+	}
+	return &Host{Lab: l, Name: name, NS: ns}, nil
+}
+
 // PublicHost adds a host on the Internet segment.
-func (l *Lab) PublicHost(name string) *Host {
+func (l *Lab) PublicHost(name string) (*Host, error) {
 	l.mu.Lock()
 	l.nextPub++
 	i := l.nextPub
 	l.mu.Unlock()
 	if i > 120 {
-		l.t.Fatal("netlab: Internet segment full")
+		return nil, errors.New("netlab: Internet segment full")
 	}
-	h := &Host{Lab: l, Name: name, NS: l.addNS(name),
-		IPv4: fmt.Sprintf("192.0.0.%d", 128+i), IPv6: fmt.Sprintf("2001:2::%x", i)}
-	l.link(h.NS, "eth0", l.inet, fmt.Sprintf("p%d", i))
-	l.run(l.inet, "ip", "link", "set", fmt.Sprintf("p%d", i), "master", "br0")
-	l.run(h.NS, "ip", "addr", "add", h.IPv4+"/25", "dev", "eth0")
-	l.run(h.NS, "ip", "-6", "addr", "add", h.IPv6+"/64", "dev", "eth0", "nodad")
-	return h
+	h, err := l.Namespace(name)
+	if err != nil {
+		return nil, err
+	}
+	h.IPv4, h.IPv6 = fmt.Sprintf("192.0.0.%d", 128+i), fmt.Sprintf("2001:2::%x", i)
+	port := fmt.Sprintf("p%d", i)
+	if err := l.link(h.NS, "eth0", l.inet, port); err != nil {
+		return nil, err
+	}
+	if _, err := l.run(l.inet, "ip", "link", "set", port, "master", "br0"); err != nil {
+		return nil, err
+	}
+	if err := l.runAll(h.NS,
+		[]string{"ip", "addr", "add", h.IPv4 + "/25", "dev", "eth0"},
+		[]string{"ip", "-6", "addr", "add", h.IPv6 + "/64", "dev", "eth0", "nodad"}); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // NATRouter adds a router like a home router: masquerade on its WAN side,
@@ -241,23 +359,30 @@ func (l *Lab) PublicHost(name string) *Host {
 // would force the router to pick another port for its own side's packet).
 // Its WAN side is on the Internet (upstream nil)
 // or on the LAN of another router (double NAT), with a private LAN behind.
-func (l *Lab) NATRouter(name string, kind NAT, upstream *Host) *Host {
+func (l *Lab) NATRouter(name string, kind NAT, upstream *Host) (*Host, error) {
 	var r *Host
+	var err error
 	if upstream == nil {
-		r = l.PublicHost(name)
+		r, err = l.PublicHost(name)
 	} else {
-		r = upstream.PrivateHost(name)
+		r, err = upstream.PrivateHost(name)
+	}
+	if err != nil {
+		return nil, err
 	}
 	l.mu.Lock()
 	l.nextLAN++
 	r.lanIdx = l.nextLAN
 	l.mu.Unlock()
 	r.lanNet = fmt.Sprintf("192.168.%d", r.lanIdx)
-	l.run(r.NS, "ip", "link", "set", "eth0", "name", "wan")
-	l.run(r.NS, "ip", "link", "add", "br0", "type", "bridge")
-	l.run(r.NS, "ip", "link", "set", "br0", "up")
-	l.run(r.NS, "ip", "addr", "add", r.lanNet+".1/24", "dev", "br0")
-	l.run(r.NS, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	if err := l.runAll(r.NS,
+		[]string{"ip", "link", "set", "eth0", "name", "wan"},
+		[]string{"ip", "link", "add", "br0", "type", "bridge"},
+		[]string{"ip", "link", "set", "br0", "up"},
+		[]string{"ip", "addr", "add", r.lanNet + ".1/24", "dev", "br0"},
+		[]string{"sysctl", "-qw", "net.ipv4.ip_forward=1"}); err != nil {
+		return nil, err
+	}
 	masq := "masquerade"
 	if kind == Symmetric {
 		masq = "masquerade random,fully-random"
@@ -282,44 +407,56 @@ func (l *Lab) NATRouter(name string, kind NAT, upstream *Host) *Host {
 	cmd := exec.Command("ip", "netns", "exec", r.NS, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		l.t.Fatalf("netlab: nft in %s: %v: %s", r.NS, err, b)
+		return nil, fmt.Errorf("netlab: nft in %s: %v: %s", r.NS, err, bytes.TrimSpace(b))
 	}
-	return r
+	return r, nil
 }
 
 // PrivateHost adds a host on router r's LAN, with r as its default gateway.
-func (r *Host) PrivateHost(name string) *Host {
+func (r *Host) PrivateHost(name string) (*Host, error) {
 	l := r.Lab
 	if r.lanNet == "" {
-		l.t.Fatalf("netlab: %s is not a router", r.Name)
+		return nil, fmt.Errorf("netlab: %s is not a router", r.Name)
 	}
-	l.mu.Lock()
-	r.nextLAN++
-	i := r.nextLAN
-	l.mu.Unlock()
-	h := &Host{Lab: l, Name: name, NS: l.addNS(name), IPv4: fmt.Sprintf("%s.%d", r.lanNet, 9+i)}
-	port := fmt.Sprintf("l%d", i)
-	l.link(h.NS, "eth0", r.NS, port)
-	l.run(r.NS, "ip", "link", "set", port, "master", "br0")
-	l.run(h.NS, "ip", "addr", "add", h.IPv4+"/24", "dev", "eth0")
-	l.run(h.NS, "ip", "route", "add", "default", "via", r.lanNet+".1")
-	return h
+	h, err := l.Namespace(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.attach(r); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
-// Move detaches h from wherever it is and attaches it to router r's LAN with
-// a new address (roaming). Processes in h keep running.
-func (h *Host) Move(r *Host) {
+// attach links h to router r's LAN with the next address there.
+func (h *Host) attach(r *Host) error {
 	l := h.Lab
-	l.run(h.NS, "ip", "link", "del", "eth0")
 	l.mu.Lock()
 	r.nextLAN++
 	i := r.nextLAN
 	l.mu.Unlock()
 	h.IPv4 = fmt.Sprintf("%s.%d", r.lanNet, 9+i)
-	h.IPv6 = ""
 	port := fmt.Sprintf("l%d", i)
-	l.link(h.NS, "eth0", r.NS, port)
-	l.run(r.NS, "ip", "link", "set", port, "master", "br0")
-	l.run(h.NS, "ip", "addr", "add", h.IPv4+"/24", "dev", "eth0")
-	l.run(h.NS, "ip", "route", "add", "default", "via", r.lanNet+".1")
+	if err := l.link(h.NS, "eth0", r.NS, port); err != nil {
+		return err
+	}
+	if _, err := l.run(r.NS, "ip", "link", "set", port, "master", "br0"); err != nil {
+		return err
+	}
+	return l.runAll(h.NS,
+		[]string{"ip", "addr", "add", h.IPv4 + "/24", "dev", "eth0"},
+		[]string{"ip", "route", "add", "default", "via", r.lanNet + ".1"})
+}
+
+// Move detaches h from wherever it is and attaches it to router r's LAN with
+// a new address (roaming). Processes in h keep running.
+func (h *Host) Move(r *Host) error {
+	if r.lanNet == "" {
+		return fmt.Errorf("netlab: %s is not a router", r.Name)
+	}
+	if _, err := h.Lab.run(h.NS, "ip", "link", "del", "eth0"); err != nil {
+		return err
+	}
+	h.IPv6 = ""
+	return h.attach(r)
 }
