@@ -2,11 +2,12 @@ package overlay
 
 import (
 	"bytes"
-	"github.com/kadlan/kadlan/overlay/vswitch"
 	"io"
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/kadlan/kadlan/overlay/vswitch"
 )
 
 // benchFrames returns n encoded 1400-byte unicast messages.

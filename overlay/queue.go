@@ -1,9 +1,10 @@
 package overlay
 
 import (
-	"github.com/kadlan/kadlan/overlay/vswitch"
 	"sync"
 	"time"
+
+	"github.com/kadlan/kadlan/overlay/vswitch"
 )
 
 // DefaultQueueBytes bounds a member link's send queue: about 2 ms of

@@ -2,10 +2,11 @@ package overlay
 
 import (
 	"bytes"
-	"github.com/kadlan/kadlan/overlay/vswitch"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kadlan/kadlan/overlay/vswitch"
 )
 
 func TestQueueDropTailAndBatches(t *testing.T) {

@@ -4,8 +4,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/kadlan/kadlan/overlay/social"
 	"io"
+
+	"github.com/kadlan/kadlan/overlay/social"
 )
 
 // ProtocolID is the libp2p protocol of member links: one long-lived stream

@@ -3,9 +3,10 @@ package vswitch
 import (
 	"bytes"
 	"errors"
-	"github.com/kadlan/kadlan/overlay/social"
 	"io"
 	"testing"
+
+	"github.com/kadlan/kadlan/overlay/social"
 )
 
 func FuzzLinkStream(f *testing.F) {

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/kadlan/kadlan/overlay/netrec"
@@ -174,53 +172,6 @@ func (m *Membership) Forget(p peer.ID) {
 	m.gen++
 }
 
-// authorized reports whether p, whose entry is mem, may take part in the
-// network at now; this node's own view of the rules (see statusOf).
-func (m *Membership) authorized(p peer.ID, mem *Member, now time.Time) bool {
-	return m.statusOf(p, mem.Certificate, now) == StatusOK
-}
-
-// trimPending keeps at most MaxPending unauthorized entries.
-func (m *Membership) trimPending() { m.trimPendingTo(MaxPending) }
-
-// trimPendingTo drops the unauthorized entries seen least recently (by
-// LastSeen, then announcement time) until at most max remain.
-func (m *Membership) trimPendingTo(max int) {
-	var pend []*Member
-	for p, mem := range m.members {
-		// Without a certificate the status does not depend on the time.
-		if mem.Certificate == nil && !m.authorized(p, mem, time.Time{}) {
-			pend = append(pend, mem)
-		}
-	}
-	if len(pend) <= max {
-		return
-	}
-	last := func(mem *Member) time.Time {
-		t := mem.LastSeen
-		if mem.Announcement != nil && mem.Announcement.Time.After(t) {
-			t = mem.Announcement.Time
-		}
-		return t
-	}
-	slices.SortFunc(pend, func(a, b *Member) int { return last(a).Compare(last(b)) })
-	for _, mem := range pend[:len(pend)-max] {
-		delete(m.members, mem.Peer)
-	}
-	m.gen++
-}
-
-// Pending is the number of entries of members that are not authorized.
-func (m *Membership) Pending(now time.Time) int {
-	n := 0
-	for p, mem := range m.members {
-		if !m.authorized(p, mem, now) {
-			n++
-		}
-	}
-	return n
-}
-
 func (m *Membership) member(p peer.ID) *Member {
 	mem, ok := m.members[p]
 	if !ok {
@@ -335,136 +286,6 @@ func (m *Membership) MAC() ether.MAC { return netrec.MemberMAC(m.ID, m.Self) }
 // IPv6 is this node's address; its prefix is IPv6Prefix(ID).
 func (m *Membership) IPv6() netip.Addr { return netrec.MemberIPv6(m.ID, m.Self) }
 
-// claims lists the IPv4 addresses other authorized members hold: a valid
-// certificate's, or else the announced (derived) one. A node that is not
-// authorized claims nothing, so a stranger cannot move a member's address
-// by announcing it. The list is computed once per change of the records
-// (and again when a certificate in it expires), not per call.
-func (m *Membership) claims(now time.Time) []netrec.IPv4Claim {
-	m.claimIndex(now)
-	return m.claimList
-}
-
-func (m *Membership) claimIndex(now time.Time) map[netip.Addr][]netrec.IPv4Claim {
-	if m.claimByIP != nil && m.claimGen == m.gen && (m.claimUntil.IsZero() || now.Before(m.claimUntil)) {
-		return m.claimByIP
-	}
-	var list []netrec.IPv4Claim
-	var until time.Time
-	for p, mem := range m.members {
-		c := mem.Certificate
-		if c != nil && !c.Expires.IsZero() && now.Before(c.Expires) && (until.IsZero() || c.Expires.Before(until)) {
-			until = c.Expires
-		}
-		if !m.authorized(p, mem, now) {
-			continue
-		}
-		if c != nil && c.IPv4.IsValid() && c.Valid(m.ID, now, m.Revocation) == nil {
-			list = append(list, netrec.IPv4Claim{Member: p, Addr: c.IPv4, Fixed: true})
-		} else if mem.Announcement != nil && mem.Announcement.IPv4.IsValid() {
-			list = append(list, netrec.IPv4Claim{Member: p, Addr: mem.Announcement.IPv4})
-		}
-	}
-	// A deterministic order, whatever the map's.
-	slices.SortFunc(list, func(a, b netrec.IPv4Claim) int { return strings.Compare(string(a.Member), string(b.Member)) })
-	by := make(map[netip.Addr][]netrec.IPv4Claim, len(list))
-	for _, c := range list {
-		by[c.Addr] = append(by[c.Addr], c)
-	}
-	m.claimList, m.claimByIP, m.claimGen, m.claimUntil = list, by, m.gen, until
-	return by
-}
-
-// IPv4 is this node's IPv4 address with the pool's prefix length: the one in
-// its certificate, or else derived within the pool avoiding the addresses
-// other members claim (see ChooseIPv4). It is invalid before the
-// definition is known or when the pool is exhausted.
-func (m *Membership) IPv4(now time.Time) netip.Prefix {
-	if m.Def == nil {
-		return netip.Prefix{}
-	}
-	bits := m.Def.IPv4Pool.Bits()
-	if m.Cert != nil && m.Cert.IPv4.IsValid() {
-		return netip.PrefixFrom(m.Cert.IPv4, bits)
-	}
-	a, ok := netrec.ChooseIPv4Prefer(m.Def.IPv4Pool, m.ID, m.Self, m.claims(now), m.LastIPv4)
-	if !ok {
-		return netip.Prefix{}
-	}
-	return netip.PrefixFrom(a, bits)
-}
-
-// MemberIPv4 is p's IPv4 address as known from its certificate or its
-// announcement; invalid when unknown or when the announced address lost a
-// conflict (see ChooseIPv4), so a member cannot take over another's
-// address by announcing it.
-func (m *Membership) MemberIPv4(p peer.ID, now time.Time) netip.Addr {
-	mem, ok := m.members[p]
-	if !ok {
-		return netip.Addr{}
-	}
-	if c := mem.Certificate; c != nil && c.IPv4.IsValid() && c.Valid(m.ID, now, m.Revocation) == nil {
-		return c.IPv4
-	}
-	if mem.Announcement == nil || !mem.Announcement.IPv4.IsValid() {
-		return netip.Addr{}
-	}
-	a := mem.Announcement.IPv4
-	if m.Def != nil && !m.Def.IPv4Pool.Contains(a) {
-		return netip.Addr{}
-	}
-	// An announced (derived) address counts only while no better claim
-	// holds it: a certificate, or a member of lower IPv4Priority
-	// (including this node).
-	prio := netrec.IPv4Priority(m.ID, p)
-	if m.Cert != nil && m.Cert.IPv4 == a ||
-		(m.Cert == nil || !m.Cert.IPv4.IsValid()) && m.LastIPv4 == a && netrec.IPv4Priority(m.ID, m.Self) < prio {
-		return netip.Addr{}
-	}
-	if !m.authorized(p, mem, now) {
-		return netip.Addr{}
-	}
-	for _, c := range m.claimIndex(now)[a] {
-		if c.Member != p && (c.Fixed || netrec.IPv4Priority(m.ID, c.Member) < prio) {
-			return netip.Addr{}
-		}
-	}
-	return a
-}
-
-// MemberInfo is one line of `kadlan members`.
-type MemberInfo struct {
-	Address  peer.ID    `json:"address"`
-	Status   Status     `json:"status"`
-	MAC      string     `json:"mac"`
-	IPv4     netip.Addr `json:"ipv4,omitzero"`
-	IPv6     netip.Addr `json:"ipv6"`
-	Expires  time.Time  `json:"expires,omitzero"`
-	LastSeen time.Time  `json:"last_seen,omitzero"`
-}
-
-// Members lists the known members (self excluded) sorted by address.
-func (m *Membership) Members(now time.Time) []MemberInfo {
-	out := make([]MemberInfo, 0, len(m.members))
-	for p, mem := range m.members {
-		mi := MemberInfo{Address: p, Status: m.MemberStatus(p, now), MAC: netrec.MemberMAC(m.ID, p).String(),
-			IPv4: m.MemberIPv4(p, now), IPv6: netrec.MemberIPv6(m.ID, p), LastSeen: mem.LastSeen}
-		if mem.Certificate != nil {
-			mi.Expires = mem.Certificate.Expires
-		}
-		out = append(out, mi)
-	}
-	slices.SortFunc(out, func(a, b MemberInfo) int {
-		if a.Address < b.Address {
-			return -1
-		} else if a.Address > b.Address {
-			return 1
-		}
-		return 0
-	})
-	return out
-}
-
 // SwitchConfig returns the configuration of this network's Switch at now.
 func (m *Membership) SwitchConfig(now time.Time) SwitchConfig {
 	c := SwitchConfig{Network: m.ID, Self: m.Self, MAC: m.MAC(), IPv6: m.IPv6(), IPv4: m.IPv4(now).Addr()}
@@ -503,44 +324,6 @@ func (m *Membership) Sync(sw *Switch, now time.Time) (removed []peer.ID) {
 		}
 	}
 	return removed
-}
-
-// NetworkInfo is one object of `kadlan networks --json`.
-type NetworkInfo struct {
-	Network   netrec.NetworkID       `json:"network"`
-	Name      string                 `json:"name"`
-	Status    Status                 `json:"status"`
-	Private   bool                   `json:"private"`
-	Owner     peer.ID                `json:"owner,omitempty"`
-	IsOwner   bool                   `json:"is_owner"`
-	Interface string                 `json:"interface"`
-	MAC       string                 `json:"mac"`
-	IPv4      []string               `json:"ipv4"` // CIDR strings
-	IPv6      []string               `json:"ipv6"` // CIDR strings
-	MTU       int                    `json:"mtu"`
-	Broadcast netrec.BroadcastParams `json:"broadcast"`
-	Expires   time.Time              `json:"expires,omitzero"` // own certificate
-	Members   []MemberInfo           `json:"members"`
-}
-
-// Info summarises the membership at now. The daemon may refine Status
-// (for example report "pending" until the first link is up).
-func (m *Membership) Info(now time.Time) NetworkInfo {
-	ni := NetworkInfo{Network: m.ID, Status: m.Status(now), Interface: m.Interface, MAC: m.MAC().String(),
-		IPv4: []string{}, IPv6: []string{netip.PrefixFrom(m.IPv6(), 64).String()}, Members: m.Members(now)}
-	if o, ok := m.Owner(); ok {
-		ni.Owner, ni.IsOwner = o, o == m.Self
-	}
-	if m.Def != nil {
-		ni.Name, ni.Private, ni.MTU, ni.Broadcast = m.Def.Name, m.Def.Private, m.Def.MTU, m.Def.Broadcast
-		if p := m.IPv4(now); p.IsValid() {
-			ni.IPv4 = append(ni.IPv4, p.String())
-		}
-	}
-	if m.Cert != nil {
-		ni.Expires = m.Cert.Expires
-	}
-	return ni
 }
 
 // Hello is the Hello this node sends when it opens a link on the network:

@@ -2,10 +2,11 @@ package vswitch
 
 import (
 	"fmt"
-	"github.com/kadlan/kadlan/overlay/netrec"
-	"github.com/kadlan/kadlan/overlay/social"
 	"testing"
 	"time"
+
+	"github.com/kadlan/kadlan/overlay/netrec"
+	"github.com/kadlan/kadlan/overlay/social"
 )
 
 // Issue 10, item 8: a member storming broadcasts gets its burst and then

@@ -1,0 +1,53 @@
+package overlay
+
+import "github.com/libp2p/go-libp2p/core/peer"
+
+// Connect dials member p unless a link to p is up or being dialled, or a
+// dial started less than needLinkEvery ago.
+func (e *Engine) Connect(p peer.ID) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.links[p]; !ok {
+		e.connect(p)
+	}
+}
+
+// connect starts a dial of p (see Connect); e.mu is held.
+func (e *Engine) connect(p peer.ID) {
+	if e.tr == nil || e.closed || e.dialing[p] || !e.sw.IsMember(p) {
+		return
+	}
+	now := e.cfg.Now()
+	if t, ok := e.asked[p]; ok && now.Sub(t) < needLinkEvery {
+		return
+	}
+	e.asked[p] = now
+	e.dialing[p] = true
+	e.wg.Add(1)
+	go e.dial(p)
+}
+
+// dial opens a link to p through the Transport and adds it.
+func (e *Engine) dial(p peer.ID) {
+	defer e.wg.Done()
+	defer func() {
+		e.mu.Lock()
+		delete(e.dialing, p)
+		e.mu.Unlock()
+	}()
+	hello, err := e.cfg.Hello()
+	if err != nil {
+		e.logs.log("hello", "overlay: no hello for %s: %v", p, err)
+		return
+	}
+	rw, err := e.tr.DialLink(e.ctx, p, hello)
+	if err != nil {
+		if e.ctx.Err() == nil {
+			e.logs.log("dial", "overlay: link to %s: %v", p, err)
+		}
+		return
+	}
+	if err := e.AddLink(p, rw, true); err != nil {
+		rw.Close()
+	}
+}

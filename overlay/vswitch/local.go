@@ -1,0 +1,131 @@
+package vswitch
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/kadlan/kadlan/tap/ether"
+)
+
+// HandleLocal processes a frame read from the local device at now.
+func (s *Switch) HandleLocal(now time.Time, frame []byte) []Output {
+	s.reset()
+	s.replay.Begin(now)
+	s.counters.LocalIn++
+	h, err := ether.ParseHeader(frame)
+	if err != nil {
+		s.counters.DropMalformed++
+		return nil
+	}
+	if h.Src != s.cfg.MAC && (!s.cfg.AllowBridging || h.Src.IsMulticast() || s.isMemberMAC(h.Src)) {
+		s.counters.DropLocalSource++
+		return nil
+	}
+	if h.Dst.IsMulticast() {
+		if s.snoop(now, h, frame) || s.answerLocally(h, frame) {
+			return s.out
+		}
+		s.originate(now, h, frame)
+		return s.out
+	}
+	p, ok := s.byMAC[h.Dst]
+	if !ok && s.cfg.AllowBridging {
+		p, ok = s.learned.Lookup(h.Dst, now)
+	}
+	if !ok {
+		s.counters.DropUnknownDest++
+		return nil
+	}
+	s.counters.UnicastOut++
+	s.social.Touch(p, now)
+	s.emitPeer(p, Message{Kind: MsgFrame, Payload: frame})
+	return s.out
+}
+
+func (s *Switch) isMemberMAC(m ether.MAC) bool {
+	_, ok := s.byMAC[m]
+	return ok
+}
+
+// snoop consumes the local host's IGMP/MLD reports: it joins or leaves the
+// groups and, when its group set changed, announces it to the social
+// neighbours at once. It reports whether frame was such a report.
+func (s *Switch) snoop(now time.Time, h ether.Header, frame []byte) bool {
+	var ok bool
+	s.changes, ok = parseReport(s.changes[:0], h, frame)
+	if !ok {
+		return false
+	}
+	s.counters.ReportsSnooped++
+	changed := false
+	for _, c := range s.changes {
+		if c.join != s.groups[c.mac] {
+			changed = true
+			if c.join {
+				s.JoinGroup(c.mac)
+			} else {
+				s.LeaveGroup(c.mac)
+			}
+		}
+	}
+	if changed {
+		s.announceGroups(now)
+	}
+	return true
+}
+
+// answerLocally answers an ARP request or neighbour solicitation for a
+// member's address (or swallows a probe for our own) and reports whether it
+// did.
+func (s *Switch) answerLocally(h ether.Header, frame []byte) bool {
+	switch h.Type {
+	case ether.TypeARP:
+		a, err := ether.ParseARP(frame[ether.HeaderLen:])
+		if err != nil || a.Op != ether.ARPRequest {
+			return false
+		}
+		if a.TargetIP == s.cfg.IPv4 && a.SenderIP != a.TargetIP {
+			s.counters.DropOwnDAD++ // a probe for our own address: nobody else has it
+			return true
+		}
+		m := s.memberByIP(a.TargetIP)
+		if m == nil || a.SenderIP == a.TargetIP {
+			return false
+		}
+		reply := ether.ARP{Op: ether.ARPReply, SenderMAC: m.MAC, SenderIP: a.TargetIP, TargetMAC: a.SenderMAC, TargetIP: a.SenderIP}
+		s.emitLocal(s.synth(func(b []byte) []byte { return ether.AppendARPFrame(b, h.Src, m.MAC, reply) }))
+		s.counters.ARPAnswered++
+		return true
+	case ether.TypeIPv6:
+		n, err := ether.ParseNDP(frame[ether.HeaderLen:])
+		if err != nil || n.Type != ether.ICMPv6NeighborSol {
+			return false
+		}
+		if n.Target == s.cfg.IPv6 || n.Target == ether.LinkLocal(s.cfg.MAC) {
+			s.counters.DropOwnDAD++
+			return true
+		}
+		m := s.memberByIP(n.Target)
+		if m == nil {
+			return false
+		}
+		na := ether.NDP{Type: ether.ICMPv6NeighborAdv, Src: n.Target, Dst: n.Src, Target: n.Target, Flags: 0x60, LLAddr: m.MAC}
+		if n.Src.IsUnspecified() { // someone else's DAD: tell everyone
+			na.Dst, na.Flags = netip.MustParseAddr("ff02::1"), 0x20
+		}
+		s.emitLocal(s.synth(func(b []byte) []byte { return ether.AppendNDPFrame(b, h.Src, m.MAC, na) }))
+		s.counters.NDPAnswered++
+		return true
+	}
+	return false
+}
+
+func (s *Switch) memberByIP(ip netip.Addr) *SwitchMember {
+	if !ip.IsValid() {
+		return nil
+	}
+	if p, ok := s.byIP[ip]; ok {
+		return s.members[p]
+	}
+	return nil
+}
