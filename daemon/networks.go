@@ -179,7 +179,7 @@ func SystemDevices(kind string) (DeviceFactory, error) {
 
 // vnetHdr reports whether dev's frames carry a virtio-net header.
 func vnetHdr(dev tap.Device) bool {
-	v, ok := dev.(interface{ VnetHdrLen() int })
+	v, ok := dev.(tap.Offloader)
 	return ok && v.VnetHdrLen() > 0
 }
 

@@ -60,6 +60,14 @@ type Device interface {
 // portable code can name them.
 const OffloadTSO = 0x01 | 0x02 | 0x04
 
+// Offloader is implemented by devices that exchange frames with a
+// virtio-net header in front (ether.VnetHdr: TCP segmentation and checksum
+// offload, IFF_VNET_HDR): VnetHdrLen is ether.VnetHdrLen then, 0 for plain
+// frames. Every Read and Write of such a device carries the header.
+type Offloader interface {
+	VnetHdrLen() int
+}
+
 // Addresser is implemented by devices whose operating-system interface can
 // be configured. kadlan calls it once after creating the device.
 type Addresser interface {

@@ -32,9 +32,6 @@ type Config struct {
 	Offload int
 }
 
-// VirtioNetHdrLen is the length of struct virtio_net_hdr.
-const VirtioNetHdrLen = 10
-
 // Linux is a TAP device created through /dev/net/tun. It lives in the
 // network namespace of the thread that created it and disappears on Close.
 type Linux struct {
@@ -85,7 +82,7 @@ func Create(cfg Config) (*Linux, error) {
 		return nil, fmt.Errorf("tap: TUNSETIFF %q: %w", name, err)
 	}
 	if cfg.VnetHdr {
-		if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, VirtioNetHdrLen); err != nil {
+		if err := unix.IoctlSetPointerInt(fd, unix.TUNSETVNETHDRSZ, ether.VnetHdrLen); err != nil {
 			unix.Close(fd)
 			return nil, fmt.Errorf("tap: TUNSETVNETHDRSZ: %w", err)
 		}
@@ -170,7 +167,7 @@ func (d *Linux) Index() int { return d.index }
 // Config.VnetHdr, else 0.
 func (d *Linux) VnetHdrLen() int {
 	if d.vnetHdr {
-		return VirtioNetHdrLen
+		return ether.VnetHdrLen
 	}
 	return 0
 }
@@ -219,3 +216,5 @@ func (d *Linux) Close() error {
 	})
 	return err
 }
+
+var _ Offloader = (*Linux)(nil)

@@ -230,7 +230,7 @@ func TestLinuxTAPVnetHdr(t *testing.T) {
 			return err
 		}
 		defer d.Close()
-		if d.VnetHdrLen() != VirtioNetHdrLen {
+		if d.VnetHdrLen() != ether.VnetHdrLen {
 			return fmt.Errorf("VnetHdrLen %d", d.VnetHdrLen())
 		}
 		if err := d.AddAddr(netip.MustParsePrefix("10.98.0.1/24")); err != nil {
@@ -242,13 +242,13 @@ func TestLinuxTAPVnetHdr(t *testing.T) {
 		// A frame written with a zero virtio header is accepted: the kernel
 		// answers this ARP request, and its reply comes with a header too.
 		peer := ether.MAC{2, 0, 0, 0, 0, 9}
-		req := ether.AppendARPFrame(make([]byte, VirtioNetHdrLen), ether.Broadcast, peer, ether.ARP{Op: ether.ARPRequest,
+		req := ether.AppendARPFrame(make([]byte, ether.VnetHdrLen), ether.Broadcast, peer, ether.ARP{Op: ether.ARPRequest,
 			SenderMAC: peer, SenderIP: netip.MustParseAddr("10.98.0.2"), TargetIP: netip.MustParseAddr("10.98.0.1")})
 		_, err = ask(d, req, func(f []byte) bool {
-			if len(f) < VirtioNetHdrLen+ether.HeaderLen {
+			if len(f) < ether.VnetHdrLen+ether.HeaderLen {
 				return false
 			}
-			f = f[VirtioNetHdrLen:]
+			f = f[ether.VnetHdrLen:]
 			h, _ := ether.ParseHeader(f)
 			a, err := ether.ParseARP(f[ether.HeaderLen:])
 			return h.Type == ether.TypeARP && err == nil && a.Op == ether.ARPReply
