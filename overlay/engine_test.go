@@ -283,8 +283,14 @@ func TestEngineDialBackoff(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	// The first frame started one dial; wait for it to have failed.
-	for tr.n.Load() != 1 {
+	// The first frame started one dial; wait until it has failed and
+	// finished.
+	dialling := func() bool {
+		ea.mu.Lock()
+		defer ea.mu.Unlock()
+		return ea.dialing[b.peer]
+	}
+	for tr.n.Load() != 1 || dialling() {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d dials, want 1", tr.n.Load())
 		}
@@ -304,9 +310,7 @@ func TestEngineDialBackoff(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	// A dial started since would be running (dialing) or done (counted).
-	ea.mu.Lock()
-	running := ea.dialing[b.peer]
-	ea.mu.Unlock()
+	running := dialling()
 	if n := tr.n.Load(); n != 1 || running {
 		t.Fatalf("%d dials (one running: %v) within the interval, want 1", n, running)
 	}
