@@ -39,8 +39,12 @@ func TestBenchDataplane(t *testing.T) {
 	a, b := vethHosts(t, lab)
 	var notes []string
 	systems := []*dpSystem{{name: "raw veth", ip: b.IPv4}}
+	var idle string
 	if s := setupKadlan(t, a, b); s != nil {
 		systems = append(systems, s)
+		// Before any other system runs on the veth: what two joined
+		// members send each other with no traffic of their own.
+		idle = idleTraffic(t, lab, a, envInt("KADLAN_BENCH_IDLE_SECS", 30))
 	}
 	only := os.Getenv("KADLAN_BENCH_ONLY") // "kadlan": skip the others
 	if only != "" {
@@ -98,6 +102,9 @@ func TestBenchDataplane(t *testing.T) {
 		for _, l := range kadlanLinks(s.nodes) {
 			fmt.Fprintf(&rep, "  %s\n", l)
 		}
+	}
+	if idle != "" {
+		fmt.Fprintln(&rep, idle)
 	}
 	t.Log(rep.String())
 	fmt.Println(rep.String())
@@ -559,4 +566,38 @@ func TestBenchRelayed(t *testing.T) {
 	r := benchRelayed(t, envInt("KADLAN_BENCH_SECS", 5))
 	t.Log(r)
 	fmt.Println(r)
+}
+
+// idleTraffic measures the bytes crossing h's eth0 (both directions) over
+// secs seconds while nothing but the kadlan daemons runs on it: keep-alives,
+// DHT refreshes, record republishing and link pings of two joined members.
+func idleTraffic(t *testing.T, lab *labtest.Lab, h *labtest.Host, secs int) string {
+	t.Helper()
+	bytesNow := func() (uint64, error) {
+		out, err := lab.Exec(h.NS, "ip", "-j", "-s", "link", "show", "eth0")
+		if err != nil {
+			return 0, err
+		}
+		var links []struct {
+			Stats struct {
+				RX struct{ Bytes uint64 } `json:"rx"`
+				TX struct{ Bytes uint64 } `json:"tx"`
+			} `json:"stats64"`
+		}
+		if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
+			return 0, fmt.Errorf("ip -j -s link: %v: %s", err, out)
+		}
+		return links[0].Stats.RX.Bytes + links[0].Stats.TX.Bytes, nil
+	}
+	before, err := bytesNow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Duration(secs) * time.Second) // a measurement window, not a wait for state
+	after, err := bytesNow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("idle traffic between two joined members: %.0f B/s (rx+tx on the veth over %d s; goal <= 300)",
+		float64(after-before)/float64(secs), secs)
 }
