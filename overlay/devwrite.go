@@ -61,6 +61,3 @@ func (e *Engine) writeGSO(whole []byte, h ether.VnetHdr, frame, seg []byte) []by
 	}
 	return seg
 }
-
-// aliases reports whether a and b are the same non-empty slice.
-func aliases(a, b []byte) bool { return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0] }

@@ -400,7 +400,7 @@ func (e *Engine) handleLocal(frame, whole []byte, canWait bool, wait []blocked) 
 	}
 	e.mu.Lock()
 	for _, o := range e.sw.HandleLocal(e.cfg.Now(), frame) {
-		if whole != nil && o.Kind == vswitch.ToPeer && o.Msg.Kind == vswitch.MsgFrame && aliases(o.Msg.Payload, frame) {
+		if whole != nil && o.Input && o.Kind == vswitch.ToPeer {
 			o.Msg = vswitch.Message{Kind: vswitch.MsgFrameGSO, Payload: whole}
 			e.stats.GSOSent++
 		}

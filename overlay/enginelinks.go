@@ -111,7 +111,7 @@ func (e *Engine) readLink(l *engineLink) {
 			e.stats.GSOReceived++
 		}
 		for _, o := range e.sw.HandleRemote(e.cfg.Now(), l.peer, m) {
-			if o.Kind == vswitch.ToLocal && aliases(o.Msg.Payload, m.Payload) {
+			if o.Kind == vswitch.ToLocal && o.Input {
 				local = append(local, o.Msg.Payload)
 				continue
 			}

@@ -38,7 +38,7 @@ func (s *Switch) HandleLocal(now time.Time, frame []byte) []Output {
 	}
 	s.counters.UnicastOut++
 	s.social.Touch(p, now)
-	s.emitPeer(p, Message{Kind: MsgFrame, Payload: frame})
+	s.emitInput(Output{Kind: ToPeer, Peer: p, Msg: Message{Kind: MsgFrame, Payload: frame}})
 	return s.out
 }
 

@@ -91,6 +91,12 @@ type Output struct {
 	Kind OutputKind
 	Peer peer.ID
 	Msg  Message
+	// Input: Msg.Payload is the very frame the call was given, unchanged
+	// (a unicast frame forwarded or delivered, a broadcast delivered). It
+	// stays valid as long as the caller's buffer, not only until the next
+	// call, and a driver may send or write the frame's offload form (a
+	// TCP super-frame) in its place.
+	Input bool
 }
 
 // Counters count what a Switch did; every dropped frame is in exactly one
@@ -346,6 +352,12 @@ func (s *Switch) emitLocal(frame []byte) {
 	s.out = append(s.out, Output{Kind: ToLocal, Msg: Message{Kind: MsgFrame, Payload: frame}})
 }
 
+// emitInput delivers the caller's own frame (see Output.Input).
+func (s *Switch) emitInput(o Output) {
+	o.Input = true
+	s.out = append(s.out, o)
+}
+
 func (s *Switch) emitPeer(p peer.ID, m Message) {
 	s.out = append(s.out, Output{Kind: ToPeer, Peer: p, Msg: m})
 }
@@ -420,7 +432,7 @@ func (s *Switch) HandleRemote(now time.Time, from peer.ID, m Message) []Output {
 		}
 		s.social.Touch(from, now)
 		s.counters.UnicastDelivered++
-		s.emitLocal(m.Payload)
+		s.emitInput(Output{Kind: ToLocal, Msg: Message{Kind: MsgFrame, Payload: m.Payload}})
 		return s.out
 	}
 	sh, _, err := social.DecodeSocialHeader(m.Social)
@@ -484,7 +496,7 @@ func (s *Switch) HandleRemote(now time.Time, from peer.ID, m Message) []Output {
 	}
 	if d.Deliver && !own {
 		s.counters.BroadcastDelivered++
-		s.emitLocal(m.Payload)
+		s.emitInput(Output{Kind: ToLocal, Msg: Message{Kind: MsgFrame, Payload: m.Payload}})
 	}
 	s.sendCopies(d.Sends, m.Payload)
 	return s.out

@@ -601,3 +601,25 @@ func TestSwitchFirstSequence(t *testing.T) {
 		t.Fatalf("first broadcast after SetSequence(1000): %+v %+v", id, sends)
 	}
 }
+
+// Outputs that carry the caller's own frame say so (Output.Input), and
+// synthesized ones do not: a driver relies on it to send a super-frame in
+// the frame's place and to write delivered frames outside its lock.
+func TestSwitchMarksInputFrames(t *testing.T) {
+	w := newTestWorld(t, 2, false)
+	a, b := w.nodes[0], w.nodes[1]
+	f := ipv4Frame(b.mac, a.mac, a.ipv4, b.ipv4, "hello")
+	outs := a.sw.HandleLocal(w.now, f)
+	if len(outs) != 1 || outs[0].Kind != ToPeer || !outs[0].Input || &outs[0].Msg.Payload[0] != &f[0] {
+		t.Fatalf("forwarded unicast: %+v", outs)
+	}
+	outs = b.sw.HandleRemote(w.now, a.peer, Message{Kind: MsgFrame, Payload: f})
+	if len(outs) != 1 || outs[0].Kind != ToLocal || !outs[0].Input || &outs[0].Msg.Payload[0] != &f[0] {
+		t.Fatalf("delivered unicast: %+v", outs)
+	}
+	// An ARP answer is made by the switch: not the input.
+	outs = a.sw.HandleLocal(w.now, arpRequestFrame(a.mac, a.ipv4, b.ipv4))
+	if len(outs) != 1 || outs[0].Kind != ToLocal || outs[0].Input {
+		t.Fatalf("ARP answer: %+v", outs)
+	}
+}
