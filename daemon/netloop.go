@@ -62,7 +62,15 @@ func (j *joined) step(ctx context.Context) bool {
 		j.lastCert = now
 		j.fetch(ctx, netrec.CertificateKey(id, j.mgr.node.ID()))
 	}
-	if now.Sub(j.lastRev) > revocationEvery {
+	// A linked member hears of new revocations along its links (the owner
+	// and every member push them on), so it polls the DHT only as a
+	// fallback; likewise it looks for new members less often. This keeps
+	// an idle network quiet (make bench-dataplane prints the idle bytes).
+	revEvery, discEvery := revocationEvery, discoverEvery
+	if j.linkCount() > 0 {
+		revEvery, discEvery = linkedRevocationEvery, linkedDiscoverEvery
+	}
+	if now.Sub(j.lastRev) > revEvery {
 		j.lastRev = now
 		j.fetch(ctx, netrec.RevocationKey(id))
 	}
@@ -114,7 +122,7 @@ func (j *joined) step(ctx context.Context) bool {
 	// Look for members every discoverEvery, and every 2 s while authorized
 	// but without any link (just joined, or every link lost).
 	lonely := status == vswitch.StatusOK && j.linkCount() == 0
-	if def != nil && now.Sub(j.lastDiscover) > discoverEvery || lonely && now.Sub(j.lastDiscover) > 2*time.Second {
+	if def != nil && now.Sub(j.lastDiscover) > discEvery || lonely && now.Sub(j.lastDiscover) > 2*time.Second {
 		j.lastDiscover = now
 		j.discover(ctx)
 	}

@@ -29,8 +29,11 @@ const (
 	republishEvery  = 10 * time.Minute
 	revocationEvery = 15 * time.Second
 	discoverEvery   = 20 * time.Second
-	dhtOpTimeout    = 10 * time.Second
-	helloTimeout    = 10 * time.Second
+	// With at least one member link up (records arrive along links).
+	linkedRevocationEvery = 2 * time.Minute
+	linkedDiscoverEvery   = time.Minute
+	dhtOpTimeout          = 10 * time.Second
+	helloTimeout          = 10 * time.Second
 )
 
 // Status words the daemon adds to overlay's: connecting means authorized,
