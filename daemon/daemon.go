@@ -137,6 +137,9 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 		Logf:      logf,
 	})
 	d.Boot = boot
+	// Members this node has links with: the relay gives them a member's
+	// limits. Filled by the network manager, asked by the relay.
+	linked := newMemberIndex()
 	node, err := dht.New(ctx, dht.Config{
 		Key:           key,
 		ListenAddrs:   cfg.Listen,
@@ -148,6 +151,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 		Version:       cfg.Version,
 		Logf:          logf,
 		Peers:         boot,
+		IsMember:      linked.has,
 		DHTOptions:    []kaddht.Option{kaddht.NamespacedValidator(netrec.Namespace, netrec.RecordValidator{Now: time.Now})},
 		IgnoreInterface: func(name string) bool {
 			return strings.HasPrefix(name, InterfacePrefix)
@@ -166,7 +170,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	bctx, bcancel := context.WithCancel(ctx)
 	bdone := make(chan struct{})
 	go func() { defer close(bdone); boot.Run(bctx, node.Host, routing{node}) }()
-	d.nets = newNetManager(bctx, node, key, cfg.StateDir, cfg.NewDevice, logf)
+	d.nets = newNetManager(bctx, node, key, cfg.StateDir, cfg.NewDevice, linked, logf)
 
 	d.routes()
 	// Requests run on the HTTP server's goroutines; reqs owns them so that

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"io"
+	"sync"
 	"time"
 
 	"github.com/kadlan/kadlan/overlay"
@@ -99,6 +100,7 @@ func (j *joined) protect(p peer.ID) {
 	if !j.protected[p] {
 		j.protected[p] = true
 		j.mgr.node.ProtectLink(p, j.linkTag())
+		j.mgr.linked.add(p)
 	}
 }
 
@@ -107,5 +109,37 @@ func (j *joined) unprotect(p peer.ID) {
 	if j.protected[p] {
 		delete(j.protected, p)
 		j.mgr.node.UnprotectLink(p, j.linkTag())
+		j.mgr.linked.remove(p)
 	}
+}
+
+// memberIndex counts, per peer, the networks on which this node has had a
+// member link with it: the relay service gives these peers a member's
+// limits (dht.Config.IsMember). It exists before the node does.
+type memberIndex struct {
+	mu sync.Mutex
+	n  map[peer.ID]int
+}
+
+func newMemberIndex() *memberIndex { return &memberIndex{n: map[peer.ID]int{}} }
+
+func (x *memberIndex) add(p peer.ID) {
+	x.mu.Lock()
+	x.n[p]++
+	x.mu.Unlock()
+}
+
+func (x *memberIndex) remove(p peer.ID) {
+	x.mu.Lock()
+	if x.n[p]--; x.n[p] <= 0 {
+		delete(x.n, p)
+	}
+	x.mu.Unlock()
+}
+
+// has reports whether p is a linked member of some network of this node.
+func (x *memberIndex) has(p peer.ID) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.n[p] > 0
 }

@@ -62,6 +62,7 @@ type netManager struct {
 	logf      func(string, ...any)
 	newDevice DeviceFactory
 	g         group.Group
+	linked    *memberIndex
 
 	mu   sync.Mutex
 	nets map[netrec.NetworkID]*joined
@@ -111,8 +112,8 @@ type joined struct {
 	lastDef, lastRev, lastCert, lastPub, lastDiscover time.Time
 }
 
-func newNetManager(ctx context.Context, node *dht.Node, key crypto.PrivKey, stateDir string, newDevice DeviceFactory, logf func(string, ...any)) *netManager {
-	nm := &netManager{node: node, key: key, stateDir: stateDir, logf: logf, newDevice: newDevice,
+func newNetManager(ctx context.Context, node *dht.Node, key crypto.PrivKey, stateDir string, newDevice DeviceFactory, linked *memberIndex, logf func(string, ...any)) *netManager {
+	nm := &netManager{node: node, key: key, stateDir: stateDir, logf: logf, newDevice: newDevice, linked: linked,
 		nets: map[netrec.NetworkID]*joined{}, broken: map[string]string{}, ctx: ctx}
 	node.Host.SetStreamHandler(protocol.ID(vswitch.ProtocolID), nm.handleStream)
 	ms, errs := overlay.LoadMemberships(stateDir)

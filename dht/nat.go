@@ -21,12 +21,16 @@ import (
 // RelayLimits bound what this node spends relaying for others. Zero fields
 // take the defaults of DefaultRelayLimits.
 type RelayLimits struct {
-	Reservations       int           `json:"reservations"`         // relay slots held for other nodes
-	ReservationsPerIP  int           `json:"reservations_per_ip"`  // slots per source IP (CGNAT users share one)
-	ReservationsPerASN int           `json:"reservations_per_asn"` // slots per IPv6 source ASN
-	CircuitsPerPeer    int           `json:"circuits_per_peer"`    // open relayed connections per peer
-	CircuitDuration    time.Duration `json:"circuit_duration"`     // a relayed connection is reset after this
-	CircuitBytes       int64         `json:"circuit_bytes"`        // ... or after this many bytes each way
+	Reservations       int `json:"reservations"`         // relay slots held for other nodes
+	ReservationsPerIP  int `json:"reservations_per_ip"`  // slots per source IP (CGNAT users share one)
+	ReservationsPerASN int `json:"reservations_per_asn"` // slots per IPv6 source ASN
+	CircuitsPerPeer    int `json:"circuits_per_peer"`    // open relayed connections per peer
+	// CircuitsPerStranger bounds the relayed connections that a peer which
+	// is no member of a network of this node may have open through it as
+	// their source (members get CircuitsPerPeer).
+	CircuitsPerStranger int           `json:"circuits_per_stranger"`
+	CircuitDuration     time.Duration `json:"circuit_duration"` // a relayed connection is reset after this
+	CircuitBytes        int64         `json:"circuit_bytes"`    // ... or after this many bytes each way
 }
 
 // DefaultRelayLimits suit a small public machine. libp2p's own defaults
@@ -37,12 +41,13 @@ type RelayLimits struct {
 // with a few kadlan nodes), one IPv6 ASN at most 32: a stranger needs 32
 // IPs, not 4, to take every slot.
 var DefaultRelayLimits = RelayLimits{
-	Reservations:       128,
-	ReservationsPerIP:  4,
-	ReservationsPerASN: 32,
-	CircuitsPerPeer:    16,
-	CircuitDuration:    time.Hour,
-	CircuitBytes:       1 << 30,
+	Reservations:        128,
+	ReservationsPerIP:   4,
+	ReservationsPerASN:  32,
+	CircuitsPerPeer:     16,
+	CircuitsPerStranger: 4,
+	CircuitDuration:     time.Hour,
+	CircuitBytes:        1 << 30,
 }
 
 func (l RelayLimits) withDefaults() RelayLimits {
@@ -58,6 +63,9 @@ func (l RelayLimits) withDefaults() RelayLimits {
 	}
 	if l.CircuitsPerPeer > 0 {
 		d.CircuitsPerPeer = l.CircuitsPerPeer
+	}
+	if l.CircuitsPerStranger > 0 {
+		d.CircuitsPerStranger = l.CircuitsPerStranger
 	}
 	if l.CircuitDuration > 0 {
 		d.CircuitDuration = l.CircuitDuration

@@ -86,6 +86,10 @@ type Config struct {
 	// ConnLimits order the connection manager's marks below the resource
 	// manager's limits; zero fields take DefaultConnLimits.
 	ConnLimits ConnLimits
+	// IsMember reports whether p is a member of a network this node is on;
+	// the relay service gives others tighter limits (CircuitsPerStranger).
+	// May be nil (nobody is).
+	IsMember func(p peer.ID) bool
 	// IgnoreInterface names interfaces whose addresses do not count as the
 	// node's network (its own virtual interfaces). May be nil.
 	IgnoreInterface func(name string) bool

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	pbv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/pb"
 	ma "github.com/multiformats/go-multiaddr"
@@ -189,5 +191,44 @@ func TestRelayPerIPShare(t *testing.T) {
 	}
 	if got := relay.RelayStatus().Limits.ReservationsPerIP; got != perIP {
 		t.Fatalf("status says %d reservations per IP, want %d", got, perIP)
+	}
+}
+
+// TestRelayStrangerCircuits: a kadlan node that is no member of a network
+// of the relay's may have CircuitsPerStranger circuits open through it; a
+// member gets more (CircuitsPerPeer).
+func TestRelayStrangerCircuits(t *testing.T) {
+	var member atomic.Bool
+	relay := newNode(t, func(c *Config) {
+		c.Relay = "on"
+		c.RelayLimits.CircuitsPerStranger = 2
+		c.IsMember = func(peer.ID) bool { return member.Load() }
+	})
+	var dests []*Node
+	for range 3 {
+		d := clientNode(t)
+		if err := reserve(d.Host, relay); err != nil {
+			t.Fatal(err)
+		}
+		dests = append(dests, d)
+	}
+	src := clientNode(t)
+	for i, d := range dests[:2] {
+		if _, err := dialVia(src.Host, relay, d.ID()); err != nil {
+			t.Fatalf("circuit %d of a stranger refused: %v", i+1, err)
+		}
+	}
+	if _, err := dialVia(src.Host, relay, dests[2].ID()); err == nil {
+		t.Fatal("a stranger's third circuit was opened (limit 2)")
+	}
+	if n := relay.RelayStatus().RefusedStranger; n != 1 {
+		t.Fatalf("refused_stranger %d, want 1", n)
+	}
+	member.Store(true)
+	if sw, ok := src.Host.Network().(*swarm.Swarm); ok {
+		sw.Backoff().Clear(dests[2].ID()) // the refused dial left a back-off
+	}
+	if _, err := dialVia(src.Host, relay, dests[2].ID()); err != nil {
+		t.Fatalf("a member's third circuit refused: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/proto"
 	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	ma "github.com/multiformats/go-multiaddr"
 )
@@ -36,6 +37,7 @@ type relayACL struct {
 	refusedReservations atomic.Uint64
 	allowedCircuits     atomic.Uint64
 	refusedCircuits     atomic.Uint64
+	refusedStranger     atomic.Uint64 // circuits refused: a non-member over CircuitsPerStranger
 }
 
 func (a *relayACL) AllowReserve(p peer.ID, addr ma.Multiaddr) bool {
@@ -56,13 +58,41 @@ func (a *relayACL) AllowReserve(p peer.ID, addr ma.Multiaddr) bool {
 
 func (a *relayACL) AllowConnect(src peer.ID, srcAddr ma.Multiaddr, dest peer.ID) bool {
 	ok := a.isKadlanPeer(src, srcAddr)
-	if ok {
-		a.allowedCircuits.Add(1)
-	} else {
+	if !ok {
 		a.refusedCircuits.Add(1)
+		return false
 	}
-	return ok
+	if n := a.nodeRef.Load(); n != nil && !n.isMember(src) {
+		// The request's own hop stream is open already, so it counts.
+		if open := circuitsFrom(n, src); open > n.RelayLimits().CircuitsPerStranger {
+			a.refusedStranger.Add(1)
+			return false
+		}
+	}
+	a.allowedCircuits.Add(1)
+	return true
 }
+
+// hopProtocol is circuit relay v2's hop protocol: a source's stream of it
+// stays open for as long as its circuit runs.
+const hopProtocol = proto.ProtoIDv2Hop
+
+// circuitsFrom counts the hop streams that src has open to this relay: its
+// circuits (and reservation requests in flight).
+func circuitsFrom(n *Node, src peer.ID) int {
+	c := 0
+	for _, conn := range n.Host.Network().ConnsToPeer(src) {
+		for _, s := range conn.GetStreams() {
+			if s.Protocol() == hopProtocol && s.Stat().Direction == network.DirInbound {
+				c++
+			}
+		}
+	}
+	return c
+}
+
+// isMember reports whether p is a member of a network this node is on.
+func (n *Node) isMember(p peer.ID) bool { return n.cfg.IsMember != nil && n.cfg.IsMember(p) }
 
 // isKadlanPeer waits (bounded) for identify on p's connection from addr and
 // then reports whether p speaks a kadlan protocol or is in the routing table.
@@ -125,6 +155,7 @@ type RelayStatus struct {
 	RefusedReservations uint64      `json:"refused_reservations"` // refused: not a kadlan node
 	AllowedCircuits     uint64      `json:"allowed_circuits"`
 	RefusedCircuits     uint64      `json:"refused_circuits"` // circuit requests from peers that are not kadlan nodes
+	RefusedStranger     uint64      `json:"refused_stranger"` // circuit requests from non-members over CircuitsPerStranger
 }
 
 // RelayLimits are the effective limits of this node's relay service
@@ -139,5 +170,6 @@ func (n *Node) RelayStatus() RelayStatus {
 		RefusedReservations: n.acl.refusedReservations.Load(),
 		AllowedCircuits:     n.acl.allowedCircuits.Load(),
 		RefusedCircuits:     n.acl.refusedCircuits.Load(),
+		RefusedStranger:     n.acl.refusedStranger.Load(),
 	}
 }
