@@ -93,6 +93,11 @@ func TestBenchDataplane(t *testing.T) {
 			median(s.mbps1), median(s.mbps1)/raw, median(s.mbps4), median(s.mbps4)/raw4,
 			median(s.pingIdle), median(s.pingLoad), cpuCol(s, 0), cpuCol(s, 1), rssCol(s, a, 0), rssCol(s, b, 1))
 	}
+	fmt.Fprintf(&rep, "per round (min-max of %d): ", rounds)
+	for _, s := range systems {
+		fmt.Fprintf(&rep, "%s 1 stream %s Mbit/s, ping idle %s ms; ", s.name, spread(s.mbps1, "%.0f"), spread(s.pingIdle, "%.3f"))
+	}
+	fmt.Fprintln(&rep)
 	fmt.Fprintf(&rep, "ratio: to raw veth in the same run. ping: average of 20 pings (idle) and of pings every 50 ms during the 1-stream run (load).\n")
 	fmt.Fprintf(&rep, "CPU-s/GB: user+system CPU seconds of the daemon on each side per GB received, 1-stream run. RSS: VmRSS after the run.\n")
 	for _, s := range systems {
@@ -600,4 +605,16 @@ func idleTraffic(t *testing.T, lab *labtest.Lab, h *labtest.Host, secs int) stri
 	}
 	return fmt.Sprintf("idle traffic between two joined members: %.0f B/s (rx+tx on the veth over %d s; goal <= 300)",
 		float64(after-before)/float64(secs), secs)
+}
+
+// spread prints the smallest and largest of xs.
+func spread(xs []float64, format string) string {
+	if len(xs) == 0 {
+		return "-"
+	}
+	lo, hi := xs[0], xs[0]
+	for _, x := range xs {
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	return fmt.Sprintf(format+"-"+format, lo, hi)
 }
