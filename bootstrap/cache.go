@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/kadlan/kadlan/internal/atomicfile"
@@ -47,7 +45,7 @@ type Cache struct {
 // next save): the cache is an optimisation, never a reason not to start.
 // Temporary files left by a save that crashed are removed first.
 func LoadCache(path string) (*Cache, error) {
-	removeStaleTemps(path)
+	atomicfile.RemoveStaleOf(path)
 	c := &Cache{path: path, peers: map[peer.ID]CachedPeer{}}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -137,23 +135,4 @@ func (c *Cache) Save(now time.Time) error {
 		return fmt.Errorf("bootstrap: saving peer cache: %w", err)
 	}
 	return nil
-}
-
-// removeStaleTemps removes the temporary files that atomicfile.WriteFile
-// leaves next to path when the process dies between creating and renaming
-// them (".<name>.tmp-<digits>"). It runs at start, before anything writes
-// path; errors are ignored (a left-over file is harmless).
-func removeStaleTemps(path string) {
-	dir, prefix := filepath.Dir(path), "."+filepath.Base(path)+".tmp-"
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		rest, ok := strings.CutPrefix(e.Name(), prefix)
-		if !ok || rest == "" || strings.Trim(rest, "0123456789") != "" || !e.Type().IsRegular() {
-			continue
-		}
-		os.Remove(filepath.Join(dir, e.Name()))
-	}
 }

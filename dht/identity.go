@@ -10,8 +10,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/kadlan/kadlan/internal/atomicfile"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -31,7 +29,7 @@ const maxKeyFileSize = 4096
 // signatures do not verify), or whose mode lets group or others read it.
 // Temporary files left by a write that crashed are removed first.
 func LoadOrCreateKey(path string) (crypto.PrivKey, error) {
-	removeStaleTemps(path)
+	atomicfile.RemoveStaleOf(path)
 	f, err := os.Open(path)
 	switch {
 	case err == nil:
@@ -103,25 +101,6 @@ func ParseKey(b []byte) (crypto.PrivKey, error) {
 		return nil, errors.New("its public half does not match its private seed")
 	}
 	return k, nil
-}
-
-// removeStaleTemps removes the temporary files that atomicfile.WriteFile
-// leaves next to path when the process dies between creating and renaming
-// them (".<name>.tmp-<digits>"). It runs at start, before anything writes
-// path; errors are ignored (a left-over file is harmless).
-func removeStaleTemps(path string) {
-	dir, prefix := filepath.Dir(path), "."+filepath.Base(path)+".tmp-"
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return
-	}
-	for _, e := range ents {
-		rest, ok := strings.CutPrefix(e.Name(), prefix)
-		if !ok || rest == "" || strings.Trim(rest, "0123456789") != "" || !e.Type().IsRegular() {
-			continue
-		}
-		os.Remove(filepath.Join(dir, e.Name()))
-	}
 }
 
 // KademliaKey is the node's place in the 256-bit XOR space: SHA-256 of the

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/crypto"
@@ -148,9 +149,14 @@ func TestStaleKeyTempsAreRemoved(t *testing.T) {
 	path := filepath.Join(dir, "identity.key")
 	stale := []string{".identity.key.tmp-123456", ".identity.key.tmp-9"}
 	keep := []string{".identity.key.tmp-", ".identity.key.tmp-12x", ".peers.json.tmp-1", "identity.key.tmp-1", "notes"}
+	old := time.Now().Add(-time.Hour) // crashes of a while ago
 	for _, n := range append(append([]string{}, stale...), keep...) {
 		os.WriteFile(filepath.Join(dir, n), []byte("x"), 0o600)
+		os.Chtimes(filepath.Join(dir, n), old, old)
 	}
+	// A write in progress (kadlan id beside a starting daemon) is kept.
+	os.WriteFile(filepath.Join(dir, ".identity.key.tmp-77"), []byte("x"), 0o600)
+	keep = append(keep, ".identity.key.tmp-77")
 	if _, err := LoadOrCreateKey(path); err != nil {
 		t.Fatal(err)
 	}

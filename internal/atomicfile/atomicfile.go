@@ -64,7 +64,16 @@ const staleAfter = time.Minute
 // by a crash left in dir (a missing dir is fine), and reports how many it
 // removed. Files younger than a minute are left alone: another process
 // (kadlan id, say) may be writing one right now.
-func RemoveStale(dir string) int {
+func RemoveStale(dir string) int { return removeStale(dir, ".") }
+
+// RemoveStaleOf is RemoveStale for the temporary files of path only.
+func RemoveStaleOf(path string) int {
+	return removeStale(filepath.Dir(path), "."+filepath.Base(path)+tempMarker)
+}
+
+// removeStale removes dir's temporary files (".<name>.tmp-<digits>") whose
+// name starts with prefix and that are older than staleAfter.
+func removeStale(dir, prefix string) int {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return 0
@@ -72,7 +81,11 @@ func RemoveStale(dir string) int {
 	n := 0
 	for _, e := range ents {
 		name := e.Name()
-		if !e.Type().IsRegular() || !strings.HasPrefix(name, ".") || !strings.Contains(name, tempMarker) {
+		i := strings.LastIndex(name, tempMarker)
+		if !e.Type().IsRegular() || !strings.HasPrefix(name, ".") || !strings.HasPrefix(name, prefix) || i < 0 {
+			continue
+		}
+		if suffix := name[i+len(tempMarker):]; suffix == "" || strings.Trim(suffix, "0123456789") != "" {
 			continue
 		}
 		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleAfter {
