@@ -3,8 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"sync"
-	"time"
 
 	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -69,7 +67,7 @@ func (j *joined) onRecord(from peer.ID, b []byte) {
 	eng := j.eng
 	j.mu.Unlock()
 	if err != nil {
-		j.logLimit.logf(j.mgr.logf, time.Now(), "networks: %s: record from %s: %v", j.m.ID.Short(), from, err)
+		j.logs.Log("record", "networks: %s: record from %s: %v", j.m.ID.Short(), from, err)
 		return
 	}
 	if changed {
@@ -78,30 +76,4 @@ func (j *joined) onRecord(from peer.ID, b []byte) {
 			eng.SendAll(vswitch.Message{Kind: vswitch.MsgRecord, Payload: b})
 		}
 	}
-}
-
-// rateLog writes at most one line per logEvery; the lines it held back are
-// counted in the next one. A peer that sends garbage cannot fill the log.
-type rateLog struct {
-	mu      sync.Mutex
-	last    time.Time
-	dropped int
-}
-
-const logEvery = 10 * time.Second
-
-func (r *rateLog) logf(logf func(string, ...any), now time.Time, format string, args ...any) {
-	r.mu.Lock()
-	if !r.last.IsZero() && now.Sub(r.last) < logEvery {
-		r.dropped++
-		r.mu.Unlock()
-		return
-	}
-	dropped := r.dropped
-	r.last, r.dropped = now, 0
-	r.mu.Unlock()
-	if dropped > 0 {
-		format += fmt.Sprintf(" (and %d similar lines held back)", dropped)
-	}
-	logf(format, args...)
 }

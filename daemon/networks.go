@@ -13,6 +13,7 @@ import (
 	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/dht"
 	"github.com/kadlan/kadlan/internal/group"
+	"github.com/kadlan/kadlan/internal/ratelog"
 	"github.com/kadlan/kadlan/overlay"
 	"github.com/kadlan/kadlan/overlay/netrec"
 	"github.com/kadlan/kadlan/overlay/vswitch"
@@ -89,7 +90,7 @@ type joined struct {
 	cancel context.CancelFunc
 	g      group.Group // owns every goroutine of this network
 
-	logLimit   rateLog
+	logs       *ratelog.Limiter // lines caused by what members send
 	publishing atomic.Bool
 
 	mu      sync.Mutex // guards everything below
@@ -203,7 +204,7 @@ func (nm *netManager) close() {
 
 func (nm *netManager) start(m *vswitch.Membership) *joined {
 	ctx, cancel := context.WithCancel(nm.ctx)
-	j := &joined{mgr: nm, ctx: ctx, cancel: cancel,
+	j := &joined{mgr: nm, ctx: ctx, cancel: cancel, logs: ratelog.New(nm.logf, time.Now, 10*time.Second),
 		m: m, protected: map[peer.ID]bool{}, dirty: true}
 	if m.Interface == "" {
 		m.Interface = InterfacePrefix + m.ID.String()[:8]

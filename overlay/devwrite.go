@@ -20,7 +20,7 @@ func (e *Engine) writeDev(frame []byte) {
 	_, err := e.dev.Write(b)
 	e.wmu.Unlock()
 	if err != nil && !errors.Is(err, net.ErrClosed) {
-		e.logs.log("write", "overlay: write %s: %v", e.dev.Name(), err)
+		e.logs.Log("write", "overlay: write %s: %v", e.dev.Name(), err)
 	}
 }
 
@@ -30,7 +30,7 @@ func (e *Engine) writeWhole(b []byte) {
 	_, err := e.dev.Write(b)
 	e.wmu.Unlock()
 	if err != nil && !errors.Is(err, net.ErrClosed) {
-		e.logs.log("write", "overlay: write %s: %v", e.dev.Name(), err)
+		e.logs.Log("write", "overlay: write %s: %v", e.dev.Name(), err)
 	}
 }
 
@@ -57,7 +57,7 @@ func (e *Engine) writeGSO(whole []byte, h ether.VnetHdr, frame, seg []byte) []by
 	seg, err = ether.SegmentTCP(frame, h, seg, func(s []byte) error { e.writeDev(s); return nil })
 	if err != nil {
 		e.counters.offloadDrops.Add(1)
-		e.logs.log("segment", "overlay: segmenting a super-frame: %v", err)
+		e.logs.Log("segment", "overlay: segmenting a super-frame: %v", err)
 	}
 	return seg
 }

@@ -37,13 +37,13 @@ func (e *Engine) dial(p peer.ID) {
 	}()
 	hello, err := e.cfg.Hello()
 	if err != nil {
-		e.logs.log("hello", "overlay: no hello for %s: %v", p, err)
+		e.logs.Log("hello", "overlay: no hello for %s: %v", p, err)
 		return
 	}
 	rw, err := e.tr.DialLink(e.ctx, p, hello)
 	if err != nil {
 		if e.ctx.Err() == nil {
-			e.logs.log("dial", "overlay: link to %s: %v", p, err)
+			e.logs.Log("dial", "overlay: link to %s: %v", p, err)
 		}
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kadlan/kadlan/internal/ratelog"
 	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap"
 	"github.com/kadlan/kadlan/tap/ether"
@@ -126,7 +127,7 @@ type Engine struct {
 	wbuf []byte // device write buffer with room for a virtio-net header
 
 	counters engineCounters
-	logs     *logLimiter
+	logs     *ratelog.Limiter
 
 	records chan engineRecord
 	recMu   sync.Mutex // guards recSeen
@@ -158,7 +159,7 @@ func New(dev tap.Device, tr Transport, sw *vswitch.Switch, cfg EngineConfig) *En
 	e := &Engine{cfg: cfg, dev: dev, tr: tr, sw: sw, links: map[peer.ID]*engineLink{}, asked: map[peer.ID]time.Time{},
 		dialing: map[peer.ID]bool{}, stop: make(chan struct{}), records: make(chan engineRecord, cfg.RecordQueue), recHash: maphash.MakeSeed()}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	e.logs = newLogLimiter(cfg.Logf, cfg.Now, logEvery)
+	e.logs = ratelog.New(cfg.Logf, cfg.Now, logEvery)
 	sw.BeginBroadcasts(cfg.Now()) // broadcasts from before now may have been delivered by a previous run
 	e.wg.Add(2)
 	go e.readDevice()
@@ -373,7 +374,7 @@ func (e *Engine) readDevice() {
 					continue
 				} else if err != nil {
 					e.counters.offloadDrops.Add(1)
-					e.logs.log("local gso", "overlay: %s: super-frame dropped: %v", e.dev.Name(), err)
+					e.logs.Log("local gso", "overlay: %s: super-frame dropped: %v", e.dev.Name(), err)
 					continue
 				}
 				h.Put(buf) // with the recomputed header length

@@ -33,7 +33,7 @@ func (e *Engine) dropLink(l *engineLink, err error) {
 	if e.links[l.peer] == l {
 		delete(e.links, l.peer)
 		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-			e.logs.log("link "+string(l.peer), "overlay: link to %s: %v", l.peer, err)
+			e.logs.Log("link "+string(l.peer), "overlay: link to %s: %v", l.peer, err)
 		}
 	}
 	e.mu.Unlock()
@@ -76,7 +76,7 @@ func (e *Engine) readLink(l *engineLink) {
 			}
 			if err != nil {
 				e.counters.gsoRejected.Add(1)
-				e.logs.log("gso "+gsoReason(err), "overlay: super-frame from %s dropped: %v", l.peer, err)
+				e.logs.Log("gso "+gsoReason(err), "overlay: super-frame from %s dropped: %v", l.peer, err)
 				continue
 			}
 			whole, vh = m.Payload, h

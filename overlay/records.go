@@ -82,6 +82,6 @@ func (e *Engine) queueRecord(from peer.ID, record []byte) {
 		e.recMu.Lock()
 		e.recSeen.at[h] = time.Time{} // not handled: a later copy may be
 		e.recMu.Unlock()
-		e.logs.log("record queue", "overlay: record from %s dropped: queue of %d full", from, cap(e.records))
+		e.logs.Log("record queue", "overlay: record from %s dropped: queue of %d full", from, cap(e.records))
 	}
 }

@@ -1,14 +1,17 @@
-package overlay
+// Package ratelog lets a log line through once per reason and period and
+// counts what it held back, so that bad input from the network cannot
+// flood a node's log.
+package ratelog
 
 import (
 	"sync"
 	"time"
 )
 
-// logLimiter lets through one log line per reason every period and counts
+// Limiter lets through one log line per reason every period and counts
 // what it suppressed, so that a peer sending bad input cannot flood the
 // log. It is safe for concurrent use.
-type logLimiter struct {
+type Limiter struct {
 	mu     sync.Mutex
 	period time.Duration
 	now    func() time.Time
@@ -21,17 +24,19 @@ type logState struct {
 	suppressed uint64
 }
 
-// maxLogReasons bounds the reasons a logLimiter remembers.
+// maxLogReasons bounds the reasons a Limiter remembers.
 const maxLogReasons = 256
 
-func newLogLimiter(logf func(string, ...any), now func() time.Time, period time.Duration) *logLimiter {
-	return &logLimiter{period: period, now: now, logf: logf, last: map[string]logState{}}
+// New returns a Limiter writing to logf, one line per reason every period
+// by the clock now.
+func New(logf func(string, ...any), now func() time.Time, period time.Duration) *Limiter {
+	return &Limiter{period: period, now: now, logf: logf, last: map[string]logState{}}
 }
 
-// logf logs format with args unless a line for reason was logged less than
+// Log logs format with args unless a line for reason was logged less than
 // a period ago; the next line logged for reason says how many were
 // suppressed. It reports whether it logged.
-func (l *logLimiter) log(reason, format string, args ...any) bool {
+func (l *Limiter) Log(reason, format string, args ...any) bool {
 	now := l.now()
 	l.mu.Lock()
 	st, ok := l.last[reason]
