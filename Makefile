@@ -8,6 +8,8 @@ BINDIR  ?= $(PREFIX)/bin
 # systemd's unit directory for units installed by the administrator.
 UNITDIR ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/systemd/system,/etc/systemd/system)
 DESTDIR ?=
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
 # Packages without the namespace tests; e2e needs root and builds the binary.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /e2e)
 
@@ -19,19 +21,22 @@ help: ## list targets
 build: ## build bin/kadlan
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/kadlan
 
-install: build ## install kadlan into $(DESTDIR)$(BINDIR) and kadlan.service into $(DESTDIR)$(UNITDIR)
-	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR)
+install: build ## install kadlan into $(DESTDIR)$(BINDIR), kadlan.service into $(DESTDIR)$(UNITDIR), bash and zsh completion
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
 	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/kadlan
 	sed 's|@BINDIR@|$(BINDIR)|g' dist/kadlan.service.in > $(DESTDIR)$(UNITDIR)/kadlan.service
 	chmod 0644 $(DESTDIR)$(UNITDIR)/kadlan.service
+	$(BIN) completion bash > $(DESTDIR)$(BASHCOMPDIR)/kadlan
+	$(BIN) completion zsh > $(DESTDIR)$(ZSHCOMPDIR)/_kadlan
+	chmod 0644 $(DESTDIR)$(BASHCOMPDIR)/kadlan $(DESTDIR)$(ZSHCOMPDIR)/_kadlan
 
 uninstall: ## remove what make install installed (same PREFIX and DESTDIR)
-	rm -f $(DESTDIR)$(BINDIR)/kadlan $(DESTDIR)$(UNITDIR)/kadlan.service
+	rm -f $(DESTDIR)$(BINDIR)/kadlan $(DESTDIR)$(UNITDIR)/kadlan.service $(DESTDIR)$(BASHCOMPDIR)/kadlan $(DESTDIR)$(ZSHCOMPDIR)/_kadlan
 
 check-unit: build ## systemd-analyze verify on the unit, installed into a temporary DESTDIR
 	@command -v systemd-analyze >/dev/null || { echo "check-unit: systemd-analyze not found (skipped)"; exit 0; }; \
 	d=$$(mktemp -d); trap 'rm -rf $$d' EXIT; \
-	$(MAKE) -s install DESTDIR= BINDIR=$$d/bin UNITDIR=$$d/unit >/dev/null && \
+	$(MAKE) -s install DESTDIR= BINDIR=$$d/bin UNITDIR=$$d/unit BASHCOMPDIR=$$d/bash ZSHCOMPDIR=$$d/zsh >/dev/null && \
 	out=$$(systemd-analyze verify --man=no $$d/unit/kadlan.service 2>&1); rc=$$?; \
 	if [ $$rc != 0 ] || [ -n "$$out" ]; then echo "$$out"; echo "check-unit: kadlan.service has problems"; exit 1; fi; \
 	echo "check-unit: kadlan.service verified (no warnings)"

@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -83,6 +87,46 @@ func TestPrintableEscapesTerminalControls(t *testing.T) {
 	} {
 		if got := printable(in); got != want {
 			t.Errorf("printable(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestBashCompletion runs the generated script in bash: commands,
+// subcommands and each command's flags complete.
+func TestBashCompletion(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	var out bytes.Buffer
+	if err := newApp(&out, io.Discard).Run([]string{"kadlan", "completion", "bash"}); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(t.TempDir(), "kadlan.bash")
+	os.WriteFile(script, out.Bytes(), 0o600)
+	for line, want := range map[string]string{
+		"kadlan ne":               "net networks",
+		"kadlan net ":             "create authorize revoke",
+		"kadlan net create --na":  "--name",
+		"kadlan daemon --relay-c": "--relay-circuits --relay-circuits-stranger --relay-circuit-duration --relay-circuit-mib",
+		"kadlan --st":             "--state",
+	} {
+		words := strings.Fields(line)
+		if strings.HasSuffix(line, " ") {
+			words = append(words, "")
+		}
+		q := make([]string, len(words))
+		for i, w := range words {
+			q[i] = fmt.Sprintf("%q", w)
+		}
+		cmd := exec.Command(bash, "-c", fmt.Sprintf(`source %q; COMP_WORDS=(%s); COMP_CWORD=%d; _kadlan; echo "${COMPREPLY[*]}"`,
+			script, strings.Join(q, " "), len(words)-1))
+		got, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%q: %v", line, err)
+		}
+		if strings.TrimSpace(string(got)) != want {
+			t.Errorf("%q completes to %q, want %q", line, strings.TrimSpace(string(got)), want)
 		}
 	}
 }
