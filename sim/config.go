@@ -47,14 +47,26 @@ type Config struct {
 	// intervals (s) on the same churn; empty means [refresh_s].
 	RefreshValues []float64 `json:"refresh_values,omitempty"`
 
-	// NAT (models nat, rooted, triangle).
-	PublicShare    float64 `json:"public_share"`        // nodes with a public address
-	SymmetricShare float64 `json:"symmetric_share"`     // NATed nodes behind symmetric NATs
-	PunchEIM       float64 `json:"punch_success_eim"`   // hole punch success, both NATs endpoint-independent
-	PunchMixed     float64 `json:"punch_success_mixed"` // one symmetric, one endpoint-independent
-	Relays         int     `json:"relays"`              // relay reservations per NATed node
-	Pairs          int     `json:"pairs"`               // node pairs connected per point
-	ConnectRate    float64 `json:"connect_rate"`        // new connections per second, network-wide
+	// NAT (models nat, rooted, triangle): see nat.go. The mix is an input;
+	// direct shares, attempts and times are outputs of the punching
+	// mechanism.
+	PublicShare float64 `json:"public_share"` // nodes with a public address
+	// NATMix weighs the NAT profiles of NATed nodes (normalised), by name:
+	// full-cone, restricted-cone, port-restricted, masquerade,
+	// address-dependent, symmetric-seq, symmetric.
+	NATMix          map[string]float64 `json:"nat_mix"`
+	PacketLoss      float64            `json:"packet_loss"`      // loss of each punching packet
+	PunchAttempts   int                `json:"punch_attempts"`   // DCUtR attempts per round (go-libp2p: 3)
+	PunchTimeoutMs  float64            `json:"punch_timeout_ms"` // one attempt's dial timeout (go-libp2p: 5 s)
+	PunchRetries    int                `json:"punch_retries"`    // later rounds of attempts on a new relayed stream
+	PunchRetryS     float64            `json:"punch_retry_s"`    // wait before a later round
+	BirthdayProbing bool               `json:"birthday_probing"` // after the first round, probe (Tailscale style; not in DCUtR)
+	BirthdaySockets int                `json:"birthday_sockets"` // sockets the hard side opens
+	BirthdayProbes  int                `json:"birthday_probes"`  // random-port probes the easy side sends
+	BirthdayPPS     float64            `json:"birthday_pps"`     // probes per second
+	Relays          int                `json:"relays"`           // relay reservations per NATed node (node: 3)
+	Pairs           int                `json:"pairs"`            // node pairs connected per point
+	ConnectRate     float64            `json:"connect_rate"`     // new connections per second, network-wide
 
 	// Fixed roots (models rooted, triangle).
 	Roots        int     `json:"roots"`
@@ -90,12 +102,20 @@ type Sweep struct {
 	Values []any  `json:"values"`
 }
 
+// DefaultNATMix is an assumption, not a measurement: 80% of NATed nodes
+// behind endpoint-independent mappings (home routers), 20% behind
+// symmetric ones (carrier-grade and enterprise NATs), as the old model had.
+func DefaultNATMix() map[string]float64 {
+	return map[string]float64{"port-restricted": 0.4, "masquerade": 0.25, "restricted-cone": 0.1, "full-cone": 0.05, "symmetric": 0.2}
+}
+
 // Defaults returns the base every preset starts from.
 func Defaults() Config {
-	return Config{Model: "lookup", Nodes: 10000, Seed: 1, K: 20, Alpha: 3, Paths: 1, Lookups: 2000,
+	return Config{Model: "lookup", Nodes: 10000, Seed: 1, K: 20, Alpha: 10, Paths: 1, Lookups: 2000,
 		LookupRate: 100, RPCTimeoutMs: 3000, ServiceUs: 50, RPCBytes: 1500, AttackerCPUS: 3.15e7,
 		Churn: "weibull", SessionMedianS: 7200, WeibullShape: 0.5, Availability: 0.5, RefreshS: 600,
-		PublicShare: 0.2, SymmetricShare: 0.2, PunchEIM: 0.9, PunchMixed: 0.4, Relays: 2, Pairs: 5000,
+		PublicShare: 0.2, NATMix: DefaultNATMix(), PacketLoss: 0.01, PunchAttempts: 3, PunchTimeoutMs: 5000,
+		PunchRetries: 1, PunchRetryS: 60, BirthdaySockets: 256, BirthdayProbes: 1024, BirthdayPPS: 100, Relays: 3, Pairs: 5000,
 		ConnectRate: 200, RootCapacity: 100, KeepaliveBytesS: 8,
 		Community: 40, InDegree: 8, OutDegree: 1, Affinity: 0.5, Broadcasts: 200, ReplicationLimit: 32,
 		Social: overlay.DefaultSocialParams()}
@@ -135,10 +155,14 @@ func LoadPreset(name string) (Config, error) {
 // ParseConfig reads a JSON config over Defaults; unknown fields are errors.
 func ParseConfig(b []byte) (Config, error) {
 	c := Defaults()
+	c.NATMix = nil // a given mix replaces the default one (JSON would merge maps)
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&c); err != nil {
 		return c, fmt.Errorf("sim: config: %w", err)
+	}
+	if c.NATMix == nil {
+		c.NATMix = DefaultNATMix()
 	}
 	return c, c.Validate()
 }
@@ -153,12 +177,15 @@ func (c *Config) Validate() error {
 	case c.K < 1 || c.Alpha < 1 || c.Paths < 1 || c.Lookups < 0:
 		return fmt.Errorf("sim: config: k, alpha, paths must be positive")
 	case c.SybilShare < 0 || c.SybilShare >= 1, c.PublicShare < 0 || c.PublicShare > 1,
-		c.SymmetricShare < 0 || c.SymmetricShare > 1, c.Availability <= 0 || c.Availability > 1:
+		c.PacketLoss < 0 || c.PacketLoss > 1, c.Availability <= 0 || c.Availability > 1:
 		return fmt.Errorf("sim: config: shares must be in [0,1]")
 	case c.Churn != "weibull" && c.Churn != "exponential":
 		return fmt.Errorf("sim: config: churn %q: want weibull or exponential", c.Churn)
 	case c.LookupRate <= 0 || c.RefreshS <= 0 || c.SessionMedianS <= 0:
 		return fmt.Errorf("sim: config: rates and durations must be positive")
+	}
+	if err := validateNATMix(c.NATMix); err != nil {
+		return fmt.Errorf("sim: config: %w", err)
 	}
 	if err := c.Social.Validate(); err != nil {
 		return fmt.Errorf("sim: config: %w", err)
@@ -196,7 +223,7 @@ func (c *Config) SetValue(key string, v any) error {
 		cur = sub
 	}
 	last := parts[len(parts)-1]
-	if _, ok := cur[last]; !ok && last != "sweep" && last != "refresh_values" && last != "root_capacity_shares" &&
+	if _, ok := cur[last]; !ok && parts[0] != "nat_mix" && last != "sweep" && last != "refresh_values" && last != "root_capacity_shares" &&
 		last != "block_counts" && last != "design" {
 		return fmt.Errorf("sim: config: no field %q", key)
 	}

@@ -154,7 +154,7 @@ func (rs *rootedSim) connect(eng *Engine, c Config, nat []uint8, a, b int32, onF
 	}
 	q := &rootedReq{rs: rs, eng: eng, a: a, b: b, ra: ra, rb: rb, start: eng.Now(), onFirst: onFirst}
 	eng.At(eng.Now()+rs.n.Geo.RTT(a, ra)/2, q, 0)
-	if nat[a] != natPublic && nat[b] != natPublic && !punchOK(rs.n, c, nat, a, b) {
+	if nat[a] != natPublic && nat[b] != natPublic && !punch(rs.n, punchParamsOf(c), nat, a, b, rb).direct {
 		rs.load[rb]++ // stays relayed through b's root
 	}
 	return true

@@ -87,21 +87,6 @@ func TestBroadcastMethods(t *testing.T) {
 	}
 }
 
-// TestNATDirectShare: the default NAT mix ends with 70% +- 7.1% of NATed
-// pairs direct (DCUtR measurement campaign), and every pair connects.
-func TestNATDirectShare(t *testing.T) {
-	c := Defaults()
-	c.Nodes, c.Pairs = 5000, 5000
-	m := point(t, "nat", c)
-	t.Logf("direct among NATed pairs %.3f, all %.3f, relayed %.3f", m["direct_share_natted"], m["direct_share"], m["relayed_share"])
-	if math.Abs(m["direct_share_natted"]-0.70) > 0.071 || m["connect_success"] != 1 {
-		t.Fatalf("direct share %.3f (want 0.70 +- 0.071), success %.3f", m["direct_share_natted"], m["connect_success"])
-	}
-	if math.Abs(m["direct_share"]+m["relayed_share"]-1) > 1e-9 {
-		t.Fatalf("direct + relayed != 1")
-	}
-}
-
 // TestChurnCalibration: Weibull sessions with median 2 h (half of new peers
 // gone within 2 hours, IPFS RFM2); the sampled median and availability
 // match; shorter sessions cost more stale contacts.
