@@ -83,6 +83,19 @@ type Config struct {
 	// its path to a root open (rooted designs).
 	KeepaliveBytesS float64 `json:"keepalive_bytes_s"`
 
+	// Central share (model central, Tsitsiklis & Xu): nodes stations at
+	// load (arrival rate per station, unit service capacity), central_share
+	// of the capacity pooled to serve the longest queues.
+	Load         float64 `json:"load"`
+	CentralShare float64 `json:"central_share"`
+	// CentralShares: when set, each of these shares is measured at every
+	// point (one curve per share; overrides central_share).
+	CentralShares []float64 `json:"central_shares,omitempty"`
+	WarmupTime    float64   `json:"warmup_time"`  // time units before measuring (0: 5 relaxation times)
+	MeasureTime   float64   `json:"measure_time"` // measured window (0: 20 relaxation times)
+	MaxEvents     float64   `json:"max_events"`   // a share needing more events is not run (null)
+	Stations0     int       `json:"stations_p0"`  // stations simulated at p = 0 (independent M/M/1 queues)
+
 	// Broadcast (model broadcast).
 	Community        int                  `json:"community"`  // community size of the contact graph
 	InDegree         int                  `json:"in_degree"`  // contacts drawn inside the community
@@ -117,6 +130,7 @@ func Defaults() Config {
 		PublicShare: 0.2, NATMix: DefaultNATMix(), PacketLoss: 0.01, PunchAttempts: 3, PunchTimeoutMs: 5000,
 		PunchRetries: 1, PunchRetryS: 60, BirthdaySockets: 256, BirthdayProbes: 1024, BirthdayPPS: 100, Relays: 3, Pairs: 5000,
 		ConnectRate: 200, RootCapacity: 100, KeepaliveBytesS: 8,
+		Load: 0.9, CentralShare: 0.1, MaxEvents: 3e8, Stations0: 20,
 		Community: 40, InDegree: 8, OutDegree: 1, Affinity: 0.5, Broadcasts: 200, ReplicationLimit: 32,
 		Social: overlay.DefaultSocialParams()}
 }
@@ -223,7 +237,7 @@ func (c *Config) SetValue(key string, v any) error {
 		cur = sub
 	}
 	last := parts[len(parts)-1]
-	if _, ok := cur[last]; !ok && parts[0] != "nat_mix" && last != "sweep" && last != "refresh_values" && last != "root_capacity_shares" &&
+	if _, ok := cur[last]; !ok && parts[0] != "nat_mix" && last != "sweep" && last != "refresh_values" && last != "root_capacity_shares" && last != "central_shares" &&
 		last != "block_counts" && last != "design" {
 		return fmt.Errorf("sim: config: no field %q", key)
 	}
@@ -270,6 +284,7 @@ func (c Config) Points() ([]Config, error) {
 		p.RefreshValues = slices.Clone(c.RefreshValues)
 		p.RootShares = slices.Clone(c.RootShares)
 		p.BlockCounts = slices.Clone(c.BlockCounts)
+		p.CentralShares = slices.Clone(c.CentralShares)
 		if err := p.SetValue(c.Sweep.Key, v); err != nil {
 			return nil, err
 		}

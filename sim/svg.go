@@ -460,7 +460,7 @@ func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 	}
 	scatter := ps.Kind == "scatter"
 	xOf := func(i int, p Point) (float64, bool) {
-		if scatter {
+		if scatter || ps.X != "" {
 			v, ok := p.Metrics[ps.X]
 			return v, ok
 		}
