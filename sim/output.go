@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,7 +48,12 @@ func fmtValue(v any) string {
 	}
 }
 
-func fmtMetric(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
+func fmtMetric(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "null"
+	}
+	return strconv.FormatFloat(v, 'g', 6, 64)
+}
 
 // WriteCSV writes one row per point: index, the sweep value, every metric.
 func (r *Results) WriteCSV(w io.Writer) error {
@@ -182,7 +188,7 @@ func (r *Results) Summary(w io.Writer) {
 			row = append(row, fmtValue(p.Params[key]))
 		}
 		for _, c := range cols {
-			if v, ok := p.Metrics[c]; ok {
+			if v, ok := p.Metrics[c]; ok && !math.IsNaN(v) {
 				row = append(row, strconv.FormatFloat(v, 'g', 4, 64))
 			} else {
 				row = append(row, "-")

@@ -1,12 +1,16 @@
 package sim
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -68,14 +72,16 @@ type Point struct {
 
 // Results is what results.json holds: enough to cite and rerun a study.
 type Results struct {
-	Tool    string  `json:"tool"`
-	Version string  `json:"version"`
-	Preset  string  `json:"preset,omitempty"`
-	Seed    uint64  `json:"seed"`
-	Config  Config  `json:"config"`
-	Shard   string  `json:"shard,omitempty"` // "i/n" when only some points ran
-	Total   int     `json:"total_points"`
-	Points  []Point `json:"points"`
+	Tool    string `json:"tool"`
+	Version string `json:"version"`
+	Preset  string `json:"preset,omitempty"`
+	Seed    uint64 `json:"seed"`
+	Config  Config `json:"config"`
+	Shard   string `json:"shard,omitempty"` // "i/n" when only some points ran
+	Total   int    `json:"total_points"`
+	// Interrupted: the run was stopped before every point completed.
+	Interrupted bool    `json:"interrupted,omitempty"`
+	Points      []Point `json:"points"`
 }
 
 // Options control a run.
@@ -85,7 +91,15 @@ type Options struct {
 	Shards   int       // 0 or 1: all points
 	Progress io.Writer // progress bar (nil: quiet)
 	Version  string
+	// Context, when cancelled (SIGINT, SIGTERM), stops the run: Run
+	// returns at once with the points completed so far (Interrupted set)
+	// and ErrInterrupted; points still running are abandoned.
+	Context context.Context
 }
+
+// ErrInterrupted: the run was stopped; the results hold the completed
+// points.
+var ErrInterrupted = errors.New("sim: interrupted; results hold the completed points")
 
 // Run computes every point (of this shard) of c, in parallel.
 func Run(c Config, o Options) (*Results, error) {
@@ -104,7 +118,7 @@ func Run(c Config, o Options) (*Results, error) {
 			todo = append(todo, i)
 		}
 	}
-	res := &Results{Tool: "kadlan sim", Version: o.Version, Preset: c.Preset, Seed: c.Seed, Config: c,
+	res := &Results{Tool: "kadlan sim", Version: ResolveVersion(o.Version), Preset: c.Preset, Seed: c.Seed, Config: c,
 		Total: len(pts), Points: make([]Point, len(todo))}
 	if shards > 1 {
 		res.Shard = fmt.Sprintf("%d/%d", o.Shard, shards)
@@ -114,11 +128,17 @@ func Run(c Config, o Options) (*Results, error) {
 		jobs = runtime.NumCPU()
 	}
 	bar := newProgress(o.Progress, len(todo))
+	ctx := o.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	var (
 		wg    sync.WaitGroup
 		mu    sync.Mutex
 		first error
 		next  int
+		done  = make([]bool, len(todo))
+		out   = make([]Point, len(todo))
 	)
 	for range min(jobs, len(todo)) {
 		wg.Add(1)
@@ -126,7 +146,7 @@ func Run(c Config, o Options) (*Results, error) {
 			defer wg.Done()
 			for {
 				mu.Lock()
-				if next >= len(todo) || first != nil {
+				if next >= len(todo) || first != nil || ctx.Err() != nil {
 					mu.Unlock()
 					return
 				}
@@ -144,24 +164,88 @@ func Run(c Config, o Options) (*Results, error) {
 				if c.Sweep != nil {
 					p.Params = map[string]any{c.Sweep.Key: c.Sweep.Values[i]}
 				}
-				res.Points[j] = p
+				mu.Lock()
+				out[j], done[j] = p, true
+				mu.Unlock()
 				bar.set(j, 1)
 			}
 		}()
 	}
-	wg.Wait()
+	finished := make(chan struct{})
+	go func() { wg.Wait(); close(finished) }()
+	select {
+	case <-finished:
+	case <-ctx.Done():
+	}
 	bar.finish()
+	mu.Lock()
+	defer mu.Unlock()
+	if ctx.Err() != nil && slices.Contains(done, false) {
+		res.Points = nil
+		for j, ok := range done {
+			if ok {
+				res.Points = append(res.Points, out[j])
+			}
+		}
+		res.Interrupted = true
+		return res, ErrInterrupted
+	}
+	copy(res.Points, out)
 	return res, first
 }
 
-// clean replaces NaN and infinities (not representable in JSON) by -1.
+// clean makes every missing value (NaN, infinities: a quantile of no
+// samples, a share of no pairs, a point not run) NaN, which results.json
+// and points.csv write as null.
 func clean(m Metrics) Metrics {
 	for k, v := range m {
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			m[k] = -1
+		if math.IsInf(v, 0) {
+			m[k] = math.NaN()
 		}
 	}
 	return m
+}
+
+// MarshalJSON writes the metrics by name, missing values as null.
+func (m Metrics) MarshalJSON() ([]byte, error) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b []byte
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		kb, _ := json.Marshal(k)
+		b = append(b, kb...)
+		b = append(b, ':')
+		if v := m[k]; math.IsNaN(v) || math.IsInf(v, 0) {
+			b = append(b, "null"...)
+		} else {
+			b = strconv.AppendFloat(b, v, 'g', -1, 64)
+		}
+	}
+	return append(b, '}'), nil
+}
+
+// UnmarshalJSON reads metrics, null as a missing value (NaN).
+func (m *Metrics) UnmarshalJSON(b []byte) error {
+	var raw map[string]*float64
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	*m = Metrics{}
+	for k, v := range raw {
+		if v == nil {
+			(*m)[k] = math.NaN()
+		} else {
+			(*m)[k] = *v
+		}
+	}
+	return nil
 }
 
 // progress draws a one-line bar: points done and the running ones' share.

@@ -2,9 +2,12 @@ package sim
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -269,5 +272,58 @@ func TestAxisTicks(t *testing.T) {
 	}
 	if got := (axis{lo: 0, hi: 1}).ticks(); !slices.Equal(got, []float64{0, 0.2, 0.4, 0.6, 0.8, 1}) {
 		t.Errorf("linear ticks %v", got)
+	}
+}
+
+// TestRunInterrupted: a cancelled run returns at once with the points
+// completed so far, marked interrupted.
+func TestRunInterrupted(t *testing.T) {
+	c, _ := LoadPreset("quick")
+	c.Lookups = 50
+	c.Sweep = &Sweep{Key: "nodes", Values: []any{300.0, 400.0, 1e5}}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr := &cancelAfter{n: 2, cancel: cancel}
+	res, err := Run(c, Options{Jobs: 1, Version: "t", Context: ctx, Progress: pr})
+	if err != ErrInterrupted || !res.Interrupted || len(res.Points) != 2 {
+		t.Fatalf("err %v, interrupted %v, %d points", err, res.Interrupted, len(res.Points))
+	}
+	b, _ := json.Marshal(res)
+	if !bytes.Contains(b, []byte(`"interrupted":true`)) {
+		t.Error("results.json does not say interrupted")
+	}
+}
+
+// cancelAfter cancels once n points have completed (seen through the
+// progress bar's output).
+type cancelAfter struct {
+	n      int
+	cancel func()
+}
+
+func (c *cancelAfter) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(fmt.Sprintf(" %d/", c.n))) {
+		c.cancel()
+	}
+	return len(p), nil
+}
+
+// TestMissingIsNull: missing values are null in results.json and
+// points.csv, and read back as missing.
+func TestMissingIsNull(t *testing.T) {
+	r := &Results{Config: Defaults(), Total: 1, Points: []Point{{Metrics: Metrics{"a": 1, "b": math.NaN()}}}}
+	b, err := json.Marshal(r)
+	if err != nil || !bytes.Contains(b, []byte(`"b":null`)) {
+		t.Fatalf("json %s %v", b, err)
+	}
+	var back Results
+	if err := json.Unmarshal(b, &back); err != nil || !math.IsNaN(back.Points[0].Metrics["b"]) || back.Points[0].Metrics["a"] != 1 {
+		t.Fatalf("read back %v %v", back.Points, err)
+	}
+	var csv bytes.Buffer
+	if err := r.WriteCSV(&csv); err != nil || !strings.Contains(csv.String(), ",null") || strings.Contains(csv.String(), "-1") {
+		t.Fatalf("csv %q", csv.String())
+	}
+	if v := ResolveVersion("dev"); v == "dev" || v == "" {
+		t.Errorf("version fallback %q", v)
 	}
 }

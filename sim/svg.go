@@ -478,7 +478,7 @@ func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 		for j, p := range r.Points {
 			x, okx := xOf(j, p)
 			y, oky := p.Metrics[yn]
-			if !okx || !oky || y == -1 || (ps.LogX && len(cats) == 0 && x <= 0) || (ps.LogY && y <= 0) {
+			if !okx || !oky || math.IsNaN(y) || math.IsNaN(x) || (ps.LogX && len(cats) == 0 && x <= 0) || (ps.LogY && y <= 0) {
 				continue
 			}
 			s.x, s.y = append(s.x, x), append(s.y, y)

@@ -2,10 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -117,7 +119,7 @@ func simRun(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	o := sim.Options{Jobs: c.Int("jobs"), Version: version}
+	o := sim.Options{Jobs: c.Int("jobs"), Version: sim.ResolveVersion(version)}
 	if s := c.String("shard"); s != "" {
 		if _, err := fmt.Sscanf(s, "%d/%d", &o.Shard, &o.Shards); err != nil || o.Shards < 1 || o.Shard < 0 || o.Shard >= o.Shards {
 			return userErrorf("sim: --shard %q: want I/N with 0 <= I < N", s)
@@ -139,7 +141,17 @@ func simRun(c *cli.Context) error {
 	if !c.Bool("json") {
 		fmt.Fprintf(w, "kadlan sim: %s (model %s), seed %d, %s\n", orDash(cfg.Preset), cfg.Model, cfg.Seed, simPointsDesc(cfg))
 	}
+	// SIGINT/SIGTERM stop the run; the completed points are written.
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	o.Context = ctx
 	res, err := sim.Run(cfg, o)
+	if errors.Is(err, sim.ErrInterrupted) {
+		if rerr := simReport(c, res, out, time.Since(start)); rerr != nil {
+			return rerr
+		}
+		return &exitError{code: 130, msg: fmt.Sprintf("sim: interrupted: %d of %d points written", len(res.Points), res.Total)}
+	}
 	if err != nil {
 		return userErrorf("%v", err)
 	}
