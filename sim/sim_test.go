@@ -109,9 +109,13 @@ func TestDeterministicResults(t *testing.T) {
 	}
 }
 
-// TestHopsGrowWithLogN: hops grow linearly in log2 N with a slope near
-// 1/log2(k) (here between 0.1 and 0.3 per doubling for k=20), about 1.5-2.2
-// hops at 20-45k nodes (IPFS measured 1.74), and every lookup succeeds.
+// TestHopsGrowWithLogN: hops grow linearly in log2 N with a slope within
+// 20% of 1/(1+log2 k) = 0.188 per doubling (the reference curve of the
+// lookup preset; the asymptotic 1/log2 k = 0.23 is not reached at these
+// sizes and a check against it fails: the model gives 0.155), hops at 32k
+// nodes within 10% of IPFS's 1.74 (measured at 20-45k nodes), hops
+// increasing, and every lookup succeeds. Defaults: k = 20, alpha = 10 as
+// kad-dht.
 func TestHopsGrowWithLogN(t *testing.T) {
 	c := Defaults()
 	c.Lookups = 1000
@@ -129,9 +133,10 @@ func TestHopsGrowWithLogN(t *testing.T) {
 	}
 	slope, icpt := fit(xs, ys)
 	at32k := ys[3]
-	t.Logf("hops %v: slope %.3f per doubling (1/log2 k = %.3f), intercept %.2f", ys, slope, 1/math.Log2(20), icpt)
-	if slope < 0.1 || slope > 0.3 || at32k < 1.5 || at32k > 2.2 {
-		t.Fatalf("slope %.3f, hops at 32k %.2f", slope, at32k)
+	ref := 1 / (1 + math.Log2(20))
+	t.Logf("hops %v: slope %.3f per doubling (1/(1+log2 k) = %.3f, 1/log2 k = %.3f), intercept %.2f", ys, slope, ref, 1/math.Log2(20), icpt)
+	if math.Abs(slope/ref-1) > 0.2 || math.Abs(at32k/1.74-1) > 0.1 {
+		t.Fatalf("slope %.3f (want %.3f +- 20%%), hops at 32k %.2f (want 1.74 +- 10%%)", slope, ref, at32k)
 	}
 	for i := 1; i < len(ys); i++ {
 		if ys[i] <= ys[i-1] {
