@@ -35,10 +35,15 @@ func init() {
 		summary: []string{"social_comm_reach", "social_msgs", "social_rmr", "flood_comm_reach", "flood_msgs", "gossip_reach", "gossip_msgs", "replicate_comm_reach"}}
 }
 
+// bmsg is a message in flight: 12 bytes. The social header (~130 bytes
+// with its signature) is kept aside, only for social switching, whose
+// broadcasts send at most its budget; slots are reused once delivered, so
+// memory follows the messages in flight, not all messages of a broadcast
+// (flooding and gossip send ~2e7 per broadcast at 10^6 nodes: kept, they
+// took 12 GiB).
 type bmsg struct {
 	from, to int32
-	h        overlay.SocialHeader
-	ttl      int
+	ttl      int32
 }
 
 // bcast runs broadcasts of one method on a contact graph with geographic
@@ -57,6 +62,8 @@ type bcast struct {
 	got     []int64 // first delivery time, -1: none
 	touched []int32
 	pend    []bmsg
+	hdr     []overlay.SocialHeader // per pend slot, social only
+	free    []int32                // pend slots free for reuse
 	msgs    int
 	origin  int32
 }
@@ -93,8 +100,22 @@ func (b *bcast) node(v int32) *overlay.Social[int32] {
 
 func (b *bcast) send(from, to int32, h overlay.SocialHeader, ttl int) {
 	b.msgs++
-	b.pend = append(b.pend, bmsg{from, to, h, ttl})
-	b.eng.After(b.geo.RTT(from, to)/2+int64(b.c.ServiceUs*1e3), b, int64(len(b.pend)-1))
+	var slot int32
+	if n := len(b.free); n > 0 {
+		slot = b.free[n-1]
+		b.free = b.free[:n-1]
+		b.pend[slot] = bmsg{from, to, int32(ttl)}
+	} else {
+		slot = int32(len(b.pend))
+		b.pend = append(b.pend, bmsg{from, to, int32(ttl)})
+		if b.method == "social" {
+			b.hdr = append(b.hdr, overlay.SocialHeader{})
+		}
+	}
+	if b.method == "social" {
+		b.hdr[slot] = h
+	}
+	b.eng.After(b.geo.RTT(from, to)/2+int64(b.c.ServiceUs*1e3), b, int64(slot))
 }
 
 func (b *bcast) deliver(v int32, now int64) bool {
@@ -116,9 +137,14 @@ func (b *bcast) randomOther(v int32) int32 {
 
 func (b *bcast) Fire(now, arg int64) {
 	m := b.pend[arg]
+	var h overlay.SocialHeader
+	if b.method == "social" {
+		h, b.hdr[arg] = b.hdr[arg], overlay.SocialHeader{}
+	}
+	b.free = append(b.free, int32(arg))
 	switch b.method {
 	case "social":
-		d := b.node(m.to).Receive(m.from, m.h, simEpoch.Add(time.Duration(now)))
+		d := b.node(m.to).Receive(m.from, h, simEpoch.Add(time.Duration(now)))
 		if d.Deliver {
 			b.deliver(m.to, now)
 		}
@@ -129,7 +155,7 @@ func (b *bcast) Fire(now, arg int64) {
 		if b.deliver(m.to, now) && m.ttl > 0 {
 			for _, u := range b.g.Neighbours(int(m.to)) {
 				if u != m.from {
-					b.send(m.to, u, overlay.SocialHeader{}, m.ttl-1)
+					b.send(m.to, u, overlay.SocialHeader{}, int(m.ttl)-1)
 				}
 			}
 		}
@@ -150,7 +176,7 @@ func (b *bcast) run(origin int32) (int, int, int, []float64) {
 	for _, v := range b.touched {
 		b.got[v] = -1
 	}
-	b.touched, b.pend, b.msgs, b.origin = b.touched[:0], b.pend[:0], 0, origin
+	b.touched, b.pend, b.hdr, b.free, b.msgs, b.origin = b.touched[:0], b.pend[:0], b.hdr[:0], b.free[:0], 0, origin
 	now := b.eng.Now()
 	switch b.method {
 	case "social":
