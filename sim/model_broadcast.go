@@ -254,11 +254,15 @@ func runBroadcastModel(c Config, progress func(float64)) (Metrics, error) {
 		}
 		or := NewRand(c.Seed, 17) // same origins for every method
 		var reach, comm, msgs, rmr, lat []float64
+		full := 0 // broadcasts that reached every member of the community
 		for i := range runs {
 			origin := int32(or.IntN(c.Nodes))
 			got, cg, cn, l := b.run(origin)
 			reach = append(reach, float64(got)/float64(c.Nodes-1))
 			comm = append(comm, float64(cg)/float64(max(1, cn)))
+			if cg == cn {
+				full++
+			}
 			msgs = append(msgs, float64(b.msgs))
 			if got > 0 {
 				rmr = append(rmr, float64(b.msgs)/float64(got)-1)
@@ -269,6 +273,7 @@ func runBroadcastModel(c Config, progress func(float64)) (Metrics, error) {
 		m[method+"_reach"] = mean(reach)
 		m[method+"_comm_reach"] = mean(comm)
 		m[method+"_comm_reach_p5"] = quantile(comm, 0.05)
+		m[method+"_comm_full_share"] = float64(full) / float64(max(1, runs))
 		m[method+"_msgs"] = mean(msgs)
 		m[method+"_msgs_max"] = quantile(msgs, 1)
 		m[method+"_rmr"] = mean(rmr)
