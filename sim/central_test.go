@@ -51,9 +51,8 @@ func TestCentralMatchesTheory(t *testing.T) {
 		c := Defaults()
 		c.Nodes, c.Stations0, c.Load, c.CentralShare, c.WarmupTime, c.MeasureTime = k.n, k.n, k.lam, k.p, k.warm, k.mes
 		m := point(t, "central", c)
-		key := shareKey(k.p)
-		q, f := m["mean_queue_"+key], m["fluid_queue_"+key]
-		t.Logf("n=%d lambda=%g p=%g: simulated %.3f, theory %.3f (%+.1f%%), %.2g events", k.n, k.lam, k.p, q, f, 100*(q-f)/f, m["events_"+key])
+		q, f := m["mean_queue"], m["fluid_queue"]
+		t.Logf("n=%d lambda=%g p=%g: simulated %.3f, theory %.3f (%+.1f%%), %.2g events", k.n, k.lam, k.p, q, f, 100*(q-f)/f, m["events"])
 		if math.IsNaN(q) || math.Abs(q-f) > 0.2*f {
 			t.Errorf("lambda=%g p=%g: simulated %.3f, theory %.3f", k.lam, k.p, q, f)
 		}
@@ -71,9 +70,9 @@ func TestCentralSteadyState(t *testing.T) {
 		c.Nodes, c.Load = 200, 0.99
 	}
 	w, _ := centralTimes(c, 0.1)
-	a := point(t, "central", c)["mean_queue_p0.1"]
+	a := point(t, "central", c)["mean_queue"]
 	c.WarmupTime = 2 * w
-	b := point(t, "central", c)["mean_queue_p0.1"]
+	b := point(t, "central", c)["mean_queue"]
 	t.Logf("warm-up %.0f: %.3f, doubled: %.3f", w, a, b)
 	if math.Abs(a-b) > 0.05*b {
 		t.Errorf("not at steady state: %.3f vs %.3f", a, b)

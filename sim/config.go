@@ -107,6 +107,9 @@ type Config struct {
 	Social           overlay.SocialParams `json:"social"`
 
 	Sweep *Sweep `json:"sweep,omitempty"`
+	// Grid: further sweeps; the points are every combination of their
+	// values with sweep's (sweep varies fastest).
+	Grid []Sweep `json:"grid,omitempty"`
 }
 
 // Sweep varies one field over values; each value is one point.
@@ -270,28 +273,74 @@ func ParseSweep(s string) (*Sweep, error) {
 	return sw, nil
 }
 
-// Points expands the sweep into one config per point.
+// Points expands the sweep (and grid) into one config per point.
 func (c Config) Points() ([]Config, error) {
 	if c.Sweep == nil || len(c.Sweep.Values) == 0 {
 		p := c
-		p.Sweep = nil
+		p.Sweep, p.Grid = nil, nil
 		return []Config{p}, nil
 	}
 	var out []Config
-	for _, v := range c.Sweep.Values {
+	for _, combo := range c.Combos() {
 		p := c
-		p.Sweep = nil
+		p.Sweep, p.Grid = nil, nil
 		p.RefreshValues = slices.Clone(c.RefreshValues)
 		p.RootShares = slices.Clone(c.RootShares)
 		p.BlockCounts = slices.Clone(c.BlockCounts)
 		p.CentralShares = slices.Clone(c.CentralShares)
-		if err := p.SetValue(c.Sweep.Key, v); err != nil {
-			return nil, err
+		for _, kv := range combo {
+			if err := p.SetValue(kv.Key, kv.Value); err != nil {
+				return nil, err
+			}
 		}
 		if err := p.Validate(); err != nil {
-			return nil, fmt.Errorf("sim: sweep %s=%v: %w", c.Sweep.Key, v, err)
+			return nil, fmt.Errorf("sim: sweep %v: %w", combo, err)
 		}
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// KeyValue is one swept key's value at a point.
+type KeyValue struct {
+	Key   string
+	Value any
+}
+
+// SweepKeys lists the swept keys: sweep's, then the grid's.
+func (c Config) SweepKeys() []string {
+	if c.Sweep == nil {
+		return nil
+	}
+	keys := []string{c.Sweep.Key}
+	for _, g := range c.Grid {
+		keys = append(keys, g.Key)
+	}
+	return keys
+}
+
+// Combos lists the points' key values in point order: sweep varies
+// fastest, the last grid key slowest.
+func (c Config) Combos() [][]KeyValue {
+	if c.Sweep == nil || len(c.Sweep.Values) == 0 {
+		return nil
+	}
+	all := append([]Sweep{*c.Sweep}, c.Grid...)
+	var out [][]KeyValue
+	var rec func(level int, prefix []KeyValue)
+	rec = func(level int, prefix []KeyValue) {
+		if level < 0 {
+			cmb := make([]KeyValue, len(all))
+			for i := range all {
+				cmb[i] = prefix[len(all)-1-i]
+			}
+			out = append(out, cmb)
+			return
+		}
+		for _, v := range all[level].Values {
+			rec(level-1, append(prefix, KeyValue{all[level].Key, v}))
+		}
+	}
+	rec(len(all)-1, nil)
+	return out
 }

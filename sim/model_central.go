@@ -46,10 +46,20 @@ func centralShares(c Config) []float64 {
 
 func shareKey(p float64) string { return fmt.Sprintf("p%g", p) }
 
+// centralName names a metric of share p: plain ("mean_queue") when the
+// point has one share (central_share, e.g. swept in a grid), suffixed
+// ("mean_queue_p0.1") when it measures central_shares.
+func centralName(c Config, base string, p float64) string {
+	if len(c.CentralShares) == 0 {
+		return base
+	}
+	return base + "_" + shareKey(p)
+}
+
 func centralSummary(c Config) []string {
 	out := []string{"load"}
 	for _, p := range centralShares(c) {
-		out = append(out, "mean_queue_"+shareKey(p), "fluid_queue_"+shareKey(p))
+		out = append(out, centralName(c, "mean_queue", p), centralName(c, "fluid_queue", p))
 	}
 	return out
 }
@@ -57,14 +67,22 @@ func centralSummary(c Config) []string {
 func centralPlots(c Config) []PlotSpec {
 	var y, legend, ye, le []string
 	for _, p := range centralShares(c) {
-		y = append(y, "mean_queue_"+shareKey(p), "fluid_queue_"+shareKey(p))
+		y = append(y, centralName(c, "mean_queue", p), centralName(c, "fluid_queue", p))
 		th := "fluid limit (Tsitsiklis & Xu)"
 		if p == 0 {
 			th = "M/M/1: lambda/(1-lambda)"
 		}
-		legend = append(legend, fmt.Sprintf("p = %g, simulated", p), fmt.Sprintf("p = %g, %s", p, th))
-		ye = append(ye, "rel_error_"+shareKey(p))
-		le = append(le, fmt.Sprintf("p = %g", p))
+		if len(c.CentralShares) == 0 {
+			// one share per point: a grid over central_share names the
+			// series after its values
+			th = "theory (M/M/1 for p = 0, fluid limit for p > 0)"
+			legend = append(legend, "simulated", th)
+			le = append(le, "simulated vs theory")
+		} else {
+			legend = append(legend, fmt.Sprintf("p = %g, simulated", p), fmt.Sprintf("p = %g, %s", p, th))
+			le = append(le, fmt.Sprintf("p = %g", p))
+		}
+		ye = append(ye, centralName(c, "rel_error", p))
 	}
 	return []PlotSpec{
 		{Name: "mean_queue", Title: "Mean queue vs load, central share p", X: "inv_gap",
@@ -225,29 +243,29 @@ func runCentralModel(c Config, progress func(float64)) (Metrics, error) {
 			n = min(n, c.Stations0)
 		}
 		events := float64(n) * (1 + lambda) * (warm + meas)
-		key := shareKey(p)
+		name := func(base string) string { return centralName(c, base, p) }
 		fluid, top := centralFluid(lambda, p)
-		m["fluid_queue_"+key] = fluid
-		m["fluid_top_level_"+key] = float64(top)
+		m[name("fluid_queue")] = fluid
+		m[name("fluid_top_level")] = float64(top)
 		if p > 0 {
-			m["log_asymptote_"+key] = math.Log(1/(1-lambda)) / math.Log(1/(1-p))
+			m[name("log_asymptote")] = math.Log(1/(1-lambda)) / math.Log(1/(1-p))
 		}
 		if events > c.MaxEvents {
 			// too long for one point: say so (null in results) instead of
 			// reporting an unconverged number
-			m["mean_queue_"+key] = math.NaN()
-			m["rel_error_"+key] = math.NaN()
-			m["events_"+key] = events
+			m[name("mean_queue")] = math.NaN()
+			m[name("rel_error")] = math.NaN()
+			m[name("events")] = events
 			continue
 		}
 		r := NewRand(c.Seed, 0xce+uint64(k))
 		q, topSim := simulateCentral(n, lambda, p, warm, meas, r, func(f float64) {
 			progress((float64(k) + f) / float64(len(shares)))
 		})
-		m["mean_queue_"+key] = q
-		m["max_queue_mean_"+key] = topSim
-		m["rel_error_"+key] = (q - fluid) / fluid
-		m["events_"+key] = events
+		m[name("mean_queue")] = q
+		m[name("max_queue_mean")] = topSim
+		m[name("rel_error")] = (q - fluid) / fluid
+		m[name("events")] = events
 	}
 	return m, nil
 }

@@ -59,27 +59,26 @@ func fmtMetric(v float64) string {
 func (r *Results) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
 	names := r.MetricNames()
-	key := r.SweepKey()
-	if slices.Contains(names, key) {
-		key = "" // the metric column already holds it
+	var keys []string
+	for _, k := range r.Config.SweepKeys() {
+		if !slices.Contains(names, k) { // else the metric column already holds it
+			keys = append(keys, k)
+		}
 	}
-	head := []string{"point"}
-	if key != "" {
-		head = append(head, key)
-	}
+	head := append([]string{"point"}, keys...)
 	if err := cw.Write(append(head, names...)); err != nil {
 		return err
 	}
 	for _, p := range r.Points {
 		row := []string{strconv.Itoa(p.Index)}
-		if key != "" {
-			row = append(row, fmtValue(p.Params[key]))
+		for _, k := range keys {
+			row = append(row, fmtValue(p.Params[k]))
 		}
 		for _, n := range names {
 			if v, ok := p.Metrics[n]; ok {
 				row = append(row, fmtMetric(v))
 			} else {
-				row = append(row, "")
+				row = append(row, "null") // not measured at this point
 			}
 		}
 		if err := cw.Write(row); err != nil {
@@ -172,20 +171,19 @@ func (r *Results) Summary(w io.Writer) {
 	if len(cols) == 0 {
 		cols = r.MetricNames()
 	}
-	key := r.SweepKey()
-	if slices.Contains(cols, key) {
-		key = ""
+	var keys []string
+	for _, k := range r.Config.SweepKeys() {
+		if !slices.Contains(cols, k) {
+			keys = append(keys, k)
+		}
 	}
-	head := []string{}
-	if key != "" {
-		head = append(head, key)
-	}
+	head := append([]string{}, keys...)
 	head = append(head, cols...)
 	rows := [][]string{head}
 	for _, p := range r.Points {
 		var row []string
-		if key != "" {
-			row = append(row, fmtValue(p.Params[key]))
+		for _, k := range keys {
+			row = append(row, fmtValue(p.Params[k]))
 		}
 		for _, c := range cols {
 			if v, ok := p.Metrics[c]; ok && !math.IsNaN(v) {

@@ -111,6 +111,7 @@ func Run(c Config, o Options) (*Results, error) {
 		return nil, err
 	}
 	md := models[c.Model]
+	combos := c.Combos()
 	shards := max(1, o.Shards)
 	var todo []int
 	for i := range pts {
@@ -161,8 +162,11 @@ func Run(c Config, o Options) (*Results, error) {
 				}
 				mu.Unlock()
 				p := Point{Index: i, Metrics: clean(m)}
-				if c.Sweep != nil {
-					p.Params = map[string]any{c.Sweep.Key: c.Sweep.Values[i]}
+				if combos != nil {
+					p.Params = map[string]any{}
+					for _, kv := range combos[i] {
+						p.Params[kv.Key] = kv.Value
+					}
 				}
 				mu.Lock()
 				out[j], done[j] = p, true

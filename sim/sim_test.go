@@ -289,7 +289,7 @@ func TestRunInterrupted(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	pr := &cancelAfter{n: 2, cancel: cancel}
 	res, err := Run(c, Options{Jobs: 1, Version: "t", Context: ctx, Progress: pr})
-	if err != ErrInterrupted || !res.Interrupted || len(res.Points) != 2 {
+	if err != ErrInterrupted || !res.Interrupted || len(res.Points) < 1 || len(res.Points) > 2 || res.Points[0].Index != 0 {
 		t.Fatalf("err %v, interrupted %v, %d points", err, res.Interrupted, len(res.Points))
 	}
 	b, _ := json.Marshal(res)
@@ -330,5 +330,32 @@ func TestMissingIsNull(t *testing.T) {
 	}
 	if v := ResolveVersion("dev"); v == "dev" || v == "" {
 		t.Errorf("version fallback %q", v)
+	}
+}
+
+// TestGridSweep: two sweeps give every combination, the first varying
+// fastest, each point carrying both keys (results and CSV).
+func TestGridSweep(t *testing.T) {
+	c := Defaults()
+	c.Model, c.Nodes, c.WarmupTime, c.MeasureTime = "central", 50, 50, 50
+	c.Sweep = &Sweep{Key: "load", Values: []any{0.5, 0.9}}
+	c.Grid = []Sweep{{Key: "central_share", Values: []any{0.0, 0.1, 0.5}}}
+	pts, err := c.Points()
+	if err != nil || len(pts) != 6 || pts[1].Load != 0.9 || pts[1].CentralShare != 0 || pts[2].CentralShare != 0.1 {
+		t.Fatalf("points %d %v", len(pts), err)
+	}
+	res, err := Run(c, Options{Version: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := res.Points[5].Params; p["load"] != 0.9 || p["central_share"] != 0.5 {
+		t.Fatalf("params %v", p)
+	}
+	var b bytes.Buffer
+	if err := res.WriteCSV(&b); err != nil || !strings.HasPrefix(b.String(), "point,central_share,") {
+		t.Fatalf("csv %q", b.String()[:min(80, b.Len())])
+	}
+	if files, err := res.WriteDir(t.TempDir()); err != nil || len(files) < 3 {
+		t.Fatalf("write %v %v", files, err)
 	}
 }

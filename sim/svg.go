@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -287,6 +288,8 @@ func newAxis(vals []float64, log bool, margin float64) axis {
 
 // keyLabels names the usual sweep keys on an x axis.
 var keyLabels = map[string]string{
+	"central_share":        "p",
+	"load":                 "load lambda",
 	"nodes":                "network size (nodes)",
 	"k":                    "k (contacts per bucket)",
 	"alpha":                "alpha (RPCs in flight)",
@@ -470,27 +473,59 @@ func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 		v, ok := p.Params[key].(float64)
 		return v, ok
 	}
+	// A grid plots one series per metric and combination of the further
+	// keys' values, named after them.
+	var gridKeys []string
+	if ks := r.Config.SweepKeys(); len(ks) > 1 {
+		gridKeys = ks[1:]
+	}
+	groupOf := func(p Point) string {
+		var parts []string
+		for _, k := range gridKeys {
+			l := k
+			if kl, ok := keyLabels[k]; ok {
+				l = kl
+			}
+			parts = append(parts, l+" = "+fmtValue(p.Params[k]))
+		}
+		return strings.Join(parts, ", ")
+	}
+	var groups []string
+	for _, p := range r.Points {
+		if g := groupOf(p); !slices.Contains(groups, g) {
+			groups = append(groups, g)
+		}
+	}
 	for i, yn := range ps.Y {
-		s := series{name: yn, col: palette[i%len(palette)], dash: dashes[i%len(dashes)], shape: markers[i%len(markers)]}
-		if i < len(ps.Legend) && ps.Legend[i] != "" {
-			s.name = ps.Legend[i]
-		}
-		for j, p := range r.Points {
-			x, okx := xOf(j, p)
-			y, oky := p.Metrics[yn]
-			if !okx || !oky || math.IsNaN(y) || math.IsNaN(x) || (ps.LogX && len(cats) == 0 && x <= 0) || (ps.LogY && y <= 0) {
-				continue
+		for gi, grp := range groups {
+			si := i*len(groups) + gi
+			s := series{name: yn, col: palette[si%len(palette)], dash: dashes[si%len(dashes)], shape: markers[si%len(markers)]}
+			if i < len(ps.Legend) && ps.Legend[i] != "" {
+				s.name = ps.Legend[i]
 			}
-			s.x, s.y = append(s.x, x), append(s.y, y)
-			l := fmtValue(p.Params[key])
-			if ps.YCensored > 0 && y == ps.YCensored {
-				l += " (" + ps.YCensoredText + ")"
+			if grp != "" {
+				s.name += " (" + grp + ")"
 			}
-			s.lbl = append(s.lbl, l)
-		}
-		if len(s.x) > 0 {
-			ss = append(ss, s)
-			xs, ys = append(xs, s.x...), append(ys, s.y...)
+			for j, p := range r.Points {
+				if groupOf(p) != grp {
+					continue
+				}
+				x, okx := xOf(j, p)
+				y, oky := p.Metrics[yn]
+				if !okx || !oky || math.IsNaN(y) || math.IsNaN(x) || (ps.LogX && len(cats) == 0 && x <= 0) || (ps.LogY && y <= 0) {
+					continue
+				}
+				s.x, s.y = append(s.x, x), append(s.y, y)
+				l := fmtValue(p.Params[key])
+				if ps.YCensored > 0 && y == ps.YCensored {
+					l += " (" + ps.YCensoredText + ")"
+				}
+				s.lbl = append(s.lbl, l)
+			}
+			if len(s.x) > 0 {
+				ss = append(ss, s)
+				xs, ys = append(xs, s.x...), append(ys, s.y...)
+			}
 		}
 	}
 	if len(ss) == 0 {

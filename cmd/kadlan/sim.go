@@ -46,7 +46,7 @@ func simCommand() *cli.Command {
 			&cli.Uint64Flag{Name: "seed", Usage: "random `SEED` (overrides the preset)"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output `DIR` (default kadlan-sim/PRESET)"},
 			&cli.GenericFlag{Name: "set", Value: &repeatable{}, Usage: "set a config field, `KEY=VALUE` (repeatable; dotted keys for nested fields)"},
-			&cli.StringFlag{Name: "sweep", Usage: "run one point per value: `KEY=V1,V2,...`"},
+			&cli.GenericFlag{Name: "sweep", Value: &repeatable{}, Usage: "run one point per value: `KEY=V1,V2,...` (repeat for a grid: every combination)"},
 			&cli.StringFlag{Name: "shard", Usage: "run only points i, i+n, ...: `I/N` (merge with 'kadlan sim merge')"},
 			&cli.IntFlag{Name: "jobs", Aliases: []string{"j"}, Usage: "points run in parallel (default: CPUs)"},
 			&cli.BoolFlag{Name: "json", Usage: "print results.json to stdout instead of the summary"},
@@ -97,12 +97,19 @@ func simConfig(c *cli.Context) (sim.Config, error) {
 			return cfg, userErrorf("%v", err)
 		}
 	}
-	if s := c.String("sweep"); s != "" {
-		sw, err := sim.ParseSweep(s)
-		if err != nil {
-			return cfg, userErrorf("%v", err)
+	if sweeps := *c.Generic("sweep").(*repeatable); len(sweeps) > 0 {
+		cfg.Sweep, cfg.Grid = nil, nil
+		for i, s := range sweeps {
+			sw, err := sim.ParseSweep(s)
+			if err != nil {
+				return cfg, userErrorf("%v", err)
+			}
+			if i == 0 {
+				cfg.Sweep = sw
+			} else {
+				cfg.Grid = append(cfg.Grid, *sw)
+			}
 		}
-		cfg.Sweep = sw
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, userErrorf("%v", err)
@@ -172,7 +179,15 @@ func simPointsDesc(cfg sim.Config) string {
 	for _, v := range cfg.Sweep.Values {
 		vs = append(vs, fmt.Sprint(v))
 	}
-	return fmt.Sprintf("%d nodes, sweep %s = %s", cfg.Nodes, cfg.Sweep.Key, strings.Join(vs, ", "))
+	desc := fmt.Sprintf("%d nodes, sweep %s = %s", cfg.Nodes, cfg.Sweep.Key, strings.Join(vs, ", "))
+	for _, g := range cfg.Grid {
+		vs = vs[:0]
+		for _, v := range g.Values {
+			vs = append(vs, fmt.Sprint(v))
+		}
+		desc += fmt.Sprintf(" × %s = %s", g.Key, strings.Join(vs, ", "))
+	}
+	return desc
 }
 
 func simReport(c *cli.Context, res *sim.Results, out string, took time.Duration) error {
