@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"runtime"
 	"slices"
 	"sort"
@@ -259,10 +260,20 @@ type progress struct {
 	frac  []float64
 	last  time.Time
 	start time.Time
+	every time.Duration
+	lines bool // newline-terminated updates instead of a redrawn bar
 }
 
 func newProgress(w io.Writer, n int) *progress {
-	return &progress{w: w, frac: make([]float64, n), start: time.Now()}
+	p := &progress{w: w, frac: make([]float64, n), start: time.Now(), every: 200 * time.Millisecond}
+	if f, ok := w.(*os.File); ok {
+		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice == 0 {
+			// not a terminal (a log file, a batch system): one line per
+			// update, every 10 s
+			p.lines, p.every = true, 10*time.Second
+		}
+	}
+	return p
 }
 
 func (p *progress) set(i int, f float64) {
@@ -272,7 +283,7 @@ func (p *progress) set(i int, f float64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.frac[i] = f
-	if time.Since(p.last) < 200*time.Millisecond && f < 1 {
+	if time.Since(p.last) < p.every && (f < 1 || p.lines) {
 		return
 	}
 	p.last = time.Now()
@@ -291,8 +302,17 @@ func (p *progress) draw() {
 	tot := sum / float64(max(1, len(p.frac)))
 	const width = 30
 	n := int(tot * width)
-	fmt.Fprintf(p.w, "\r[%s%s] %3.0f%%  %d/%d points  %s ", strings.Repeat("=", n), strings.Repeat(" ", width-n),
-		100*tot, done, len(p.frac), time.Since(p.start).Round(time.Second))
+	el := time.Since(p.start)
+	eta := "?"
+	if tot > 0.01 {
+		eta = (time.Duration(float64(el)/tot) - el).Round(time.Second).String()
+	}
+	if p.lines {
+		fmt.Fprintf(p.w, "%3.0f%%  %d/%d points  elapsed %s  eta %s\n", 100*tot, done, len(p.frac), el.Round(time.Second), eta)
+		return
+	}
+	fmt.Fprintf(p.w, "\r[%s%s] %3.0f%%  %d/%d points  %s  eta %s ", strings.Repeat("=", n), strings.Repeat(" ", width-n),
+		100*tot, done, len(p.frac), el.Round(time.Second), eta)
 }
 
 func (p *progress) finish() {
@@ -301,7 +321,9 @@ func (p *progress) finish() {
 	}
 	p.mu.Lock()
 	p.draw()
-	fmt.Fprintln(p.w)
+	if !p.lines {
+		fmt.Fprintln(p.w)
+	}
 	p.mu.Unlock()
 }
 
