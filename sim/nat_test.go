@@ -217,3 +217,22 @@ func TestNATDirectShare(t *testing.T) {
 		t.Errorf("direct share barely moves with the mix: %v", shares)
 	}
 }
+
+// TestNATMixConfig: the mix is set by profile name, replaced whole by a
+// config file, and unknown profiles are rejected.
+func TestNATMixConfig(t *testing.T) {
+	c := Defaults()
+	if err := c.Set("nat_mix.symmetric", "0.5"); err != nil || c.NATMix["symmetric"] != 0.5 || c.NATMix["port-restricted"] != 0.4 {
+		t.Fatalf("set: %v %v", c.NATMix, err)
+	}
+	if err := c.Set("nat_mix.symmetric-seq", "0.1"); err != nil || c.NATMix["symmetric-seq"] != 0.1 {
+		t.Fatalf("set a new profile: %v %v", c.NATMix, err)
+	}
+	if err := c.Set("nat_mix.cone", "1"); err != nil || c.Validate() == nil {
+		t.Error("unknown profile accepted")
+	}
+	p, err := ParseConfig([]byte(`{"model":"nat","nat_mix":{"full-cone":1}}`))
+	if err != nil || len(p.NATMix) != 1 {
+		t.Fatalf("config mix %v %v", p.NATMix, err)
+	}
+}
