@@ -89,7 +89,35 @@ func (r *Results) WriteCSV(w io.Writer) error {
 	return cw.Error()
 }
 
-// WriteDir writes results.json, points.csv and one SVG per plot into dir
+// WriteLongCSV writes one row per point and metric ("long form"): point,
+// the swept keys, metric, value (null when missing).
+func (r *Results) WriteLongCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	keys := r.Config.SweepKeys()
+	if err := cw.Write(append(append([]string{"point"}, keys...), "metric", "value")); err != nil {
+		return err
+	}
+	names := r.MetricNames()
+	for _, p := range r.Points {
+		head := []string{strconv.Itoa(p.Index)}
+		for _, k := range keys {
+			head = append(head, fmtValue(p.Params[k]))
+		}
+		for _, n := range names {
+			v, ok := p.Metrics[n]
+			if !ok {
+				continue
+			}
+			if err := cw.Write(append(slices.Clone(head), n, fmtMetric(v))); err != nil {
+				return err
+			}
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// WriteDir writes results.json, points.csv, points_long.csv and one SVG per plot into dir
 // (created if needed) and returns the files written.
 func (r *Results) WriteDir(dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -116,6 +144,13 @@ func (r *Results) WriteDir(dir string) ([]string, error) {
 		return files, err
 	}
 	if err := write("points.csv", []byte(csvb.String())); err != nil {
+		return files, err
+	}
+	var longb strings.Builder
+	if err := r.WriteLongCSV(&longb); err != nil {
+		return files, err
+	}
+	if err := write("points_long.csv", []byte(longb.String())); err != nil {
 		return files, err
 	}
 	md := models[r.Config.Model]

@@ -358,4 +358,8 @@ func TestGridSweep(t *testing.T) {
 	if files, err := res.WriteDir(t.TempDir()); err != nil || len(files) < 3 {
 		t.Fatalf("write %v %v", files, err)
 	}
+	b.Reset()
+	if err := res.WriteLongCSV(&b); err != nil || !strings.HasPrefix(b.String(), "point,load,central_share,metric,value\n0,0.5,0,") {
+		t.Fatalf("long csv %q", b.String()[:min(80, b.Len())])
+	}
 }
