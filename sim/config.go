@@ -24,6 +24,9 @@ type Config struct {
 	Model string `json:"model"`
 	Nodes int    `json:"nodes"`
 	Seed  uint64 `json:"seed"`
+	// Seeds: replicates per point (seeds seed, seed+1, ...); metrics are
+	// their means, with <metric>_ci95 the 95% confidence half-width.
+	Seeds int `json:"seeds,omitempty"`
 
 	// Kademlia.
 	K            int     `json:"k"`              // bucket size and result count (kad-dht: 20)
@@ -240,7 +243,7 @@ func (c *Config) SetValue(key string, v any) error {
 		cur = sub
 	}
 	last := parts[len(parts)-1]
-	if _, ok := cur[last]; !ok && parts[0] != "nat_mix" && last != "sweep" && last != "refresh_values" && last != "root_capacity_shares" && last != "central_shares" &&
+	if _, ok := cur[last]; !ok && parts[0] != "nat_mix" && last != "sweep" && last != "refresh_values" && last != "root_capacity_shares" && last != "central_shares" && last != "seeds" &&
 		last != "block_counts" && last != "design" {
 		return fmt.Errorf("sim: config: no field %q", key)
 	}

@@ -156,7 +156,7 @@ func Run(c Config, o Options) (*Results, error) {
 				next++
 				mu.Unlock()
 				i := todo[j]
-				m, err := md.run(pts[i], func(f float64) { bar.set(j, f) })
+				m, err := runReplicates(md, pts[i], func(f float64) { bar.set(j, f) })
 				mu.Lock()
 				if err != nil && first == nil {
 					first = fmt.Errorf("sim: point %d: %w", i, err)
@@ -197,6 +197,61 @@ func Run(c Config, o Options) (*Results, error) {
 	}
 	copy(res.Points, out)
 	return res, first
+}
+
+// runReplicates runs a point once per seed (seeds replicates: seed,
+// seed+1, ...) and returns the mean of each metric over the replicates
+// where it is not missing, with its 95% confidence half-width (Student t)
+// as <metric>_ci95.
+func runReplicates(md modelDef, c Config, progress func(float64)) (Metrics, error) {
+	n := max(1, c.Seeds)
+	if n == 1 {
+		return md.run(c, progress)
+	}
+	vals := map[string][]float64{}
+	for r := range n {
+		rc := c
+		rc.Seed = c.Seed + uint64(r)
+		m, err := md.run(rc, func(f float64) { progress((float64(r) + f) / float64(n)) })
+		if err != nil {
+			return nil, fmt.Errorf("seed %d: %w", rc.Seed, err)
+		}
+		for k, v := range m {
+			if !math.IsNaN(v) && !math.IsInf(v, 0) {
+				vals[k] = append(vals[k], v)
+			} else if _, ok := vals[k]; !ok {
+				vals[k] = nil
+			}
+		}
+	}
+	out := Metrics{"replicates": float64(n)}
+	for k, x := range vals {
+		out[k] = mean(x)
+		out[k+"_ci95"] = ci95(x)
+	}
+	return out, nil
+}
+
+// ci95 is the half-width of the 95% confidence interval of the mean of x
+// (Student t; NaN with fewer than 2 values).
+func ci95(x []float64) float64 {
+	if len(x) < 2 {
+		return math.NaN()
+	}
+	mu := mean(x)
+	var ss float64
+	for _, v := range x {
+		ss += (v - mu) * (v - mu)
+	}
+	sd := math.Sqrt(ss / float64(len(x)-1))
+	// t_{0.975, df} for df = 1..30, then the normal quantile
+	t := []float64{12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+		2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042}
+	q := 1.960
+	if df := len(x) - 1; df <= len(t) {
+		q = t[df-1]
+	}
+	return q * sd / math.Sqrt(float64(len(x)))
 }
 
 // clean makes every missing value (NaN, infinities: a quantile of no

@@ -363,3 +363,37 @@ func TestGridSweep(t *testing.T) {
 		t.Fatalf("long csv %q", b.String()[:min(80, b.Len())])
 	}
 }
+
+// TestSeedsReplicates: seeds replicates give means with 95% confidence
+// half-widths, drawn as error bars; the mean of 3 seeds is the mean of the
+// 3 single-seed runs.
+func TestSeedsReplicates(t *testing.T) {
+	c := Defaults()
+	c.Nodes, c.Lookups, c.Seeds = 500, 100, 3
+	c.Sweep = &Sweep{Key: "nodes", Values: []any{300.0, 600.0}}
+	res, err := Run(c, Options{Version: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := res.Points[0].Metrics
+	if m["replicates"] != 3 || !(m["hops_mean_ci95"] > 0) {
+		t.Fatalf("replicates %v, ci %v", m["replicates"], m["hops_mean_ci95"])
+	}
+	var sum float64
+	for s := range 3 {
+		one := c
+		one.Seeds, one.Seed, one.Nodes, one.Sweep = 0, c.Seed+uint64(s), 300, nil
+		mm, err := models["lookup"].run(one, func(float64) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += mm["hops_mean"]
+	}
+	if math.Abs(sum/3-m["hops_mean"]) > 1e-12 {
+		t.Errorf("mean of replicates %v, want %v", m["hops_mean"], sum/3)
+	}
+	svg, ok := res.plotSVG(models["lookup"].plotsFor(res.Config)[0])
+	if !ok || !strings.Contains(svg, `stroke-width="1.2" fill="none"/>`) {
+		t.Error("no error bars in the hops plot")
+	}
+}

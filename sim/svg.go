@@ -450,6 +450,7 @@ func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 	type series struct {
 		name, col, dash, shape string
 		x, y                   []float64
+		ci                     []float64 // 95% confidence half-widths (0: none)
 		lbl                    []string
 	}
 	var ss []series
@@ -516,6 +517,14 @@ func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 					continue
 				}
 				s.x, s.y = append(s.x, x), append(s.y, y)
+				ci := p.Metrics[yn+"_ci95"]
+				if math.IsNaN(ci) || ci < 0 || (ps.LogY && y-ci <= 0) {
+					ci = 0
+				}
+				s.ci = append(s.ci, ci)
+				if ci > 0 {
+					ys = append(ys, y-ci, y+ci)
+				}
 				l := fmtValue(p.Params[key])
 				if ps.YCensored > 0 && y == ps.YCensored {
 					l += " (" + ps.YCensoredText + ")"
@@ -672,6 +681,11 @@ func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`+"\n", strings.Join(pts, " "), s.col, dash)
 		}
 		for j := range s.x {
+			if ci := s.ci[j]; ci > 0 { // error bar
+				x, y0, y1 := X(s.x[j]), Y(s.y[j]-ci), Y(s.y[j]+ci)
+				fmt.Fprintf(&b, `<path d="M%.1f,%.1fV%.1fM%.1f,%.1fH%.1fM%.1f,%.1fH%.1f" stroke="%s" stroke-width="1.2" fill="none"/>`+"\n",
+					x, y0, y1, x-3, y0, x+3, x-3, y1, x+3, s.col)
+			}
 			shape := s.shape
 			if ps.YCensored > 0 && s.y[j] == ps.YCensored {
 				shape = "up-arrow"

@@ -44,6 +44,7 @@ func simCommand() *cli.Command {
 			&cli.StringFlag{Name: "config", Usage: "config `FILE` (JSON, as printed by 'kadlan sim presets NAME')"},
 			&cli.IntFlag{Name: "nodes", Aliases: []string{"n"}, Usage: "network size `N` (overrides the preset)"},
 			&cli.Uint64Flag{Name: "seed", Usage: "random `SEED` (overrides the preset)"},
+			&cli.IntFlag{Name: "seeds", Usage: "replicates per point, `N` seeds from --seed on: means with 95% confidence intervals (error bars)"},
 			&cli.StringFlag{Name: "out", Aliases: []string{"o"}, Usage: "output `DIR` (default kadlan-sim/PRESET)"},
 			&cli.GenericFlag{Name: "set", Value: &repeatable{}, Usage: "set a config field, `KEY=VALUE` (repeatable; dotted keys for nested fields)"},
 			&cli.GenericFlag{Name: "sweep", Value: &repeatable{}, Usage: "run one point per value: `KEY=V1,V2,...` (repeat for a grid: every combination)"},
@@ -87,6 +88,9 @@ func simConfig(c *cli.Context) (sim.Config, error) {
 	}
 	if c.IsSet("seed") {
 		cfg.Seed = c.Uint64("seed")
+	}
+	if c.IsSet("seeds") {
+		cfg.Seeds = c.Int("seeds")
 	}
 	for _, kv := range *c.Generic("set").(*repeatable) {
 		k, v, ok := strings.Cut(kv, "=")
