@@ -68,8 +68,12 @@ type Config struct {
 	BirthdayProbes  int                `json:"birthday_probes"`  // random-port probes the easy side sends
 	BirthdayPPS     float64            `json:"birthday_pps"`     // probes per second
 	Relays          int                `json:"relays"`           // relay reservations per NATed node (node: 3)
-	Pairs           int                `json:"pairs"`            // node pairs connected per point
-	ConnectRate     float64            `json:"connect_rate"`     // new connections per second, network-wide
+	// DHTServers: "public" (as the node: only public nodes are DHT
+	// servers; NATed nodes are clients found through their relays) or
+	// "all" (every node a server). Models rooted and triangle.
+	DHTServers  string  `json:"dht_servers"`
+	Pairs       int     `json:"pairs"`        // node pairs connected per point
+	ConnectRate float64 `json:"connect_rate"` // new connections per second, network-wide
 
 	// Fixed roots (models rooted, triangle).
 	Roots        int     `json:"roots"`
@@ -134,7 +138,7 @@ func Defaults() Config {
 		LookupRate: 100, RPCTimeoutMs: 3000, ServiceUs: 50, RPCBytes: 1500, AttackerCPUS: 3.15e7,
 		Churn: "weibull", SessionMedianS: 7200, WeibullShape: 0.5, Availability: 0.5, RefreshS: 600,
 		PublicShare: 0.2, NATMix: DefaultNATMix(), PacketLoss: 0.01, PunchAttempts: 3, PunchTimeoutMs: 5000,
-		PunchRetries: 1, PunchRetryS: 60, BirthdaySockets: 256, BirthdayProbes: 1024, BirthdayPPS: 100, Relays: 3, Pairs: 5000,
+		PunchRetries: 1, PunchRetryS: 60, BirthdaySockets: 256, BirthdayProbes: 1024, BirthdayPPS: 100, Relays: 3, DHTServers: "public", Pairs: 5000,
 		ConnectRate: 200, RootCapacity: 100, KeepaliveBytesS: 8,
 		Load: 0.9, CentralShare: 0.1, MaxEvents: 3e8, Stations0: 20,
 		Community: 40, InDegree: 8, OutDegree: 1, Affinity: 0.5, Broadcasts: 200, ReplicationLimit: 32,
@@ -199,6 +203,8 @@ func (c *Config) Validate() error {
 	case c.SybilShare < 0 || c.SybilShare >= 1, c.PublicShare < 0 || c.PublicShare > 1,
 		c.PacketLoss < 0 || c.PacketLoss > 1, c.Availability <= 0 || c.Availability > 1:
 		return fmt.Errorf("sim: config: shares must be in [0,1]")
+	case c.DHTServers != "public" && c.DHTServers != "all":
+		return fmt.Errorf("sim: config: dht_servers %q: want public or all", c.DHTServers)
 	case c.Churn != "weibull" && c.Churn != "exponential":
 		return fmt.Errorf("sim: config: churn %q: want weibull or exponential", c.Churn)
 	case c.LookupRate <= 0 || c.RefreshS <= 0 || c.SessionMedianS <= 0:

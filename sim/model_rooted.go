@@ -195,6 +195,14 @@ func runRootedModel(c Config, progress func(float64)) (Metrics, error) {
 	for _, r := range roots {
 		nat[r] = natPublic
 	}
+	if c.DHTServers != "all" {
+		// as the node: only public nodes are DHT servers (and relays)
+		srv := make([]bool, c.Nodes)
+		for i, t := range nat {
+			srv[i] = t == natPublic
+		}
+		n.SetServers(srv, c.Relays)
+	}
 	designs := make([]*rootedSim, len(caps))
 	for i, cp := range caps {
 		designs[i] = &rootedSim{n: n, roots: roots, svc: max(1, int64(float64(svc)/cp)), busy: make([]int64, R), dead: make([]bool, R),
@@ -280,6 +288,14 @@ func runRootedModel(c Config, progress func(float64)) (Metrics, error) {
 	m["rootless_ttfp_ms_p99"] = quantile(rootless, 0.99)
 	m["rootless_success"] = float64(lok) / float64(ltot)
 	m["rootless_top1pct_share"] = topShare(work, 0.01)
+	var pubWork, allWork float64
+	for i, w := range work {
+		allWork += w
+		if nat[i] == natPublic {
+			pubWork += w
+		}
+	}
+	m["rootless_work_public_share"] = pubWork / allWork // 1 when only public nodes are DHT servers
 	m["rootless_gini"] = gini(work)
 	m["p99_ratio_rootless_vs_rooted"] = m["rootless_ttfp_ms_p99"] / m["rooted_ttfp_ms_p99"]
 

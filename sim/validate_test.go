@@ -154,6 +154,16 @@ func TestRootedVsRootless(t *testing.T) {
 	if m["rooted_ttfp_ms_p50"] <= 0 || m["rootless_ttfp_ms_p50"] <= m["rooted_ttfp_ms_p50"] {
 		t.Errorf("ttfp rooted %.1f rootless %.1f", m["rooted_ttfp_ms_p50"], m["rootless_ttfp_ms_p50"])
 	}
+	// As the node: only public nodes serve the DHT and relay, and NATed
+	// targets are found through their relays; with every node a server,
+	// NATed nodes carry lookup work too.
+	if m["rootless_work_public_share"] != 1 || m["rootless_success"] < 0.99 {
+		t.Errorf("public servers: work on public nodes %.3f, success %.3f", m["rootless_work_public_share"], m["rootless_success"])
+	}
+	c.DHTServers = "all"
+	if a := point(t, "rooted", c); a["rootless_work_public_share"] > 0.6 {
+		t.Errorf("all servers: work on public nodes %.3f", a["rootless_work_public_share"])
+	}
 }
 
 // TestPresetsRun runs every preset at toy scale through Run and WriteDir:
