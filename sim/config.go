@@ -275,6 +275,8 @@ func ParseSweep(s string) (*Sweep, error) {
 	for _, v := range strings.Split(vals, ",") {
 		if f, err := strconv.ParseFloat(v, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
 			sw.Values = append(sw.Values, f)
+		} else if v == "true" || v == "false" {
+			sw.Values = append(sw.Values, v == "true")
 		} else {
 			sw.Values = append(sw.Values, v)
 		}

@@ -288,6 +288,8 @@ func newAxis(vals []float64, log bool, margin float64) axis {
 
 // keyLabels names the usual sweep keys on an x axis.
 var keyLabels = map[string]string{
+	"nat_mix.symmetric":    "weight of symmetric NATs in nat_mix (the others weigh 0.8)",
+	"birthday_probing":     "birthday probing",
 	"central_share":        "p",
 	"load":                 "load lambda",
 	"nodes":                "network size (nodes)",
@@ -298,7 +300,6 @@ var keyLabels = map[string]string{
 	"session_median_s":     "median session length (s)",
 	"refresh_s":            "bucket refresh interval (s)",
 	"public_share":         "share of public (non-NATed) nodes",
-	"symmetric_share":      "share of NATed nodes behind symmetric NATs",
 	"connect_rate":         "offered load (new connections per second, network-wide)",
 	"roots":                "number of roots R",
 	"root_capacity":        "root capacity (x a node's)",
@@ -311,8 +312,6 @@ var keyLabels = map[string]string{
 	"rpc_timeout_ms":       "RPC timeout (ms)",
 	"attacker_cpu_s":       "attacker budget (CPU-s)",
 	"keepalive_bytes_s":    "keepalive bytes per second",
-	"punch_success_eim":    "hole punch success (EIM-EIM)",
-	"punch_success_mixed":  "hole punch success (one symmetric)",
 	"root_capacity_shares": "root capacity share",
 }
 
