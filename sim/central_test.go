@@ -31,7 +31,7 @@ func TestCentralFluid(t *testing.T) {
 // (10x slower) the longest cases are left out: p = 0 at 0.99 (3e7 events
 // for a 6% standard error: the time average's variance is
 // 2rho(1+rho)/((1-rho)^4 T)) and lambda = 0.999 (5e7 events: the
-// warm-up is 2L/(1-lambda)). p = 0 at 0.999 would need ~1e10 events and is
+// warm-up is 2L/(1-lambda)). p = 0 at 0.999 would need ~2e10 events and is
 // not tested.
 func TestCentralMatchesTheory(t *testing.T) {
 	type tc struct {
