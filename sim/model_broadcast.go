@@ -24,7 +24,7 @@ func init() {
 		lat = append(lat, m+"_comm_latency_ms_p95")
 	}
 	names := []string{"social switching", "flooding", "gossip, fanout ln(n)+5", "sender replication"}
-	models["broadcast"] = modelDef{run: runBroadcastModel,
+	models["broadcast"] = modelDef{bytesPerNode: 2500, run: runBroadcastModel,
 		plots: []PlotSpec{
 			{Name: "comm_reach", Title: "Reach within the sender's community", YLabel: "share of community members reached", Y: comm, Legend: names, LogX: true},
 			{Name: "reach", Title: "Reach over the whole network", YLabel: "share of all nodes reached (log scale)", Y: reach, Legend: names, LogX: true, LogY: true},

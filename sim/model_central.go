@@ -34,7 +34,7 @@ import (
 // round trips, and roots serve their region, not the longest queue.
 
 func init() {
-	models["central"] = modelDef{run: runCentralModel, plotsFor: centralPlots, summaryFor: centralSummary}
+	models["central"] = modelDef{bytesPerNode: 0, run: runCentralModel, plotsFor: centralPlots, summaryFor: centralSummary}
 }
 
 func centralShares(c Config) []float64 {

@@ -3,7 +3,7 @@ package sim
 import "math"
 
 func init() {
-	models["nat"] = modelDef{run: runNATModel,
+	models["nat"] = modelDef{bytesPerNode: 200, run: runNATModel,
 		plots: []PlotSpec{
 			{Name: "paths", Title: "Direct vs relayed paths vs NAT mix", YLabel: "share of connections",
 				Y:      []string{"direct_share", "direct_share_natted", "first_attempt_share_natted", "relayed_share"},

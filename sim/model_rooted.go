@@ -8,7 +8,7 @@ import (
 )
 
 func init() {
-	models["rooted"] = modelDef{run: runRootedModel, plotsFor: rootedPlots, summaryFor: rootedSummary,
+	models["rooted"] = modelDef{bytesPerNode: 300, run: runRootedModel, plotsFor: rootedPlots, summaryFor: rootedSummary,
 		summary: []string{"rooted_ttfp_ms_p50", "rooted_ttfp_ms_p99", "rootless_ttfp_ms_p50", "rootless_ttfp_ms_p99",
 			"rooted_top1pct_share", "rootless_top1pct_share", "rooted_success_blocked", "rootless_success_blocked"}}
 }

@@ -41,6 +41,9 @@ type PlotSpec struct {
 }
 
 type modelDef struct {
+	// bytesPerNode is the peak memory per node of one point, measured
+	// (/usr/bin/time at 10^5-10^6 nodes), for the memory check of Run.
+	bytesPerNode float64
 	// run computes one point; progress gets the done fraction (0..1).
 	run   func(c Config, progress func(float64)) (Metrics, error)
 	plots []PlotSpec
@@ -129,6 +132,31 @@ func Run(c Config, o Options) (*Results, error) {
 	if jobs <= 0 {
 		jobs = runtime.NumCPU()
 	}
+	// A point too big for this machine says so instead of swapping; points
+	// run in parallel only as far as they fit together.
+	if avail := memAvailable(); avail > 0 && md.bytesPerNode > 0 {
+		var need []float64
+		for _, i := range todo {
+			b := pointBytes(md, pts[i])
+			if b > avail {
+				return nil, fmt.Errorf("sim: point %d (%d nodes) needs about %.1f GiB, this machine has %.1f GiB available: run it on a bigger machine or with fewer nodes",
+					i, pts[i].Nodes, b/(1<<30), avail/(1<<30))
+			}
+			need = append(need, b)
+		}
+		slices.Sort(need)
+		slices.Reverse(need)
+		for jobs > 1 {
+			var sum float64
+			for _, b := range need[:min(jobs, len(need))] {
+				sum += b
+			}
+			if sum <= avail {
+				break
+			}
+			jobs--
+		}
+	}
 	bar := newProgress(o.Progress, len(todo))
 	ctx := o.Context
 	if ctx == nil {
@@ -197,6 +225,30 @@ func Run(c Config, o Options) (*Results, error) {
 	}
 	copy(res.Points, out)
 	return res, first
+}
+
+// pointBytes estimates the peak memory of one point: 64 MiB of runtime
+// and tables, plus 1.5 times the model's measured bytes per node.
+func pointBytes(md modelDef, c Config) float64 {
+	return 64<<20 + 1.5*md.bytesPerNode*float64(c.Nodes)
+}
+
+// memAvailable is MemAvailable of /proc/meminfo in bytes (0: unknown).
+func memAvailable() float64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "MemAvailable:" {
+			kb, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				return 0
+			}
+			return kb * 1024
+		}
+	}
+	return 0
 }
 
 // runReplicates runs a point once per seed (seeds replicates: seed,

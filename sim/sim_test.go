@@ -397,3 +397,21 @@ func TestSeedsReplicates(t *testing.T) {
 		t.Error("no error bars in the hops plot")
 	}
 }
+
+// TestPointTooBig: a point whose estimated memory exceeds what the machine
+// has available fails at once with a message instead of swapping.
+func TestPointTooBig(t *testing.T) {
+	avail := memAvailable()
+	if avail == 0 {
+		t.Skip("no /proc/meminfo")
+	}
+	c := Defaults()
+	c.Model, c.Nodes = "broadcast", 1<<28
+	if pointBytes(models["broadcast"], c) < avail {
+		t.Skip("this machine could hold the point")
+	}
+	_, err := Run(c, Options{Version: "t"})
+	if err == nil || !strings.Contains(err.Error(), "GiB available") {
+		t.Fatalf("err %v", err)
+	}
+}
