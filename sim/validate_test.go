@@ -144,7 +144,6 @@ func TestRootedVsRootless(t *testing.T) {
 	c := Defaults()
 	c.Nodes, c.Pairs, c.Roots = 3000, 800, 3
 	m := point(t, "rooted", c)
-	t.Logf("%v", m)
 	if m["rooted_top1pct_share"] < 0.99 || m["rootless_top1pct_share"] > 0.3 {
 		t.Errorf("top 1%% share: rooted %.3f rootless %.3f", m["rooted_top1pct_share"], m["rootless_top1pct_share"])
 	}
@@ -161,7 +160,9 @@ func TestRootedVsRootless(t *testing.T) {
 		t.Errorf("public servers: work on public nodes %.3f, success %.3f", m["rootless_work_public_share"], m["rootless_success"])
 	}
 	c.DHTServers = "all"
-	if a := point(t, "rooted", c); a["rootless_work_public_share"] > 0.6 {
+	a := point(t, "rooted", c)
+	t.Logf("all servers: work on public nodes %.3f", a["rootless_work_public_share"])
+	if a["rootless_work_public_share"] > 0.6 {
 		t.Errorf("all servers: work on public nodes %.3f", a["rootless_work_public_share"])
 	}
 }
