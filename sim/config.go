@@ -24,6 +24,9 @@ type Config struct {
 	Model string `json:"model"`
 	Nodes int    `json:"nodes"`
 	Seed  uint64 `json:"seed"`
+	// Seeds: replicates per point (seeds seed, seed+1, ...); metrics are
+	// their means, with <metric>_ci95 the 95% confidence half-width.
+	Seeds int `json:"seeds,omitempty"`
 
 	// Kademlia.
 	K            int     `json:"k"`              // bucket size and result count (kad-dht: 20)
@@ -47,14 +50,30 @@ type Config struct {
 	// intervals (s) on the same churn; empty means [refresh_s].
 	RefreshValues []float64 `json:"refresh_values,omitempty"`
 
-	// NAT (models nat, rooted, triangle).
-	PublicShare    float64 `json:"public_share"`        // nodes with a public address
-	SymmetricShare float64 `json:"symmetric_share"`     // NATed nodes behind symmetric NATs
-	PunchEIM       float64 `json:"punch_success_eim"`   // hole punch success, both NATs endpoint-independent
-	PunchMixed     float64 `json:"punch_success_mixed"` // one symmetric, one endpoint-independent
-	Relays         int     `json:"relays"`              // relay reservations per NATed node
-	Pairs          int     `json:"pairs"`               // node pairs connected per point
-	ConnectRate    float64 `json:"connect_rate"`        // new connections per second, network-wide
+	// NAT (models nat, rooted, triangle): see nat.go. The mix is an input;
+	// direct shares, attempts and times are outputs of the punching
+	// mechanism.
+	PublicShare float64 `json:"public_share"` // nodes with a public address
+	// NATMix weighs the NAT profiles of NATed nodes (normalised), by name:
+	// full-cone, restricted-cone, port-restricted, masquerade,
+	// address-dependent, symmetric-seq, symmetric.
+	NATMix          map[string]float64 `json:"nat_mix"`
+	PacketLoss      float64            `json:"packet_loss"`      // loss of each punching packet
+	PunchAttempts   int                `json:"punch_attempts"`   // DCUtR attempts per round (go-libp2p: 3)
+	PunchTimeoutMs  float64            `json:"punch_timeout_ms"` // one attempt's dial timeout (go-libp2p: 5 s)
+	PunchRetries    int                `json:"punch_retries"`    // later rounds of attempts on a new relayed stream
+	PunchRetryS     float64            `json:"punch_retry_s"`    // wait before a later round
+	BirthdayProbing bool               `json:"birthday_probing"` // after the first round, probe (Tailscale style; not in DCUtR)
+	BirthdaySockets int                `json:"birthday_sockets"` // sockets the hard side opens
+	BirthdayProbes  int                `json:"birthday_probes"`  // random-port probes the easy side sends
+	BirthdayPPS     float64            `json:"birthday_pps"`     // probes per second
+	Relays          int                `json:"relays"`           // relay reservations per NATed node (node: 3)
+	// DHTServers: "public" (as the node: only public nodes are DHT
+	// servers; NATed nodes are clients found through their relays) or
+	// "all" (every node a server). Models rooted and triangle.
+	DHTServers  string  `json:"dht_servers"`
+	Pairs       int     `json:"pairs"`        // node pairs connected per point
+	ConnectRate float64 `json:"connect_rate"` // new connections per second, network-wide
 
 	// Fixed roots (models rooted, triangle).
 	Roots        int     `json:"roots"`
@@ -71,6 +90,19 @@ type Config struct {
 	// its path to a root open (rooted designs).
 	KeepaliveBytesS float64 `json:"keepalive_bytes_s"`
 
+	// Central share (model central, Tsitsiklis & Xu): nodes stations at
+	// load (arrival rate per station, unit service capacity), central_share
+	// of the capacity pooled to serve the longest queues.
+	Load         float64 `json:"load"`
+	CentralShare float64 `json:"central_share"`
+	// CentralShares: when set, each of these shares is measured at every
+	// point (one curve per share; overrides central_share).
+	CentralShares []float64 `json:"central_shares,omitempty"`
+	WarmupTime    float64   `json:"warmup_time"`  // time units before measuring (0: 5 relaxation times)
+	MeasureTime   float64   `json:"measure_time"` // measured window (0: 20 relaxation times)
+	MaxEvents     float64   `json:"max_events"`   // a share needing more events is not run (null)
+	Stations0     int       `json:"stations_p0"`  // stations simulated at p = 0 (independent M/M/1 queues)
+
 	// Broadcast (model broadcast).
 	Community        int                 `json:"community"`  // community size of the contact graph
 	InDegree         int                 `json:"in_degree"`  // contacts drawn inside the community
@@ -82,6 +114,9 @@ type Config struct {
 	Social           social.SocialParams `json:"social"`
 
 	Sweep *Sweep `json:"sweep,omitempty"`
+	// Grid: further sweeps; the points are every combination of their
+	// values with sweep's (sweep varies fastest).
+	Grid []Sweep `json:"grid,omitempty"`
 }
 
 // Sweep varies one field over values; each value is one point.
@@ -90,13 +125,22 @@ type Sweep struct {
 	Values []any  `json:"values"`
 }
 
+// DefaultNATMix is an assumption, not a measurement: 80% of NATed nodes
+// behind endpoint-independent mappings (home routers), 20% behind
+// symmetric ones (carrier-grade and enterprise NATs), as the old model had.
+func DefaultNATMix() map[string]float64 {
+	return map[string]float64{"port-restricted": 0.4, "masquerade": 0.25, "restricted-cone": 0.1, "full-cone": 0.05, "symmetric": 0.2}
+}
+
 // Defaults returns the base every preset starts from.
 func Defaults() Config {
-	return Config{Model: "lookup", Nodes: 10000, Seed: 1, K: 20, Alpha: 3, Paths: 1, Lookups: 2000,
+	return Config{Model: "lookup", Nodes: 10000, Seed: 1, K: 20, Alpha: 10, Paths: 1, Lookups: 2000,
 		LookupRate: 100, RPCTimeoutMs: 3000, ServiceUs: 50, RPCBytes: 1500, AttackerCPUS: 3.15e7,
 		Churn: "weibull", SessionMedianS: 7200, WeibullShape: 0.5, Availability: 0.5, RefreshS: 600,
-		PublicShare: 0.2, SymmetricShare: 0.2, PunchEIM: 0.9, PunchMixed: 0.4, Relays: 2, Pairs: 5000,
+		PublicShare: 0.2, NATMix: DefaultNATMix(), PacketLoss: 0.01, PunchAttempts: 3, PunchTimeoutMs: 5000,
+		PunchRetries: 1, PunchRetryS: 60, BirthdaySockets: 256, BirthdayProbes: 1024, BirthdayPPS: 100, Relays: 3, DHTServers: "public", Pairs: 5000,
 		ConnectRate: 200, RootCapacity: 100, KeepaliveBytesS: 8,
+		Load: 0.9, CentralShare: 0.1, MaxEvents: 3e8, Stations0: 20,
 		Community: 40, InDegree: 8, OutDegree: 1, Affinity: 0.5, Broadcasts: 200, ReplicationLimit: 32,
 		Social: social.DefaultSocialParams()}
 }
@@ -135,10 +179,14 @@ func LoadPreset(name string) (Config, error) {
 // ParseConfig reads a JSON config over Defaults; unknown fields are errors.
 func ParseConfig(b []byte) (Config, error) {
 	c := Defaults()
+	c.NATMix = nil // a given mix replaces the default one (JSON would merge maps)
 	d := json.NewDecoder(bytes.NewReader(b))
 	d.DisallowUnknownFields()
 	if err := d.Decode(&c); err != nil {
 		return c, fmt.Errorf("sim: config: %w", err)
+	}
+	if c.NATMix == nil {
+		c.NATMix = DefaultNATMix()
 	}
 	return c, c.Validate()
 }
@@ -153,12 +201,17 @@ func (c *Config) Validate() error {
 	case c.K < 1 || c.Alpha < 1 || c.Paths < 1 || c.Lookups < 0:
 		return fmt.Errorf("sim: config: k, alpha, paths must be positive")
 	case c.SybilShare < 0 || c.SybilShare >= 1, c.PublicShare < 0 || c.PublicShare > 1,
-		c.SymmetricShare < 0 || c.SymmetricShare > 1, c.Availability <= 0 || c.Availability > 1:
+		c.PacketLoss < 0 || c.PacketLoss > 1, c.Availability <= 0 || c.Availability > 1:
 		return fmt.Errorf("sim: config: shares must be in [0,1]")
+	case c.DHTServers != "public" && c.DHTServers != "all":
+		return fmt.Errorf("sim: config: dht_servers %q: want public or all", c.DHTServers)
 	case c.Churn != "weibull" && c.Churn != "exponential":
 		return fmt.Errorf("sim: config: churn %q: want weibull or exponential", c.Churn)
 	case c.LookupRate <= 0 || c.RefreshS <= 0 || c.SessionMedianS <= 0:
 		return fmt.Errorf("sim: config: rates and durations must be positive")
+	}
+	if err := validateNATMix(c.NATMix); err != nil {
+		return fmt.Errorf("sim: config: %w", err)
 	}
 	if err := c.Social.Validate(); err != nil {
 		return fmt.Errorf("sim: config: %w", err)
@@ -196,7 +249,7 @@ func (c *Config) SetValue(key string, v any) error {
 		cur = sub
 	}
 	last := parts[len(parts)-1]
-	if _, ok := cur[last]; !ok && last != "sweep" && last != "refresh_values" && last != "root_capacity_shares" &&
+	if _, ok := cur[last]; !ok && parts[0] != "nat_mix" && last != "sweep" && last != "refresh_values" && last != "root_capacity_shares" && last != "central_shares" && last != "seeds" &&
 		last != "block_counts" && last != "design" {
 		return fmt.Errorf("sim: config: no field %q", key)
 	}
@@ -222,6 +275,8 @@ func ParseSweep(s string) (*Sweep, error) {
 	for _, v := range strings.Split(vals, ",") {
 		if f, err := strconv.ParseFloat(v, 64); err == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
 			sw.Values = append(sw.Values, f)
+		} else if v == "true" || v == "false" {
+			sw.Values = append(sw.Values, v == "true")
 		} else {
 			sw.Values = append(sw.Values, v)
 		}
@@ -229,27 +284,74 @@ func ParseSweep(s string) (*Sweep, error) {
 	return sw, nil
 }
 
-// Points expands the sweep into one config per point.
+// Points expands the sweep (and grid) into one config per point.
 func (c Config) Points() ([]Config, error) {
 	if c.Sweep == nil || len(c.Sweep.Values) == 0 {
 		p := c
-		p.Sweep = nil
+		p.Sweep, p.Grid = nil, nil
 		return []Config{p}, nil
 	}
 	var out []Config
-	for _, v := range c.Sweep.Values {
+	for _, combo := range c.Combos() {
 		p := c
-		p.Sweep = nil
+		p.Sweep, p.Grid = nil, nil
 		p.RefreshValues = slices.Clone(c.RefreshValues)
 		p.RootShares = slices.Clone(c.RootShares)
 		p.BlockCounts = slices.Clone(c.BlockCounts)
-		if err := p.SetValue(c.Sweep.Key, v); err != nil {
-			return nil, err
+		p.CentralShares = slices.Clone(c.CentralShares)
+		for _, kv := range combo {
+			if err := p.SetValue(kv.Key, kv.Value); err != nil {
+				return nil, err
+			}
 		}
 		if err := p.Validate(); err != nil {
-			return nil, fmt.Errorf("sim: sweep %s=%v: %w", c.Sweep.Key, v, err)
+			return nil, fmt.Errorf("sim: sweep %v: %w", combo, err)
 		}
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+// KeyValue is one swept key's value at a point.
+type KeyValue struct {
+	Key   string
+	Value any
+}
+
+// SweepKeys lists the swept keys: sweep's, then the grid's.
+func (c Config) SweepKeys() []string {
+	if c.Sweep == nil {
+		return nil
+	}
+	keys := []string{c.Sweep.Key}
+	for _, g := range c.Grid {
+		keys = append(keys, g.Key)
+	}
+	return keys
+}
+
+// Combos lists the points' key values in point order: sweep varies
+// fastest, the last grid key slowest.
+func (c Config) Combos() [][]KeyValue {
+	if c.Sweep == nil || len(c.Sweep.Values) == 0 {
+		return nil
+	}
+	all := append([]Sweep{*c.Sweep}, c.Grid...)
+	var out [][]KeyValue
+	var rec func(level int, prefix []KeyValue)
+	rec = func(level int, prefix []KeyValue) {
+		if level < 0 {
+			cmb := make([]KeyValue, len(all))
+			for i := range all {
+				cmb[i] = prefix[len(all)-1-i]
+			}
+			out = append(out, cmb)
+			return
+		}
+		for _, v := range all[level].Values {
+			rec(level-1, append(prefix, KeyValue{all[level].Key, v}))
+		}
+	}
+	rec(len(all)-1, nil)
+	return out
 }

@@ -25,7 +25,24 @@ type Net struct {
 	// that relay) per node.
 	Load []uint32
 	RPCs uint64
+
+	// server: nodes that are DHT servers (nil: all). Only servers are in
+	// routing tables; a client is found through the RelayCount servers
+	// closest to its key (its relays, connected to it: kad-dht answers
+	// FindPeer with a connected peer's addresses).
+	server     []bool
+	RelayCount int
 }
+
+// SetServers makes only the nodes with server[i] DHT servers (as in the
+// node: only publicly reachable nodes are); clients are found through
+// their relays, the relays closest servers to their key.
+func (n *Net) SetServers(server []bool, relays int) {
+	n.server, n.RelayCount = server, max(1, relays)
+}
+
+// IsServer reports whether i is a DHT server.
+func (n *Net) IsServer(i int32) bool { return n.server == nil || n.server[i] }
 
 // NewNet places n nodes with keys from seed and the given bucket size.
 func NewNet(n, k int, seed uint64) *Net {
@@ -77,6 +94,9 @@ func (n *Net) lastRefresh(x int32, now int64) int64 {
 // alive at x's last refresh (a contact that died since is stale: still in
 // the table, costing a timeout when queried).
 func (n *Net) inTable(x, y int32, now int64) bool {
+	if n.server != nil && !n.server[y] {
+		return false // clients are in no routing table
+	}
 	if n.up == nil {
 		return true
 	}

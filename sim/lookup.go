@@ -42,6 +42,7 @@ type Lookup struct {
 	paths   []lpath
 	claimed map[int32]struct{}
 	active  int
+	relays  []int32 // a client target's relays: answering, they give its address
 
 	Start, End    int64
 	Found         bool // peer lookup: the target was learned
@@ -63,6 +64,11 @@ func (n *Net) StartLookup(eng *Engine, origin int32, target Key, targetNode int3
 		TimeoutNs: timeoutNs, OnDone: onDone, paths: make([]lpath, max(1, paths)),
 		claimed: make(map[int32]struct{}, 64), Start: eng.Now()}
 	l.claimed[origin] = struct{}{}
+	if targetNode >= 0 && !n.IsServer(targetNode) {
+		l.relays = n.Space.Closest(target, n.RelayCount, func(i int32) bool {
+			return i != targetNode && n.IsServer(i) && n.Alive(i)
+		})
+	}
 	// As kad-dht's FindPeer, the lookup runs even when the target is in the
 	// origin's own table: it is then a depth-1 candidate, queried first.
 	first := n.FindNode(origin, target, eng.Now())
@@ -158,7 +164,7 @@ func (l *Lookup) Fire(now, arg int64) {
 	c := &p.cands[ci]
 	c.st = stOK
 	hop := c.hop
-	if y == l.TargetNode { // the target itself answered
+	if y == l.TargetNode || slices.Contains(l.relays, y) { // the target itself, or a relay connected to it, answered
 		l.Found, l.Hops = true, int(hop)
 		l.finish(now)
 		return

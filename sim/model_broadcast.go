@@ -24,7 +24,7 @@ func init() {
 		lat = append(lat, m+"_comm_latency_ms_p95")
 	}
 	names := []string{"social switching", "flooding", "gossip, fanout ln(n)+5", "sender replication"}
-	models["broadcast"] = modelDef{run: runBroadcastModel,
+	models["broadcast"] = modelDef{bytesPerNode: 2500, run: runBroadcastModel,
 		plots: []PlotSpec{
 			{Name: "comm_reach", Title: "Reach within the sender's community", YLabel: "share of community members reached", Y: comm, Legend: names, LogX: true},
 			{Name: "reach", Title: "Reach over the whole network", YLabel: "share of all nodes reached (log scale)", Y: reach, Legend: names, LogX: true, LogY: true},
@@ -35,10 +35,15 @@ func init() {
 		summary: []string{"social_comm_reach", "social_msgs", "social_rmr", "flood_comm_reach", "flood_msgs", "gossip_reach", "gossip_msgs", "replicate_comm_reach"}}
 }
 
+// bmsg is a message in flight: 12 bytes. The social header (~130 bytes
+// with its signature) is kept aside, only for social switching, whose
+// broadcasts send at most its budget; slots are reused once delivered, so
+// memory follows the messages in flight, not all messages of a broadcast
+// (flooding and gossip send ~2e7 per broadcast at 10^6 nodes: kept, they
+// took 12 GiB).
 type bmsg struct {
 	from, to int32
-	h        social.SocialHeader
-	ttl      int
+	ttl      int32
 }
 
 // bcast runs broadcasts of one method on a contact graph with geographic
@@ -57,6 +62,8 @@ type bcast struct {
 	got     []int64 // first delivery time, -1: none
 	touched []int32
 	pend    []bmsg
+	hdr     []social.SocialHeader // per pend slot, social only
+	free    []int32               // pend slots free for reuse
 	msgs    int
 	origin  int32
 }
@@ -93,8 +100,22 @@ func (b *bcast) node(v int32) *social.Social[int32] {
 
 func (b *bcast) send(from, to int32, h social.SocialHeader, ttl int) {
 	b.msgs++
-	b.pend = append(b.pend, bmsg{from, to, h, ttl})
-	b.eng.After(b.geo.RTT(from, to)/2+int64(b.c.ServiceUs*1e3), b, int64(len(b.pend)-1))
+	var slot int32
+	if n := len(b.free); n > 0 {
+		slot = b.free[n-1]
+		b.free = b.free[:n-1]
+		b.pend[slot] = bmsg{from, to, int32(ttl)}
+	} else {
+		slot = int32(len(b.pend))
+		b.pend = append(b.pend, bmsg{from, to, int32(ttl)})
+		if b.method == "social" {
+			b.hdr = append(b.hdr, social.SocialHeader{})
+		}
+	}
+	if b.method == "social" {
+		b.hdr[slot] = h
+	}
+	b.eng.After(b.geo.RTT(from, to)/2+int64(b.c.ServiceUs*1e3), b, int64(slot))
 }
 
 func (b *bcast) deliver(v int32, now int64) bool {
@@ -116,9 +137,14 @@ func (b *bcast) randomOther(v int32) int32 {
 
 func (b *bcast) Fire(now, arg int64) {
 	m := b.pend[arg]
+	var h social.SocialHeader
+	if b.method == "social" {
+		h, b.hdr[arg] = b.hdr[arg], social.SocialHeader{}
+	}
+	b.free = append(b.free, int32(arg))
 	switch b.method {
 	case "social":
-		d := b.node(m.to).Receive(m.from, m.h, simEpoch.Add(time.Duration(now)))
+		d := b.node(m.to).Receive(m.from, h, simEpoch.Add(time.Duration(now)))
 		if d.Deliver {
 			b.deliver(m.to, now)
 		}
@@ -129,7 +155,7 @@ func (b *bcast) Fire(now, arg int64) {
 		if b.deliver(m.to, now) && m.ttl > 0 {
 			for _, u := range b.g.Neighbours(int(m.to)) {
 				if u != m.from {
-					b.send(m.to, u, social.SocialHeader{}, m.ttl-1)
+					b.send(m.to, u, social.SocialHeader{}, int(m.ttl)-1)
 				}
 			}
 		}
@@ -150,7 +176,7 @@ func (b *bcast) run(origin int32) (int, int, int, []float64) {
 	for _, v := range b.touched {
 		b.got[v] = -1
 	}
-	b.touched, b.pend, b.msgs, b.origin = b.touched[:0], b.pend[:0], 0, origin
+	b.touched, b.pend, b.hdr, b.free, b.msgs, b.origin = b.touched[:0], b.pend[:0], b.hdr[:0], b.free[:0], 0, origin
 	now := b.eng.Now()
 	switch b.method {
 	case "social":
@@ -228,11 +254,15 @@ func runBroadcastModel(c Config, progress func(float64)) (Metrics, error) {
 		}
 		or := NewRand(c.Seed, 17) // same origins for every method
 		var reach, comm, msgs, rmr, lat []float64
+		full := 0 // broadcasts that reached every member of the community
 		for i := range runs {
 			origin := int32(or.IntN(c.Nodes))
 			got, cg, cn, l := b.run(origin)
 			reach = append(reach, float64(got)/float64(c.Nodes-1))
 			comm = append(comm, float64(cg)/float64(max(1, cn)))
+			if cg == cn {
+				full++
+			}
 			msgs = append(msgs, float64(b.msgs))
 			if got > 0 {
 				rmr = append(rmr, float64(b.msgs)/float64(got)-1)
@@ -243,6 +273,7 @@ func runBroadcastModel(c Config, progress func(float64)) (Metrics, error) {
 		m[method+"_reach"] = mean(reach)
 		m[method+"_comm_reach"] = mean(comm)
 		m[method+"_comm_reach_p5"] = quantile(comm, 0.05)
+		m[method+"_comm_full_share"] = float64(full) / float64(max(1, runs))
 		m[method+"_msgs"] = mean(msgs)
 		m[method+"_msgs_max"] = quantile(msgs, 1)
 		m[method+"_rmr"] = mean(rmr)

@@ -7,7 +7,7 @@ import (
 )
 
 func init() {
-	models["churn"] = modelDef{run: runChurnModel, plotsFor: churnPlots,
+	models["churn"] = modelDef{bytesPerNode: 500, run: runChurnModel, plotsFor: churnPlots,
 		summary: []string{"alive_share", "leave_within_2h", "success", "timeouts_mean", "latency_ms_p50", "latency_ms_p95", "bg_bytes_per_node_s"}}
 }
 

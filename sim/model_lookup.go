@@ -6,7 +6,7 @@ import (
 )
 
 func init() {
-	models["lookup"] = modelDef{run: runLookupModel, plotsFor: lookupPlots,
+	models["lookup"] = modelDef{bytesPerNode: 150, run: runLookupModel, plotsFor: lookupPlots,
 		summary: []string{"success", "hops_mean", "hops_p95", "rpcs_mean", "latency_ms_p50", "latency_ms_p95"}}
 }
 

@@ -1,18 +1,20 @@
 package sim
 
+import "math"
+
 func init() {
-	models["nat"] = modelDef{run: runNATModel,
+	models["nat"] = modelDef{bytesPerNode: 200, run: runNATModel,
 		plots: []PlotSpec{
 			{Name: "paths", Title: "Direct vs relayed paths vs NAT mix", YLabel: "share of connections",
-				Y:      []string{"direct_share", "direct_share_natted", "relayed_share"},
-				Legend: []string{"direct, all pairs", "direct, both ends NATed", "relayed, all pairs"}},
+				Y:      []string{"direct_share", "direct_share_natted", "first_attempt_share_natted", "relayed_share"},
+				Legend: []string{"direct, all pairs", "direct, both ends NATed", "direct at the first attempt, both ends NATed", "relayed, all pairs"}},
 			{Name: "relay_load", Title: "Relay load per public node", YLabel: "relayed connections or reservations per public node",
 				Y:      []string{"relay_conns_per_public_mean", "relay_conns_per_public_p99", "reservations_per_public_mean"},
 				Legend: []string{"relayed connections, mean", "relayed connections, p99", "relay reservations, mean"}},
-			{Name: "setup", Title: "Connection setup time", YLabel: "time (ms)", Y: []string{"first_packet_ms_p50", "first_packet_ms_p95", "direct_ms_p50"},
-				Legend: []string{"first packet, median", "first packet, p95", "direct path up, median"}},
+			{Name: "setup", Title: "Connection setup time", YLabel: "time (ms)", Y: []string{"first_packet_ms_p50", "first_packet_ms_p95", "time_to_direct_ms_p50", "time_to_direct_ms_p95"},
+				Legend: []string{"first packet, median", "first packet, p95", "direct path up, median", "direct path up, p95"}},
 		},
-		summary: []string{"public_share", "direct_share", "direct_share_natted", "relayed_share", "relay_conns_per_public_mean", "relay_conns_per_public_max", "first_packet_ms_p50"}}
+		summary: []string{"public_share", "direct_share", "direct_share_natted", "first_attempt_share_natted", "time_to_direct_ms_p50", "relayed_share", "relay_conns_per_public_mean", "relay_conns_per_public_max", "first_packet_ms_p50"}}
 }
 
 // runNATModel connects random pairs under a NAT mix (see nat.go) and
@@ -40,8 +42,13 @@ func runNATModel(c Config, progress func(float64)) (Metrics, error) {
 		}
 	}
 	relayConns := map[int32]int{}
-	var direct, natted, nattedDirect, relayed, ok int
+	var direct, natted, nattedDirect, nattedFirst, nattedBirthday, relayed, ok int
 	var first, dir []float64
+	type class struct {
+		pairs, direct, first int
+		ttd                  []float64
+	}
+	classes := map[string]*class{}
 	for i := range c.Pairs {
 		a := int32(r.IntN(n.N()))
 		b := int32(r.IntN(n.N() - 1))
@@ -53,10 +60,21 @@ func runNATModel(c Config, progress func(float64)) (Metrics, error) {
 			continue
 		}
 		ok++
+		cl := classes[pairClass(nat, a, b)]
+		if cl == nil {
+			cl = &class{}
+			classes[pairClass(nat, a, b)] = cl
+		}
+		cl.pairs++
 		first = append(first, float64(cn.firstNs)/1e6)
 		if cn.direct {
 			direct++
 			dir = append(dir, float64(cn.directNs)/1e6)
+			cl.direct++
+			cl.ttd = append(cl.ttd, float64(cn.directNs)/1e6)
+			if cn.attempts <= 1 && !cn.birthday {
+				cl.first++
+			}
 		}
 		if cn.relayed {
 			relayed++
@@ -66,6 +84,12 @@ func runNATModel(c Config, progress func(float64)) (Metrics, error) {
 			natted++
 			if cn.direct {
 				nattedDirect++
+				if cn.attempts <= 1 && !cn.birthday {
+					nattedFirst++
+				}
+				if cn.birthday {
+					nattedBirthday++
+				}
 			}
 		}
 		if i%1024 == 0 {
@@ -95,6 +119,22 @@ func runNATModel(c Config, progress func(float64)) (Metrics, error) {
 		"first_packet_ms_p50":          quantile(first, 0.5),
 		"first_packet_ms_p95":          quantile(first, 0.95),
 		"direct_ms_p50":                quantile(dir, 0.5),
+		"time_to_direct_ms_p50":        quantile(dir, 0.5),
+		"time_to_direct_ms_p95":        quantile(dir, 0.95),
+		"first_attempt_share_natted":   float64(nattedFirst) / float64(max(1, natted)),
+		"birthday_share_natted":        float64(nattedBirthday) / float64(max(1, natted)),
+		"natted_pairs":                 float64(natted),
+	}
+	if natted == 0 {
+		m["direct_share_natted"], m["first_attempt_share_natted"], m["birthday_share_natted"] = math.NaN(), math.NaN(), math.NaN()
+	}
+	// Per class of pair (the two NAT profiles, unordered).
+	for name, cl := range classes {
+		m["pairs."+name] = float64(cl.pairs)
+		m["direct_share."+name] = float64(cl.direct) / float64(cl.pairs)
+		m["first_attempt_share."+name] = float64(cl.first) / float64(cl.pairs)
+		m["time_to_direct_ms_p50."+name] = quantile(cl.ttd, 0.5)
+		m["time_to_direct_ms_p95."+name] = quantile(cl.ttd, 0.95)
 	}
 	return m, nil
 }

@@ -8,7 +8,7 @@ import (
 )
 
 func init() {
-	models["rooted"] = modelDef{run: runRootedModel, plotsFor: rootedPlots, summaryFor: rootedSummary,
+	models["rooted"] = modelDef{bytesPerNode: 300, run: runRootedModel, plotsFor: rootedPlots, summaryFor: rootedSummary,
 		summary: []string{"rooted_ttfp_ms_p50", "rooted_ttfp_ms_p99", "rootless_ttfp_ms_p50", "rootless_ttfp_ms_p99",
 			"rooted_top1pct_share", "rootless_top1pct_share", "rooted_success_blocked", "rootless_success_blocked"}}
 }
@@ -154,7 +154,7 @@ func (rs *rootedSim) connect(eng *Engine, c Config, nat []uint8, a, b int32, onF
 	}
 	q := &rootedReq{rs: rs, eng: eng, a: a, b: b, ra: ra, rb: rb, start: eng.Now(), onFirst: onFirst}
 	eng.At(eng.Now()+rs.n.Geo.RTT(a, ra)/2, q, 0)
-	if nat[a] != natPublic && nat[b] != natPublic && !punchOK(rs.n, c, nat, a, b) {
+	if nat[a] != natPublic && nat[b] != natPublic && !punch(rs.n, punchParamsOf(c), nat, a, b, rb).direct {
 		rs.load[rb]++ // stays relayed through b's root
 	}
 	return true
@@ -194,6 +194,14 @@ func runRootedModel(c Config, progress func(float64)) (Metrics, error) {
 	roots := pickRoots(n, R)
 	for _, r := range roots {
 		nat[r] = natPublic
+	}
+	if c.DHTServers != "all" {
+		// as the node: only public nodes are DHT servers (and relays)
+		srv := make([]bool, c.Nodes)
+		for i, t := range nat {
+			srv[i] = t == natPublic
+		}
+		n.SetServers(srv, c.Relays)
 	}
 	designs := make([]*rootedSim, len(caps))
 	for i, cp := range caps {
@@ -280,6 +288,14 @@ func runRootedModel(c Config, progress func(float64)) (Metrics, error) {
 	m["rootless_ttfp_ms_p99"] = quantile(rootless, 0.99)
 	m["rootless_success"] = float64(lok) / float64(ltot)
 	m["rootless_top1pct_share"] = topShare(work, 0.01)
+	var pubWork, allWork float64
+	for i, w := range work {
+		allWork += w
+		if nat[i] == natPublic {
+			pubWork += w
+		}
+	}
+	m["rootless_work_public_share"] = pubWork / allWork // 1 when only public nodes are DHT servers
 	m["rootless_gini"] = gini(work)
 	m["p99_ratio_rootless_vs_rooted"] = m["rootless_ttfp_ms_p99"] / m["rooted_ttfp_ms_p99"]
 

@@ -6,7 +6,7 @@ import (
 )
 
 func init() {
-	models["sybil"] = modelDef{run: runSybilModel, plotsFor: sybilPlots,
+	models["sybil"] = modelDef{bytesPerNode: 200, run: runSybilModel, plotsFor: sybilPlots,
 		summary: []string{"single_success", "single_model", "plain_success", "disjoint_success", "plain_rpcs_mean", "disjoint_rpcs_mean", "identity_cost_cpu_s"}}
 }
 

@@ -7,7 +7,7 @@ import (
 )
 
 func init() {
-	models["triangle"] = modelDef{run: runTriangleModel,
+	models["triangle"] = modelDef{bytesPerNode: 300, run: runTriangleModel,
 		plotsFor: trianglePlots,
 		summary:  []string{"connect_ms_p50", "bytes_per_node_s", "sybil_success", "top1pct_share", "critical_nodes"}}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -47,33 +48,37 @@ func fmtValue(v any) string {
 	}
 }
 
-func fmtMetric(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
+func fmtMetric(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "null"
+	}
+	return strconv.FormatFloat(v, 'g', 6, 64)
+}
 
 // WriteCSV writes one row per point: index, the sweep value, every metric.
 func (r *Results) WriteCSV(w io.Writer) error {
 	cw := csv.NewWriter(w)
 	names := r.MetricNames()
-	key := r.SweepKey()
-	if slices.Contains(names, key) {
-		key = "" // the metric column already holds it
+	var keys []string
+	for _, k := range r.Config.SweepKeys() {
+		if !slices.Contains(names, k) { // else the metric column already holds it
+			keys = append(keys, k)
+		}
 	}
-	head := []string{"point"}
-	if key != "" {
-		head = append(head, key)
-	}
+	head := append([]string{"point"}, keys...)
 	if err := cw.Write(append(head, names...)); err != nil {
 		return err
 	}
 	for _, p := range r.Points {
 		row := []string{strconv.Itoa(p.Index)}
-		if key != "" {
-			row = append(row, fmtValue(p.Params[key]))
+		for _, k := range keys {
+			row = append(row, fmtValue(p.Params[k]))
 		}
 		for _, n := range names {
 			if v, ok := p.Metrics[n]; ok {
 				row = append(row, fmtMetric(v))
 			} else {
-				row = append(row, "")
+				row = append(row, "null") // not measured at this point
 			}
 		}
 		if err := cw.Write(row); err != nil {
@@ -84,7 +89,35 @@ func (r *Results) WriteCSV(w io.Writer) error {
 	return cw.Error()
 }
 
-// WriteDir writes results.json, points.csv and one SVG per plot into dir
+// WriteLongCSV writes one row per point and metric ("long form"): point,
+// the swept keys, metric, value (null when missing).
+func (r *Results) WriteLongCSV(w io.Writer) error {
+	cw := csv.NewWriter(w)
+	keys := r.Config.SweepKeys()
+	if err := cw.Write(append(append([]string{"point"}, keys...), "metric", "value")); err != nil {
+		return err
+	}
+	names := r.MetricNames()
+	for _, p := range r.Points {
+		head := []string{strconv.Itoa(p.Index)}
+		for _, k := range keys {
+			head = append(head, fmtValue(p.Params[k]))
+		}
+		for _, n := range names {
+			v, ok := p.Metrics[n]
+			if !ok {
+				continue
+			}
+			if err := cw.Write(append(slices.Clone(head), n, fmtMetric(v))); err != nil {
+				return err
+			}
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
+
+// WriteDir writes results.json, points.csv, points_long.csv and one SVG per plot into dir
 // (created if needed) and returns the files written.
 func (r *Results) WriteDir(dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -111,6 +144,13 @@ func (r *Results) WriteDir(dir string) ([]string, error) {
 		return files, err
 	}
 	if err := write("points.csv", []byte(csvb.String())); err != nil {
+		return files, err
+	}
+	var longb strings.Builder
+	if err := r.WriteLongCSV(&longb); err != nil {
+		return files, err
+	}
+	if err := write("points_long.csv", []byte(longb.String())); err != nil {
 		return files, err
 	}
 	md := models[r.Config.Model]
@@ -166,23 +206,22 @@ func (r *Results) Summary(w io.Writer) {
 	if len(cols) == 0 {
 		cols = r.MetricNames()
 	}
-	key := r.SweepKey()
-	if slices.Contains(cols, key) {
-		key = ""
+	var keys []string
+	for _, k := range r.Config.SweepKeys() {
+		if !slices.Contains(cols, k) {
+			keys = append(keys, k)
+		}
 	}
-	head := []string{}
-	if key != "" {
-		head = append(head, key)
-	}
+	head := append([]string{}, keys...)
 	head = append(head, cols...)
 	rows := [][]string{head}
 	for _, p := range r.Points {
 		var row []string
-		if key != "" {
-			row = append(row, fmtValue(p.Params[key]))
+		for _, k := range keys {
+			row = append(row, fmtValue(p.Params[k]))
 		}
 		for _, c := range cols {
-			if v, ok := p.Metrics[c]; ok {
+			if v, ok := p.Metrics[c]; ok && !math.IsNaN(v) {
 				row = append(row, strconv.FormatFloat(v, 'g', 4, 64))
 			} else {
 				row = append(row, "-")

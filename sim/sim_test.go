@@ -2,9 +2,12 @@ package sim
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -106,9 +109,13 @@ func TestDeterministicResults(t *testing.T) {
 	}
 }
 
-// TestHopsGrowWithLogN: hops grow linearly in log2 N with a slope near
-// 1/log2(k) (here between 0.1 and 0.3 per doubling for k=20), about 1.5-2.2
-// hops at 20-45k nodes (IPFS measured 1.74), and every lookup succeeds.
+// TestHopsGrowWithLogN: hops grow linearly in log2 N with a slope within
+// 20% of 1/(1+log2 k) = 0.188 per doubling (the reference curve of the
+// lookup preset; the asymptotic 1/log2 k = 0.23 is not reached at these
+// sizes and a check against it fails: the model gives 0.155), hops at 32k
+// nodes within 10% of IPFS's 1.74 (measured at 20-45k nodes), hops
+// increasing, and every lookup succeeds. Defaults: k = 20, alpha = 10 as
+// kad-dht.
 func TestHopsGrowWithLogN(t *testing.T) {
 	c := Defaults()
 	c.Lookups = 1000
@@ -126,9 +133,10 @@ func TestHopsGrowWithLogN(t *testing.T) {
 	}
 	slope, icpt := fit(xs, ys)
 	at32k := ys[3]
-	t.Logf("hops %v: slope %.3f per doubling (1/log2 k = %.3f), intercept %.2f", ys, slope, 1/math.Log2(20), icpt)
-	if slope < 0.1 || slope > 0.3 || at32k < 1.5 || at32k > 2.2 {
-		t.Fatalf("slope %.3f, hops at 32k %.2f", slope, at32k)
+	ref := 1 / (1 + math.Log2(20))
+	t.Logf("hops %v: slope %.3f per doubling (1/(1+log2 k) = %.3f, 1/log2 k = %.3f), intercept %.2f", ys, slope, ref, 1/math.Log2(20), icpt)
+	if math.Abs(slope/ref-1) > 0.2 || math.Abs(at32k/1.74-1) > 0.1 {
+		t.Fatalf("slope %.3f (want %.3f +- 20%%), hops at 32k %.2f (want 1.74 +- 10%%)", slope, ref, at32k)
 	}
 	for i := 1; i < len(ys); i++ {
 		if ys[i] <= ys[i-1] {
@@ -269,5 +277,141 @@ func TestAxisTicks(t *testing.T) {
 	}
 	if got := (axis{lo: 0, hi: 1}).ticks(); !slices.Equal(got, []float64{0, 0.2, 0.4, 0.6, 0.8, 1}) {
 		t.Errorf("linear ticks %v", got)
+	}
+}
+
+// TestRunInterrupted: a cancelled run returns at once with the points
+// completed so far, marked interrupted.
+func TestRunInterrupted(t *testing.T) {
+	c, _ := LoadPreset("quick")
+	c.Lookups = 50
+	c.Sweep = &Sweep{Key: "nodes", Values: []any{300.0, 400.0, 1e5}}
+	ctx, cancel := context.WithCancel(context.Background())
+	pr := &cancelAfter{n: 2, cancel: cancel}
+	res, err := Run(c, Options{Jobs: 1, Version: "t", Context: ctx, Progress: pr})
+	if err != ErrInterrupted || !res.Interrupted || len(res.Points) < 1 || len(res.Points) > 2 || res.Points[0].Index != 0 {
+		t.Fatalf("err %v, interrupted %v, %d points", err, res.Interrupted, len(res.Points))
+	}
+	b, _ := json.Marshal(res)
+	if !bytes.Contains(b, []byte(`"interrupted":true`)) {
+		t.Error("results.json does not say interrupted")
+	}
+}
+
+// cancelAfter cancels once n points have completed (seen through the
+// progress bar's output).
+type cancelAfter struct {
+	n      int
+	cancel func()
+}
+
+func (c *cancelAfter) Write(p []byte) (int, error) {
+	if bytes.Contains(p, []byte(fmt.Sprintf(" %d/", c.n))) {
+		c.cancel()
+	}
+	return len(p), nil
+}
+
+// TestMissingIsNull: missing values are null in results.json and
+// points.csv, and read back as missing.
+func TestMissingIsNull(t *testing.T) {
+	r := &Results{Config: Defaults(), Total: 1, Points: []Point{{Metrics: Metrics{"a": 1, "b": math.NaN()}}}}
+	b, err := json.Marshal(r)
+	if err != nil || !bytes.Contains(b, []byte(`"b":null`)) {
+		t.Fatalf("json %s %v", b, err)
+	}
+	var back Results
+	if err := json.Unmarshal(b, &back); err != nil || !math.IsNaN(back.Points[0].Metrics["b"]) || back.Points[0].Metrics["a"] != 1 {
+		t.Fatalf("read back %v %v", back.Points, err)
+	}
+	var csv bytes.Buffer
+	if err := r.WriteCSV(&csv); err != nil || !strings.Contains(csv.String(), ",null") || strings.Contains(csv.String(), "-1") {
+		t.Fatalf("csv %q", csv.String())
+	}
+	if v := ResolveVersion("dev"); v == "dev" || v == "" {
+		t.Errorf("version fallback %q", v)
+	}
+}
+
+// TestGridSweep: two sweeps give every combination, the first varying
+// fastest, each point carrying both keys (results and CSV).
+func TestGridSweep(t *testing.T) {
+	c := Defaults()
+	c.Model, c.Nodes, c.WarmupTime, c.MeasureTime = "central", 50, 50, 50
+	c.Sweep = &Sweep{Key: "load", Values: []any{0.5, 0.9}}
+	c.Grid = []Sweep{{Key: "central_share", Values: []any{0.0, 0.1, 0.5}}}
+	pts, err := c.Points()
+	if err != nil || len(pts) != 6 || pts[1].Load != 0.9 || pts[1].CentralShare != 0 || pts[2].CentralShare != 0.1 {
+		t.Fatalf("points %d %v", len(pts), err)
+	}
+	res, err := Run(c, Options{Version: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := res.Points[5].Params; p["load"] != 0.9 || p["central_share"] != 0.5 {
+		t.Fatalf("params %v", p)
+	}
+	var b bytes.Buffer
+	if err := res.WriteCSV(&b); err != nil || !strings.HasPrefix(b.String(), "point,central_share,") {
+		t.Fatalf("csv %q", b.String()[:min(80, b.Len())])
+	}
+	if files, err := res.WriteDir(t.TempDir()); err != nil || len(files) < 3 {
+		t.Fatalf("write %v %v", files, err)
+	}
+	b.Reset()
+	if err := res.WriteLongCSV(&b); err != nil || !strings.HasPrefix(b.String(), "point,load,central_share,metric,value\n0,0.5,0,") {
+		t.Fatalf("long csv %q", b.String()[:min(80, b.Len())])
+	}
+}
+
+// TestSeedsReplicates: seeds replicates give means with 95% confidence
+// half-widths, drawn as error bars; the mean of 3 seeds is the mean of the
+// 3 single-seed runs.
+func TestSeedsReplicates(t *testing.T) {
+	c := Defaults()
+	c.Nodes, c.Lookups, c.Seeds = 500, 100, 3
+	c.Sweep = &Sweep{Key: "nodes", Values: []any{300.0, 600.0}}
+	res, err := Run(c, Options{Version: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := res.Points[0].Metrics
+	if m["replicates"] != 3 || !(m["hops_mean_ci95"] > 0) {
+		t.Fatalf("replicates %v, ci %v", m["replicates"], m["hops_mean_ci95"])
+	}
+	var sum float64
+	for s := range 3 {
+		one := c
+		one.Seeds, one.Seed, one.Nodes, one.Sweep = 0, c.Seed+uint64(s), 300, nil
+		mm, err := models["lookup"].run(one, func(float64) {})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += mm["hops_mean"]
+	}
+	if math.Abs(sum/3-m["hops_mean"]) > 1e-12 {
+		t.Errorf("mean of replicates %v, want %v", m["hops_mean"], sum/3)
+	}
+	svg, ok := res.plotSVG(models["lookup"].plotsFor(res.Config)[0])
+	if !ok || !strings.Contains(svg, `stroke-width="1.2" fill="none"/>`) {
+		t.Error("no error bars in the hops plot")
+	}
+}
+
+// TestPointTooBig: a point whose estimated memory exceeds what the machine
+// has available fails at once with a message instead of swapping.
+func TestPointTooBig(t *testing.T) {
+	avail := memAvailable()
+	if avail == 0 {
+		t.Skip("no /proc/meminfo")
+	}
+	c := Defaults()
+	c.Model, c.Nodes = "broadcast", 1<<28
+	if pointBytes(models["broadcast"], c) < avail {
+		t.Skip("this machine could hold the point")
+	}
+	_, err := Run(c, Options{Version: "t"})
+	if err == nil || !strings.Contains(err.Error(), "GiB available") {
+		t.Fatalf("err %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -287,6 +288,10 @@ func newAxis(vals []float64, log bool, margin float64) axis {
 
 // keyLabels names the usual sweep keys on an x axis.
 var keyLabels = map[string]string{
+	"nat_mix.symmetric":    "weight of symmetric NATs in nat_mix (the others weigh 0.8)",
+	"birthday_probing":     "birthday probing",
+	"central_share":        "p",
+	"load":                 "load lambda",
 	"nodes":                "network size (nodes)",
 	"k":                    "k (contacts per bucket)",
 	"alpha":                "alpha (RPCs in flight)",
@@ -295,7 +300,6 @@ var keyLabels = map[string]string{
 	"session_median_s":     "median session length (s)",
 	"refresh_s":            "bucket refresh interval (s)",
 	"public_share":         "share of public (non-NATed) nodes",
-	"symmetric_share":      "share of NATed nodes behind symmetric NATs",
 	"connect_rate":         "offered load (new connections per second, network-wide)",
 	"roots":                "number of roots R",
 	"root_capacity":        "root capacity (x a node's)",
@@ -308,8 +312,6 @@ var keyLabels = map[string]string{
 	"rpc_timeout_ms":       "RPC timeout (ms)",
 	"attacker_cpu_s":       "attacker budget (CPU-s)",
 	"keepalive_bytes_s":    "keepalive bytes per second",
-	"punch_success_eim":    "hole punch success (EIM-EIM)",
-	"punch_success_mixed":  "hole punch success (one symmetric)",
 	"root_capacity_shares": "root capacity share",
 }
 
@@ -447,6 +449,7 @@ func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 	type series struct {
 		name, col, dash, shape string
 		x, y                   []float64
+		ci                     []float64 // 95% confidence half-widths (0: none)
 		lbl                    []string
 	}
 	var ss []series
@@ -460,7 +463,7 @@ func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 	}
 	scatter := ps.Kind == "scatter"
 	xOf := func(i int, p Point) (float64, bool) {
-		if scatter {
+		if scatter || ps.X != "" {
 			v, ok := p.Metrics[ps.X]
 			return v, ok
 		}
@@ -470,27 +473,67 @@ func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 		v, ok := p.Params[key].(float64)
 		return v, ok
 	}
+	// A grid plots one series per metric and combination of the further
+	// keys' values, named after them.
+	var gridKeys []string
+	if ks := r.Config.SweepKeys(); len(ks) > 1 {
+		gridKeys = ks[1:]
+	}
+	groupOf := func(p Point) string {
+		var parts []string
+		for _, k := range gridKeys {
+			l := k
+			if kl, ok := keyLabels[k]; ok {
+				l = kl
+			}
+			parts = append(parts, l+" = "+fmtValue(p.Params[k]))
+		}
+		return strings.Join(parts, ", ")
+	}
+	var groups []string
+	for _, p := range r.Points {
+		if g := groupOf(p); !slices.Contains(groups, g) {
+			groups = append(groups, g)
+		}
+	}
 	for i, yn := range ps.Y {
-		s := series{name: yn, col: palette[i%len(palette)], dash: dashes[i%len(dashes)], shape: markers[i%len(markers)]}
-		if i < len(ps.Legend) && ps.Legend[i] != "" {
-			s.name = ps.Legend[i]
-		}
-		for j, p := range r.Points {
-			x, okx := xOf(j, p)
-			y, oky := p.Metrics[yn]
-			if !okx || !oky || y == -1 || (ps.LogX && len(cats) == 0 && x <= 0) || (ps.LogY && y <= 0) {
-				continue
+		for gi, grp := range groups {
+			si := i*len(groups) + gi
+			s := series{name: yn, col: palette[si%len(palette)], dash: dashes[si%len(dashes)], shape: markers[si%len(markers)]}
+			if i < len(ps.Legend) && ps.Legend[i] != "" {
+				s.name = ps.Legend[i]
 			}
-			s.x, s.y = append(s.x, x), append(s.y, y)
-			l := fmtValue(p.Params[key])
-			if ps.YCensored > 0 && y == ps.YCensored {
-				l += " (" + ps.YCensoredText + ")"
+			if grp != "" {
+				s.name += " (" + grp + ")"
 			}
-			s.lbl = append(s.lbl, l)
-		}
-		if len(s.x) > 0 {
-			ss = append(ss, s)
-			xs, ys = append(xs, s.x...), append(ys, s.y...)
+			for j, p := range r.Points {
+				if groupOf(p) != grp {
+					continue
+				}
+				x, okx := xOf(j, p)
+				y, oky := p.Metrics[yn]
+				if !okx || !oky || math.IsNaN(y) || math.IsNaN(x) || (ps.LogX && len(cats) == 0 && x <= 0) || (ps.LogY && y <= 0) {
+					continue
+				}
+				s.x, s.y = append(s.x, x), append(s.y, y)
+				ci := p.Metrics[yn+"_ci95"]
+				if math.IsNaN(ci) || ci < 0 || (ps.LogY && y-ci <= 0) {
+					ci = 0
+				}
+				s.ci = append(s.ci, ci)
+				if ci > 0 {
+					ys = append(ys, y-ci, y+ci)
+				}
+				l := fmtValue(p.Params[key])
+				if ps.YCensored > 0 && y == ps.YCensored {
+					l += " (" + ps.YCensoredText + ")"
+				}
+				s.lbl = append(s.lbl, l)
+			}
+			if len(s.x) > 0 {
+				ss = append(ss, s)
+				xs, ys = append(xs, s.x...), append(ys, s.y...)
+			}
 		}
 	}
 	if len(ss) == 0 {
@@ -637,6 +680,11 @@ func (r *Results) plotSVG(ps PlotSpec) (string, bool) {
 			fmt.Fprintf(&b, `<polyline points="%s" fill="none" stroke="%s" stroke-width="2"%s/>`+"\n", strings.Join(pts, " "), s.col, dash)
 		}
 		for j := range s.x {
+			if ci := s.ci[j]; ci > 0 { // error bar
+				x, y0, y1 := X(s.x[j]), Y(s.y[j]-ci), Y(s.y[j]+ci)
+				fmt.Fprintf(&b, `<path d="M%.1f,%.1fV%.1fM%.1f,%.1fH%.1fM%.1f,%.1fH%.1f" stroke="%s" stroke-width="1.2" fill="none"/>`+"\n",
+					x, y0, y1, x-3, y0, x+3, x-3, y1, x+3, s.col)
+			}
 			shape := s.shape
 			if ps.YCensored > 0 && s.y[j] == ps.YCensored {
 				shape = "up-arrow"

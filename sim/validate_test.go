@@ -4,6 +4,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -87,37 +88,38 @@ func TestBroadcastMethods(t *testing.T) {
 	}
 }
 
-// TestNATDirectShare: the default NAT mix ends with 70% +- 7.1% of NATed
-// pairs direct (DCUtR measurement campaign), and every pair connects.
-func TestNATDirectShare(t *testing.T) {
-	c := Defaults()
-	c.Nodes, c.Pairs = 5000, 5000
-	m := point(t, "nat", c)
-	t.Logf("direct among NATed pairs %.3f, all %.3f, relayed %.3f", m["direct_share_natted"], m["direct_share"], m["relayed_share"])
-	if math.Abs(m["direct_share_natted"]-0.70) > 0.071 || m["connect_success"] != 1 {
-		t.Fatalf("direct share %.3f (want 0.70 +- 0.071), success %.3f", m["direct_share_natted"], m["connect_success"])
-	}
-	if math.Abs(m["direct_share"]+m["relayed_share"]-1) > 1e-9 {
-		t.Fatalf("direct + relayed != 1")
-	}
-}
-
-// TestChurnCalibration: Weibull sessions with median 2 h (half of new peers
-// gone within 2 hours, IPFS RFM2); the sampled median and availability
-// match; shorter sessions cost more stale contacts.
+// TestChurnCalibration: session lengths are drawn from the configured
+// Weibull (Kolmogorov-Smirnov distance below the 0.1% critical value
+// 1.95/sqrt(n), so a sampler with another shape or scale fails). "Half of
+// new peers gone within 2 h" (IPFS RFM2) is an input of this model (the
+// median), not something it reproduces. Availability and stale contacts
+// are outputs: the alive share matches the configured availability and
+// shorter sessions cost more timeouts.
 func TestChurnCalibration(t *testing.T) {
 	c := Defaults()
 	s := newSessions(c)
-	if math.Abs(s.cdf(7200)-0.5) > 1e-9 {
-		t.Fatalf("cdf(2h) = %v", s.cdf(7200))
-	}
 	r := NewRand(1, 1)
+	const n = 20000
 	var x []float64
-	for range 20000 {
+	for range n {
 		x = append(x, s.on(r))
 	}
-	if med := quantile(x, 0.5); math.Abs(med/7200-1) > 0.05 {
-		t.Fatalf("sampled median %.0f s", med)
+	sort.Float64s(x)
+	ks := 0.0
+	for i, v := range x {
+		f := s.cdf(v)
+		ks = max(ks, math.Abs(f-float64(i)/n), math.Abs(f-float64(i+1)/n))
+	}
+	if crit := 1.95 / math.Sqrt(n); ks > crit {
+		t.Fatalf("sessions: KS distance %.4f to the Weibull > %.4f", ks, crit)
+	}
+	// the sampler checked against an independent Weibull CDF with the
+	// configured shape and median: F(t) = 1 - 2^-((t/median)^shape)
+	for _, q := range []float64{0.1, 0.5, 0.9} {
+		v := x[int(q*n)]
+		if f := 1 - math.Pow(2, -math.Pow(v/c.SessionMedianS, c.WeibullShape)); math.Abs(f-q) > 0.015 {
+			t.Errorf("quantile %.1f at %.0f s: Weibull CDF there %.3f", q, v, f)
+		}
 	}
 	c.Nodes, c.Lookups, c.RefreshValues = 4000, 400, []float64{600}
 	var prevTO = -1.0
@@ -142,7 +144,6 @@ func TestRootedVsRootless(t *testing.T) {
 	c := Defaults()
 	c.Nodes, c.Pairs, c.Roots = 3000, 800, 3
 	m := point(t, "rooted", c)
-	t.Logf("%v", m)
 	if m["rooted_top1pct_share"] < 0.99 || m["rootless_top1pct_share"] > 0.3 {
 		t.Errorf("top 1%% share: rooted %.3f rootless %.3f", m["rooted_top1pct_share"], m["rootless_top1pct_share"])
 	}
@@ -151,6 +152,18 @@ func TestRootedVsRootless(t *testing.T) {
 	}
 	if m["rooted_ttfp_ms_p50"] <= 0 || m["rootless_ttfp_ms_p50"] <= m["rooted_ttfp_ms_p50"] {
 		t.Errorf("ttfp rooted %.1f rootless %.1f", m["rooted_ttfp_ms_p50"], m["rootless_ttfp_ms_p50"])
+	}
+	// As the node: only public nodes serve the DHT and relay, and NATed
+	// targets are found through their relays; with every node a server,
+	// NATed nodes carry lookup work too.
+	if m["rootless_work_public_share"] != 1 || m["rootless_success"] < 0.99 {
+		t.Errorf("public servers: work on public nodes %.3f, success %.3f", m["rootless_work_public_share"], m["rootless_success"])
+	}
+	c.DHTServers = "all"
+	a := point(t, "rooted", c)
+	t.Logf("all servers: work on public nodes %.3f", a["rootless_work_public_share"])
+	if a["rootless_work_public_share"] > 0.6 {
+		t.Errorf("all servers: work on public nodes %.3f", a["rootless_work_public_share"])
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 
@@ -38,16 +39,27 @@ type Config struct {
 }
 
 // Tolerances of the model against the real kad-dht (TestEmulationMatchesModel
-// and `kadlan sim emulate`): mean hops within 0.25, success of both at
-// least 95%, RPCs per lookup within a factor of 2 (kad-dht stops as soon as
+// and `kadlan sim emulate`): mean hops within 10% of the emulation's,
+// success of both at least 95%, RPCs per lookup within a factor of 2
+// (kad-dht stops as soon as
 // it is connected to the target, while the model counts every RPC of the
 // alpha in flight). Measured: N=700, alpha=3: hops 1.02 vs 1.02, RPCs 3.30
 // vs 3.12; N=2000: hops 1.15 vs 1.15, RPCs 3.61 vs 3.53; N=2000, alpha=10:
-// hops 1.11 vs 1.18, RPCs 8.0 vs 11.7.
+// hops 1.11 vs 1.18, RPCs 8.0 (9.55 in a later run) vs 11.7. At these
+// sizes hops are near 1, so even 10% does not reject a model that always
+// answers in one hop at N=700 (it would fail at N=2000, 1.11 real hops);
+// the issue's check at a size where hops exceed 1.5 needs ~2e4 real DHT
+// nodes and is not run.
 const (
-	HopsTolerance = 0.25
+	HopsTolerance = 0.10 // relative
 	RPCFactor     = 2.0
 )
+
+// HopsWithin reports whether the model's mean hops are within
+// HopsTolerance of the emulation's.
+func HopsWithin(emulated, model float64) bool {
+	return math.Abs(model-emulated) <= HopsTolerance*emulated
+}
 
 // Result of an emulation.
 type Result struct {

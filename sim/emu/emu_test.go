@@ -2,7 +2,6 @@ package emu
 
 import (
 	"context"
-	"math"
 	"testing"
 	"time"
 )
@@ -31,8 +30,8 @@ func TestEmulationMatchesModel(t *testing.T) {
 		if e.Success() < 0.95 || m["success"] < 0.95 {
 			t.Errorf("success: emulation %.3f, model %.3f", e.Success(), m["success"])
 		}
-		if math.Abs(e.HopsMean-m["hops_mean"]) > HopsTolerance {
-			t.Errorf("hops: emulation %.2f, model %.2f (tolerance %.2f)", e.HopsMean, m["hops_mean"], HopsTolerance)
+		if !HopsWithin(e.HopsMean, m["hops_mean"]) {
+			t.Errorf("hops: emulation %.2f, model %.2f (tolerance %.0f%%)", e.HopsMean, m["hops_mean"], 100*HopsTolerance)
 		}
 		if r := e.RPCsMean / m["rpcs_mean"]; r > RPCFactor || r < 1/RPCFactor {
 			t.Errorf("rpcs: emulation %.2f, model %.2f (factor %.1f)", e.RPCsMean, m["rpcs_mean"], RPCFactor)
