@@ -95,8 +95,11 @@ func (j *joined) step(ctx context.Context) bool {
 	j.mu.Lock()
 	retry := j.pubFailed && now.Sub(j.lastPub) > netTickSlow
 	j.mu.Unlock()
-	if ann != nil && (annChanged || retry || now.Sub(j.lastPub) > republishEvery) && j.publishing.CompareAndSwap(false, true) {
-		j.lastPub = now
+	if annChanged {
+		j.pubPending = true // published once no publication is in flight
+	}
+	if ann != nil && (j.pubPending || retry || now.Sub(j.lastPub) > republishEvery) && j.publishing.CompareAndSwap(false, true) {
+		j.lastPub, j.pubPending = now, false
 		j.spawn(func(ctx context.Context) {
 			defer j.publishing.Store(false)
 			pctx, cancel := context.WithTimeout(ctx, dhtOpTimeout)

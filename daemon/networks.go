@@ -91,7 +91,8 @@ type joined struct {
 	g      group.Group // owns every goroutine of this network
 
 	logs       *ratelog.Limiter // lines caused by what members send
-	publishing atomic.Bool
+	publishing atomic.Bool      // a DHT publication runs (one at a time)
+	pubPending bool             // the announcement changed since the last publication started (run loop only)
 
 	mu      sync.Mutex // guards everything below
 	m       *vswitch.Membership
