@@ -176,3 +176,46 @@ func BenchmarkLinkOverLibp2p(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLinkRoundTrip measures one frame's round trip across a member
+// link, device to device and back (a ping's path through two engines, the
+// muxer and the transport, without the kernel): ns/op is the RTT.
+func BenchmarkLinkRoundTrip(b *testing.B) {
+	for _, tr := range []string{"tcp", "quic"} {
+		b.Run(tr, func(b *testing.B) {
+			x, y := pair(b, tr)
+			req, rep := frame(y, x, 100), frame(x, y, 100)
+			stop := make(chan struct{})
+			defer close(stop)
+			go func() { // y answers every frame
+				buf := make([]byte, 2048)
+				for {
+					if _, err := y.host.Read(buf); err != nil {
+						return
+					}
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					y.host.Write(rep)
+				}
+			}()
+			buf := make([]byte, 2048)
+			// Warm up: the first frames open the path.
+			for range 10 {
+				x.host.Write(req)
+				x.host.Read(buf)
+			}
+			b.ResetTimer()
+			for range b.N {
+				x.host.Write(req)
+				if _, err := x.host.Read(buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.StopTimer()
+			y.host.Close()
+		})
+	}
+}
