@@ -78,7 +78,7 @@ func (nm *netManager) handleStream(s network.Stream) {
 	j.mu.Unlock()
 	if err != nil || eng == nil {
 		if err != nil {
-			nm.logf("networks: %s: link from %s refused: %v", h.Network.Short(), p, err)
+			j.logs.Log("refused", "networks: %s: link from %s refused: %v", h.Network.Short(), p, err)
 		}
 		s.Reset()
 		return
