@@ -34,7 +34,7 @@ func (j *joined) onLink(p peer.ID, rw io.ReadWriteCloser, outbound bool) {
 	if s, ok := rw.(network.Stream); ok {
 		over = " over " + s.Conn().RemoteMultiaddr().String()
 	}
-	j.mgr.logf("networks: %s: link %s %s%s", j.m.ID.Short(), dir, p, over)
+	j.logs.Log("link "+string(p), "networks: %s: link %s %s%s", j.m.ID.Short(), dir, p, over)
 }
 
 // engine returns the network's engine (nil while there is none).
