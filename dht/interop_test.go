@@ -3,7 +3,6 @@ package dht
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,32 +11,12 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// newTestNodes starts n kadlan nodes on loopback.
+// newTestNodes starts n kadlan nodes on loopback (see newNode).
 func newTestNodes(t *testing.T, n int) []*Node {
 	t.Helper()
 	var nodes []*Node
-	for i := 0; i < n; i++ {
-		k, err := LoadOrCreateKey(filepath.Join(t.TempDir(), "key"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		nd, err := New(context.Background(), Config{
-			Key:           k,
-			ListenAddrs:   []string{"/ip4/127.0.0.1/tcp/0"},
-			Reachability:  "public",
-			AllowLoopback: true,
-			Logf:          t.Logf,
-			// The machine's interfaces are not the test's: an address
-			// appearing on a shared machine (another test's veth, a
-			// DHCP renewal) would make every node close its
-			// connections in the middle of a lookup.
-			IgnoreInterface: func(string) bool { return true },
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nd.Close() })
-		nodes = append(nodes, nd)
+	for range n {
+		nodes = append(nodes, newNode(t, nil))
 	}
 	return nodes
 }

@@ -31,7 +31,10 @@ func newNode(t *testing.T, mod func(*Config)) *Node {
 		Reachability:  "public",
 		AllowLoopback: true,
 		Logf:          t.Logf,
-		// Not the machine's interfaces: see newTestNodes.
+		// The machine's interfaces are not the test's: an address
+		// appearing on a shared machine (another test's veth, a DHCP
+		// renewal) would make every node close its connections in the
+		// middle of a lookup.
 		IgnoreInterface: func(string) bool { return true },
 	}
 	if mod != nil {
