@@ -147,6 +147,7 @@ type Network struct {
 	Links     int             `json:"links"` // member links up
 	Members   []Member        `json:"members"`
 	Counters  json.RawMessage `json:"counters,omitempty"` // switch counters (frames in/out, drops)
+	Engine    json.RawMessage `json:"engine,omitempty"`   // engine counters (offload, links without a link, records)
 	Error     string          `json:"error,omitempty"`    // why status is "error"
 }
 

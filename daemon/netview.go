@@ -40,6 +40,7 @@ func (j *joined) info() api.Network {
 		}
 		out.Links = len(links)
 		out.Counters, _ = json.Marshal(eng.Counters())
+		out.Engine, _ = json.Marshal(eng.Stats())
 	}
 	for _, mi := range ni.Members {
 		m := api.Member{Address: mi.Address.String(), Status: string(mi.Status), MAC: mi.MAC, IPv6: mi.IPv6.String(), Link: linked[mi.Address]}

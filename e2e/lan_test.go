@@ -160,7 +160,7 @@ func TestPrivateLAN(t *testing.T) {
 	if mbps <= 0 {
 		for _, n := range []*labtest.Node{l.a, l.b} {
 			x, _ := network(n, l.id)
-			t.Logf("%s counters: %s", n.Host.Name, x.Counters)
+			t.Logf("%s counters: %s\nengine: %s\nlinks: %d", n.Host.Name, x.Counters, x.Engine, x.Links)
 		}
 		t.Fatalf("iperf3 moved no data")
 	}
@@ -176,23 +176,39 @@ func iperf(t *testing.T, client, server *labtest.Node, ip string, secs int) floa
 	srv := server.Host.Start(filepath.Join(t.TempDir(), "iperf3-server.log"), "iperf3", "-s", "-1", "-B", ip)
 	defer srv.Kill()
 	var out string
-	err := netlab.Eventually(10*time.Second, 200*time.Millisecond, func() error {
-		var err error
-		out, err = client.Host.Lab.Exec(client.Host.NS, "iperf3", "-c", ip, "-t", fmt.Sprint(secs), "-J")
-		return err
-	})
-	if err != nil {
-		t.Fatalf("iperf3: %v", err)
-	}
 	var res struct {
-		End struct {
+		Error string `json:"error"`
+		End   struct {
 			SumReceived struct {
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
 		} `json:"end"`
 	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatalf("iperf3 output: %v", err)
+	// Until the server listens: iperf3 3.12 with -J exits 0 even when it
+	// cannot connect ("error" in its JSON), so the JSON decides.
+	err := netlab.Eventually(10*time.Second, 200*time.Millisecond, func() error {
+		var err error
+		out, err = client.Host.Lab.Exec(client.Host.NS, "iperf3", "-c", ip, "-t", fmt.Sprint(secs), "-J")
+		if err != nil {
+			return err
+		}
+		res.Error = ""
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			return fmt.Errorf("iperf3 output: %v", err)
+		}
+		if res.Error != "" {
+			return fmt.Errorf("iperf3: %s", res.Error)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("iperf3: %v", err)
+	}
+	if res.End.SumReceived.BitsPerSecond == 0 {
+		if len(out) > 3000 {
+			out = out[len(out)-3000:]
+		}
+		t.Logf("iperf3 moved nothing; its output ends: %s", out)
 	}
 	return res.End.SumReceived.BitsPerSecond / 1e6
 }

@@ -64,21 +64,23 @@ type EngineConfig struct {
 
 // EngineStats counts the engine's own events (the switch has Counters).
 type EngineStats struct {
-	NoLink       uint64 // outputs for members without a link
-	GSOSent      uint64 // super-frames sent whole
-	GSOReceived  uint64 // super-frames received
-	Segmented    uint64 // received super-frames segmented in software
-	OffloadDrops uint64 // frames dropped for a bad offload header
+	NoLink       uint64 `json:"no_link"`       // outputs for members without a link
+	GSOSent      uint64 `json:"gso_sent"`      // super-frames sent whole
+	GSOReceived  uint64 `json:"gso_received"`  // super-frames received
+	Segmented    uint64 `json:"segmented"`     // received super-frames segmented in software
+	OffloadDrops uint64 `json:"offload_drops"` // frames dropped for a bad offload header
 	// GSORejected counts members' super-frames refused by the checks of
 	// checkGSO (GSOMinSize, GSOMaxSegments, header lengths) before any
 	// work; LocalSegmented local super-frames that would fail them (a
 	// segment size below GSOMinSize) and were sent as plain frames.
-	GSORejected    uint64
-	LocalSegmented uint64
+	GSORejected    uint64 `json:"gso_rejected"`
+	LocalSegmented uint64 `json:"local_segmented"`
 	// RecordsQueued, RecordsDropped and RecordsDuplicate count MsgRecord
 	// messages handed to OnRecord, dropped because its queue was full, and
 	// skipped as byte-identical to a recent one.
-	RecordsQueued, RecordsDropped, RecordsDuplicate uint64
+	RecordsQueued    uint64 `json:"records_queued"`
+	RecordsDropped   uint64 `json:"records_dropped"`
+	RecordsDuplicate uint64 `json:"records_duplicate"`
 }
 
 // engineCounters are the EngineStats the engine updates without its lock.
