@@ -23,9 +23,7 @@ func engineOf(t *testing.T, td *testDaemon, id string) *overlay.Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.eng
+	return j.engine()
 }
 
 // TestRecordFloodIsBounded: a member pushes 20,000 distinct garbage records
@@ -145,9 +143,7 @@ func TestCorruptNetworkFileIsShown(t *testing.T) {
 }
 
 func (j *joined) engineStats() overlay.EngineStats {
-	j.mu.Lock()
-	eng := j.eng
-	j.mu.Unlock()
+	eng := j.engine()
 	if eng == nil {
 		return overlay.EngineStats{}
 	}

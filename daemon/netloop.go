@@ -277,9 +277,7 @@ func (j *joined) syncSwitch() {
 }
 
 func (j *joined) linkCount() int {
-	j.mu.Lock()
-	eng := j.eng
-	j.mu.Unlock()
+	eng := j.engine()
 	if eng == nil {
 		return 0
 	}

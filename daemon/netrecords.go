@@ -48,10 +48,7 @@ func (j *joined) pushRecord(r marshaler) {
 	if err != nil {
 		return
 	}
-	j.mu.Lock()
-	eng := j.eng
-	j.mu.Unlock()
-	if eng != nil {
+	if eng := j.engine(); eng != nil {
 		eng.SendAll(vswitch.Message{Kind: vswitch.MsgRecord, Payload: b})
 	}
 }

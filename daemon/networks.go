@@ -73,16 +73,6 @@ type netManager struct {
 	ctx    context.Context
 }
 
-// recordQueue bounds the records that members' pushes may queue for one
-// network; more are dropped (and counted) until the worker catches up.
-const recordQueue = 64
-
-// pushedRecord is a record a member pushed along its link.
-type pushedRecord struct {
-	from peer.ID
-	b    []byte
-}
-
 // joined is one network this node is on.
 type joined struct {
 	mgr    *netManager

@@ -1,7 +1,6 @@
 package overlay
 
 import (
-	"bytes"
 	"net/netip"
 	"testing"
 	"time"
@@ -16,11 +15,9 @@ import (
 )
 
 var (
-	t0          = netrectest.T0
-	testKey     = netrectest.Key
-	testDef     = netrectest.Def
-	testPeers   = netrectest.Peers
-	testPeerKey = netrectest.PeerKey
+	t0      = netrectest.T0
+	testKey = netrectest.Key
+	testDef = netrectest.Def
 )
 
 // The switch's test world, as vswitch's tests have it (test helpers
@@ -28,24 +25,22 @@ var (
 
 // testNode is one member of a testWorld.
 type testNode struct {
-	peer  peer.ID
-	key   crypto.PrivKey
-	sw    *vswitch.Switch
-	mac   ether.MAC
-	ipv4  netip.Addr
-	ipv6  netip.Addr
-	local [][]byte // frames the switch wrote to the device
+	peer peer.ID
+	key  crypto.PrivKey
+	sw   *vswitch.Switch
+	mac  ether.MAC
+	ipv4 netip.Addr
+	ipv6 netip.Addr
 }
 
-// testWorld wires switches together directly: ToPeer outputs are delivered
-// (copied) to the target's HandleRemote until nothing is in flight.
+// testWorld is a set of member switches that know each other; the engine's
+// tests drive them through engines.
 type testWorld struct {
 	t     testing.TB
 	now   time.Time
 	id    netrec.NetworkID
 	nodes []*testNode
 	by    map[peer.ID]*testNode
-	msgs  int // member-to-member messages delivered
 }
 
 func newTestWorld(t testing.TB, n int, bridging bool) *testWorld {
@@ -68,61 +63,6 @@ func newTestWorld(t testing.TB, n int, bridging bool) *testWorld {
 		}
 	}
 	return w
-}
-
-type inFlight struct {
-	from, to peer.ID
-	m        vswitch.Message
-}
-
-func copyMsg(m vswitch.Message) vswitch.Message {
-	return vswitch.Message{Kind: m.Kind, Social: bytes.Clone(m.Social), Payload: bytes.Clone(m.Payload)}
-}
-
-// run dispatches the outputs of node at, then everything they cause.
-func (w *testWorld) run(at *testNode, outs []vswitch.Output) {
-	var q []inFlight
-	collect := func(nd *testNode, outs []vswitch.Output) {
-		for _, o := range outs {
-			switch o.Kind {
-			case vswitch.ToLocal:
-				nd.local = append(nd.local, bytes.Clone(o.Msg.Payload))
-			case vswitch.ToPeer:
-				q = append(q, inFlight{nd.peer, o.Peer, copyMsg(o.Msg)})
-			}
-		}
-	}
-	collect(at, outs)
-	for len(q) > 0 {
-		f := q[0]
-		q = q[1:]
-		w.msgs++
-		to := w.by[f.to]
-		collect(to, to.sw.HandleRemote(w.now, f.from, f.m))
-	}
-}
-
-func (w *testWorld) send(i int, frame []byte) {
-	nd := w.nodes[i]
-	w.run(nd, nd.sw.HandleLocal(w.now, frame))
-}
-
-func (w *testWorld) connectAll() {
-	for _, a := range w.nodes {
-		for _, b := range w.nodes {
-			if a != b {
-				w.run(a, a.sw.Connected(b.peer, w.now))
-			}
-		}
-	}
-	w.reset()
-}
-
-func (w *testWorld) reset() {
-	w.msgs = 0
-	for _, nd := range w.nodes {
-		nd.local = nil
-	}
 }
 
 func ipv4Frame(dst, src ether.MAC, sip, dip netip.Addr, payload string) []byte {
@@ -151,15 +91,6 @@ func (w *testWorld) signedAt(key crypto.PrivKey, id social.BroadcastID, t time.T
 		w.t.Fatal(err)
 	}
 	return vswitch.Message{Kind: vswitch.MsgBroadcast, Social: sh, Payload: frame}
-}
-
-func delivered(outs []vswitch.Output) bool {
-	for _, o := range outs {
-		if o.Kind == vswitch.ToLocal {
-			return true
-		}
-	}
-	return false
 }
 
 func bcastFrame(nd *testNode, text string) []byte {

@@ -4,20 +4,8 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
-
-// testPeerKey returns the private key of a peer made by testPeers.
-func testPeerKey(t testing.TB, p peer.ID) crypto.PrivKey {
-	for i := range 1000 {
-		if k, id := testKey(t, uint64(100+i)); id == p {
-			return k
-		}
-	}
-	t.Fatal("unknown test peer")
-	return nil
-}
 
 func testPeers(t testing.TB, n int) []peer.ID {
 	out := make([]peer.ID, n)
