@@ -7,18 +7,19 @@ import "encoding/json"
 
 // Status is the answer of GET /v1/status and `kadlan status --json`.
 type Status struct {
-	Address       string   `json:"address"`        // libp2p peer ID
-	Key           string   `json:"key"`            // SHA-256 of the peer ID, hex: place in XOR space
-	Version       string   `json:"version"`        // kadlan version
-	ListenAddrs   []string `json:"listen_addrs"`   // addresses the host listens on
-	ObservedAddrs []string `json:"observed_addrs"` // addresses peers saw us at
-	Addrs         []string `json:"addrs"`          // addresses this node advertises (shareable)
-	Reachability  string   `json:"reachability"`   // public, private or unknown
-	DHTMode       string   `json:"dht_mode"`       // server or client
-	RoutingTable  int      `json:"routing_table"`  // peers in the Kademlia routing table
-	Connected     int      `json:"connected"`      // connected peers
-	Relay         string   `json:"relay"`          // relay service: on or off
-	RelayAddrs    []string `json:"relay_addrs"`    // circuit addresses reserved on relays
+	Address       string   `json:"address"`           // libp2p peer ID
+	Key           string   `json:"key"`               // SHA-256 of the peer ID, hex: place in XOR space
+	Version       string   `json:"version"`           // kadlan version
+	ListenAddrs   []string `json:"listen_addrs"`      // addresses the host listens on
+	ObservedAddrs []string `json:"observed_addrs"`    // addresses peers saw us at
+	Addrs         []string `json:"addrs"`             // addresses this node advertises (shareable)
+	Reachability  string   `json:"reachability"`      // public, private or unknown
+	DHTMode       string   `json:"dht_mode"`          // server or client
+	RoutingTable  int      `json:"routing_table"`     // peers in the Internet's (WAN) Kademlia routing table
+	RoutingLAN    int      `json:"routing_table_lan"` // peers in the LAN DHT's routing table (private addresses, attached subnets)
+	Connected     int      `json:"connected"`         // connected peers
+	Relay         string   `json:"relay"`             // relay service: on or off
+	RelayAddrs    []string `json:"relay_addrs"`       // circuit addresses reserved on relays
 	Uptime        float64  `json:"uptime_s"`
 	Bootstrap     string   `json:"bootstrap"` // joined, or waiting (no peer known yet)
 
@@ -55,12 +56,17 @@ type ConnLimits struct {
 
 // Peer is one entry of GET /v1/peers and `kadlan peers --json`.
 type Peer struct {
-	Address string   `json:"address"`          // libp2p peer ID
-	Addrs   []string `json:"addrs"`            // remote multiaddrs of open connections
-	Path    string   `json:"path"`             // direct or relayed
-	Via     string   `json:"via,omitempty"`    // relay's address when path is relayed
-	RTTms   float64  `json:"rtt_ms,omitempty"` // smoothed RTT, when known
-	InDHT   bool     `json:"in_routing_table"`
+	Address string   `json:"address"`       // libp2p peer ID
+	Addrs   []string `json:"addrs"`         // remote multiaddrs of open connections
+	Path    string   `json:"path"`          // direct or relayed
+	Via     string   `json:"via,omitempty"` // relay's address when path is relayed
+	// Transport and Scope are of the connection a member link takes (direct
+	// TCP first): tcp, quic, ws or webtransport; lan (private address) or
+	// internet.
+	Transport string  `json:"transport,omitempty"`
+	Scope     string  `json:"scope,omitempty"`
+	RTTms     float64 `json:"rtt_ms,omitempty"` // smoothed RTT, when known
+	InDHT     bool    `json:"in_routing_table"`
 }
 
 // FindResult is the answer of POST /v1/find and `kadlan find --json`.
@@ -153,14 +159,18 @@ type Network struct {
 
 // Member is one entry of `kadlan members NETWORK --json`.
 type Member struct {
-	Address  string `json:"address"`
-	Status   string `json:"status"` // ok, pending (no certificate yet), expired, revoked
-	MAC      string `json:"mac"`
-	IPv4     string `json:"ipv4,omitempty"`
-	IPv6     string `json:"ipv6"`
-	Link     bool   `json:"link"`           // a member link is up
-	Path     string `json:"path,omitempty"` // direct or relayed, when connected
-	Via      string `json:"via,omitempty"`
-	Expires  string `json:"expires,omitempty"`
-	LastSeen string `json:"last_seen,omitempty"`
+	Address string `json:"address"`
+	Status  string `json:"status"` // ok, pending (no certificate yet), expired, revoked
+	MAC     string `json:"mac"`
+	IPv4    string `json:"ipv4,omitempty"`
+	IPv6    string `json:"ipv6"`
+	Link    bool   `json:"link"`           // a member link is up
+	Path    string `json:"path,omitempty"` // direct or relayed, when connected
+	Via     string `json:"via,omitempty"`
+	// Transport and Scope are those of the member link when one is up (else
+	// of the connection a link would take): tcp, quic, ws; lan or internet.
+	Transport string `json:"transport,omitempty"`
+	Scope     string `json:"scope,omitempty"`
+	Expires   string `json:"expires,omitempty"`
+	LastSeen  string `json:"last_seen,omitempty"`
 }

@@ -24,6 +24,7 @@ func apiStatus(st dht.Status, rs dht.RelayStatus, cl dht.ConnLimits) api.Status 
 		DHTMode:       st.DHTMode,
 		Relay:         st.Relay,
 		RoutingTable:  st.RoutingTable,
+		RoutingLAN:    st.LANRoutingTable,
 		Connected:     st.Connected,
 		RelayAddrs:    strs(st.RelayAddrs),
 		Uptime:        st.Uptime.Seconds(),
@@ -40,7 +41,7 @@ func apiStatus(st dht.Status, rs dht.RelayStatus, cl dht.ConnLimits) api.Status 
 func apiPeers(ps []dht.Peer) []api.Peer {
 	out := make([]api.Peer, 0, len(ps))
 	for _, p := range ps {
-		e := api.Peer{Address: p.Address.String(), Addrs: strs(p.Addrs), Path: p.Path, Via: p.Via, InDHT: p.InDHT}
+		e := api.Peer{Address: p.Address.String(), Addrs: strs(p.Addrs), Path: p.Path, Via: p.Via, Transport: p.Route.Transport, Scope: p.Route.Scope, InDHT: p.InDHT}
 		if p.RTT > 0 {
 			e.RTTms = ms(p.RTT)
 		}

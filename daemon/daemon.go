@@ -225,8 +225,8 @@ func (d *Daemon) Handle(pattern string, h http.HandlerFunc) { d.mux.HandleFunc(p
 
 type routing struct{ n *dht.Node }
 
-func (r routing) Bootstrap(ctx context.Context) error { return r.n.DHT.Bootstrap(ctx) }
-func (r routing) RoutingTablePeers() []peer.ID        { return r.n.DHT.RoutingTable().ListPeers() }
+func (r routing) Bootstrap(ctx context.Context) error { return r.n.Bootstrap(ctx) }
+func (r routing) RoutingTablePeers() []peer.ID        { return r.n.RoutingTablePeers() }
 
 // listenUnix listens on path with mode 0600, replacing a stale socket left
 // by a crashed daemon but never one that a live daemon still serves.

@@ -111,7 +111,7 @@ func (j *joined) step(ctx context.Context) bool {
 			if cert != nil {
 				j.publish(pctx, netrec.CertificateKey(id, j.mgr.node.ID()), cert)
 			}
-			if perr := j.mgr.node.DHT.Provide(pctx, netrec.MembersCID(id), true); perr != nil {
+			if perr := j.mgr.node.Provide(pctx, netrec.MembersCID(id)); perr != nil {
 				j.mgr.logf("networks: %s: announcing membership (will retry): %v", id.Short(), perr)
 				err = perr
 			}
@@ -165,7 +165,7 @@ func (j *joined) discover(ctx context.Context) {
 	defer cancel()
 	id := j.m.ID
 	var wg sync.WaitGroup
-	for ai := range j.mgr.node.DHT.FindProvidersAsync(dctx, netrec.MembersCID(id), 64) {
+	for ai := range j.mgr.node.FindProviders(dctx, netrec.MembersCID(id), 64) {
 		if ai.ID == j.mgr.node.ID() {
 			continue
 		}

@@ -18,7 +18,7 @@ func (j *joined) publish(ctx context.Context, key string, r marshaler) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, dhtOpTimeout)
 	defer cancel()
-	if err := j.mgr.node.DHT.PutValue(ctx, key, b); err != nil {
+	if err := j.mgr.node.PutValue(ctx, key, b); err != nil {
 		return fmt.Errorf("publishing %s: %w", key, err)
 	}
 	return nil
@@ -28,7 +28,7 @@ func (j *joined) publish(ctx context.Context, key string, r marshaler) error {
 func (j *joined) fetch(ctx context.Context, key string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, dhtOpTimeout)
 	defer cancel()
-	b, err := j.mgr.node.DHT.GetValue(ctx, key)
+	b, err := j.mgr.node.GetValue(ctx, key)
 	if err != nil {
 		return false, err
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/dht"
 	"github.com/kadlan/kadlan/overlay/vswitch"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -33,10 +34,14 @@ func (j *joined) info() api.Network {
 	}
 	out.Broadcast, _ = json.Marshal(vswitch.SocialOf(ni.Broadcast))
 	linked := map[peer.ID]bool{}
+	routes := map[peer.ID]dht.Route{}
 	if eng != nil {
 		links, _ := eng.Links()
 		for _, l := range links {
 			linked[l.Peer] = true
+			if s, ok := l.Stream.(network.Stream); ok {
+				routes[l.Peer] = dht.RouteOf(s.Conn())
+			}
 		}
 		out.Links = len(links)
 		out.Counters, _ = json.Marshal(eng.Counters())
@@ -53,7 +58,11 @@ func (j *joined) info() api.Network {
 		if !mi.LastSeen.IsZero() {
 			m.LastSeen = mi.LastSeen.UTC().Format(time.RFC3339)
 		}
-		m.Path, m.Via = dht.PathOf(j.mgr.node.Host.Network().ConnsToPeer(mi.Address))
+		r, ok := routes[mi.Address]
+		if !ok {
+			r = dht.BestRoute(j.mgr.node.Host.Network().ConnsToPeer(mi.Address))
+		}
+		m.Path, m.Via, m.Transport, m.Scope = r.Path, r.Via, r.Transport, r.Scope
 		out.Members = append(out.Members, m)
 	}
 	if out.Members == nil {

@@ -110,7 +110,8 @@ type PeerSource interface {
 // Node is a running libp2p host with kadlan's DHT.
 type Node struct {
 	Host    host.Host
-	DHT     *kaddht.IpfsDHT
+	DHT     *kaddht.IpfsDHT // the WAN DHT
+	LAN     *kaddht.IpfsDHT // the LAN DHT (see lan.go)
 	cfg     Config
 	started time.Time
 	logf    func(string, ...any)
@@ -227,8 +228,14 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		h.Close()
 		return nil, fmt.Errorf("dht: starting Kademlia: %w", err)
 	}
+	lan, err := kaddht.New(h, append(dopts, lanOptions(mode)...)...)
+	if err != nil {
+		d.Close()
+		h.Close()
+		return nil, fmt.Errorf("dht: starting the LAN's Kademlia: %w", err)
+	}
 	cctx, cancel := context.WithCancel(context.Background())
-	n := &Node{Host: h, DHT: d, cfg: cfg, started: time.Now(), logf: logf, ctx: cctx, cancel: cancel, reachability: reach, acl: acl, connMgr: cm}
+	n := &Node{Host: h, DHT: d, LAN: lan, cfg: cfg, started: time.Now(), logf: logf, ctx: cctx, cancel: cancel, reachability: reach, acl: acl, connMgr: cm}
 	nodeRef.Store(n)
 	if err := n.watchRelayDeaths(cctx); err != nil {
 		n.Close()
@@ -275,7 +282,7 @@ func (n *Node) Close() error {
 		if n.relay != nil {
 			n.relay.Close()
 		}
-		err = errors.Join(n.DHT.Close(), n.Host.Close())
+		err = errors.Join(n.DHT.Close(), n.LAN.Close(), n.Host.Close())
 	})
 	return err
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/routing"
 	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 )
 
 // ErrNotFound is returned when a lookup ends without the peer's addresses.
@@ -24,33 +25,35 @@ var ErrNotFound = errors.New("not found in the DHT")
 
 // Status is the node's view of itself.
 type Status struct {
-	Address       peer.ID
-	Key           [32]byte // SHA-256 of the address: the place in XOR space
-	Version       string
-	ListenAddrs   []ma.Multiaddr
-	ObservedAddrs []ma.Multiaddr // addresses peers saw us at
-	Addrs         []string       // advertised, with /p2p/ADDRESS (shareable)
-	RelayAddrs    []ma.Multiaddr // circuit addresses reserved on relays
-	Reachability  string         // public, private or unknown
-	DHTMode       string         // server or client
-	Relay         string         // the relay service runs now: on or off
-	RoutingTable  int
-	Connected     int
-	Uptime        time.Duration
+	Address         peer.ID
+	Key             [32]byte // SHA-256 of the address: the place in XOR space
+	Version         string
+	ListenAddrs     []ma.Multiaddr
+	ObservedAddrs   []ma.Multiaddr // addresses peers saw us at
+	Addrs           []string       // advertised, with /p2p/ADDRESS (shareable)
+	RelayAddrs      []ma.Multiaddr // circuit addresses reserved on relays
+	Reachability    string         // public, private or unknown
+	DHTMode         string         // server or client
+	Relay           string         // the relay service runs now: on or off
+	RoutingTable    int            // the WAN DHT's
+	LANRoutingTable int            // the LAN DHT's
+	Connected       int
+	Uptime          time.Duration
 }
 
 // Status reports the node's view of itself.
 func (n *Node) Status() Status {
 	id := n.ID()
 	st := Status{
-		Address:      id,
-		Key:          KademliaKey(id),
-		Version:      n.cfg.Version,
-		ListenAddrs:  n.Host.Network().ListenAddresses(),
-		Reachability: reachabilityWord(n.Reachability()),
-		RoutingTable: n.DHT.RoutingTable().Size(),
-		Connected:    len(n.Host.Network().Peers()),
-		Uptime:       time.Since(n.started),
+		Address:         id,
+		Key:             KademliaKey(id),
+		Version:         n.cfg.Version,
+		ListenAddrs:     n.Host.Network().ListenAddresses(),
+		Reachability:    reachabilityWord(n.Reachability()),
+		RoutingTable:    n.DHT.RoutingTable().Size(),
+		LANRoutingTable: n.LANRoutingTable(),
+		Connected:       len(n.Host.Network().Peers()),
+		Uptime:          time.Since(n.started),
 	}
 	for _, a := range n.Host.Addrs() {
 		if isCircuit(a) {
@@ -109,6 +112,7 @@ type Peer struct {
 	Addrs   []ma.Multiaddr // remote addresses of its open connections
 	Path    string         // direct or relayed
 	Via     string         // the relay's address when relayed
+	Route   Route          // of the connection a member link would take
 	RTT     time.Duration  // smoothed; zero when unknown
 	InDHT   bool           // in the routing table
 }
@@ -116,7 +120,7 @@ type Peer struct {
 // Peers lists connected peers, sorted by address.
 func (n *Node) Peers() []Peer {
 	rt := map[peer.ID]bool{}
-	for _, p := range n.DHT.RoutingTable().ListPeers() {
+	for _, p := range n.RoutingTablePeers() {
 		rt[p] = true
 	}
 	var out []Peer
@@ -126,7 +130,7 @@ func (n *Node) Peers() []Peer {
 			continue
 		}
 		path, via := PathOf(conns)
-		e := Peer{Address: p, Path: path, Via: via, InDHT: rt[p], RTT: n.Host.Peerstore().LatencyEWMA(p)}
+		e := Peer{Address: p, Path: path, Via: via, Route: BestRoute(conns), InDHT: rt[p], RTT: n.Host.Peerstore().LatencyEWMA(p)}
 		for _, c := range conns {
 			e.Addrs = append(e.Addrs, c.RemoteMultiaddr())
 		}
@@ -148,6 +152,65 @@ func PathOf(conns []network.Conn) (path, via string) {
 		}
 	}
 	return "relayed", relayOf(conns[0].RemoteMultiaddr())
+}
+
+// Route says how one connection reaches its peer.
+type Route struct {
+	Path      string // direct or relayed
+	Via       string // the relay's address when relayed
+	Transport string // tcp, quic, ws or webtransport (of the direct hop: to the relay when relayed)
+	Scope     string // lan (a private address or an attached subnet) or internet
+}
+
+// BestRoute describes the connection to a peer that a new member link
+// would take (see linkStream): direct TCP, else another direct
+// connection, else a relayed one. The zero Route when there is none.
+func BestRoute(conns []network.Conn) Route {
+	if c := tcpConn(conns); c != nil {
+		return RouteOf(c)
+	}
+	var best network.Conn
+	for _, c := range conns {
+		if best == nil || isCircuit(best.RemoteMultiaddr()) && !isCircuit(c.RemoteMultiaddr()) {
+			best = c
+		}
+	}
+	if best == nil {
+		return Route{}
+	}
+	return RouteOf(best)
+}
+
+// RouteOf describes connection c.
+func RouteOf(c network.Conn) Route {
+	a := c.RemoteMultiaddr()
+	r := Route{Path: "direct", Transport: transportOf(a), Scope: scopeOf(a)}
+	if isCircuit(a) {
+		r.Path, r.Via = "relayed", relayOf(a)
+	}
+	return r
+}
+
+// transportOf names the transport of a's first hop.
+func transportOf(a ma.Multiaddr) string {
+	for _, p := range []struct {
+		code int
+		name string
+	}{{ma.P_WEBTRANSPORT, "webtransport"}, {ma.P_QUIC_V1, "quic"}, {ma.P_WS, "ws"}, {ma.P_WSS, "ws"}, {ma.P_TCP, "tcp"}} {
+		if _, err := a.ValueForProtocol(p.code); err == nil {
+			return p.name
+		}
+	}
+	return "other"
+}
+
+// scopeOf is "lan" when a's IP is private, loopback or CGNAT (manet's
+// private ranges, IPv6 ULA and link-local), else "internet".
+func scopeOf(a ma.Multiaddr) string {
+	if manet.IsPrivateAddr(a) || manet.IsIPLoopback(a) {
+		return "lan"
+	}
+	return "internet"
 }
 
 // firstPath is the path of the oldest open connection: how first contact
@@ -228,7 +291,7 @@ func (n *Node) Find(ctx context.Context, id peer.ID) (FindResult, error) {
 	addrs, err := n.lookup(ctx, id)
 	if err == nil && len(addrs) == 0 {
 		var ai peer.AddrInfo
-		ai, err = n.DHT.FindPeer(ctx, id)
+		ai, err = n.findPeer(ctx, id)
 		addrs = ai.Addrs
 	}
 	res.Elapsed = time.Since(start)
@@ -259,15 +322,9 @@ func (n *Node) lookupStream(ctx context.Context, id peer.ID, onFound func([]ma.M
 	qctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	qctx, events := routing.RegisterForQueryEvents(qctx)
-	type result struct {
-		peers []peer.ID
-		err   error
-	}
-	done := make(chan result, 1)
-	go func() {
-		ps, err := n.DHT.GetClosestPeers(qctx, string(id))
-		done <- result{ps, err}
-	}()
+	done, walks := n.closestPeers(qctx, string(id))
+	var walkErr error // the first walk's error; nil once any walk succeeded
+	walkOK := false
 	// Peers may hold addresses of different ages (the target roamed):
 	// after the first answer naming the target, keep collecting for a
 	// short grace period and return the union, so the dial can race them.
@@ -313,15 +370,23 @@ func (n *Node) lookupStream(ctx context.Context, id peer.ID, onFound func([]ma.M
 		case <-grace:
 			return found, nil
 		case r := <-done:
-			if r.err != nil && len(found) == 0 {
-				return nil, r.err
+			walks--
+			if r.err == nil {
+				walkOK = true
+			} else if walkErr == nil {
+				walkErr = r.err
 			}
 			for _, p := range r.peers {
 				if p == id {
 					collect(n.Host.Peerstore().Addrs(id))
 				}
 			}
-			return found, nil
+			if len(found) > 0 || walks == 0 && walkOK {
+				return found, nil
+			}
+			if walks == 0 {
+				return nil, walkErr
+			}
 		}
 	}
 }
@@ -378,7 +443,7 @@ func (n *Node) Connect(ctx context.Context, id peer.ID) error {
 				// Not seen in the walk: kad-dht's FindPeer also asks the
 				// peers it meets whether they are connected to the target.
 				var ai peer.AddrInfo
-				if ai, err = n.DHT.FindPeer(ctx, id); err == nil && len(ai.Addrs) > 0 {
+				if ai, err = n.findPeer(ctx, id); err == nil && len(ai.Addrs) > 0 {
 					dial(ai.Addrs)
 				} else if err == nil {
 					err = ErrNotFound

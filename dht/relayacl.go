@@ -101,7 +101,7 @@ func (a *relayACL) isKadlanPeer(p peer.ID, addr ma.Multiaddr) bool {
 	if n == nil {
 		return false
 	}
-	if n.DHT.RoutingTable().Find(p) != "" {
+	if n.inRoutingTable(p) {
 		return true
 	}
 	if speaksKadlan(n, p) {
@@ -126,7 +126,7 @@ func (a *relayACL) isKadlanPeer(p peer.ID, addr ma.Multiaddr) bool {
 		}
 		break
 	}
-	return speaksKadlan(n, p) || n.DHT.RoutingTable().Find(p) != ""
+	return speaksKadlan(n, p) || n.inRoutingTable(p)
 }
 
 // speaksKadlan reports whether identify told us p serves a protocol under

@@ -197,9 +197,11 @@ func (e *Engine) Counters() vswitch.Counters {
 
 // EngineLinkStats describes one link.
 type EngineLinkStats struct {
-	Peer   peer.ID
-	Queue  QueueStats
-	Queued int
+	Peer     peer.ID
+	Outbound bool               // opened by this node
+	Stream   io.ReadWriteCloser // what the link runs on (the transport's stream)
+	Queue    QueueStats
+	Queued   int
 }
 
 // Stats returns the engine's counters.
@@ -223,7 +225,7 @@ func (e *Engine) Links() ([]EngineLinkStats, uint64) {
 	out := make([]EngineLinkStats, 0, len(e.links))
 	for p, l := range e.links {
 		s, n := l.q.Stats()
-		out = append(out, EngineLinkStats{Peer: p, Queue: s, Queued: n})
+		out = append(out, EngineLinkStats{Peer: p, Outbound: l.outbound, Stream: l.rw, Queue: s, Queued: n})
 	}
 	return out, e.noLink
 }

@@ -204,7 +204,7 @@ func membersCommand() *cli.Command {
 
 func printMembers(w io.Writer, ms []api.Member) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADDRESS\tSTATUS\tIPV4\tIPV6\tLINK\tPATH")
+	fmt.Fprintln(tw, "ADDRESS\tSTATUS\tIPV4\tIPV6\tLINK\tPATH\tTRANSPORT")
 	for _, m := range ms {
 		link := "-"
 		if m.Link {
@@ -214,9 +214,17 @@ func printMembers(w io.Writer, ms []api.Member) {
 		if m.Via != "" {
 			path += " via " + short(m.Via)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Address, m.Status, dash(m.IPv4), m.IPv6, link, path)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Address, m.Status, dash(m.IPv4), m.IPv6, link, path, transport(m.Transport, m.Scope))
 	}
 	tw.Flush()
+}
+
+// transport prints a link's transport and scope ("tcp lan"), or "-".
+func transport(t, scope string) string {
+	if t == "" {
+		return "-"
+	}
+	return dash(strings.TrimSpace(t + " " + scope))
 }
 
 // dash prints s, or "-" for nothing, with control characters escaped

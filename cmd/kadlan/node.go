@@ -131,7 +131,7 @@ func statusCommand() *cli.Command {
 			fmt.Fprintf(w, "%-14s %s\n", "version:", st.Version)
 			fmt.Fprintf(w, "%-14s %s\n", "bootstrap:", st.Bootstrap)
 			fmt.Fprintf(w, "%-14s %s\n", "reachability:", st.Reachability)
-			fmt.Fprintf(w, "%-14s %s (%d peers in routing table)\n", "dht:", st.DHTMode, st.RoutingTable)
+			fmt.Fprintf(w, "%-14s %s (%d peers in routing table; LAN DHT %d)\n", "dht:", st.DHTMode, st.RoutingTable, st.RoutingLAN)
 			fmt.Fprintf(w, "%-14s %d\n", "connected:", st.Connected)
 			if cl := st.ConnLimits; cl != nil {
 				fmt.Fprintf(w, "%-14s trim to %d above %d (idle strangers first, member links never); refuse above %d in, %d out\n",
@@ -194,7 +194,7 @@ func peersCommand() *cli.Command {
 				return printJSON(c.App.Writer, ps)
 			}
 			tw := tabwriter.NewWriter(c.App.Writer, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ADDRESS\tPATH\tRTT\tMULTIADDR")
+			fmt.Fprintln(tw, "ADDRESS\tPATH\tTRANSPORT\tRTT\tMULTIADDR")
 			for _, p := range ps {
 				path := p.Path
 				if p.Via != "" {
@@ -204,7 +204,7 @@ func peersCommand() *cli.Command {
 				if p.RTTms > 0 {
 					rtt = fmt.Sprintf("%.2fms", p.RTTms)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", p.Address, path, rtt, strings.Join(p.Addrs, " "))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.Address, path, transport(p.Transport, p.Scope), rtt, strings.Join(p.Addrs, " "))
 			}
 			tw.Flush()
 			return nil

@@ -353,7 +353,9 @@ func (l *Lab) PublicHost(name string) (*Host, error) {
 }
 
 // NATRouter adds a router like a home router: masquerade on its WAN side,
-// stateful forwarding (only replies come in), and a WAN input firewall that
+// stateful forwarding (only replies come in; hosts on its LAN reach each
+// other, which matters where br_netfilter sends bridged frames through the
+// forward hook), and a WAN input firewall that
 // drops unsolicited packets silently (so that, as on real routers, a
 // hole-punch packet arriving early leaves no conntrack entry behind that
 // would force the router to pick another port for its own side's packet).
@@ -396,6 +398,7 @@ func (l *Lab) NATRouter(name string, kind NAT, upstream *Host) (*Host, error) {
   chain kl_forward {
     type filter hook forward priority 0; policy drop;
     ct state established,related accept
+    iifname "br0" oifname "br0" accept
     iifname "br0" %s
   }
   chain kl_input {

@@ -1,0 +1,313 @@
+package dht
+
+import (
+	"context"
+	"errors"
+	"sync"
+
+	"github.com/ipfs/go-cid"
+	kaddht "github.com/libp2p/go-libp2p-kad-dht"
+	kb "github.com/libp2p/go-libp2p-kbucket"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+)
+
+// A node runs two Kademlia DHTs on one host, as IPFS does (kad-dht's dual
+// package), so that kadlan works on networks with no public address at all:
+//
+//   - the WAN DHT (/kadlan/kad/1.0.0) is the Internet's: a node serves it
+//     only when it is publicly reachable;
+//   - the LAN DHT (/kadlan/lan/kad/1.0.0) holds peers this node reaches on
+//     a private address or on a directly attached subnet (kad-dht's
+//     PrivateRoutingTableFilter), and every node serves it: on a home LAN,
+//     a campus or a community mesh, the nodes there are each other's DHT.
+//
+// Records and provider announcements go to both, lookups ask both and take
+// the best answer. Unlike kad-dht's dual.DHT, writes go to the LAN even when
+// the WAN DHT has peers: members on one LAN then find each other (and
+// their LAN addresses) without the Internet, and a LAN cut off from the
+// Internet keeps working with what it holds.
+
+// LANExtension is inserted into the DHT protocol for the LAN DHT.
+const LANExtension protocol.ID = "/lan"
+
+func (n *Node) dhts() []*kaddht.IpfsDHT {
+	if n.LAN == nil {
+		return []*kaddht.IpfsDHT{n.DHT}
+	}
+	return []*kaddht.IpfsDHT{n.DHT, n.LAN}
+}
+
+// lanOptions are the LAN DHT's options beyond the WAN's common ones.
+func lanOptions(mode kaddht.ModeOpt) []kaddht.Option {
+	lanMode := kaddht.ModeServer
+	if mode == kaddht.ModeClient {
+		lanMode = kaddht.ModeClient // the user said client: on the LAN too
+	}
+	return []kaddht.Option{
+		kaddht.ProtocolExtension(LANExtension),
+		kaddht.Mode(lanMode),
+		kaddht.QueryFilter(kaddht.PrivateQueryFilter),
+		kaddht.RoutingTableFilter(kaddht.PrivateRoutingTableFilter),
+	}
+}
+
+// RoutingTablePeers lists the peers in both routing tables, WAN first,
+// without repeats.
+func (n *Node) RoutingTablePeers() []peer.ID {
+	seen := map[peer.ID]bool{}
+	var out []peer.ID
+	for _, d := range n.dhts() {
+		for _, p := range d.RoutingTable().ListPeers() {
+			if !seen[p] {
+				seen[p] = true
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// inRoutingTable reports whether p is in either routing table.
+func (n *Node) inRoutingTable(p peer.ID) bool {
+	for _, d := range n.dhts() {
+		if d.RoutingTable().Find(p) != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// LANRoutingTable is the size of the LAN DHT's routing table.
+func (n *Node) LANRoutingTable() int {
+	if n.LAN == nil {
+		return 0
+	}
+	return n.LAN.RoutingTable().Size()
+}
+
+// Bootstrap refreshes both routing tables.
+func (n *Node) Bootstrap(ctx context.Context) error {
+	return n.both(func(d *kaddht.IpfsDHT) error { return d.Bootstrap(ctx) })
+}
+
+// PutValue stores a record in both DHTs; it fails only when both fail.
+func (n *Node) PutValue(ctx context.Context, key string, val []byte) error {
+	return n.both(func(d *kaddht.IpfsDHT) error { return d.PutValue(ctx, key, val) })
+}
+
+// Provide announces this node as a provider of c in both DHTs; it fails
+// only when both fail.
+func (n *Node) Provide(ctx context.Context, c cid.Cid) error {
+	return n.both(func(d *kaddht.IpfsDHT) error { return d.Provide(ctx, c, true) })
+}
+
+// both runs f on each DHT at once and succeeds when one does. A DHT with an
+// empty routing table fails at once with kbucket's lookup failure, which
+// the other's error outranks.
+func (n *Node) both(f func(*kaddht.IpfsDHT) error) error {
+	ds := n.dhts()
+	errs := make([]error, len(ds))
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = f(d)
+		}()
+	}
+	wg.Wait()
+	var real []error
+	for _, err := range errs {
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, kb.ErrLookupFailure) {
+			real = append(real, err)
+		}
+	}
+	if len(real) == 0 {
+		return errs[0]
+	}
+	return errors.Join(real...)
+}
+
+// GetValue asks both DHTs at once and returns the best record either found
+// (the record validator's choice), so a newer record on the LAN wins over
+// an older one on the WAN and the other way round.
+func (n *Node) GetValue(ctx context.Context, key string) ([]byte, error) {
+	ds := n.dhts()
+	vals := make([][]byte, len(ds))
+	errs := make([]error, len(ds))
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			vals[i], errs[i] = d.GetValue(ctx, key)
+		}()
+	}
+	wg.Wait()
+	var found [][]byte
+	for i := range ds {
+		if errs[i] == nil && vals[i] != nil {
+			found = append(found, vals[i])
+		}
+	}
+	switch len(found) {
+	case 0:
+		var real []error
+		for _, err := range errs {
+			if err != nil && !errors.Is(err, kb.ErrLookupFailure) {
+				real = append(real, err)
+			}
+		}
+		if len(real) == 0 {
+			return nil, errs[0]
+		}
+		return nil, errors.Join(real...)
+	case 1:
+		return found[0], nil
+	}
+	best, err := n.DHT.Validator.Select(key, found)
+	if err != nil {
+		return found[0], nil
+	}
+	return found[best], nil
+}
+
+// FindProviders streams up to count distinct providers of c found in
+// either DHT. The channel closes when both lookups have ended or ctx ends.
+func (n *Node) FindProviders(ctx context.Context, c cid.Cid, count int) <-chan peer.AddrInfo {
+	ctx, cancel := context.WithCancel(ctx)
+	out := make(chan peer.AddrInfo)
+	ds := n.dhts()
+	ins := make([]<-chan peer.AddrInfo, len(ds))
+	for i, d := range ds {
+		ins[i] = d.FindProvidersAsync(ctx, c, count)
+	}
+	stop := context.AfterFunc(n.ctx, cancel) // Close ends the walk
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer stop()
+		defer cancel()
+		defer close(out)
+		merged := make(chan peer.AddrInfo)
+		var wg sync.WaitGroup
+		for _, in := range ins {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ai := range in {
+					select {
+					case merged <- ai:
+					case <-ctx.Done():
+						for range in { // kad-dht closes it once ctx ends
+						}
+						return
+					}
+				}
+			}()
+		}
+		go func() { wg.Wait(); close(merged) }()
+		seen := map[peer.ID]bool{}
+		for ai := range merged {
+			if seen[ai.ID] || len(seen) >= count {
+				continue
+			}
+			seen[ai.ID] = true
+			select {
+			case out <- ai:
+			case <-ctx.Done():
+			}
+			if len(seen) >= count {
+				cancel()
+			}
+		}
+	}()
+	return out
+}
+
+// findPeer asks both DHTs for p's addresses at once and merges them.
+func (n *Node) findPeer(ctx context.Context, p peer.ID) (peer.AddrInfo, error) {
+	ds := n.dhts()
+	ais := make([]peer.AddrInfo, len(ds))
+	errs := make([]error, len(ds))
+	var wg sync.WaitGroup
+	for i, d := range ds {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ais[i], errs[i] = d.FindPeer(ctx, p)
+		}()
+	}
+	wg.Wait()
+	out := peer.AddrInfo{ID: p}
+	seen := map[string]bool{}
+	var firstErr error
+	ok := false
+	for i := range ds {
+		if errs[i] != nil {
+			if firstErr == nil || errors.Is(firstErr, kb.ErrLookupFailure) {
+				firstErr = errs[i]
+			}
+			continue
+		}
+		ok = true
+		for _, a := range ais[i].Addrs {
+			if k := string(a.Bytes()); !seen[k] {
+				seen[k] = true
+				out.Addrs = append(out.Addrs, a)
+			}
+		}
+	}
+	if !ok {
+		return out, firstErr
+	}
+	return out, nil
+}
+
+// closestPeers walks every DHT with peers towards key at once (the WAN's
+// if neither has any, to get its error). Query events of both walks reach
+// ctx's subscriber. The channel receives one result per walk started (it
+// is buffered for all of them: a walk never blocks on an absent reader);
+// the count says how many.
+func (n *Node) closestPeers(ctx context.Context, key string) (<-chan closestResult, int) {
+	var ds []*kaddht.IpfsDHT
+	for _, d := range n.dhts() {
+		if d.RoutingTable().Size() > 0 {
+			ds = append(ds, d)
+		}
+	}
+	if len(ds) == 0 {
+		ds = []*kaddht.IpfsDHT{n.DHT}
+	}
+	done := make(chan closestResult, len(ds))
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(n.ctx, cancel) // Close ends the walks
+	var wg sync.WaitGroup
+	for _, d := range ds {
+		wg.Add(1)
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			defer wg.Done()
+			ps, err := d.GetClosestPeers(ctx, key)
+			done <- closestResult{ps, err}
+		}()
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		wg.Wait()
+		stop()
+		cancel()
+	}()
+	return done, len(ds)
+}
+
+type closestResult struct {
+	peers []peer.ID
+	err   error
+}
