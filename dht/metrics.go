@@ -52,6 +52,9 @@ func (n *Node) registerMetrics(reg prometheus.Registerer) error {
 		Help:    "Time of DHT walks towards a node's key (kadlan find, connecting to a node whose addresses are unknown or stale), by result: found, not_found, error, or canceled (a dial won first).",
 		Buckets: lookupBuckets,
 	}, []string{"result"})}
+	for _, r := range []string{"found", "not_found", "error", "canceled"} {
+		m.lookups.WithLabelValues(r) // scraped as zero before the first lookup
+	}
 	acl := n.acl
 	cs := []prometheus.Collector{
 		m.lookups,
