@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"github.com/kadlan/kadlan/dht"
 	"github.com/kadlan/kadlan/internal/logs"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/gologshim"
 	"github.com/urfave/cli/v2"
 )
 
@@ -85,6 +88,12 @@ func daemonCommand() *cli.Command {
 			lg, err := logs.New(c.App.ErrWriter, c.String("log-level"), c.String("log-format"))
 			if err != nil {
 				return userErrorf("daemon: %v (see kadlan daemon --help)", err)
+			}
+			if os.Getenv("GOLOG_LOG_LEVEL") == "" {
+				// libp2p's own loggers (gologshim) write their errors
+				// into the same stream and format, tagged logger=SUBSYSTEM;
+				// GOLOG_LOG_LEVEL keeps libp2p's handler and levels.
+				gologshim.SetDefaultHandler(logs.Floor(lg.Handler(), slog.LevelError))
 			}
 			err = daemon.Run(c.Context, daemon.Config{
 				StateDir:      c.String("state"),

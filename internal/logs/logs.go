@@ -178,3 +178,20 @@ func appendAttr(b []byte, prefix string, a slog.Attr) []byte {
 	}
 	return append(b, s...)
 }
+
+// Floor passes to h only the records at min and above (and at h's own
+// level): for libraries' loggers, such as libp2p's, which would otherwise
+// be as verbose as kadlan's at --log-level debug.
+func Floor(h slog.Handler, min slog.Level) slog.Handler { return floor{h, min} }
+
+type floor struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (f floor) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= f.min && f.h.Enabled(ctx, l)
+}
+func (f floor) Handle(ctx context.Context, r slog.Record) error { return f.h.Handle(ctx, r) }
+func (f floor) WithAttrs(as []slog.Attr) slog.Handler           { return floor{f.h.WithAttrs(as), f.min} }
+func (f floor) WithGroup(name string) slog.Handler              { return floor{f.h.WithGroup(name), f.min} }

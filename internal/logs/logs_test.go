@@ -83,3 +83,14 @@ func TestBadFlags(t *testing.T) {
 		t.Errorf("bad format: %v", err)
 	}
 }
+
+func TestFloor(t *testing.T) {
+	var b bytes.Buffer
+	l, _ := New(&b, "debug", "json")
+	lib := slog.New(Floor(l.Handler(), slog.LevelError)).With("logger", "swarm")
+	lib.Warn("quiet")
+	lib.Error("loud")
+	if s := b.String(); strings.Contains(s, "quiet") || !strings.Contains(s, `"logger":"swarm"`) {
+		t.Fatalf("got %q", s)
+	}
+}
