@@ -21,6 +21,7 @@ import (
 	"github.com/kadlan/kadlan/overlay/netrec"
 	kaddht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // InterfacePrefix starts the name of every network interface kadlan
@@ -54,6 +55,10 @@ type Config struct {
 	Device string
 	// NewDevice creates network interfaces; nil means SystemDevices(Device).
 	NewDevice DeviceFactory
+	// Metrics is the HOST:PORT where Prometheus metrics are served at
+	// /metrics (the node's, its networks', libp2p's); empty: off. The host
+	// must be given (see checkMetricsAddr).
+	Metrics string
 }
 
 // Daemon is a running node with its control API.
@@ -64,6 +69,15 @@ type Daemon struct {
 	nets *netManager
 	mux  *http.ServeMux
 	logf func(string, ...any)
+	prom *metricsServer // nil: --metrics is off
+}
+
+// MetricsAddr is the address the metrics endpoint listens on ("" if off).
+func (d *Daemon) MetricsAddr() string {
+	if d.prom == nil {
+		return ""
+	}
+	return d.prom.addr()
 }
 
 // Paths returns the identity key path of a state dir.
@@ -99,6 +113,11 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 			return err
 		}
 	}
+	if cfg.Metrics != "" {
+		if err := checkMetricsAddr(cfg.Metrics); err != nil {
+			return err
+		}
+	}
 	// Temporary files of atomic writes that a crash cut short (this daemon
 	// is the state dir's only writer: listenUnix below refuses a second).
 	if n := atomicfile.RemoveStale(cfg.StateDir); n > 0 {
@@ -122,6 +141,16 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	defer ln.Close()
 
 	d := &Daemon{cfg: cfg, logf: logf, mux: http.NewServeMux()}
+	var reg *prometheus.Registry
+	var nodeReg prometheus.Registerer // stays a nil interface when off
+	if cfg.Metrics != "" {
+		if d.prom, err = listenMetrics(cfg.Metrics); err != nil {
+			return err
+		}
+		defer d.prom.close(2 * time.Second)
+		reg = newRegistry()
+		nodeReg = reg
+	}
 	self, err := peer.IDFromPrivateKey(key)
 	if err != nil {
 		return fmt.Errorf("identity: %w", err)
@@ -153,6 +182,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 		Peers:         boot,
 		IsMember:      linked.has,
 		DHTOptions:    []kaddht.Option{kaddht.NamespacedValidator(netrec.Namespace, netrec.RecordValidator{Now: time.Now})},
+		Metrics:       nodeReg,
 		IgnoreInterface: func(name string) bool {
 			return strings.HasPrefix(name, InterfacePrefix)
 		},
@@ -171,6 +201,11 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	bdone := make(chan struct{})
 	go func() { defer close(bdone); boot.Run(bctx, node.Host, routing{node}) }()
 	d.nets = newNetManager(bctx, node, key, cfg.StateDir, cfg.NewDevice, linked, logf)
+	if d.prom != nil {
+		reg.MustRegister(newNetCollector(d.nets))
+		d.prom.serve(reg, logf)
+		logf("metrics on http://%s%s", d.prom.addr(), MetricsPath)
+	}
 
 	d.routes()
 	// Requests run on the HTTP server's goroutines; reqs owns them so that
@@ -202,6 +237,9 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	case serr = <-sdone:
 	}
 	logf("shutting down")
+	if d.prom != nil {
+		d.prom.close(2 * time.Second)
+	}
 	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 	srv.Shutdown(sctx)
 	scancel()

@@ -45,6 +45,9 @@ func startDaemonWith(t *testing.T, newDevice DeviceFactory, bootstrap ...string)
 // to run in (its state under DIR/state), so a test can prepare it.
 var testStateDirs = map[*testing.T]string{}
 
+// testConfigs, when set by a test, changes the Config startDaemonFull runs.
+var testConfigs = map[*testing.T]func(*Config){}
+
 // startDaemonFull is startDaemonWith that also hands every log line to
 // onLog (nil: none).
 func startDaemonFull(t *testing.T, newDevice DeviceFactory, onLog func(string), bootstrap ...string) *testDaemon {
@@ -66,8 +69,9 @@ func startDaemonFull(t *testing.T, newDevice DeviceFactory, onLog func(string), 
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan *Daemon, 1)
 	done := make(chan error, 1)
+	modCfg := testConfigs[t]
 	go func() {
-		done <- Run(ctx, Config{
+		cfg := Config{
 			StateDir:      filepath.Join(dir, "state"),
 			APIPath:       filepath.Join(dir, "api.sock"),
 			Listen:        []string{"/ip4/127.0.0.1/tcp/0"},
@@ -81,7 +85,11 @@ func startDaemonFull(t *testing.T, newDevice DeviceFactory, onLog func(string), 
 				t.Logf("%s: "+f, append([]any{filepath.Base(dir)}, a...)...)
 			},
 			NewDevice: newDevice,
-		}, func(d *Daemon) { ready <- d })
+		}
+		if modCfg != nil {
+			modCfg(&cfg)
+		}
+		done <- Run(ctx, cfg, func(d *Daemon) { ready <- d })
 	}()
 	select {
 	case td.d = <-ready:

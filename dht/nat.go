@@ -189,7 +189,8 @@ func addrsFactory(filter func([]ma.Multiaddr) []ma.Multiaddr, nodeRef *atomic.Po
 
 // startRelay runs the relay service regardless of reachability (--relay=on).
 func (n *Node) startRelay() error {
-	r, err := relayv2.New(n.Host, relayv2.WithResources(n.RelayLimits().resources()), relayv2.WithACL(n.acl))
+	opts := append(relayMetricsOptions(n.cfg.Metrics), relayv2.WithResources(n.RelayLimits().resources()), relayv2.WithACL(n.acl))
+	r, err := relayv2.New(n.Host, opts...)
 	if err != nil {
 		return fmt.Errorf("dht: relay service: %w", err)
 	}

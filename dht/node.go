@@ -30,6 +30,7 @@ import (
 	ws "github.com/libp2p/go-libp2p/p2p/transport/websocket"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultPort is the one port kadlan listens on by default, for TCP,
@@ -95,6 +96,9 @@ type Config struct {
 	IgnoreInterface func(name string) bool
 	// DHTOptions are appended to the Kademlia options (record validators).
 	DHTOptions []kaddht.Option
+	// Metrics receives libp2p's Prometheus collectors and the node's own
+	// (metrics.go). Nil disables libp2p's metrics.
+	Metrics prometheus.Registerer
 }
 
 // PeerSource supplies a node's first peers.
@@ -115,6 +119,7 @@ type Node struct {
 	cfg     Config
 	started time.Time
 	logf    func(string, ...any)
+	metrics *nodeMetrics // nil: metrics off
 
 	mu           sync.Mutex
 	reachability network.Reachability
@@ -191,11 +196,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
 		libp2p.ConnectionManager(cm),
-		libp2p.DisableMetrics(),
 		libp2p.UserAgent("kadlan/" + cfg.Version),
 		libp2p.AddrsFactory(addrsFactory(filter, nodeRef)),
 		libp2p.EnableNATService(),
 	}
+	opts = append(opts, metricsOptions(cfg.Metrics)...)
 	acl := &relayACL{nodeRef: nodeRef}
 	natOpts, err := natOptions(cfg, nodeRef, acl)
 	if err != nil {
@@ -236,6 +241,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	cctx, cancel := context.WithCancel(context.Background())
 	n := &Node{Host: h, DHT: d, LAN: lan, cfg: cfg, started: time.Now(), logf: logf, ctx: cctx, cancel: cancel, reachability: reach, acl: acl, connMgr: cm}
+	if err := n.registerMetrics(cfg.Metrics); err != nil {
+		n.Close()
+		return nil, fmt.Errorf("dht: metrics: %w", err)
+	}
 	nodeRef.Store(n)
 	if err := n.watchRelayDeaths(cctx); err != nil {
 		n.Close()

@@ -319,6 +319,14 @@ func (n *Node) lookup(ctx context.Context, id peer.ID) ([]ma.Multiaddr, error) {
 // addresses to onFound (if non-nil) as it arrives, so a caller can start
 // dialling before the grace period ends.
 func (n *Node) lookupStream(ctx context.Context, id peer.ID, onFound func([]ma.Multiaddr)) ([]ma.Multiaddr, error) {
+	start := time.Now()
+	found, err := n.walk(ctx, id, onFound)
+	n.observeLookup(start, len(found) > 0, err)
+	return found, err
+}
+
+// walk is lookupStream without the metrics.
+func (n *Node) walk(ctx context.Context, id peer.ID, onFound func([]ma.Multiaddr)) ([]ma.Multiaddr, error) {
 	qctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	qctx, events := routing.RegisterForQueryEvents(qctx)

@@ -114,6 +114,7 @@ type Engine struct {
 	links   map[peer.ID]*engineLink
 	noLink  uint64
 	stats   EngineStats
+	gone    Traffic               // of the links closed so far
 	tr      Transport             // nil: links only come from AddLink
 	asked   map[peer.ID]time.Time // last dial started per member
 	dialing map[peer.ID]bool
@@ -183,6 +184,7 @@ func (e *Engine) Update(fn func(sw *vswitch.Switch)) {
 	for p, l := range e.links {
 		if !e.sw.IsMember(p) {
 			delete(e.links, p)
+			e.retire(l)
 			l.close()
 		}
 	}
@@ -230,6 +232,42 @@ func (e *Engine) Links() ([]EngineLinkStats, uint64) {
 	return out, e.noLink
 }
 
+// Traffic counts the messages (frames, broadcast copies, records) on a
+// network's member links, over every link the engine has had. Bytes are
+// the messages' encoded length (link framing included).
+type Traffic struct {
+	InMessages, InBytes   uint64 // read from members (but super-frames refused by the GSO checks)
+	OutMessages, OutBytes uint64 // queued to members
+	OutDropped            uint64 // not queued: the link's queue was full
+}
+
+func (t *Traffic) add(in, inBytes uint64, q QueueStats) {
+	t.InMessages += in
+	t.InBytes += inBytes
+	t.OutMessages += q.Pushed
+	t.OutBytes += q.Bytes
+	t.OutDropped += q.Dropped
+}
+
+// Traffic returns the link traffic so far. Its fields only grow.
+func (e *Engine) Traffic() Traffic {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	t := e.gone
+	for _, l := range e.links {
+		s, _ := l.q.Stats()
+		t.add(l.rxMsgs, l.rxBytes, s)
+	}
+	return t
+}
+
+// retire adds the counts of l, just removed from e.links, to e.gone; e.mu
+// is held.
+func (e *Engine) retire(l *engineLink) {
+	s, _ := l.q.Stats()
+	e.gone.add(l.rxMsgs, l.rxBytes, s)
+}
+
 // ErrDuplicateLink is returned by AddLink for a stream that loses to the
 // existing link; the caller closes it.
 var ErrDuplicateLink = errors.New("overlay: duplicate link")
@@ -266,6 +304,7 @@ func (e *Engine) addLink(p peer.ID, rw io.ReadWriteCloser, outbound bool) error 
 				return ErrDuplicateLink
 			}
 		}
+		e.retire(old)
 		old.close()
 	}
 	delete(e.asked, p)
@@ -284,6 +323,7 @@ func (e *Engine) RemoveLink(p peer.ID) {
 	defer e.mu.Unlock()
 	if l, ok := e.links[p]; ok {
 		delete(e.links, p)
+		e.retire(l)
 		l.close()
 	}
 }
@@ -470,6 +510,7 @@ func (e *Engine) Close() error {
 		e.closed = true
 		for p, l := range e.links {
 			delete(e.links, p)
+			e.retire(l)
 			l.close()
 		}
 		e.mu.Unlock()

@@ -351,3 +351,25 @@ func TestEngineSimultaneousOpen(t *testing.T) {
 		t.Fatal("frame lost")
 	}
 }
+
+// TestEngineTraffic: the link counters count each frame once per side,
+// in encoded bytes, and keep what a closed link carried.
+func TestEngineTraffic(t *testing.T) {
+	ns := newEngineWorld(t, 2)
+	a, b := ns[0], ns[1]
+	link(t, a, b)
+	f := ipv4Frame(b.mac, a.mac, a.ipv4, b.ipv4, "counted")
+	size := uint64(vswitch.Message{Kind: vswitch.MsgFrame, Payload: f}.EncodedLen())
+	for range 3 {
+		a.host.Write(f)
+		hostRead(t, b.host, isIPv4)
+	}
+	ta, tb := a.eng.Traffic(), b.eng.Traffic()
+	if ta.OutMessages < 3 || ta.OutBytes < 3*size || tb.InMessages < 3 || tb.InBytes < 3*size {
+		t.Fatalf("after 3 frames of %d bytes a -> b: a %+v, b %+v", size, ta, tb)
+	}
+	b.eng.RemoveLink(a.peer)
+	if got := b.eng.Traffic(); got.InMessages < tb.InMessages || got.InBytes < tb.InBytes {
+		t.Fatalf("counts went down when the link closed: %+v then %+v", tb, got)
+	}
+}

@@ -18,6 +18,9 @@ type engineLink struct {
 	q        *Queue
 	done     chan struct{}
 	once     sync.Once
+	// Messages and bytes read, counted under the engine's lock while the
+	// link is current.
+	rxMsgs, rxBytes uint64
 }
 
 func (l *engineLink) close() {
@@ -32,6 +35,7 @@ func (e *Engine) dropLink(l *engineLink, err error) {
 	e.mu.Lock()
 	if e.links[l.peer] == l {
 		delete(e.links, l.peer)
+		e.retire(l)
 		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 			e.logs.Log("link "+string(l.peer), "overlay: link to %s: %v", l.peer, err)
 		}
@@ -56,9 +60,14 @@ func (e *Engine) readLink(l *engineLink) {
 			e.dropLink(l, err)
 			return
 		}
+		size := uint64(m.EncodedLen())
 		if m.Kind == vswitch.MsgRecord {
 			e.mu.Lock()
 			current := e.links[l.peer] == l
+			if current {
+				l.rxMsgs++
+				l.rxBytes += size
+			}
 			e.mu.Unlock()
 			if !current {
 				return
@@ -100,6 +109,8 @@ func (e *Engine) readLink(l *engineLink) {
 			e.mu.Unlock()
 			return
 		}
+		l.rxMsgs++
+		l.rxBytes += size
 		if good {
 			e.sw.AddVerified(chk)
 		} else if chk.Needed() {

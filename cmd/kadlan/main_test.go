@@ -65,6 +65,10 @@ func TestFlagsAfterArgumentsAndUsageErrors(t *testing.T) {
 		{[]string{"find", "a", "b"}, "usage: kadlan find ADDRESS"},
 		{[]string{"daemon", "extra"}, "daemon takes no arguments"},
 		{[]string{"daemon", "--bootstrap", "/ip4/1.2.3.4/tcp/1"}, "lacks /p2p/"},
+		{[]string{"daemon", "--log-level", "loud"}, "want debug, info, warn or error"},
+		{[]string{"daemon", "--log-format", "xml"}, "want text or json"},
+		{[]string{"daemon", "--metrics", ":9464"}, "give the host: 127.0.0.1:9464"},
+		{[]string{"daemon", "--metrics", "localhost"}, "want HOST:PORT"},
 	} {
 		code, _, errs := runCLI(t, append([]string{"--state", st}, tc.args...)...)
 		if code == 0 || !strings.Contains(errs, tc.want) {
@@ -110,6 +114,8 @@ func TestBashCompletion(t *testing.T) {
 		"kadlan net create --na":  "--name",
 		"kadlan daemon --relay-c": "--relay-circuits --relay-circuits-stranger --relay-circuit-duration --relay-circuit-mib",
 		"kadlan --st":             "--state",
+		"kadlan daemon --log-":    "--log-level --log-format",
+		"kadlan daemon --met":     "--metrics",
 	} {
 		words := strings.Fields(line)
 		if strings.HasSuffix(line, " ") {

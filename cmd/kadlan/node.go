@@ -3,8 +3,9 @@ package main
 import (
 	"encoding/hex"
 	"fmt"
-	"log"
+	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -12,7 +13,9 @@ import (
 	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/daemon"
 	"github.com/kadlan/kadlan/dht"
+	"github.com/kadlan/kadlan/internal/logs"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/gologshim"
 	"github.com/urfave/cli/v2"
 )
 
@@ -54,7 +57,9 @@ func daemonCommand() *cli.Command {
 			"and IPv6: open that one port in a firewall. First peers come from, in\n" +
 			"order: the peer cache in STATE (peers seen working), --bootstrap, a\n" +
 			"--peers-file, and mDNS on the LAN (--mdns). With none known it keeps\n" +
-			"running and joins as soon as one appears. kadlan ships no bootstrap list.",
+			"running and joins as soon as one appears. kadlan ships no bootstrap list.\n\n" +
+			"Logs go to stderr. --metrics serves Prometheus metrics: kadlan_* (DHT,\n" +
+			"relay, per network traffic, drops and links) and libp2p's own libp2p_*.",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "listen", Usage: "listen `MULTIADDR` (repeatable; default all interfaces, port 4242, tcp+ws+quic)"},
 			&cli.StringSliceFlag{Name: "bootstrap", Aliases: []string{"b"}, Usage: "bootstrap peer `MULTIADDR` ending in /p2p/ADDRESS (repeatable)"},
@@ -69,6 +74,9 @@ func daemonCommand() *cli.Command {
 			&cli.DurationFlag{Name: "relay-circuit-duration", Value: dht.DefaultRelayLimits.CircuitDuration, Usage: "reset a relayed connection after `DURATION` (the link reconnects)"},
 			&cli.Int64Flag{Name: "relay-circuit-mib", Value: dht.DefaultRelayLimits.CircuitBytes >> 20, Usage: "reset a relayed connection after this many MiB each way"},
 			&cli.StringFlag{Name: "device", Value: daemon.DeviceAuto, Usage: "network interfaces: auto (a TAP, or a TUN with Ethernet emulation where no TAP can be made), tap or tun"},
+			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`HOST:PORT`/metrics, e.g. 127.0.0.1:9464 (default off; the host must be written out, 0.0.0.0 to expose them: they have no authentication)"},
+			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: " + logs.Levels},
+			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log `FORMAT`: text (timestamped lines) or json (one object per line: time, level, msg)"},
 			&cli.BoolFlag{Name: "allow-loopback", Hidden: true, Usage: "advertise loopback addresses (tests on one host)"},
 		},
 		Action: func(c *cli.Context) error {
@@ -77,8 +85,17 @@ func daemonCommand() *cli.Command {
 			} else if len(pos) > 0 {
 				return userErrorf("daemon takes no arguments (got %q); see kadlan daemon --help", pos[0])
 			}
-			lg := log.New(c.App.ErrWriter, "", log.LstdFlags|log.Lmicroseconds)
-			err := daemon.Run(c.Context, daemon.Config{
+			lg, err := logs.New(c.App.ErrWriter, c.String("log-level"), c.String("log-format"))
+			if err != nil {
+				return userErrorf("daemon: %v (see kadlan daemon --help)", err)
+			}
+			if os.Getenv("GOLOG_LOG_LEVEL") == "" {
+				// libp2p's own loggers (gologshim) write their errors
+				// into the same stream and format, tagged logger=SUBSYSTEM;
+				// GOLOG_LOG_LEVEL keeps libp2p's handler and levels.
+				gologshim.SetDefaultHandler(logs.Floor(lg.Handler(), slog.LevelError))
+			}
+			err = daemon.Run(c.Context, daemon.Config{
 				StateDir:      c.String("state"),
 				APIPath:       c.String("api"),
 				Listen:        c.StringSlice("listen"),
@@ -98,8 +115,9 @@ func daemonCommand() *cli.Command {
 					CircuitDuration:     c.Duration("relay-circuit-duration"),
 					CircuitBytes:        c.Int64("relay-circuit-mib") << 20,
 				},
+				Metrics: c.String("metrics"),
 				Version: version,
-				Logf:    lg.Printf,
+				Logf:    logs.Logf(lg),
 			}, nil)
 			if err != nil {
 				return userErrorf("daemon: %v", err)
