@@ -9,7 +9,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
-	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -34,8 +33,11 @@ type Config struct {
 	// PeersFile is re-read on every attempt, so a user can add a line to it
 	// while the daemon waits.
 	PeersFile string
-	// MDNS enables discovery on the local network.
+	// MDNS enables discovery on the local network (see mdns.go).
 	MDNS bool
+	// IgnoreInterface names interfaces mDNS leaves alone (the node's own
+	// virtual devices). May be nil.
+	IgnoreInterface func(name string) bool
 	// Logf logs; nil discards.
 	Logf func(format string, args ...any)
 	// Interval between checks; zero means 2 s.
@@ -64,15 +66,15 @@ type Bootstrapper struct {
 	host    host.Host
 	routing Routing
 
-	mu      sync.Mutex
-	state   string
-	mdnsFnd map[peer.ID]peer.AddrInfo
-	mdnsSvc mdns.Service
+	mu        sync.Mutex
+	state     string
+	mdnsFnd   map[peer.ID]peer.AddrInfo
+	mdnsTried map[peer.ID]time.Time // last dialLANPeers attempt
 }
 
 // New prepares a bootstrapper; Run drives it.
 func New(cfg Config) *Bootstrapper {
-	b := &Bootstrapper{cfg: cfg, logf: cfg.Logf, state: StateWaiting, mdnsFnd: map[peer.ID]peer.AddrInfo{}, kick: make(chan struct{}, 1)}
+	b := &Bootstrapper{cfg: cfg, logf: cfg.Logf, state: StateWaiting, mdnsFnd: map[peer.ID]peer.AddrInfo{}, mdnsTried: map[peer.ID]time.Time{}, kick: make(chan struct{}, 1)}
 	if b.logf == nil {
 		b.logf = func(string, ...any) {}
 	}
@@ -155,6 +157,12 @@ func (b *Bootstrapper) HandlePeerFound(ai peer.AddrInfo) {
 	}
 	b.mu.Lock()
 	_, known := b.mdnsFnd[ai.ID]
+	if !known && len(b.mdnsFnd) >= mdnsMaxPeers {
+		for p := range b.mdnsFnd { // bounded: forget one at random
+			delete(b.mdnsFnd, p)
+			break
+		}
+	}
 	b.mdnsFnd[ai.ID] = ai
 	b.mu.Unlock()
 	if !known {
@@ -168,13 +176,19 @@ func (b *Bootstrapper) Run(ctx context.Context, h host.Host, r Routing) {
 	b.mu.Lock()
 	b.host, b.routing = h, r
 	b.mu.Unlock()
-	if b.cfg.MDNS {
-		b.mdnsSvc = mdns.NewMdnsService(b.host, MDNSService, b)
-		if err := b.mdnsSvc.Start(); err != nil {
-			b.logf("bootstrap: mDNS: %v", err)
+	var mdnsSvc *mdnsService
+	restartMDNS := func() {
+		if !b.cfg.MDNS {
+			return
 		}
-		defer b.mdnsSvc.Close()
+		mdnsSvc.Close()
+		var err error
+		if mdnsSvc, err = startMDNS(h, b.cfg.IgnoreInterface, b.HandlePeerFound); err != nil {
+			b.logf("bootstrap: %v", err)
+		}
 	}
+	restartMDNS()
+	defer func() { mdnsSvc.Close() }()
 	var lastHint time.Time
 	lastSave := time.Now()
 	tick := time.NewTicker(b.cfg.Interval)
@@ -187,6 +201,9 @@ func (b *Bootstrapper) Run(ctx context.Context, h host.Host, r Routing) {
 		}
 		kicked = false
 		b.setState(joined)
+		if joined {
+			b.dialLANPeers(ctx)
+		}
 		if joined && time.Since(lastSave) > 15*time.Second {
 			b.refreshCache()
 			lastSave = time.Now()
@@ -198,8 +215,46 @@ func (b *Bootstrapper) Run(ctx context.Context, h host.Host, r Routing) {
 		case <-tick.C:
 		case <-b.kick:
 			kicked = true
+			restartMDNS() // announce the new addresses
 		}
 	}
+}
+
+// dialLANPeers connects to peers mDNS found on the LAN that the node is
+// not connected to, even while it is joined through the Internet: their
+// LAN DHT entries and LAN paths come from these connections. Each peer is
+// tried at most once a minute, eight at a time.
+func (b *Bootstrapper) dialLANPeers(ctx context.Context) {
+	now := time.Now()
+	var todo []peer.AddrInfo
+	b.mu.Lock()
+	for id, ai := range b.mdnsFnd {
+		if len(todo) >= 8 || b.host.Network().Connectedness(id) == network.Connected || now.Sub(b.mdnsTried[id]) < time.Minute {
+			continue
+		}
+		b.mdnsTried[id] = now
+		todo = append(todo, ai)
+	}
+	for id := range b.mdnsTried {
+		if _, ok := b.mdnsFnd[id]; !ok {
+			delete(b.mdnsTried, id)
+		}
+	}
+	b.mu.Unlock()
+	if len(todo) == 0 {
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, ai := range todo {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b.host.Connect(dctx, ai)
+		}()
+	}
+	wg.Wait()
 }
 
 func (b *Bootstrapper) setState(joined bool) {

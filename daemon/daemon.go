@@ -163,29 +163,29 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 		Peers:     flagPeers,
 		PeersFile: cfg.PeersFile,
 		MDNS:      cfg.MDNS,
-		Logf:      logf,
+		// Never announce into kadlan's own virtual LANs.
+		IgnoreInterface: isOwnInterface,
+		Logf:            logf,
 	})
 	d.Boot = boot
 	// Members this node has links with: the relay gives them a member's
 	// limits. Filled by the network manager, asked by the relay.
 	linked := newMemberIndex()
 	node, err := dht.New(ctx, dht.Config{
-		Key:           key,
-		ListenAddrs:   cfg.Listen,
-		Reachability:  cfg.Reachability,
-		DHTMode:       cfg.DHTMode,
-		AllowLoopback: cfg.AllowLoopback,
-		Relay:         cfg.Relay,
-		RelayLimits:   cfg.RelayLimits,
-		Version:       cfg.Version,
-		Logf:          logf,
-		Peers:         boot,
-		IsMember:      linked.has,
-		DHTOptions:    []kaddht.Option{kaddht.NamespacedValidator(netrec.Namespace, netrec.RecordValidator{Now: time.Now})},
-		Metrics:       nodeReg,
-		IgnoreInterface: func(name string) bool {
-			return strings.HasPrefix(name, InterfacePrefix)
-		},
+		Key:             key,
+		ListenAddrs:     cfg.Listen,
+		Reachability:    cfg.Reachability,
+		DHTMode:         cfg.DHTMode,
+		AllowLoopback:   cfg.AllowLoopback,
+		Relay:           cfg.Relay,
+		RelayLimits:     cfg.RelayLimits,
+		Version:         cfg.Version,
+		Logf:            logf,
+		Peers:           boot,
+		IsMember:        linked.has,
+		DHTOptions:      []kaddht.Option{kaddht.NamespacedValidator(netrec.Namespace, netrec.RecordValidator{Now: time.Now})},
+		Metrics:         nodeReg,
+		IgnoreInterface: isOwnInterface,
 	})
 	if err != nil {
 		return err
@@ -260,6 +260,9 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 
 // Handle registers an extra API route (for subsystems such as overlay).
 func (d *Daemon) Handle(pattern string, h http.HandlerFunc) { d.mux.HandleFunc(pattern, h) }
+
+// isOwnInterface: the node's own TAP/TUN devices are not its network.
+func isOwnInterface(name string) bool { return strings.HasPrefix(name, InterfacePrefix) }
 
 type routing struct{ n *dht.Node }
 

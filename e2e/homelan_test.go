@@ -170,3 +170,35 @@ func TestLANBesideInternet(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestHomeLANMDNS: the same home LAN with no flag at all but mDNS (the
+// real daemon's default; the lab turns it off unless asked): three nodes
+// find each other, form the LAN DHT and a network on it.
+func TestHomeLANMDNS(t *testing.T) {
+	lab := labtest.New(t)
+	home := lab.NATRouter("home", netlab.EIM, nil)
+	var nodes []*labtest.Node
+	for i := 0; i < 3; i++ {
+		nodes = append(nodes, home.PrivateHost(fmt.Sprintf("m%d", i)).StartNode(t, "--mdns"))
+	}
+	for _, n := range nodes {
+		err := netlab.Eventually(lanBound, 200*time.Millisecond, func() error {
+			var st api.Status
+			if err := n.JSON(&st, "status"); err != nil {
+				return err
+			}
+			if st.RoutingLAN < 2 {
+				return fmt.Errorf("%s: LAN routing table %d, want the 2 others (found by mDNS)", n.Host.Name, st.RoutingLAN)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := createNet(t, nodes[0], "--name", "mdns", "--ipv4", "10.79.0.0/24")
+	took := joinAndPing(t, nodes[1:], id, nodes[0])
+	for i, d := range took {
+		t.Logf("%s: join to first ping over the TAP: %v", nodes[i+1].Host.Name, d.Round(time.Millisecond))
+	}
+}

@@ -43,7 +43,7 @@ func TestDaemonJSONLogsAndMetrics(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, []string{"kadlan", "--state", st, "daemon", "--listen", "/ip4/127.0.0.1/tcp/0", "--allow-loopback",
+		done <- run(ctx, []string{"kadlan", "--state", st, "daemon", "--mdns=false", "--listen", "/ip4/127.0.0.1/tcp/0", "--allow-loopback",
 			"--reachability", "public", "--log-format", "json", "--metrics", "127.0.0.1:0"}, io.Discard, &stderr)
 	}()
 	stop := sync.OnceValue(func() int { cancel(); return <-done })

@@ -56,7 +56,7 @@ func daemonCommand() *cli.Command {
 		Description: "Listens by default on port 4242 for TCP, WebSocket and QUIC (UDP), IPv4\n" +
 			"and IPv6: open that one port in a firewall. First peers come from, in\n" +
 			"order: the peer cache in STATE (peers seen working), --bootstrap, a\n" +
-			"--peers-file, and mDNS on the LAN (--mdns). With none known it keeps\n" +
+			"--peers-file, and mDNS on the LAN (on by default). With none known it keeps\n" +
 			"running and joins as soon as one appears. kadlan ships no bootstrap list.\n\n" +
 			"Logs go to stderr. --metrics serves Prometheus metrics: kadlan_* (DHT,\n" +
 			"relay, per network traffic, drops and links) and libp2p's own libp2p_*.",
@@ -64,7 +64,7 @@ func daemonCommand() *cli.Command {
 			&cli.StringSliceFlag{Name: "listen", Usage: "listen `MULTIADDR` (repeatable; default all interfaces, port 4242, tcp+ws+quic)"},
 			&cli.StringSliceFlag{Name: "bootstrap", Aliases: []string{"b"}, Usage: "bootstrap peer `MULTIADDR` ending in /p2p/ADDRESS (repeatable)"},
 			&cli.StringFlag{Name: "peers-file", Usage: "`FILE` of bootstrap multiaddrs, one per line, # comments (re-read while waiting)"},
-			&cli.BoolFlag{Name: "mdns", Usage: "discover peers on the local network with mDNS"},
+			&cli.BoolFlag{Name: "mdns", Value: true, Usage: "find and announce kadlan nodes on the local network with mDNS (the machine's LAN interfaces, never kadlan's own); --mdns=false on a LAN you do not trust: it tells the LAN this node's address"},
 			&cli.StringFlag{Name: "reachability", Value: "auto", Usage: "auto, public or private: whether others can dial this node"},
 			&cli.StringFlag{Name: "dht-mode", Value: "auto", Usage: "auto, server or client (auto: server when publicly reachable)"},
 			&cli.StringFlag{Name: "relay", Value: "auto", Usage: "relay for others: auto (while publicly reachable), on or off"},

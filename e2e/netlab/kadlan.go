@@ -155,7 +155,14 @@ func (h *Host) StartNode(args ...string) (*Node, error) {
 // waits up to 20 s for its API.
 func (n *Node) Start(args ...string) error {
 	n.args = args
-	full := append([]string{n.Bin, "--state", n.State, "--api", n.API, "daemon"}, args...)
+	full := []string{n.Bin, "--state", n.State, "--api", n.API, "daemon"}
+	if !hasFlag(args, "--mdns") {
+		// mDNS is on by default for a real daemon; in a lab it stays off
+		// unless a test asks for it, so that peers come from where the
+		// test says.
+		full = append(full, "--mdns=false")
+	}
+	full = append(full, args...)
 	p, err := n.Host.Start(n.Log, full...)
 	if err != nil {
 		return err
@@ -176,6 +183,16 @@ func (n *Node) Start(args ...string) error {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// hasFlag reports whether args set flag (as "--flag" or "--flag=...").
+func hasFlag(args []string, flag string) bool {
+	for _, a := range args {
+		if a == flag || strings.HasPrefix(a, flag+"=") {
+			return true
+		}
+	}
+	return false
 }
 
 // LogTail returns the last n lines of the daemon's log.
