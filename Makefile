@@ -59,10 +59,13 @@ demo: build ## a root-less network in namespaces (needs root): nodes join, find 
 	@if [ "$$(id -u)" != 0 ]; then echo "make demo creates network namespaces: run it as root (sudo make demo)"; exit 1; fi
 	$(BIN) demo
 
-bench: build bench-connect bench-dataplane bench-sim ## print all benchmark figures
+bench: build bench-connect bench-start bench-dataplane bench-sim ## print all benchmark figures
 
 bench-connect: build ## connection set-up across NATs in namespaces (root): first reply, time to direct
 	@KADLAN_BENCH=1 KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -run TestBenchConnect ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
+
+bench-start: build ## daemon start to first ping over the TAP, on a LAN and on public addresses (root; writes bench-start.json)
+	@KADLAN_BENCH=1 KADLAN_BENCH_OUT=$(CURDIR) KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -v -count=1 -timeout 10m -run TestBenchStart ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
 
 bench-dataplane: build ## TAP-to-TAP throughput, RTT, CPU-s/GB, RSS: raw veth, kadlan, wireguard-go, tinc (root; 3 interleaved rounds)
 	@KADLAN_BENCH=1 KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -v -count=1 -timeout 15m -run TestBenchDataplane ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
@@ -74,4 +77,4 @@ clean: ## remove build output
 	rm -rf bin
 
 SHELL := /bin/bash
-.PHONY: help build install uninstall check-unit check test fuzz demo bench bench-connect bench-dataplane bench-sim clean
+.PHONY: help build install uninstall check-unit check test fuzz demo bench bench-connect bench-start bench-dataplane bench-sim clean

@@ -14,8 +14,9 @@ import (
 
 // TestDialLinkPrefersTCP: two public nodes that listen on TCP and QUIC.
 // DialLink delivers its hello first on the stream, and a member link ends
-// up on direct TCP even when the first connection was QUIC (libp2p ranks
-// QUIC first): the node moves it, and the next DialLink runs over TCP.
+// up on direct TCP even when the first connection was QUIC (here: a knew
+// only b's QUIC address; on the Internet libp2p ranks QUIC first): the
+// node moves it, and the next DialLink runs over TCP.
 func TestDialLinkPrefersTCP(t *testing.T) {
 	both := func(c *Config) {
 		c.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
@@ -42,7 +43,6 @@ func TestDialLinkPrefersTCP(t *testing.T) {
 	if len(quic) == 0 || len(tcp) == 0 {
 		t.Fatalf("b listens on %v", b.Host.Addrs())
 	}
-	a.Host.Peerstore().AddAddrs(b.ID(), b.Host.Addrs(), time.Hour)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := a.Host.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: onlyQUIC(b)}); err != nil {
@@ -81,4 +81,48 @@ func onlyQUIC(n *Node) []ma.Multiaddr {
 		}
 	}
 	return out
+}
+
+// TestLANDialsTCPFirst: knowing both of a LAN peer's addresses, a node
+// connects over TCP at once (kadlanRanker): a member link starts on the
+// transport it keeps, with nothing to move.
+func TestLANDialsTCPFirst(t *testing.T) {
+	both := func(c *Config) {
+		c.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+	}
+	a, b := newNode(t, both), newNode(t, both)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.Host.Connect(ctx, peer.AddrInfo{ID: b.ID(), Addrs: b.Host.Addrs()}); err != nil {
+		t.Fatal(err)
+	}
+	cs := a.Host.Network().ConnsToPeer(b.ID())
+	if len(cs) != 1 || !isPlainTCP(cs[0].RemoteMultiaddr()) {
+		t.Fatalf("connections %v, want one over TCP", cs)
+	}
+}
+
+func TestRankerOrder(t *testing.T) {
+	addrs := []ma.Multiaddr{
+		ma.StringCast("/ip4/192.168.1.10/udp/4242/quic-v1"),
+		ma.StringCast("/ip4/192.168.1.10/tcp/4242"),
+		ma.StringCast("/ip4/192.168.1.10/tcp/4242/ws"),
+		ma.StringCast("/ip4/192.0.0.140/udp/4242/quic-v1"),
+		ma.StringCast("/ip4/192.0.0.140/tcp/4242"),
+	}
+	delay := map[string]time.Duration{}
+	for _, ad := range kadlanRanker(addrs) {
+		delay[ad.Addr.String()] = ad.Delay
+	}
+	if len(delay) != len(addrs) {
+		t.Fatalf("ranked %d of %d addresses: %v", len(delay), len(addrs), delay)
+	}
+	lanTCP, lanQUIC := delay["/ip4/192.168.1.10/tcp/4242"], delay["/ip4/192.168.1.10/udp/4242/quic-v1"]
+	if lanTCP != 0 || lanQUIC < lanQUICDelay {
+		t.Errorf("LAN: TCP at %v, QUIC at %v; want TCP first, QUIC %v later", lanTCP, lanQUIC, lanQUICDelay)
+	}
+	pubTCP, pubQUIC := delay["/ip4/192.0.0.140/tcp/4242"], delay["/ip4/192.0.0.140/udp/4242/quic-v1"]
+	if pubQUIC != 0 || pubTCP <= pubQUIC {
+		t.Errorf("Internet: QUIC at %v, TCP at %v; want libp2p's order (QUIC first)", pubQUIC, pubTCP)
+	}
 }

@@ -121,7 +121,8 @@ func natOptions(cfg Config, nodeRef *atomic.Pointer[Node], acl *relayACL) ([]lib
 			autorelay.WithMinInterval(2*time.Second),
 			autorelay.WithMaxCandidateAge(10*time.Minute),
 		),
-		libp2p.SwarmOpts(swarm.WithDialRanker(relayFirstRanker)),
+		// One swarm option list (libp2p.SwarmOpts replaces, not adds).
+		libp2p.SwarmOpts(swarm.WithDialRanker(kadlanRanker)),
 	)
 	return opts, nil
 }
