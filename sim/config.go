@@ -39,6 +39,13 @@ type Config struct {
 	SybilShare   float64 `json:"sybil_share"`    // share of colluding adversarial nodes
 	RPCBytes     float64 `json:"rpc_bytes"`      // bytes of one FIND_NODE request + answer
 	AttackerCPUS float64 `json:"attacker_cpu_s"` // Sybil model: the attacker's CPU budget for identities
+	// Adversary: how Sybils answer FIND_NODE: fake (the Sybils closest to
+	// the target), drop (never), misroute (real contacts far from it).
+	Adversary string `json:"adversary"`
+	// EclipseShare of the Sybils take IDs next to EclipseTargets honest
+	// targets (then every lookup looks one of them up); 0: random IDs.
+	EclipseShare   float64 `json:"eclipse_share"`
+	EclipseTargets int     `json:"eclipse_targets"`
 
 	// Churn (model churn): session lengths and bucket refresh.
 	Churn          string  `json:"churn"` // weibull or exponential
@@ -136,6 +143,7 @@ func DefaultNATMix() map[string]float64 {
 func Defaults() Config {
 	return Config{Model: "lookup", Nodes: 10000, Seed: 1, K: 20, Alpha: 10, Paths: 1, Lookups: 2000,
 		LookupRate: 100, RPCTimeoutMs: 3000, ServiceUs: 50, RPCBytes: 1500, AttackerCPUS: 3.15e7,
+		Adversary: AdvFake, EclipseTargets: 100,
 		Churn: "weibull", SessionMedianS: 7200, WeibullShape: 0.5, Availability: 0.5, RefreshS: 600,
 		PublicShare: 0.2, NATMix: DefaultNATMix(), PacketLoss: 0.01, PunchAttempts: 3, PunchTimeoutMs: 5000,
 		PunchRetries: 1, PunchRetryS: 60, BirthdaySockets: 256, BirthdayProbes: 1024, BirthdayPPS: 100, Relays: 3, DHTServers: "public", Pairs: 5000,
@@ -203,12 +211,17 @@ func (c *Config) Validate() error {
 	case c.SybilShare < 0 || c.SybilShare >= 1, c.PublicShare < 0 || c.PublicShare > 1,
 		c.PacketLoss < 0 || c.PacketLoss > 1, c.Availability <= 0 || c.Availability > 1:
 		return fmt.Errorf("sim: config: shares must be in [0,1]")
+	case c.EclipseShare < 0 || c.EclipseShare > 1 || c.EclipseTargets < 1:
+		return fmt.Errorf("sim: config: eclipse_share must be in [0,1], eclipse_targets positive")
 	case c.DHTServers != "public" && c.DHTServers != "all":
 		return fmt.Errorf("sim: config: dht_servers %q: want public or all", c.DHTServers)
 	case c.Churn != "weibull" && c.Churn != "exponential":
 		return fmt.Errorf("sim: config: churn %q: want weibull or exponential", c.Churn)
 	case c.LookupRate <= 0 || c.RefreshS <= 0 || c.SessionMedianS <= 0:
 		return fmt.Errorf("sim: config: rates and durations must be positive")
+	}
+	if _, err := advCode(c.Adversary); err != nil {
+		return fmt.Errorf("sim: config: %w", err)
 	}
 	if err := validateNATMix(c.NATMix); err != nil {
 		return fmt.Errorf("sim: config: %w", err)

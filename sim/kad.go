@@ -13,6 +13,10 @@ type Net struct {
 	sybil    []bool  // nil: no Sybils
 	sybSpace *Space  // Sybil keys, ascending
 	sybIdx   []int32 // node index of sybSpace.Keys[i]
+	adv      uint8   // the adversaries' behaviour (advFake, advDrop, advMisroute)
+	// Targets: when set, lookups look these nodes up (the keys an
+	// eclipse attack surrounds).
+	Targets []int32
 
 	// Churn: node i is alive iff up[i] > down[i]; nil slices: always alive.
 	up, down  []int64
@@ -138,15 +142,25 @@ func (n *Net) bucket(x int32, i int, now int64, dst []int32) []int32 {
 
 // FindNode is node x's answer to FIND_NODE(target) at now: the K contacts of
 // its routing table closest to target, nearest first. A Sybil answers with
-// the K Sybils closest to target.
+// the K Sybils closest to target (fake closer contacts); a misrouting one
+// with its real contacts closest to the target's antipode.
 func (n *Net) FindNode(x int32, target Key, now int64) []int32 {
 	if n.IsSybil(x) {
+		if n.adv == advMisroute {
+			target[0] ^= 1 << 63
+			return n.tableClosest(x, target, now)
+		}
 		out := n.sybSpace.Closest(target, n.K, nil)
 		for i, j := range out {
 			out[i] = n.sybIdx[j]
 		}
 		return out
 	}
+	return n.tableClosest(x, target, now)
+}
+
+// tableClosest is the K contacts of x's routing table closest to target.
+func (n *Net) tableClosest(x int32, target Key, now int64) []int32 {
 	xk := n.Space.Keys[x]
 	cpl := CPL(xk, target)
 	out := make([]int32, 0, 2*n.K)

@@ -14,10 +14,19 @@ func init() {
 type lookupStats struct {
 	n, found            int
 	hops, rpcs, lat, to []float64
+	pathFound           []int // AllPaths: lookups whose path i learned the target
 }
 
 func (s *lookupStats) add(l *Lookup) {
 	s.n++
+	if len(s.pathFound) < len(l.PathsFound) {
+		s.pathFound = append(s.pathFound, make([]int, len(l.PathsFound)-len(s.pathFound))...)
+	}
+	for i, f := range l.PathsFound {
+		if f {
+			s.pathFound[i]++
+		}
+	}
 	s.rpcs = append(s.rpcs, float64(l.RPCs))
 	s.to = append(s.to, float64(l.Timeout))
 	if l.Found {
@@ -55,6 +64,12 @@ func pickHonest(n *Net, r *rand.Rand, not int32) int32 {
 // have finished. stopAfter, if set, stops the engine early (churn events
 // never run out).
 func runLookups(c Config, n *Net, eng *Engine, paths int, seed uint64, progress func(float64)) *lookupStats {
+	return runLookupsOpts(c, n, eng, paths, LookupOpts{}, seed, progress)
+}
+
+// runLookupsOpts is runLookups with lookup variants. With n.Targets set
+// the targets are drawn from them.
+func runLookupsOpts(c Config, n *Net, eng *Engine, paths int, opts LookupOpts, seed uint64, progress func(float64)) *lookupStats {
 	r := NewRand(seed, 3)
 	st := &lookupStats{}
 	remaining := c.Lookups
@@ -67,9 +82,15 @@ func runLookups(c Config, n *Net, eng *Engine, paths int, seed uint64, progress 
 	}
 	timeout := int64(c.RPCTimeoutMs * 1e6)
 	starter := HandlerFunc(func(now, _ int64) {
-		o := pickHonest(n, r, -1)
-		t := pickHonest(n, r, o)
-		n.StartLookup(eng, o, n.Space.Keys[t], t, c.Alpha, paths, timeout, onDone)
+		var o, t int32
+		if len(n.Targets) > 0 {
+			t = n.Targets[r.IntN(len(n.Targets))]
+			o = pickHonest(n, r, t)
+		} else {
+			o = pickHonest(n, r, -1)
+			t = pickHonest(n, r, o)
+		}
+		n.StartLookupOpts(eng, o, n.Space.Keys[t], t, c.Alpha, paths, timeout, opts, onDone)
 	})
 	t := eng.Now()
 	for range c.Lookups {

@@ -65,6 +65,8 @@ var keyLabels = map[string]string{
 	"alpha":                "alpha (RPCs in flight)",
 	"paths":                "disjoint paths d",
 	"sybil_share":          "share of Sybil nodes",
+	"eclipse_share":        "share of adversaries with IDs next to the targets",
+	"adversary":            "adversary",
 	"session_median_s":     "median session length (s)",
 	"refresh_s":            "bucket refresh interval (s)",
 	"public_share":         "share of public (non-NATed) nodes",
