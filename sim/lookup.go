@@ -154,11 +154,15 @@ func (l *Lookup) pump(pi int) {
 		}
 		n.Load[y]++
 		rtt := n.Geo.RTT(l.Origin, y)
+		var dial int64 // a contact learned from an answer: connect first
+		if c.hop > 1 && n.DialRTTs > 0 {
+			dial = int64(n.DialRTTs * float64(rtt))
+		}
 		if n.busy != nil {
 			// Queue at y in arrival order: an event when the request arrives.
-			l.eng.At(now+rtt/2, l, arg|arriveFlag)
+			l.eng.At(now+dial+rtt/2, l, arg|arriveFlag)
 		} else {
-			l.eng.At(now+rtt+n.ServiceNs, l, arg)
+			l.eng.At(now+dial+rtt+n.ServiceNs, l, arg)
 		}
 	}
 	if p.inflight == 0 && !p.done {
@@ -188,6 +192,7 @@ func (l *Lookup) Fire(now, arg int64) {
 	ci := slices.IndexFunc(p.cands, func(c lcand) bool { return c.node == y })
 	if arg&timeoutFlag != 0 {
 		l.Timeout++
+		l.net.Evict(l.Origin, y, now)
 		p.cands[ci].st = stFailed
 		l.pump(pi)
 		return

@@ -59,6 +59,17 @@ func pickHonest(n *Net, r *rand.Rand, not int32) int32 {
 	}
 }
 
+// pickOrigin returns one of the first alive honest nodes of a fixed
+// sequence of m nodes (drawn by hash), other than not.
+func pickOrigin(n *Net, r *rand.Rand, m int, not int32) int32 {
+	for {
+		v := int32(hash3(n.Seed, 0x0e1, uint64(r.IntN(m))) % uint64(n.N()))
+		if v != not && n.Alive(v) && !n.IsSybil(v) {
+			return v
+		}
+	}
+}
+
 // runLookups starts c.Lookups peer lookups between random alive honest nodes
 // as a Poisson process of rate c.LookupRate and runs the engine until all
 // have finished. stopAfter, if set, stops the engine early (churn events
@@ -86,6 +97,9 @@ func runLookupsOpts(c Config, n *Net, eng *Engine, paths int, opts LookupOpts, s
 		if len(n.Targets) > 0 {
 			t = n.Targets[r.IntN(len(n.Targets))]
 			o = pickHonest(n, r, t)
+		} else if c.Origins > 0 {
+			t = pickHonest(n, r, -1)
+			o = pickOrigin(n, r, c.Origins, t)
 		} else {
 			o = pickHonest(n, r, -1)
 			t = pickHonest(n, r, o)
@@ -127,6 +141,7 @@ func lookupPlots(c Config) []PlotSpec {
 func runLookupModel(c Config, progress func(float64)) (Metrics, error) {
 	n := NewNet(c.Nodes, c.K, c.Seed)
 	n.ServiceNs = int64(c.ServiceUs * 1e3)
+	n.DialRTTs = c.DialRTTs
 	n.SetSybils(c.SybilShare)
 	eng := &Engine{}
 	st := runLookups(c, n, eng, c.Paths, c.Seed, progress)

@@ -44,6 +44,7 @@ func sybilPathsPlots(c Config) []PlotSpec {
 func runSybilPathsModel(c Config, progress func(float64)) (Metrics, error) {
 	n := NewNet(c.Nodes, c.K, c.Seed)
 	n.ServiceNs = int64(c.ServiceUs * 1e3)
+	n.DialRTTs = c.DialRTTs
 	if err := n.SetAdversaries(Adversaries{Share: c.SybilShare, Behavior: c.Adversary,
 		EclipseShare: c.EclipseShare, Targets: c.EclipseTargets}); err != nil {
 		return nil, err
