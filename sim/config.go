@@ -38,7 +38,26 @@ type Config struct {
 	ServiceUs    float64 `json:"service_us"`     // RPC processing time at a node
 	SybilShare   float64 `json:"sybil_share"`    // share of colluding adversarial nodes
 	RPCBytes     float64 `json:"rpc_bytes"`      // bytes of one FIND_NODE request + answer
+	// DialRTTs: round trips a first RPC to a new contact pays before the
+	// request (transport and security handshakes). 0: connections are
+	// assumed open (the older model). QUIC 1 (its handshake carries TLS
+	// 1.3); TCP + TLS 1.3 or Noise, muxer negotiated inside it, 2; TCP
+	// with multistream-select rounds for security and muxer, 4. The
+	// origin's own routing-table contacts are connected; contacts learned
+	// from answers are new. With dial_rtts > 0 a relayed first contact
+	// pays the dial to the relay, the circuit set-up (HOP CONNECT, STOP
+	// CONNECT, status: one round trip over the circuit) and a security
+	// handshake over the circuit (one more), and a direct dial to a public
+	// node pays dial_rtts.
+	DialRTTs     float64 `json:"dial_rtts"`
 	AttackerCPUS float64 `json:"attacker_cpu_s"` // Sybil model: the attacker's CPU budget for identities
+	// Adversary: how Sybils answer FIND_NODE: fake (the Sybils closest to
+	// the target), drop (never), misroute (real contacts far from it).
+	Adversary string `json:"adversary"`
+	// EclipseShare of the Sybils take IDs next to EclipseTargets honest
+	// targets (then every lookup looks one of them up); 0: random IDs.
+	EclipseShare   float64 `json:"eclipse_share"`
+	EclipseTargets int     `json:"eclipse_targets"`
 
 	// Churn (model churn): session lengths and bucket refresh.
 	Churn          string  `json:"churn"` // weibull or exponential
@@ -46,6 +65,16 @@ type Config struct {
 	WeibullShape   float64 `json:"weibull_shape"`
 	Availability   float64 `json:"availability"` // long-run share of time a node is up
 	RefreshS       float64 `json:"refresh_s"`    // bucket refresh interval
+	// TablePolicy: which candidates a bucket keeps: random (K drawn at
+	// each refresh) or oldest (the longest-up, as kad-dht keeps old live
+	// entries). EvictOnFailure: a failed RPC evicts the contact from the
+	// querier's table until its next refresh (kad-dht removes peers that
+	// fail); the bucket takes its next candidate.
+	TablePolicy    string `json:"table_policy"`
+	EvictOnFailure bool   `json:"evict_on_failure"`
+	// Origins: lookups start from this many nodes (0: any node), so a
+	// node's later lookups see what its earlier ones evicted.
+	Origins int `json:"origins"`
 	// RefreshValues: the churn model measures each of these refresh
 	// intervals (s) on the same churn; empty means [refresh_s].
 	RefreshValues []float64 `json:"refresh_values,omitempty"`
@@ -136,6 +165,7 @@ func DefaultNATMix() map[string]float64 {
 func Defaults() Config {
 	return Config{Model: "lookup", Nodes: 10000, Seed: 1, K: 20, Alpha: 10, Paths: 1, Lookups: 2000,
 		LookupRate: 100, RPCTimeoutMs: 3000, ServiceUs: 50, RPCBytes: 1500, AttackerCPUS: 3.15e7,
+		Adversary: AdvFake, EclipseTargets: 100, TablePolicy: "random",
 		Churn: "weibull", SessionMedianS: 7200, WeibullShape: 0.5, Availability: 0.5, RefreshS: 600,
 		PublicShare: 0.2, NATMix: DefaultNATMix(), PacketLoss: 0.01, PunchAttempts: 3, PunchTimeoutMs: 5000,
 		PunchRetries: 1, PunchRetryS: 60, BirthdaySockets: 256, BirthdayProbes: 1024, BirthdayPPS: 100, Relays: 3, DHTServers: "public", Pairs: 5000,
@@ -203,12 +233,23 @@ func (c *Config) Validate() error {
 	case c.SybilShare < 0 || c.SybilShare >= 1, c.PublicShare < 0 || c.PublicShare > 1,
 		c.PacketLoss < 0 || c.PacketLoss > 1, c.Availability <= 0 || c.Availability > 1:
 		return fmt.Errorf("sim: config: shares must be in [0,1]")
+	case c.EclipseShare < 0 || c.EclipseShare > 1 || c.EclipseTargets < 1:
+		return fmt.Errorf("sim: config: eclipse_share must be in [0,1], eclipse_targets positive")
+	case c.TablePolicy != "random" && c.TablePolicy != "oldest":
+		return fmt.Errorf("sim: config: table_policy %q: want random or oldest", c.TablePolicy)
+	case c.DialRTTs < 0:
+		return fmt.Errorf("sim: config: dial_rtts must be >= 0")
+	case c.Origins < 0:
+		return fmt.Errorf("sim: config: origins must be >= 0")
 	case c.DHTServers != "public" && c.DHTServers != "all":
 		return fmt.Errorf("sim: config: dht_servers %q: want public or all", c.DHTServers)
 	case c.Churn != "weibull" && c.Churn != "exponential":
 		return fmt.Errorf("sim: config: churn %q: want weibull or exponential", c.Churn)
 	case c.LookupRate <= 0 || c.RefreshS <= 0 || c.SessionMedianS <= 0:
 		return fmt.Errorf("sim: config: rates and durations must be positive")
+	}
+	if _, err := advCode(c.Adversary); err != nil {
+		return fmt.Errorf("sim: config: %w", err)
 	}
 	if err := validateNATMix(c.NATMix); err != nil {
 		return fmt.Errorf("sim: config: %w", err)

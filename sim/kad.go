@@ -13,10 +13,22 @@ type Net struct {
 	sybil    []bool  // nil: no Sybils
 	sybSpace *Space  // Sybil keys, ascending
 	sybIdx   []int32 // node index of sybSpace.Keys[i]
+	adv      uint8   // the adversaries' behaviour (advFake, advDrop, advMisroute)
+	// Targets: when set, lookups look these nodes up (the keys an
+	// eclipse attack surrounds).
+	Targets []int32
 
 	// Churn: node i is alive iff up[i] > down[i]; nil slices: always alive.
 	up, down  []int64
 	RefreshNs int64 // bucket refresh interval (churn only)
+	// Oldest: a bucket keeps the longest-up of its candidates (kad-dht
+	// keeps old live entries and never replaces one with a newer peer)
+	// instead of a random K.
+	Oldest bool
+	// evicted[x<<32|y]: when x evicted y after an RPC to it failed (nil:
+	// no eviction); y stays out of x's table until x's next refresh and
+	// the bucket takes its next candidate instead.
+	evicted map[uint64]int64
 
 	// Service queue: an RPC waits until busy[y], then takes ServiceNs.
 	busy      []int64
@@ -25,6 +37,9 @@ type Net struct {
 	// that relay) per node.
 	Load []uint32
 	RPCs uint64
+	// DialRTTs: round trips of transport and security handshakes an RPC
+	// to a contact learned during the lookup pays first (0: none).
+	DialRTTs float64
 
 	// server: nodes that are DHT servers (nil: all). Only servers are in
 	// routing tables; a client is found through the RelayCount servers
@@ -101,6 +116,11 @@ func (n *Net) inTable(x, y int32, now int64) bool {
 		return true
 	}
 	lr := n.lastRefresh(x, now)
+	if n.evicted != nil {
+		if t, ok := n.evicted[uint64(x)<<32|uint64(uint32(y))]; ok && t >= lr {
+			return false
+		}
+	}
 	if n.up[y] > n.down[y] { // alive now
 		return n.up[y] <= lr
 	}
@@ -115,6 +135,9 @@ func (n *Net) bucket(x int32, i int, now int64, dst []int32) []int32 {
 		return dst
 	}
 	start, got := len(dst), 0
+	if n.Oldest && n.up != nil {
+		return n.oldestBucket(x, i, lo, s, now, dst)
+	}
 	if s <= 2*n.K {
 		off := int(hash3(n.Seed, uint64(x)<<9|uint64(i), 0) % uint64(s))
 		for j := 0; j < s && got < n.K; j++ {
@@ -136,17 +159,68 @@ func (n *Net) bucket(x int32, i int, now int64, dst []int32) []int32 {
 	return dst
 }
 
+// oldestBucket is bucket i of x under the Oldest policy: of the
+// candidates x knows (the whole subtree when small, else 8K drawn by hash)
+// that pass inTable, the K up the longest.
+func (n *Net) oldestBucket(x int32, i, lo, s int, now int64, dst []int32) []int32 {
+	start := len(dst)
+	add := func(y int32) {
+		if !n.inTable(x, y, now) || slices.Contains(dst[start:], y) {
+			return
+		}
+		dst = append(dst, y)
+		// keep dst[start:] sorted by up time, at most K
+		for j := len(dst) - 1; j > start && n.up[dst[j]] < n.up[dst[j-1]]; j-- {
+			dst[j], dst[j-1] = dst[j-1], dst[j]
+		}
+		if len(dst)-start > n.K {
+			dst = dst[:start+n.K]
+		}
+	}
+	if s <= 2*n.K {
+		for j := range s {
+			add(int32(lo + j))
+		}
+		return dst
+	}
+	for m := uint64(0); m < uint64(8*n.K); m++ {
+		add(int32(lo + int(hash3(n.Seed, uint64(x)<<9|uint64(i), m+1)%uint64(s))))
+	}
+	return dst
+}
+
+// Evict records that x evicted y at now (an RPC to it failed).
+func (n *Net) Evict(x, y int32, now int64) {
+	if n.evicted != nil {
+		n.evicted[uint64(x)<<32|uint64(uint32(y))] = now
+	}
+}
+
+// EnableEviction makes failed RPCs evict the contact from the querier's
+// table until its next refresh.
+func (n *Net) EnableEviction() { n.evicted = map[uint64]int64{} }
+
 // FindNode is node x's answer to FIND_NODE(target) at now: the K contacts of
 // its routing table closest to target, nearest first. A Sybil answers with
-// the K Sybils closest to target.
+// the K Sybils closest to target (fake closer contacts); a misrouting one
+// with its real contacts closest to the target's antipode.
 func (n *Net) FindNode(x int32, target Key, now int64) []int32 {
 	if n.IsSybil(x) {
+		if n.adv == advMisroute {
+			target[0] ^= 1 << 63
+			return n.tableClosest(x, target, now)
+		}
 		out := n.sybSpace.Closest(target, n.K, nil)
 		for i, j := range out {
 			out[i] = n.sybIdx[j]
 		}
 		return out
 	}
+	return n.tableClosest(x, target, now)
+}
+
+// tableClosest is the K contacts of x's routing table closest to target.
+func (n *Net) tableClosest(x int32, target Key, now int64) []int32 {
 	xk := n.Space.Keys[x]
 	cpl := CPL(xk, target)
 	out := make([]int32, 0, 2*n.K)

@@ -19,8 +19,10 @@ type lcand struct {
 
 type lpath struct {
 	cands    []lcand // sorted by distance
+	claimed  map[int32]struct{}
 	inflight int
 	done     bool
+	found    bool // AllPaths: this path learned the target
 }
 
 // Lookup is one iterative Kademlia lookup, run by the Engine: alpha RPCs in
@@ -28,7 +30,7 @@ type lpath struct {
 // XOR distance, until the K closest candidates have answered (or the target
 // node is learned, for peer lookups). With Paths > 1 it is an S/Kademlia
 // disjoint-path lookup: the origin's K closest contacts are dealt round-robin
-// to the paths and no node is ever queried by two paths.
+// to the paths and no node is ever queried by two paths (unless Shared).
 type Lookup struct {
 	net        *Net
 	eng        *Engine
@@ -40,13 +42,17 @@ type Lookup struct {
 	OnDone     func(*Lookup)
 
 	paths   []lpath
-	claimed map[int32]struct{}
+	claimed map[int32]struct{} // disjoint paths: one set for all
+	opts    LookupOpts
 	active  int
 	relays  []int32 // a client target's relays: answering, they give its address
+	fakes   int     // fake-fresh adversaries: fake contacts handed out so far
 
 	Start, End    int64
-	Found         bool // peer lookup: the target was learned
-	Hops          int  // depth of the answer that named the target (or of the target's own answer)
+	Found         bool  // peer lookup: the target was learned
+	FoundAt       int64 // when it was first learned
+	PathsFound    []bool
+	Hops          int // depth of the answer that named the target (or of the target's own answer)
 	RPCs, Timeout int
 	done          bool
 }
@@ -56,13 +62,38 @@ const (
 	arriveFlag  = 1 << 61 // the request reaches the queried node
 )
 
+// LookupOpts are the variants of a multi-path lookup.
+type LookupOpts struct {
+	// Shared: the paths are not disjoint; each path only avoids the nodes
+	// it queried itself (d independent lookups from split first contacts).
+	Shared bool
+	// AllPaths: every path runs until it learns the target or ends; the
+	// lookup ends with the last path and PathsFound says which found it.
+	AllPaths bool
+}
+
 // StartLookup begins a lookup from origin at the engine's current time.
 // targetNode >= 0 makes it a peer lookup for that node's key.
 func (n *Net) StartLookup(eng *Engine, origin int32, target Key, targetNode int32, alpha, paths int,
 	timeoutNs int64, onDone func(*Lookup)) *Lookup {
+	return n.StartLookupOpts(eng, origin, target, targetNode, alpha, paths, timeoutNs, LookupOpts{}, onDone)
+}
+
+// StartLookupOpts is StartLookup with the variants of opts.
+func (n *Net) StartLookupOpts(eng *Engine, origin int32, target Key, targetNode int32, alpha, paths int,
+	timeoutNs int64, opts LookupOpts, onDone func(*Lookup)) *Lookup {
 	l := &Lookup{net: n, eng: eng, Origin: origin, Target: target, TargetNode: targetNode, Alpha: alpha,
 		TimeoutNs: timeoutNs, OnDone: onDone, paths: make([]lpath, max(1, paths)),
-		claimed: make(map[int32]struct{}, 64), Start: eng.Now()}
+		claimed: make(map[int32]struct{}, 64), opts: opts, Start: eng.Now()}
+	for i := range l.paths {
+		l.paths[i].claimed = l.claimed
+		if opts.Shared {
+			l.paths[i].claimed = map[int32]struct{}{origin: {}}
+		}
+	}
+	if opts.AllPaths {
+		l.PathsFound = make([]bool, len(l.paths))
+	}
 	l.claimed[origin] = struct{}{}
 	if targetNode >= 0 && !n.IsServer(targetNode) {
 		l.relays = n.Space.Closest(target, n.RelayCount, func(i int32) bool {
@@ -75,7 +106,7 @@ func (n *Net) StartLookup(eng *Engine, origin int32, target Key, targetNode int3
 	for i, y := range first {
 		p := &l.paths[i%len(l.paths)]
 		p.cands = append(p.cands, lcand{d: n.Space.Keys[y].Xor(target), node: y, hop: 1})
-		l.claimed[y] = struct{}{}
+		p.claimed[y] = struct{}{}
 	}
 	l.active = len(l.paths)
 	for i := range l.paths {
@@ -117,17 +148,21 @@ func (l *Lookup) pump(pi int) {
 		n.RPCs++
 		y := c.node
 		arg := int64(pi)<<32 | int64(uint32(y))
-		if !n.Alive(y) {
+		if !n.Alive(y) || n.drops(y) {
 			l.eng.At(now+l.TimeoutNs, l, arg|timeoutFlag)
 			continue
 		}
 		n.Load[y]++
 		rtt := n.Geo.RTT(l.Origin, y)
+		var dial int64 // a contact learned from an answer: connect first
+		if c.hop > 1 && n.DialRTTs > 0 {
+			dial = int64(n.DialRTTs * float64(rtt))
+		}
 		if n.busy != nil {
 			// Queue at y in arrival order: an event when the request arrives.
-			l.eng.At(now+rtt/2, l, arg|arriveFlag)
+			l.eng.At(now+dial+rtt/2, l, arg|arriveFlag)
 		} else {
-			l.eng.At(now+rtt+n.ServiceNs, l, arg)
+			l.eng.At(now+dial+rtt+n.ServiceNs, l, arg)
 		}
 	}
 	if p.inflight == 0 && !p.done {
@@ -151,12 +186,13 @@ func (l *Lookup) Fire(now, arg int64) {
 	}
 	p := &l.paths[pi]
 	p.inflight--
-	if l.done {
+	if l.done || p.found {
 		return
 	}
 	ci := slices.IndexFunc(p.cands, func(c lcand) bool { return c.node == y })
 	if arg&timeoutFlag != 0 {
 		l.Timeout++
+		l.net.Evict(l.Origin, y, now)
 		p.cands[ci].st = stFailed
 		l.pump(pi)
 		return
@@ -165,22 +201,26 @@ func (l *Lookup) Fire(now, arg int64) {
 	c.st = stOK
 	hop := c.hop
 	if y == l.TargetNode || slices.Contains(l.relays, y) { // the target itself, or a relay connected to it, answered
-		l.Found, l.Hops = true, int(hop)
-		l.finish(now)
+		l.found(pi, int(hop), now)
 		return
 	}
-	res := l.net.FindNode(y, l.Target, now)
+	var res []int32
+	if l.net.adv == advFakeFresh && l.net.IsSybil(y) {
+		res = l.net.freshFakes(l.Target, l.fakes)
+		l.fakes += len(res)
+	} else {
+		res = l.net.FindNode(y, l.Target, now)
+	}
 	added := false
 	for _, r := range res {
 		if r == l.TargetNode {
-			l.Found, l.Hops = true, int(hop)
-			l.finish(now)
+			l.found(pi, int(hop), now)
 			return
 		}
-		if _, ok := l.claimed[r]; ok {
+		if _, ok := p.claimed[r]; ok {
 			continue
 		}
-		l.claimed[r] = struct{}{}
+		p.claimed[r] = struct{}{}
 		p.cands = append(p.cands, lcand{d: l.net.Space.Keys[r].Xor(l.Target), node: r, hop: hop + 1})
 		added = true
 	}
@@ -197,6 +237,27 @@ func (l *Lookup) Fire(now, arg int64) {
 		p.cands = p.cands[:keep]
 	}
 	l.pump(pi)
+}
+
+// found: path pi learned the target at depth hop. Without AllPaths the
+// lookup ends; with it, only the path does.
+func (l *Lookup) found(pi, hop int, now int64) {
+	if !l.Found {
+		l.Found, l.Hops, l.FoundAt = true, hop, now
+	}
+	if !l.opts.AllPaths {
+		l.finish(now)
+		return
+	}
+	p := &l.paths[pi]
+	l.PathsFound[pi], p.found = true, true
+	if !p.done {
+		p.done = true
+		l.active--
+		if l.active == 0 {
+			l.finish(now)
+		}
+	}
 }
 
 func (l *Lookup) finish(now int64) {
@@ -239,5 +300,11 @@ func (l *Lookup) Closest(k int) []int32 {
 	return out
 }
 
-// Latency is the lookup's duration in nanoseconds.
-func (l *Lookup) Latency() int64 { return l.End - l.Start }
+// Latency is the lookup's duration in nanoseconds: until the target was
+// first learned, if it was.
+func (l *Lookup) Latency() int64 {
+	if l.Found {
+		return l.FoundAt - l.Start
+	}
+	return l.End - l.Start
+}

@@ -89,54 +89,74 @@ func (s sessions) cdf(t float64) float64 {
 	return 1 - math.Exp(-t/s.scale)
 }
 
+// gammaRand draws a Gamma(shape, 1) variate (Marsaglia and Tsang; shape >= 1).
+func gammaRand(r *rand.Rand, shape float64) float64 {
+	d := shape - 1.0/3
+	c := 1 / math.Sqrt(9*d)
+	for {
+		x := r.NormFloat64()
+		v := 1 + c*x
+		if v <= 0 {
+			continue
+		}
+		v = v * v * v
+		u := r.Float64()
+		if math.Log(u) < 0.5*x*x+d-d*v+d*math.Log(v) {
+			return d * v
+		}
+	}
+}
+
+// straddling draws the length of the session in progress at a fixed time
+// (length-biased: density x f(x) / E[L], the inspection paradox) and splits
+// it uniformly into age and residual. For Weibull(a, scale) the
+// length-biased law is scale * G^(1/a), G ~ Gamma(1 + 1/a); for the
+// exponential, Gamma(2) times the mean.
+func (s sessions) straddling(r *rand.Rand) (age, residual float64) {
+	var l float64
+	if s.weibull {
+		l = s.scale * math.Pow(gammaRand(r, 1+1/s.shape), 1/s.shape)
+	} else {
+		l = s.scale * (r.ExpFloat64() + r.ExpFloat64())
+	}
+	u := r.Float64()
+	return u * l, (1 - u) * l
+}
+
 // churner flips nodes up and down; it is the Handler of their transitions.
 type churner struct {
 	n   *Net
 	s   sessions
 	r   *rand.Rand
 	eng *Engine
+	// onDown, if set, is called when a node goes down.
+	onDown func(i int32, now int64)
 }
 
-// startChurn gives every node a history from warm-up seconds before now
-// (starting up with probability availability) and schedules its next
-// transition.
+// startChurn puts every node in its equilibrium state at now: up with
+// probability availability; an up node is in a session drawn length-biased
+// (straddling: a node alive at t has the equilibrium residual life, not a
+// fresh session), preceded by an off gap; a down node is in an off gap
+// (exponential: residual and age exponential) preceded by a session. Its
+// next transition ends the current state.
 func startChurn(n *Net, c Config, eng *Engine, seed uint64) *churner {
 	ch := &churner{n: n, s: newSessions(c), r: NewRand(seed, 5), eng: eng}
 	N := n.N()
 	n.up, n.down = make([]int64, N), make([]int64, N)
 	n.RefreshNs = int64(c.RefreshS * 1e9)
-	warm := math.Max(math.Max(86400, 10*c.RefreshS), 50*c.SessionMedianS)
+	now := float64(eng.Now()) / 1e9
 	for i := range N {
-		t := -warm
-		alive := ch.r.Float64() < c.Availability
-		n.up[i], n.down[i] = int64(-2*warm*1e9), int64(-3*warm*1e9)
-		for {
-			d := ch.s.off(ch.r)
-			if alive {
-				d = ch.s.on(ch.r)
-			}
-			if t+d > 0 {
-				break
-			}
-			t += d
-			alive = !alive
-			if alive {
-				n.up[i] = int64(t * 1e9)
-			} else {
-				n.down[i] = int64(t * 1e9)
-			}
-		}
-		if alive && n.up[i] < n.down[i] {
-			n.up[i] = int64(-warm * 1e9) // up since the start of warm-up
-		}
-		if !alive && n.down[i] < n.up[i] {
-			n.down[i] = int64(-warm * 1e9)
-		}
-		// Remaining time of the current state: redraw (memoryless for the
-		// exponential; an approximation for Weibull).
-		rem := ch.s.off(ch.r)
-		if alive {
-			rem = ch.s.on(ch.r)
+		var rem float64
+		if ch.r.Float64() < c.Availability {
+			age, res := ch.s.straddling(ch.r)
+			rem = res
+			n.up[i] = int64((now - age) * 1e9)
+			n.down[i] = n.up[i] - int64(ch.s.off(ch.r)*1e9) - 1
+		} else {
+			age, res := ch.s.off(ch.r), ch.s.off(ch.r)
+			rem = res
+			n.down[i] = int64((now - age) * 1e9)
+			n.up[i] = n.down[i] - int64(ch.s.on(ch.r)*1e9) - 1
 		}
 		eng.At(eng.Now()+int64(rem*1e9), ch, int64(i))
 	}
@@ -149,6 +169,9 @@ func (ch *churner) Fire(now, arg int64) {
 	if ch.n.Alive(i) {
 		ch.n.down[i] = now
 		d = ch.s.off(ch.r)
+		if ch.onDown != nil {
+			ch.onDown(i, now)
+		}
 	} else {
 		ch.n.up[i] = now
 		d = ch.s.on(ch.r)
@@ -197,8 +220,13 @@ func runChurnModel(c Config, progress func(float64)) (Metrics, error) {
 		cc.RefreshS = rs
 		n := NewNet(c.Nodes, c.K, c.Seed)
 		n.ServiceNs = int64(c.ServiceUs * 1e3)
+		n.DialRTTs = c.DialRTTs
 		eng := &Engine{}
 		startChurn(n, cc, eng, c.Seed)
+		n.Oldest = c.TablePolicy == "oldest"
+		if c.EvictOnFailure {
+			n.EnableEviction()
+		}
 		st := runLookups(cc, n, eng, c.Paths, c.Seed, func(f float64) { progress((float64(i) + f) / float64(len(rv))) })
 		sfx := fmt.Sprintf("_refresh_%gs", rs)
 		sub := Metrics{}

@@ -14,10 +14,19 @@ func init() {
 type lookupStats struct {
 	n, found            int
 	hops, rpcs, lat, to []float64
+	pathFound           []int // AllPaths: lookups whose path i learned the target
 }
 
 func (s *lookupStats) add(l *Lookup) {
 	s.n++
+	if len(s.pathFound) < len(l.PathsFound) {
+		s.pathFound = append(s.pathFound, make([]int, len(l.PathsFound)-len(s.pathFound))...)
+	}
+	for i, f := range l.PathsFound {
+		if f {
+			s.pathFound[i]++
+		}
+	}
 	s.rpcs = append(s.rpcs, float64(l.RPCs))
 	s.to = append(s.to, float64(l.Timeout))
 	if l.Found {
@@ -50,11 +59,28 @@ func pickHonest(n *Net, r *rand.Rand, not int32) int32 {
 	}
 }
 
+// pickOrigin returns one of the first alive honest nodes of a fixed
+// sequence of m nodes (drawn by hash), other than not.
+func pickOrigin(n *Net, r *rand.Rand, m int, not int32) int32 {
+	for {
+		v := int32(hash3(n.Seed, 0x0e1, uint64(r.IntN(m))) % uint64(n.N()))
+		if v != not && n.Alive(v) && !n.IsSybil(v) {
+			return v
+		}
+	}
+}
+
 // runLookups starts c.Lookups peer lookups between random alive honest nodes
 // as a Poisson process of rate c.LookupRate and runs the engine until all
 // have finished. stopAfter, if set, stops the engine early (churn events
 // never run out).
 func runLookups(c Config, n *Net, eng *Engine, paths int, seed uint64, progress func(float64)) *lookupStats {
+	return runLookupsOpts(c, n, eng, paths, LookupOpts{}, seed, progress)
+}
+
+// runLookupsOpts is runLookups with lookup variants. With n.Targets set
+// the targets are drawn from them.
+func runLookupsOpts(c Config, n *Net, eng *Engine, paths int, opts LookupOpts, seed uint64, progress func(float64)) *lookupStats {
 	r := NewRand(seed, 3)
 	st := &lookupStats{}
 	remaining := c.Lookups
@@ -67,9 +93,18 @@ func runLookups(c Config, n *Net, eng *Engine, paths int, seed uint64, progress 
 	}
 	timeout := int64(c.RPCTimeoutMs * 1e6)
 	starter := HandlerFunc(func(now, _ int64) {
-		o := pickHonest(n, r, -1)
-		t := pickHonest(n, r, o)
-		n.StartLookup(eng, o, n.Space.Keys[t], t, c.Alpha, paths, timeout, onDone)
+		var o, t int32
+		if len(n.Targets) > 0 {
+			t = n.Targets[r.IntN(len(n.Targets))]
+			o = pickHonest(n, r, t)
+		} else if c.Origins > 0 {
+			t = pickHonest(n, r, -1)
+			o = pickOrigin(n, r, c.Origins, t)
+		} else {
+			o = pickHonest(n, r, -1)
+			t = pickHonest(n, r, o)
+		}
+		n.StartLookupOpts(eng, o, n.Space.Keys[t], t, c.Alpha, paths, timeout, opts, onDone)
 	})
 	t := eng.Now()
 	for range c.Lookups {
@@ -106,6 +141,7 @@ func lookupPlots(c Config) []PlotSpec {
 func runLookupModel(c Config, progress func(float64)) (Metrics, error) {
 	n := NewNet(c.Nodes, c.K, c.Seed)
 	n.ServiceNs = int64(c.ServiceUs * 1e3)
+	n.DialRTTs = c.DialRTTs
 	n.SetSybils(c.SybilShare)
 	eng := &Engine{}
 	st := runLookups(c, n, eng, c.Paths, c.Seed, progress)

@@ -185,6 +185,7 @@ func runRootedModel(c Config, progress func(float64)) (Metrics, error) {
 
 	n := NewNet(c.Nodes, c.K, c.Seed)
 	n.EnableQueue(svc)
+	n.DialRTTs = c.DialRTTs
 	n.up, n.down = make([]int64, c.Nodes), make([]int64, c.Nodes)
 	for i := range n.up {
 		n.up[i], n.down[i] = math.MinInt64+1, math.MinInt64 // up since forever, in every table

@@ -32,6 +32,7 @@ func sybilPlots(c Config) []PlotSpec {
 func runSybilModel(c Config, progress func(float64)) (Metrics, error) {
 	n := NewNet(c.Nodes, c.K, c.Seed)
 	n.ServiceNs = int64(c.ServiceUs * 1e3)
+	n.DialRTTs = c.DialRTTs
 	m := Metrics{"sybil_share": c.SybilShare}
 	step := func(i int) func(float64) {
 		return func(f float64) { progress((float64(i) + f) / 4) }

@@ -77,6 +77,7 @@ func runTriangleModel(c Config, progress func(float64)) (Metrics, error) {
 		m["critical_nodes"] = critical(rm, "rootless", counts, c.Nodes)
 		n := NewNet(c.Nodes, c.K, c.Seed)
 		n.ServiceNs = int64(c.ServiceUs * 1e3)
+		n.DialRTTs = c.DialRTTs
 		clean := runLookups(rc, n, &Engine{}, rc.Paths, c.Seed, nil)
 		m["bytes_per_node_s"] = nonEmptyBuckets(n, 64) * mean(clean.rpcs) * c.RPCBytes * 2 / c.RefreshS
 		n.SetSybils(c.SybilShare)

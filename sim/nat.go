@@ -475,7 +475,11 @@ func connect(n *Net, c Config, nat []uint8, a, b int32) conn {
 	g := n.Geo
 	if nat[b] == natPublic {
 		rtt := g.RTT(a, b)
-		return conn{ok: true, direct: true, relay: -1, firstNs: rtt * 3 / 2, directNs: rtt * 3 / 2, kind: "public"}
+		first := rtt * 3 / 2
+		if c.DialRTTs > 0 {
+			first = int64(c.DialRTTs*float64(rtt)) + rtt/2
+		}
+		return conn{ok: true, direct: true, relay: -1, firstNs: first, directNs: first, kind: "public"}
 	}
 	rl := relaysOf(n, nat, b, max(1, c.Relays))
 	if len(rl) == 0 {
@@ -483,6 +487,12 @@ func connect(n *Net, c Config, nat []uint8, a, b int32) conn {
 	}
 	r := rl[int(hash3(n.Seed, uint64(a), uint64(b))%uint64(len(rl)))]
 	first := g.RTT(a, r) + (g.RTT(a, r)+g.RTT(r, b))/2
+	if c.DialRTTs > 0 {
+		// dial the relay, set up the circuit (1 round trip over it),
+		// secure it (1 more), then the first packet
+		circ := g.RTT(a, r) + g.RTT(r, b)
+		first = int64(c.DialRTTs*float64(g.RTT(a, r))) + 2*circ + circ/2
+	}
 	cn := conn{ok: true, relay: r, firstNs: first}
 	if nat[a] == natPublic {
 		// connection reversal: b dials a directly (a's address came with
