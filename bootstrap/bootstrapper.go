@@ -66,6 +66,7 @@ type Bootstrapper struct {
 
 	mu      sync.Mutex
 	state   string
+	extra   []peer.AddrInfo // AddPeers (an invite token's peers)
 	mdnsFnd map[peer.ID]peer.AddrInfo
 	mdnsSvc mdns.Service
 }
@@ -124,6 +125,9 @@ func (b *Bootstrapper) Candidates() []peer.AddrInfo {
 		b.mu.Unlock()
 	}
 	add(b.cfg.Peers...)
+	b.mu.Lock()
+	add(b.extra...)
+	b.mu.Unlock()
 	if b.cfg.PeersFile != "" {
 		ais, err := ReadPeersFile(b.cfg.PeersFile)
 		if err != nil {
@@ -137,6 +141,30 @@ func (b *Bootstrapper) Candidates() []peer.AddrInfo {
 	}
 	b.mu.Unlock()
 	return out
+}
+
+// AddPeers adds candidates at runtime (the peers of an invite token), after
+// the flags' in order of preference, records them in the peer cache (so a
+// restart needs nothing more), and asks for a connection round at once.
+func (b *Bootstrapper) AddPeers(ais []peer.AddrInfo) {
+	now := time.Now()
+	b.mu.Lock()
+	for _, ai := range ais {
+		if ai.ID == b.cfg.Self || len(ai.Addrs) == 0 {
+			continue
+		}
+		b.extra = append(b.extra, ai)
+		if b.cache != nil {
+			b.cache.Observe(ai.ID, ai.Addrs, now)
+		}
+	}
+	if b.cache != nil {
+		if err := b.cache.Save(now); err != nil {
+			b.logf("%v", err)
+		}
+	}
+	b.mu.Unlock()
+	b.Kick()
 }
 
 // Kick asks for an immediate reconnection round, even while joined: the
