@@ -58,6 +58,16 @@ func (nm *netManager) invite(j *joined, expiry time.Duration, uses int) (api.Inv
 		}
 		tok.Capability = c
 		res.Expires, res.Uses = c.NotAfter.Format(time.RFC3339), c.Uses
+		// Remember it, so that after a restart this node polls its
+		// redemptions and certifies the redeemers even before they
+		// link to it.
+		j.mu.Lock()
+		_, err = j.m.AddRedemptions(&netrec.RedemptionSet{Cap: c}, now)
+		j.dirty = true
+		j.mu.Unlock()
+		if err != nil {
+			return api.Invite{}, err
+		}
 	}
 	s, err := tok.Encode()
 	if err != nil {
