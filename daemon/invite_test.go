@@ -8,6 +8,7 @@ import (
 
 	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/overlay/netrec"
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 // waitInvite waits until td's own invite state on id is want.
@@ -71,6 +72,24 @@ func TestInviteJoin(t *testing.T) {
 		err := tc.td.client.Do(ctx, "POST", tc.path, tc.req, nil)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s %+v: %v, want %q", tc.path, tc.req, err, tc.want)
+		}
+	}
+}
+
+func TestInviteAddrRank(t *testing.T) {
+	order := []string{
+		"/ip4/192.0.0.130/tcp/4242",
+		"/ip4/192.0.0.130/udp/4242/quic-v1",
+		"/ip4/192.0.0.130/tcp/4242/ws",
+		"/ip6/2001:2::4/tcp/4242",
+		"/ip4/192.0.0.131/tcp/4242/p2p/12D3KooWB8L3ZrBycWopk8AYhmNcqhHDoRdoXLzzm3SQiPrEVM3k/p2p-circuit",
+		"/ip4/192.168.1.2/tcp/4242",
+		"/ip4/127.0.0.1/tcp/4242",
+	}
+	for i := 1; i < len(order); i++ {
+		a, b := addrRank(ma.StringCast(order[i-1])), addrRank(ma.StringCast(order[i]))
+		if a >= b {
+			t.Errorf("%s (rank %d) should come before %s (rank %d)", order[i-1], a, order[i], b)
 		}
 	}
 }

@@ -83,20 +83,37 @@ func (nm *netManager) invite(j *joined, expiry time.Duration, uses int) (api.Inv
 	return res, nil
 }
 
-// addrRank orders the addresses a newcomer might dial: public direct
-// first (anyone can dial it, from behind any NAT), then relayed (works
-// while this node and its relay are up), then private (same LAN only).
+// addrRank orders the addresses a newcomer might dial, lowest first: by
+// class, public direct (anyone can dial it, from behind any NAT), then
+// relayed (works while this node and its relay are up), then private
+// (same LAN only), then loopback; within a class IPv4 before IPv6 (which
+// many home networks lack), then plain TCP (passes the most firewalls),
+// QUIC, then the rest (WebSocket).
 func addrRank(a ma.Multiaddr) int {
-	if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
-		return 1
+	class := 2
+	switch {
+	case func() bool { _, err := a.ValueForProtocol(ma.P_CIRCUIT); return err == nil }():
+		class = 1
+	case manet.IsPublicAddr(a):
+		class = 0
+	case manet.IsIPLoopback(a):
+		class = 3
 	}
-	if manet.IsPublicAddr(a) {
-		return 0
+	family := 0
+	if _, err := a.ValueForProtocol(ma.P_IP6); err == nil {
+		family = 1
 	}
-	if manet.IsIPLoopback(a) {
-		return 3
+	transport := 2
+	_, tcp := a.ValueForProtocol(ma.P_TCP)
+	_, ws := a.ValueForProtocol(ma.P_WS)
+	_, quic := a.ValueForProtocol(ma.P_QUIC_V1)
+	switch {
+	case tcp == nil && ws != nil:
+		transport = 0
+	case quic == nil:
+		transport = 1
 	}
-	return 2
+	return class*100 + family*10 + transport
 }
 
 // inviteAddrs picks up to netrec.MaxTokenAddrs peers for a token, one
@@ -119,13 +136,6 @@ func (nm *netManager) inviteAddrs() []ma.Multiaddr {
 				}
 			}
 			r := addrRank(a)
-			// TCP first among equals: every transport a node listens on
-			// shares its port, and TCP passes the most firewalls.
-			if _, err := a.ValueForProtocol(ma.P_TCP); err == nil {
-				r *= 2
-			} else {
-				r = r*2 + 1
-			}
 			if !found || r < c.rank {
 				full := a.Encapsulate(ma.StringCast("/p2p/" + id.String()))
 				c, found = cand{a: full, rank: r, self: self}, true
@@ -156,7 +166,7 @@ func (nm *netManager) inviteAddrs() []ma.Multiaddr {
 	// This node first when it is dialable from anywhere; else the public
 	// peers first.
 	slices.SortStableFunc(cands, func(x, y cand) int {
-		if x.rank/2 != y.rank/2 {
+		if x.rank/100 != y.rank/100 {
 			return x.rank - y.rank
 		}
 		if x.self != y.self {
