@@ -119,12 +119,32 @@ type NetworkCreateRequest struct {
 }
 
 // NetworkRequest names a network (and, for authorize/revoke, a member).
+// For join, Token may replace Network: an invite token (kadlan1-...).
 type NetworkRequest struct {
 	Network   string `json:"network"`
+	Token     string `json:"token,omitempty"`
 	Address   string `json:"address,omitempty"`
 	IPv4      string `json:"ipv4,omitempty"`
 	ExpiresS  int64  `json:"expires_s,omitempty"`
 	TimeoutMs int    `json:"timeout_ms,omitempty"`
+}
+
+// InviteRequest is the body of POST /v1/networks/invite.
+type InviteRequest struct {
+	Network  string `json:"network"`
+	ExpiresS int64  `json:"expires_s,omitempty"` // 0: 24 h
+	Uses     int    `json:"uses,omitempty"`      // 0: 1
+}
+
+// Invite is the answer of POST /v1/networks/invite and `kadlan net invite
+// --json`.
+type Invite struct {
+	Token   string   `json:"token"`
+	Network string   `json:"network"`
+	Private bool     `json:"private"`
+	Expires string   `json:"expires,omitempty"` // RFC 3339; private networks only
+	Uses    int      `json:"uses,omitempty"`    // private networks only
+	Addrs   []string `json:"addrs"`             // the peers in the token
 }
 
 // NetworkCreated is the answer of POST /v1/networks/create.
@@ -150,7 +170,8 @@ type Network struct {
 	MTU       int             `json:"mtu"`
 	Broadcast json.RawMessage `json:"broadcast"` // implicit social switching parameters
 	Expires   string          `json:"expires,omitempty"`
-	Links     int             `json:"links"` // member links up
+	Invite    string          `json:"invite,omitempty"` // own invite without a certificate: admitted, used up, expired
+	Links     int             `json:"links"`            // member links up
 	Members   []Member        `json:"members"`
 	Counters  json.RawMessage `json:"counters,omitempty"` // switch counters (frames in/out, drops)
 	Engine    json.RawMessage `json:"engine,omitempty"`   // engine counters (offload, links without a link, records)

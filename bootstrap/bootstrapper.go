@@ -68,6 +68,7 @@ type Bootstrapper struct {
 
 	mu        sync.Mutex
 	state     string
+	extra     []peer.AddrInfo // AddPeers (an invite token's peers)
 	mdnsFnd   map[peer.ID]peer.AddrInfo
 	mdnsTried map[peer.ID]time.Time // last dialLANPeers attempt
 }
@@ -126,6 +127,9 @@ func (b *Bootstrapper) Candidates() []peer.AddrInfo {
 		b.mu.Unlock()
 	}
 	add(b.cfg.Peers...)
+	b.mu.Lock()
+	add(b.extra...)
+	b.mu.Unlock()
 	if b.cfg.PeersFile != "" {
 		ais, err := ReadPeersFile(b.cfg.PeersFile)
 		if err != nil {
@@ -139,6 +143,30 @@ func (b *Bootstrapper) Candidates() []peer.AddrInfo {
 	}
 	b.mu.Unlock()
 	return out
+}
+
+// AddPeers adds candidates at runtime (the peers of an invite token), after
+// the flags' in order of preference, records them in the peer cache (so a
+// restart needs nothing more), and asks for a connection round at once.
+func (b *Bootstrapper) AddPeers(ais []peer.AddrInfo) {
+	now := time.Now()
+	b.mu.Lock()
+	for _, ai := range ais {
+		if ai.ID == b.cfg.Self || len(ai.Addrs) == 0 {
+			continue
+		}
+		b.extra = append(b.extra, ai)
+		if b.cache != nil {
+			b.cache.Observe(ai.ID, ai.Addrs, now)
+		}
+	}
+	if b.cache != nil {
+		if err := b.cache.Save(now); err != nil {
+			b.logf("%v", err)
+		}
+	}
+	b.mu.Unlock()
+	b.Kick()
 }
 
 // Kick asks for an immediate reconnection round, even while joined: the

@@ -111,6 +111,17 @@ func (d *Daemon) netRoutes() {
 		return d.nets.create(ctx, req)
 	})
 	post(d, "/v1/networks/join", func(ctx context.Context, req api.NetworkRequest) (any, error) {
+		if req.Token != "" || netrec.LooksLikeToken(req.Network) {
+			tok := req.Token
+			if tok == "" {
+				tok = req.Network
+			}
+			id, err := d.joinToken(tok)
+			if err != nil {
+				return nil, err
+			}
+			return map[string]string{"network": id.String()}, nil
+		}
 		id, err := netrec.ParseNetworkID(strings.TrimSpace(req.Network))
 		if err != nil {
 			return nil, fmt.Errorf("%q is not a network ID: %w", req.Network, err)
@@ -162,6 +173,16 @@ func (d *Daemon) netRoutes() {
 			return nil, err
 		}
 		return map[string]string{"network": j.m.ID.String(), "address": member.String()}, nil
+	})
+	post(d, "/v1/networks/invite", func(ctx context.Context, req api.InviteRequest) (any, error) {
+		j, err := d.nets.resolve(req.Network)
+		if err != nil {
+			return nil, withStatus(http.StatusNotFound, err)
+		}
+		if req.ExpiresS < 0 || req.Uses < 0 {
+			return nil, errors.New("expiry and uses must be positive")
+		}
+		return d.nets.invite(j, time.Duration(req.ExpiresS)*time.Second, req.Uses)
 	})
 	post(d, "/v1/networks/revoke", func(ctx context.Context, req api.NetworkRequest) (any, error) {
 		j, member, err := d.netMember(req)

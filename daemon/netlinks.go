@@ -7,6 +7,7 @@ import (
 
 	"github.com/kadlan/kadlan/overlay"
 	"github.com/kadlan/kadlan/overlay/netrec"
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -70,12 +71,18 @@ func (nm *netManager) handleStream(s network.Stream) {
 		return
 	}
 	j.mu.Lock()
-	err = j.m.AcceptHello(p, h, time.Now())
+	now := time.Now()
+	err = j.m.AcceptHello(p, h, now)
 	eng := j.eng
+	invited := false
 	if err == nil {
 		j.dirty = true
+		invited = j.m.MemberStatus(p, now) == vswitch.StatusInvited
 	}
 	j.mu.Unlock()
+	if invited {
+		j.logs.Log("invited "+string(p), "networks: %s: %s admitted by invite (until the owner certifies it)", h.Network.Short(), p)
+	}
 	if err != nil || eng == nil {
 		if err != nil {
 			j.logs.Log("refused", "networks: %s: link from %s refused: %v", h.Network.Short(), p, err)

@@ -70,10 +70,12 @@ func (j *joined) step(ctx context.Context) bool {
 	if j.linkCount() > 0 {
 		revEvery, discEvery = linkedRevocationEvery, linkedDiscoverEvery
 	}
-	if now.Sub(j.lastRev) > revEvery {
+	pollRev := now.Sub(j.lastRev) > revEvery
+	if pollRev {
 		j.lastRev = now
 		j.fetch(ctx, netrec.RevocationKey(id))
 	}
+	j.inviteStep(ctx, now, pollRev)
 	j.mu.Lock()
 	if j.m.Def != nil && j.eng == nil && now.Sub(j.lastEngineTry) > 30*time.Second {
 		j.lastEngineTry = now
@@ -104,7 +106,11 @@ func (j *joined) step(ctx context.Context) bool {
 			defer j.publishing.Store(false)
 			pctx, cancel := context.WithTimeout(ctx, dhtOpTimeout)
 			defer cancel()
+			rerr := j.publishRedemptions(pctx)
 			err := j.publish(pctx, netrec.AnnouncementKey(id, j.mgr.node.ID()), ann)
+			if err == nil {
+				err = rerr
+			}
 			if def != nil {
 				j.publish(pctx, netrec.DefinitionKey(id), def)
 			}
@@ -300,7 +306,7 @@ func (j *joined) wantLinks() []peer.ID {
 	}
 	var out []peer.ID
 	for _, mi := range j.m.Members(now) {
-		if mi.Status == vswitch.StatusOK && !have[mi.Address] {
+		if mi.Status.Admitted() && !have[mi.Address] {
 			out = append(out, mi.Address)
 		}
 	}

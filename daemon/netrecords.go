@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -34,7 +35,7 @@ func (j *joined) fetch(ctx context.Context, key string) (bool, error) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	changed, err := j.m.AddRecord(b)
+	changed, err := j.m.AddRecord(b, time.Now())
 	if changed {
 		j.dirty = true
 	}
@@ -57,7 +58,7 @@ func (j *joined) pushRecord(r marshaler) {
 // worker, one at a time); a new one is passed on.
 func (j *joined) onRecord(from peer.ID, b []byte) {
 	j.mu.Lock()
-	changed, err := j.m.AddRecord(b)
+	changed, err := j.m.AddRecord(b, time.Now())
 	if changed {
 		j.dirty = true
 	}

@@ -32,6 +32,7 @@ func (j *joined) info() api.Network {
 	if !ni.Expires.IsZero() {
 		out.Expires = ni.Expires.UTC().Format(time.RFC3339)
 	}
+	out.Invite = ni.Invite
 	out.Broadcast, _ = json.Marshal(vswitch.SocialOf(ni.Broadcast))
 	linked := map[peer.ID]bool{}
 	routes := map[peer.ID]dht.Route{}

@@ -101,7 +101,7 @@ type joined struct {
 	lastEngineTry time.Time
 	pubFailed     bool
 
-	lastDef, lastRev, lastCert, lastPub, lastDiscover time.Time
+	lastDef, lastRev, lastCert, lastPub, lastDiscover, lastRedemptions time.Time
 }
 
 func newNetManager(ctx context.Context, node *dht.Node, key crypto.PrivKey, stateDir string, newDevice DeviceFactory, linked *memberIndex, logf func(string, ...any)) *netManager {

@@ -110,7 +110,7 @@ func TestBashCompletion(t *testing.T) {
 	os.WriteFile(script, out.Bytes(), 0o600)
 	for line, want := range map[string]string{
 		"kadlan ne":               "net networks",
-		"kadlan net ":             "create authorize revoke",
+		"kadlan net ":             "create authorize invite revoke",
 		"kadlan net create --na":  "--name",
 		"kadlan daemon --relay-c": "--relay-circuits --relay-circuits-stranger --relay-circuit-duration --relay-circuit-mib",
 		"kadlan --st":             "--state",

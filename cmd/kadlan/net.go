@@ -78,6 +78,7 @@ func netCommand() *cli.Command {
 					return simpleNetCall(c, "/v1/networks/authorize", req, "authorized")
 				},
 			},
+			inviteCommand(),
 			{
 				Name:      "revoke",
 				Usage:     "publish a signed revocation of a member's certificates",
@@ -111,9 +112,17 @@ func simpleNetCall(c *cli.Context, path string, req api.NetworkRequest, verb str
 	return nil
 }
 
+const joinHelp = `NETWORK is a network ID (kadlan net create prints it) or an invite token
+(kadlan1-..., from kadlan net invite). A token also carries the peers to
+start from, so it works on a node that knows no peer yet (the daemon
+started with no flags at all); they are kept in the peer cache. On a
+private network the token's capability admits this node at once, until
+the owner's certificate arrives; 'kadlan networks' shows invite: admitted.`
+
 func joinCommand() *cli.Command {
-	cmd := networkIDCommand("join", "join a network by its ID (zero configuration)", "/v1/networks/join", "joining")
-	cmd.Description = netHelp
+	cmd := networkIDCommand("join", "join a network by its ID or an invite token (zero configuration)", "/v1/networks/join", "joining")
+	cmd.ArgsUsage = "NETWORK|TOKEN"
+	cmd.Description = joinHelp + "\n\n" + netHelp
 	return cmd
 }
 

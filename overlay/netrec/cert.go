@@ -396,7 +396,8 @@ func NextRevocation(priv crypto.PrivKey, def *Definition, prev *Revocation, add 
 }
 
 // ParseRecord decodes any signed record by its type byte and verifies it:
-// the result is a *Definition, *Certificate, *Revocation or *Announcement.
+// the result is a *Definition, *Certificate, *Revocation, *Announcement,
+// *Capability or *RedemptionSet.
 func ParseRecord(b []byte) (any, error) {
 	if len(b) < 2 || b[0] != recordVersion {
 		return nil, fmt.Errorf("%w: not a version %d record", ErrMalformed, recordVersion)
@@ -410,6 +411,10 @@ func ParseRecord(b []byte) (any, error) {
 		return ParseRevocation(b)
 	case typeAnnouncement:
 		return ParseAnnouncement(b)
+	case typeCapability:
+		return ParseCapability(b)
+	case typeRedemptions:
+		return ParseRedemptionSet(b)
 	}
 	return nil, fmt.Errorf("%w: unknown record type %d", ErrMalformed, b[1])
 }

@@ -41,6 +41,8 @@ func FuzzHello(f *testing.F) {
 	b, _ := AppendHello(nil, Hello{Network: NetworkID{9}, Certificate: []byte("c"), Announcement: []byte("a")})
 	f.Add(b)
 	f.Add([]byte("KLNK"))
+	b, _ = AppendHello(nil, Hello{Network: NetworkID{9}, Announcement: []byte("a"), Invite: []byte("i")})
+	f.Add(b) // version 2, with an invite
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, err := DecodeHello(b)
 		h2, err2 := ReadHello(bytes.NewReader(b))
@@ -49,7 +51,7 @@ func FuzzHello(f *testing.F) {
 			if err != nil || !bytes.Equal(re, b) {
 				t.Fatal("hello does not round-trip")
 			}
-			if err2 != nil || h2.Network != h.Network || !bytes.Equal(h2.Certificate, h.Certificate) {
+			if err2 != nil || h2.Network != h.Network || !bytes.Equal(h2.Certificate, h.Certificate) || !bytes.Equal(h2.Invite, h.Invite) {
 				t.Fatalf("ReadHello disagrees: %v", err2)
 			}
 		}

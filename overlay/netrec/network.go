@@ -239,6 +239,9 @@ const (
 	typeCertificate  = 2
 	typeRevocation   = 3
 	typeAnnouncement = 4
+	typeCapability   = 5
+	typeRedemptions  = 6
+	typeRedemption   = 7 // the signed body of one Redemption, never a record alone
 	sigLen           = 64
 	signDomain       = "kadlan record v1\x00"
 	maxPeerIDLen     = 64

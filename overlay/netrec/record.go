@@ -2,6 +2,7 @@ package netrec
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -24,6 +25,8 @@ import (
 //	/kadlan-net/<network>/cert/<address>   Certificate  (owner-signed, latest Issued wins)
 //	/kadlan-net/<network>/revoked          Revocation   (owner-signed, highest Seq wins)
 //	/kadlan-net/<network>/member/<address> Announcement (member-signed, latest Time wins)
+//	/kadlan-net/<network>/invite/<capid>   RedemptionSet (owner-signed capability, redeemer-signed
+//	                                       entries; the fullest, then earliest, set wins)
 const Namespace = "kadlan-net"
 
 // DefinitionKey is the DHT key of a network's definition.
@@ -40,6 +43,11 @@ func RevocationKey(id NetworkID) string { return "/" + Namespace + "/" + id.Stri
 // AnnouncementKey is the DHT key of member's announcement on a network.
 func AnnouncementKey(id NetworkID, member peer.ID) string {
 	return "/" + Namespace + "/" + id.String() + "/member/" + member.String()
+}
+
+// RedemptionsKey is the DHT key of the redemptions of capability c.
+func RedemptionsKey(id NetworkID, c CapabilityID) string {
+	return "/" + Namespace + "/" + id.String() + "/invite/" + c.String()
 }
 
 // MembersCID is the content ID that members of a network provide (and look
@@ -62,35 +70,81 @@ const (
 	KindCertificate
 	KindRevocation
 	KindAnnouncement
+	KindRedemptions
 )
 
+// Key is a parsed DHT key of this namespace.
+type Key struct {
+	Kind       RecordKind
+	Network    NetworkID
+	Member     peer.ID      // certificate and announcement keys
+	Capability CapabilityID // redemption keys
+}
+
+// String re-encodes the key.
+func (k Key) String() string {
+	switch k.Kind {
+	case KindDefinition:
+		return DefinitionKey(k.Network)
+	case KindRevocation:
+		return RevocationKey(k.Network)
+	case KindCertificate:
+		return CertificateKey(k.Network, k.Member)
+	case KindAnnouncement:
+		return AnnouncementKey(k.Network, k.Member)
+	case KindRedemptions:
+		return RedemptionsKey(k.Network, k.Capability)
+	}
+	return ""
+}
+
 // ParseKey splits a DHT key of this namespace. member is empty for the
-// definition and revocation kinds.
+// definition, revocation and redemption kinds (see ParseFullKey).
 func ParseKey(key string) (kind RecordKind, id NetworkID, member peer.ID, err error) {
+	k, err := ParseFullKey(key)
+	return k.Kind, k.Network, k.Member, err
+}
+
+// ParseFullKey parses a DHT key of this namespace strictly (only the form
+// that Key.String gives).
+func ParseFullKey(key string) (Key, error) {
+	var k Key
 	ns, rest, err := record.SplitKey(key)
 	if err != nil || ns != Namespace {
-		return 0, id, "", fmt.Errorf("overlay: key %q is not in namespace /%s", key, Namespace)
+		return k, fmt.Errorf("overlay: key %q is not in namespace /%s", key, Namespace)
 	}
 	parts := strings.Split(rest, "/")
-	if id, err = ParseNetworkID(parts[0]); err != nil || id.String() != parts[0] {
-		return 0, id, "", fmt.Errorf("overlay: key %q: bad network ID", key)
+	id, err := ParseNetworkID(parts[0])
+	if err != nil || id.String() != parts[0] {
+		return k, fmt.Errorf("overlay: key %q: bad network ID", key)
 	}
+	k.Network = id
 	switch {
 	case len(parts) == 2 && parts[1] == "def":
-		return KindDefinition, id, "", nil
+		k.Kind = KindDefinition
+		return k, nil
 	case len(parts) == 2 && parts[1] == "revoked":
-		return KindRevocation, id, "", nil
+		k.Kind = KindRevocation
+		return k, nil
+	case len(parts) == 3 && parts[1] == "invite":
+		b, err := hex.DecodeString(parts[2])
+		if err != nil || len(b) != CapabilityIDLen || hex.EncodeToString(b) != parts[2] {
+			return Key{}, fmt.Errorf("overlay: key %q: bad invite ID", key)
+		}
+		k.Kind, k.Capability = KindRedemptions, CapabilityID(b)
+		return k, nil
 	case len(parts) == 3 && (parts[1] == "cert" || parts[1] == "member"):
-		member, err = peer.Decode(parts[2])
+		member, err := peer.Decode(parts[2])
 		if err != nil || member.String() != parts[2] {
-			return 0, id, "", fmt.Errorf("overlay: key %q: bad address", key)
+			return Key{}, fmt.Errorf("overlay: key %q: bad address", key)
 		}
+		k.Member, k.Kind = member, KindAnnouncement
 		if parts[1] == "cert" {
-			return KindCertificate, id, member, nil
+			k.Kind = KindCertificate
 		}
-		return KindAnnouncement, id, member, nil
+		return k, nil
 	}
-	return 0, id, "", fmt.Errorf("overlay: key %q: unknown record", key)
+	return Key{}, fmt.Errorf("overlay: key %q: unknown record", key)
 }
 
 // RecordValidator validates and selects kadlan network records for kad-dht
@@ -126,10 +180,11 @@ func (v RecordValidator) parse(key string, value []byte) (parsed, error) {
 	if v.Now == nil {
 		return parsed{}, errNoClock
 	}
-	kind, id, member, err := ParseKey(key)
+	k, err := ParseFullKey(key)
 	if err != nil {
 		return parsed{}, err
 	}
+	kind, id, member := k.Kind, k.Network, k.Member
 	now := v.Now()
 	switch kind {
 	case KindDefinition:
@@ -177,13 +232,36 @@ func (v RecordValidator) parse(key string, value []byte) (parsed, error) {
 			return parsed{}, errors.New("overlay: announcement from the future")
 		}
 		return parsed{timeField(a.Time), 0}, nil
+	case KindRedemptions:
+		s, err := ParseRedemptionSet(value)
+		if err != nil {
+			return parsed{}, err
+		}
+		if s.Cap.ID != k.Capability {
+			return parsed{}, errors.New("overlay: redemptions of another invite than the key's")
+		}
+		if err := s.Cap.Valid(id, now); err != nil {
+			return parsed{}, err
+		}
+		var first uint64
+		for _, e := range s.Entries {
+			if e.Time.After(now.Add(maxClockSkew)) {
+				return parsed{}, errors.New("overlay: redemption from the future")
+			}
+		}
+		if len(s.Entries) > 0 {
+			// Of two full sets, the one whose first winner came earlier.
+			first = ^timeField(s.Entries[0].Time)
+		}
+		return parsed{uint64(len(s.Entries)), first}, nil
 	}
 	return parsed{}, fmt.Errorf("overlay: key %q: unknown record", key)
 }
 
 // Select implements record.Validator: the valid record with the highest
 // sequence (definition, revocation) or latest time (certificate: issue time
-// then expiry; announcement) wins; exact ties go to the bytewise greater
+// then expiry; announcement) wins, the fullest redemption set (then the one
+// whose first redemption is earliest); exact ties go to the bytewise greater
 // value so that every node picks the same one.
 func (v RecordValidator) Select(key string, values [][]byte) (int, error) {
 	best, bestP := -1, parsed{}

@@ -23,7 +23,13 @@ func FuzzRecords(f *testing.F) {
 	f.Add(b) // a revocation with one entry
 	a, _ := NewAnnouncement(mk, def.ID(), netip.Addr{}, t0)
 	b, _ = a.Marshal()
-	f.Add(b)                        // an announcement
+	f.Add(b) // an announcement
+	capab, _ := NewCapability(owner, def, t0, t0.Add(time.Hour), 2)
+	b, _ = capab.Marshal()
+	f.Add(b) // an invite capability
+	red, _ := Redeem(mk, capab, t0)
+	b, _ = (&RedemptionSet{Cap: capab, Entries: []Redemption{red}}).Marshal()
+	f.Add(b)                        // a redemption set
 	f.Add([]byte{1, 1})             // header only
 	f.Add(make([]byte, 2+32+16+64)) // zeros of the minimum length
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -71,24 +77,17 @@ func FuzzParseKey(f *testing.F) {
 	f.Add(CertificateKey(id, m))
 	f.Add(AnnouncementKey(id, m))
 	f.Add("/kadlan-net//")
+	f.Add(RedemptionsKey(id, CapabilityID{1, 2}))
 	f.Fuzz(func(t *testing.T, key string) {
-		kind, id, member, err := ParseKey(key)
+		k, err := ParseFullKey(key)
 		if err != nil {
 			return
 		}
-		var re string
-		switch kind {
-		case KindDefinition:
-			re = DefinitionKey(id)
-		case KindRevocation:
-			re = RevocationKey(id)
-		case KindCertificate:
-			re = CertificateKey(id, member)
-		case KindAnnouncement:
-			re = AnnouncementKey(id, member)
-		}
-		if re != key {
+		if re := k.String(); re != key {
 			t.Fatalf("key %q re-encodes as %q", key, re)
+		}
+		if kind, id, member, err := ParseKey(key); err != nil || kind != k.Kind || id != k.Network || member != k.Member {
+			t.Fatal("ParseKey disagrees with ParseFullKey")
 		}
 	})
 }

@@ -13,7 +13,7 @@ import (
 // authorized reports whether p, whose entry is mem, may take part in the
 // network at now; this node's own view of the rules (see statusOf).
 func (m *Membership) authorized(p peer.ID, mem *Member, now time.Time) bool {
-	return m.statusOf(p, mem.Certificate, now) == StatusOK
+	return m.statusOf(p, mem.Certificate, now).Admitted()
 }
 
 // trimPending keeps at most MaxPending unauthorized entries.
@@ -72,7 +72,7 @@ func (m *Membership) claimIndex(now time.Time) map[netip.Addr][]netrec.IPv4Claim
 		return m.claimByIP
 	}
 	var list []netrec.IPv4Claim
-	var until time.Time
+	until := m.invitesUntil(now)
 	for p, mem := range m.members {
 		c := mem.Certificate
 		if c != nil && !c.Expires.IsZero() && now.Before(c.Expires) && (until.IsZero() || c.Expires.Before(until)) {

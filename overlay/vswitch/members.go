@@ -29,6 +29,11 @@ func (m *Membership) Members(now time.Time) []MemberInfo {
 		if mem.Certificate != nil {
 			mi.Expires = mem.Certificate.Expires
 		}
+		if mi.Status == StatusInvited {
+			if c, ok := m.invitation(p, now); ok {
+				mi.Expires = c.NotAfter
+			}
+		}
 		out = append(out, mi)
 	}
 	slices.SortFunc(out, func(a, b MemberInfo) int {
@@ -56,8 +61,12 @@ type NetworkInfo struct {
 	IPv6      []string               `json:"ipv6"` // CIDR strings
 	MTU       int                    `json:"mtu"`
 	Broadcast netrec.BroadcastParams `json:"broadcast"`
-	Expires   time.Time              `json:"expires,omitzero"` // own certificate
-	Members   []MemberInfo           `json:"members"`
+	Expires   time.Time              `json:"expires,omitzero"` // own certificate, or invite while admitted by one
+	// Invite is this node's own invite while it has no valid certificate:
+	// "admitted" (ok by the invite until Expires), "used up" (every use
+	// taken by others) or "expired"; empty otherwise.
+	Invite  string       `json:"invite,omitempty"`
+	Members []MemberInfo `json:"members"`
 }
 
 // Info summarises the membership at now. The daemon may refine Status
@@ -76,6 +85,9 @@ func (m *Membership) Info(now time.Time) NetworkInfo {
 	}
 	if m.Cert != nil {
 		ni.Expires = m.Cert.Expires
+	}
+	if state, until := m.inviteState(now); state != "" {
+		ni.Invite, ni.Expires = state, until
 	}
 	return ni
 }

@@ -56,8 +56,15 @@ type Membership struct {
 	Def        *netrec.Definition
 	Cert       *netrec.Certificate // own; nil when none
 	Revocation *netrec.Revocation
+	// OwnInvite is the capability this node joined with and its own
+	// redemption (nil when it joined without a token): presented in its
+	// Hello until a certificate arrives.
+	OwnInvite *netrec.RedemptionSet
 
 	members map[peer.ID]*Member
+	// invites are the redemptions known per capability (see UseInvite,
+	// AddRedemptions); at most MaxInvites.
+	invites map[netrec.CapabilityID]*netrec.RedemptionSet
 
 	// gen counts changes of what claims depend on; claimCache holds the
 	// claims computed at claimGen, valid before claimUntil (the earliest
@@ -145,7 +152,7 @@ func (m *Membership) AddAnnouncement(a *netrec.Announcement) (bool, error) {
 	if a.Member == m.Self {
 		return false, nil
 	}
-	if _, known := m.members[a.Member]; !known && m.MemberStatus(a.Member, a.Time) != StatusOK {
+	if _, known := m.members[a.Member]; !known && !m.MemberStatus(a.Member, a.Time).Admitted() {
 		// A pending entry: make room before adding it, so that the table
 		// never holds more than MaxPending of them.
 		m.trimPendingTo(MaxPending - 1)
@@ -234,7 +241,16 @@ func (m *Membership) statusOf(p peer.ID, c *netrec.Certificate, now time.Time) S
 		}
 	}
 	if m.Def.Private {
+		if _, ok := m.Revocation.Lookup(p); ok {
+			return StatusRevoked // and no certificate issued after it
+		}
+		if _, ok := m.invitation(p, now); ok {
+			return StatusInvited
+		}
 		if p == m.Self {
+			if m.OwnInvite != nil && m.OwnInvite.Cap.Valid(m.ID, now) != nil {
+				return StatusExpired
+			}
 			return StatusUnauthorized
 		}
 		return StatusPending
@@ -246,8 +262,15 @@ func (m *Membership) statusOf(p peer.ID, c *netrec.Certificate, now time.Time) S
 	return StatusOK
 }
 
-// Status is this node's status on the network at now.
-func (m *Membership) Status(now time.Time) Status { return m.statusOf(m.Self, m.Cert, now) }
+// Status is this node's status on the network at now. A node admitted by
+// an invite is ok (see StatusInvited).
+func (m *Membership) Status(now time.Time) Status {
+	s := m.statusOf(m.Self, m.Cert, now)
+	if s == StatusInvited {
+		return StatusOK
+	}
+	return s
+}
 
 // MemberStatus is p's status as this node sees it at now.
 func (m *Membership) MemberStatus(p peer.ID, now time.Time) Status {
@@ -271,7 +294,7 @@ func (m *Membership) Authorize(p peer.ID, presented *netrec.Certificate, now tim
 			return err
 		}
 	}
-	if s := m.MemberStatus(p, now); s != StatusOK {
+	if s := m.MemberStatus(p, now); !s.Admitted() {
 		return fmt.Errorf("overlay: %s is not authorized on %s: %s", p, m.ID.Short(), s)
 	}
 	if p != m.Self {
@@ -301,6 +324,7 @@ func (m *Membership) SwitchConfig(now time.Time) SwitchConfig {
 // close. Call it after every change of records and periodically (expiry),
 // which bounds how long a revoked member keeps its access.
 func (m *Membership) Sync(sw *Switch, now time.Time) (removed []peer.ID) {
+	m.pruneInvites(now)
 	ip := m.IPv4(now).Addr()
 	if ip != sw.cfg.IPv4 {
 		sw.SetSelfIPv4(ip)
@@ -309,13 +333,13 @@ func (m *Membership) Sync(sw *Switch, now time.Time) (removed []peer.ID) {
 		m.LastIPv4 = ip
 	}
 	for p := range sw.members {
-		if m.MemberStatus(p, now) != StatusOK {
+		if !m.MemberStatus(p, now).Admitted() {
 			sw.RemoveMember(p)
 			removed = append(removed, p)
 		}
 	}
 	for p := range m.members {
-		if m.MemberStatus(p, now) != StatusOK {
+		if !m.MemberStatus(p, now).Admitted() {
 			continue
 		}
 		want := SwitchMember{Peer: p, MAC: netrec.MemberMAC(m.ID, p), IPv4: m.MemberIPv4(p, now), IPv6: netrec.MemberIPv6(m.ID, p)}
@@ -327,12 +351,17 @@ func (m *Membership) Sync(sw *Switch, now time.Time) (removed []peer.ID) {
 }
 
 // Hello is the Hello this node sends when it opens a link on the network:
-// its certificate, if it has one, and ann (may be nil).
+// its certificate, if it has one, else its invite if it joined with one,
+// and ann (may be nil).
 func (m *Membership) Hello(ann *netrec.Announcement) (netrec.Hello, error) {
 	h := netrec.Hello{Network: m.ID}
 	var err error
 	if m.Cert != nil {
 		if h.Certificate, err = m.Cert.Marshal(); err != nil {
+			return netrec.Hello{}, err
+		}
+	} else if m.OwnInvite != nil {
+		if h.Invite, err = m.OwnInvite.Marshal(); err != nil {
 			return netrec.Hello{}, err
 		}
 	}
@@ -346,7 +375,10 @@ func (m *Membership) Hello(ann *netrec.Announcement) (netrec.Hello, error) {
 
 // AcceptHello checks the Hello that p sent on a link at now: it must name
 // this network, its records must verify and belong to p, and p must be
-// authorized (see Authorize). Records are stored.
+// authorized (see Authorize) or admitted by the invite it presents. Every
+// record is verified before any is stored, so a hello with a forged or
+// expired record changes nothing; an invite's redemption is merged into
+// the known redemptions (where it wins a use or is ignored).
 func (m *Membership) AcceptHello(p peer.ID, h netrec.Hello, now time.Time) error {
 	if h.Network != m.ID {
 		return fmt.Errorf("%w: hello for network %s", ErrWrongNetwork, h.Network.Short())
@@ -359,6 +391,7 @@ func (m *Membership) AcceptHello(p peer.ID, h netrec.Hello, now time.Time) error
 		}
 		cert = c
 	}
+	var ann *netrec.Announcement
 	if len(h.Announcement) > 0 {
 		a, err := netrec.ParseAnnouncement(h.Announcement)
 		if err != nil {
@@ -367,16 +400,33 @@ func (m *Membership) AcceptHello(p peer.ID, h netrec.Hello, now time.Time) error
 		if a.Member != p {
 			return fmt.Errorf("overlay: hello from %s carries the announcement of %s", p, a.Member)
 		}
-		if _, err := m.AddAnnouncement(a); err != nil {
+		ann = a
+	}
+	var inv *netrec.RedemptionSet
+	if len(h.Invite) > 0 {
+		s, err := m.parseInvite(p, h.Invite, now)
+		if err != nil {
+			return fmt.Errorf("overlay: hello from %s: invite: %w", p, err)
+		}
+		inv = s
+	}
+	if ann != nil {
+		if _, err := m.AddAnnouncement(ann); err != nil {
 			return err
+		}
+	}
+	if inv != nil && cert == nil {
+		if _, err := m.AddRedemptions(inv, now); err != nil {
+			return fmt.Errorf("overlay: hello from %s: invite: %w", p, err)
 		}
 	}
 	return m.Authorize(p, cert, now)
 }
 
 // AddRecord parses any signed record (from the DHT or a MsgRecord push),
-// stores it if it is newer, and reports whether the state changed.
-func (m *Membership) AddRecord(b []byte) (bool, error) {
+// stores it if it is newer, and reports whether the state changed. now
+// is used for redemption sets (an expired invite is refused).
+func (m *Membership) AddRecord(b []byte, now time.Time) (bool, error) {
 	r, err := netrec.ParseRecord(b)
 	if err != nil {
 		return false, err
@@ -390,6 +440,8 @@ func (m *Membership) AddRecord(b []byte) (bool, error) {
 		return m.SetRevocation(r)
 	case *netrec.Announcement:
 		return m.AddAnnouncement(r)
+	case *netrec.RedemptionSet:
+		return m.AddRedemptions(r, now)
 	}
 	return false, fmt.Errorf("overlay: unexpected record %T", r)
 }

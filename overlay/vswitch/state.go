@@ -25,6 +25,10 @@ type savedNetwork struct {
 	Certificate []byte           `json:"certificate,omitempty"`
 	Revocation  []byte           `json:"revocation,omitempty"`
 	Members     []savedMember    `json:"members,omitempty"`
+	// OwnInvite and Invites are redemption sets (netrec wire form): the
+	// invite this node joined with, and the redemptions known per invite.
+	OwnInvite []byte   `json:"own_invite,omitempty"`
+	Invites   [][]byte `json:"invites,omitempty"`
 }
 
 type savedMember struct {
@@ -64,6 +68,12 @@ func (m *Membership) MarshalState() ([]byte, error) {
 			Announcement: marshalOpt(mem.Announcement, mem.Announcement == nil)})
 	}
 	slices.SortFunc(s.Members, func(a, b savedMember) int { return strings.Compare(string(a.Address), string(b.Address)) })
+	s.OwnInvite = marshalOpt(m.OwnInvite, m.OwnInvite == nil)
+	for _, id := range m.InviteIDs() {
+		if b := marshalOpt(m.invites[id], false); b != nil {
+			s.Invites = append(s.Invites, b)
+		}
+	}
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("overlay: save: %w", err)
@@ -117,6 +127,33 @@ func UnmarshalState(path string, b []byte) (*Membership, error) {
 		if err != nil {
 			return nil, wrap("revocation", err)
 		}
+	}
+	// Invites: a set that no longer verifies is an error; one whose invite
+	// expired is dropped (it admits nobody).
+	for _, b := range s.Invites {
+		rs, err := netrec.ParseRedemptionSet(b)
+		if err != nil {
+			return nil, wrap("invite", err)
+		}
+		if rs.Cap.Network() != m.ID {
+			return nil, wrap("invite", ErrWrongNetwork)
+		}
+		if m.invites == nil {
+			m.invites = map[netrec.CapabilityID]*netrec.RedemptionSet{}
+		}
+		if len(m.invites) < MaxInvites {
+			m.invites[rs.Cap.ID] = rs
+		}
+	}
+	if s.OwnInvite != nil {
+		rs, err := netrec.ParseRedemptionSet(s.OwnInvite)
+		if err == nil && (rs.Cap.Network() != m.ID || len(rs.Entries) != 1 || rs.Entries[0].Member != s.Self) {
+			err = errors.New("not this node's")
+		}
+		if err != nil {
+			return nil, wrap("own invite", err)
+		}
+		m.OwnInvite = rs
 	}
 	for _, sm := range s.Members {
 		if err := sm.Address.Validate(); err != nil || sm.Address == s.Self {
