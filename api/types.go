@@ -172,10 +172,27 @@ type Network struct {
 	Expires   string          `json:"expires,omitempty"`
 	Invite    string          `json:"invite,omitempty"` // own invite without a certificate: admitted, used up, expired
 	Links     int             `json:"links"`            // member links up
-	Members   []Member        `json:"members"`
-	Counters  json.RawMessage `json:"counters,omitempty"` // switch counters (frames in/out, drops)
-	Engine    json.RawMessage `json:"engine,omitempty"`   // engine counters (offload, links without a link, records)
-	Error     string          `json:"error,omitempty"`    // why status is "error"
+	// KnownMembers counts the members this node holds records of (all
+	// members on a small network, a sample on a large one).
+	KnownMembers int `json:"known_members"`
+	// SocialNeighbours counts the members this node exchanged unicast
+	// frames with recently (broadcasts go to them).
+	SocialNeighbours int             `json:"social_neighbours"`
+	Bounds           *LinkBounds     `json:"bounds,omitempty"`
+	Members          []Member        `json:"members"`
+	Counters         json.RawMessage `json:"counters,omitempty"` // switch counters (frames in/out, drops)
+	Engine           json.RawMessage `json:"engine,omitempty"`   // engine counters (offload, links without a link, records)
+	Error            string          `json:"error,omitempty"`    // why status is "error"
+}
+
+// LinkBounds are what bounds a node's links on a network (links on
+// demand, kadlan daemon --link-idle).
+type LinkBounds struct {
+	OnDemand         bool    `json:"on_demand"`         // false: a link to every member
+	MinLinks         int     `json:"min_links"`         // links kept on a quiet network
+	LinkIdle         float64 `json:"link_idle_s"`       // a link without unicast frames this long closes
+	SocialNeighbours int     `json:"social_neighbours"` // most recent contacts remembered
+	PendingMembers   int     `json:"pending_members"`   // unauthorized entries kept
 }
 
 // Member is one entry of `kadlan members NETWORK --json`.

@@ -50,6 +50,12 @@ type Config struct {
 	RelayLimits   dht.RelayLimits
 	Version       string
 	Logf          func(format string, args ...any)
+	// LinkIdle > 0 makes member links come and go with traffic: a node
+	// links to a few members (overlay.DefaultMinLinks) and to those it
+	// sends to, and closes a link to a member it exchanged no unicast
+	// frame with for LinkIdle (the social neighbour age, too). 0 links to
+	// every authorized member and keeps the links.
+	LinkIdle time.Duration
 	// Device is the kind of network interface (DeviceAuto if empty); see
 	// SystemDevices.
 	Device string
@@ -201,6 +207,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	bdone := make(chan struct{})
 	go func() { defer close(bdone); boot.Run(bctx, node.Host, routing{node}) }()
 	d.nets = newNetManager(bctx, node, key, cfg.StateDir, cfg.NewDevice, linked, logf)
+	d.nets.linkIdle = cfg.LinkIdle
 	if d.prom != nil {
 		reg.MustRegister(newNetCollector(d.nets))
 		d.prom.serve(reg, logf)

@@ -3,8 +3,10 @@ package daemon
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"time"
 
+	"github.com/kadlan/kadlan/overlay/netrec"
 	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -40,6 +42,46 @@ func (j *joined) fetch(ctx context.Context, key string) (bool, error) {
 		j.dirty = true
 	}
 	return changed, err
+}
+
+// maxResolving bounds the address lookups one network runs at once.
+const maxResolving = 4
+
+// resolve looks up the member holding ip (an address the local host asked
+// for that no known member holds: links on demand) in the DHT, and adds it
+// with its certificate on a private network; the host's next ARP or NDP
+// request is then answered and the frame that follows dials the link.
+// Called by the engine's device reader: it only starts the work.
+func (j *joined) resolve(ip netip.Addr) {
+	if j.resolving.Add(1) > maxResolving {
+		j.resolving.Add(-1)
+		return
+	}
+	j.spawn(func(ctx context.Context) {
+		defer j.resolving.Add(-1)
+		ctx, cancel := context.WithTimeout(ctx, dhtOpTimeout)
+		defer cancel()
+		b, err := j.mgr.node.GetFirstValue(ctx, netrec.AddressKey(j.m.ID, ip))
+		if err != nil {
+			return
+		}
+		a, err := netrec.ParseAnnouncement(b)
+		if err != nil || a.Member == j.mgr.node.ID() {
+			return
+		}
+		if j.isPrivate() {
+			j.fetch(ctx, netrec.CertificateKey(j.m.ID, a.Member))
+		}
+		j.mu.Lock()
+		changed, _ := j.m.AddRecord(b, time.Now())
+		if changed {
+			j.dirty = true
+		}
+		j.mu.Unlock()
+		if changed {
+			j.syncSwitch()
+		}
+	})
 }
 
 // pushRecord sends a record to every member link (revocations and

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/dht"
+	"github.com/kadlan/kadlan/overlay"
 	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -46,8 +47,17 @@ func (j *joined) info() api.Network {
 		}
 		out.Links = len(links)
 		out.Counters, _ = json.Marshal(eng.Counters())
-		out.Engine, _ = json.Marshal(eng.Stats())
+		st := eng.Stats()
+		out.SocialNeighbours = st.Neighbours
+		out.Engine, _ = json.Marshal(st)
 	}
+	out.KnownMembers = len(ni.Members)
+	sp := vswitch.SocialOf(ni.Broadcast)
+	b := &api.LinkBounds{OnDemand: j.mgr.linkIdle > 0, SocialNeighbours: sp.Neighbours, PendingMembers: vswitch.MaxPending}
+	if b.OnDemand {
+		b.MinLinks, b.LinkIdle = overlay.DefaultMinLinks, j.mgr.linkIdle.Seconds()
+	}
+	out.Bounds = b
 	for _, mi := range ni.Members {
 		m := api.Member{Address: mi.Address.String(), Status: string(mi.Status), MAC: mi.MAC, IPv6: mi.IPv6.String(), Link: linked[mi.Address]}
 		if mi.IPv4.IsValid() {

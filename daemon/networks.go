@@ -64,6 +64,7 @@ type netManager struct {
 	newDevice DeviceFactory
 	g         group.Group
 	linked    *memberIndex
+	linkIdle  time.Duration // Config.LinkIdle; set before any network starts
 
 	mu   sync.Mutex
 	nets map[netrec.NetworkID]*joined
@@ -82,6 +83,7 @@ type joined struct {
 
 	logs       *ratelog.Limiter // lines caused by what members send
 	publishing atomic.Bool      // a DHT publication runs (one at a time)
+	resolving  atomic.Int32     // address lookups running (resolve)
 	pubPending bool             // the announcement changed since the last publication started (run loop only)
 
 	mu      sync.Mutex // guards everything below

@@ -10,6 +10,7 @@ import (
 	kb "github.com/libp2p/go-libp2p-kbucket"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/core/routing"
 )
 
 // A node runs two Kademlia DHTs on one host, as IPFS does (kad-dht's dual
@@ -136,6 +137,18 @@ func (n *Node) both(f func(*kaddht.IpfsDHT) error) error {
 // (the record validator's choice), so a newer record on the LAN wins over
 // an older one on the WAN and the other way round.
 func (n *Node) GetValue(ctx context.Context, key string) ([]byte, error) {
+	return n.getValue(ctx, key)
+}
+
+// GetFirstValue is GetValue that stops each DHT's walk at the first valid
+// record (kad-dht's Quorum(1)) instead of asking all its closest peers:
+// for lookups on a frame's path (links on demand), where a second's wait
+// costs more than an older record.
+func (n *Node) GetFirstValue(ctx context.Context, key string) ([]byte, error) {
+	return n.getValue(ctx, key, kaddht.Quorum(1))
+}
+
+func (n *Node) getValue(ctx context.Context, key string, opts ...routing.Option) ([]byte, error) {
 	ds := n.dhts()
 	vals := make([][]byte, len(ds))
 	errs := make([]error, len(ds))
@@ -144,7 +157,7 @@ func (n *Node) GetValue(ctx context.Context, key string) ([]byte, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			vals[i], errs[i] = d.GetValue(ctx, key)
+			vals[i], errs[i] = d.GetValue(ctx, key, opts...)
 		}()
 	}
 	wg.Wait()

@@ -20,6 +20,8 @@ func TestMetrics(t *testing.T) {
 	connect(t, a.Host, b)
 	connect(t, c.Host, b)
 	waitFor(t, "b in a's routing table", func() bool { return a.DHT.RoutingTable().Find(b.ID()) != "" })
+	// The walk finds c only once b holds it in its table.
+	waitFor(t, "c in b's routing table", func() bool { return b.DHT.RoutingTable().Find(c.ID()) != "" })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := a.Find(ctx, c.ID()); err != nil {

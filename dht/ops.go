@@ -389,8 +389,17 @@ func (n *Node) walk(ctx context.Context, id peer.ID, onFound func([]ma.Multiaddr
 					collect(n.Host.Peerstore().Addrs(id))
 				}
 			}
-			if len(found) > 0 || walks == 0 && walkOK {
+			if len(found) > 0 {
 				return found, nil
+			}
+			if walks == 0 && walkOK {
+				// Query events may trail the walks' results: give them
+				// the grace period before saying "not seen".
+				if grace == nil {
+					grace = time.After(lookupGrace)
+				}
+				done = nil
+				continue
 			}
 			if walks == 0 {
 				return nil, walkErr

@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,6 +55,23 @@ type EngineConfig struct {
 	OnRecord func(from peer.ID, record []byte)
 	// RecordQueue bounds the records waiting for OnRecord; 0 means 64.
 	RecordQueue int
+	// LinkIdle > 0 makes links come and go with traffic: a link whose
+	// member is no longer a fresh social neighbour of the switch (no
+	// unicast frame either way within the neighbour age, SocialParams.
+	// NeighbourAgeSec, which the daemon sets to the same duration) and has
+	// been up for LinkIdle is closed, keeping at least MinLinks links.
+	// Links to members are dialled when a frame needs one. 0 keeps links
+	// until they fail.
+	LinkIdle time.Duration
+	// OnUnresolved is called, from the device reader without the engine's
+	// lock, with an address the local host asked for (ARP, NDP) that no
+	// known member holds, at most once per address per second: the daemon
+	// looks the member up (links on demand). It must not block. May be nil.
+	OnUnresolved func(ip netip.Addr)
+	// MinLinks is how many links idle closing keeps (0 means
+	// DefaultMinLinks), so that broadcasts (DHCP, mDNS) still reach a few
+	// members on a quiet network.
+	MinLinks int
 	// VnetHdr says that the device's frames carry a virtio-net header
 	// (tap.Linux opened with Config.VnetHdr and TSO offloads). The engine
 	// then sends TCP super-frames whole (MsgFrameGSO), completes checksums
@@ -81,7 +99,27 @@ type EngineStats struct {
 	RecordsQueued    uint64 `json:"records_queued"`
 	RecordsDropped   uint64 `json:"records_dropped"`
 	RecordsDuplicate uint64 `json:"records_duplicate"`
+	// PendingHeld counts frames held while their member's link was being
+	// dialled (sent once it came up), PendingDropped those dropped because
+	// the bounds were reached or no link came within pendingMaxAge.
+	// IdleClosed counts links closed for idleness (EngineConfig.LinkIdle).
+	PendingHeld    uint64 `json:"pending_held"`
+	PendingDropped uint64 `json:"pending_dropped"`
+	IdleClosed     uint64 `json:"idle_closed"`
+	// Neighbours is the number of fresh social neighbours now.
+	Neighbours int `json:"social_neighbours"`
 }
+
+// DefaultMinLinks is the default of EngineConfig.MinLinks.
+const DefaultMinLinks = 3
+
+// Bounds of the frames held for members whose link is being dialled.
+const (
+	pendingFrames = 32        // per member
+	pendingBytes  = 256 << 10 // per member
+	pendingPeers  = 64        // members with frames held
+	pendingMaxAge = 5 * time.Second
+)
 
 // engineCounters are the EngineStats the engine updates without its lock.
 type engineCounters struct {
@@ -118,7 +156,9 @@ type Engine struct {
 	tr      Transport             // nil: links only come from AddLink
 	asked   map[peer.ID]time.Time // last dial started per member
 	dialing map[peer.ID]bool
-	ctx     context.Context // ends with Close: cancels dials
+	pending map[peer.ID]*pendingMsgs // frames waiting for a link being dialled
+	lookups map[netip.Addr]time.Time // last OnUnresolved per address
+	ctx     context.Context          // ends with Close: cancels dials
 	cancel  context.CancelFunc
 	closed  bool
 	seg     []byte // segmentation scratch of the device reader
@@ -159,8 +199,11 @@ func New(dev tap.Device, tr Transport, sw *vswitch.Switch, cfg EngineConfig) *En
 	if cfg.RecordQueue <= 0 {
 		cfg.RecordQueue = DefaultRecordQueue
 	}
+	if cfg.MinLinks <= 0 {
+		cfg.MinLinks = DefaultMinLinks
+	}
 	e := &Engine{cfg: cfg, dev: dev, tr: tr, sw: sw, links: map[peer.ID]*engineLink{}, asked: map[peer.ID]time.Time{},
-		dialing: map[peer.ID]bool{}, stop: make(chan struct{}), records: make(chan engineRecord, cfg.RecordQueue), recHash: maphash.MakeSeed()}
+		dialing: map[peer.ID]bool{}, pending: map[peer.ID]*pendingMsgs{}, lookups: map[netip.Addr]time.Time{}, stop: make(chan struct{}), records: make(chan engineRecord, cfg.RecordQueue), recHash: maphash.MakeSeed()}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.logs = ratelog.New(cfg.Logf, cfg.Now, logEvery)
 	sw.BeginBroadcasts(cfg.Now()) // broadcasts from before now may have been delivered by a previous run
@@ -211,6 +254,7 @@ func (e *Engine) Stats() EngineStats {
 	e.mu.Lock()
 	s := e.stats
 	s.NoLink = e.noLink
+	s.Neighbours = len(e.sw.Neighbours(e.cfg.Now()))
 	e.mu.Unlock()
 	c := &e.counters
 	s.Segmented, s.OffloadDrops, s.GSORejected = c.segmented.Load(), c.offloadDrops.Load(), c.gsoRejected.Load()
@@ -308,12 +352,13 @@ func (e *Engine) addLink(p peer.ID, rw io.ReadWriteCloser, outbound bool) error 
 		old.close()
 	}
 	delete(e.asked, p)
-	l := &engineLink{peer: p, outbound: outbound, rw: rw, q: NewQueue(e.cfg.QueueBytes), done: make(chan struct{})}
+	l := &engineLink{peer: p, outbound: outbound, opened: e.cfg.Now(), rw: rw, q: NewQueue(e.cfg.QueueBytes), done: make(chan struct{})}
 	e.links[p] = l
 	e.wg.Add(2)
 	go e.readLink(l)
 	go e.writeLink(l)
 	e.dispatch(e.sw.Connected(p, e.cfg.Now()))
+	e.flushPending(l)
 	return nil
 }
 
@@ -355,6 +400,7 @@ func (e *Engine) dispatchOne(o vswitch.Output, wait *[]blocked) {
 	case vswitch.ToPeer:
 		l := e.link(o.Peer)
 		if l == nil {
+			e.hold(o.Peer, o.Msg)
 			return
 		}
 		if wait != nil && (o.Msg.Kind == vswitch.MsgFrame || o.Msg.Kind == vswitch.MsgFrameGSO) {
@@ -451,7 +497,11 @@ func (e *Engine) handleLocal(frame, whole []byte, canWait bool, wait []blocked) 
 		}
 		e.dispatchOne(o, w)
 	}
+	unresolved := e.unresolved()
 	e.mu.Unlock()
+	for _, ip := range unresolved {
+		e.cfg.OnUnresolved(ip)
+	}
 	for _, b := range wait {
 		b.l.q.PushWait(b.m, e.cfg.MaxWait, b.l.done)
 	}
@@ -468,7 +518,15 @@ func (e *Engine) tick() {
 			return
 		case <-t.C:
 			e.mu.Lock()
-			e.dispatch(e.sw.Tick(e.cfg.Now()))
+			now := e.cfg.Now()
+			e.dispatch(e.sw.Tick(now))
+			e.expirePending(now)
+			for ip, t := range e.lookups {
+				if now.Sub(t) > lookupEvery {
+					delete(e.lookups, ip)
+				}
+			}
+			e.closeIdle(now)
 			e.mu.Unlock()
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap/ether"
@@ -13,7 +14,8 @@ import (
 
 type engineLink struct {
 	peer     peer.ID
-	outbound bool // opened by this node
+	outbound bool      // opened by this node
+	opened   time.Time // when it was added
 	rw       io.ReadWriteCloser
 	q        *Queue
 	done     chan struct{}

@@ -169,13 +169,21 @@ func networksCommand() *cli.Command {
 				return nil
 			}
 			tw := tabwriter.NewWriter(c.App.Writer, 2, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NETWORK\tNAME\tSTATUS\tINTERFACE\tMAC\tIPV4\tIPV6\tMEMBERS\tLINKS")
+			fmt.Fprintln(tw, "NETWORK\tNAME\tSTATUS\tINTERFACE\tMAC\tIPV4\tIPV6\tMEMBERS\tLINKS\tNEIGHBOURS")
 			for _, n := range nets {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", n.Network, dash(n.Name), n.Status, dash(n.Interface), dash(n.MAC),
-					dash(strings.Join(n.IPv4, ",")), dash(strings.Join(n.IPv6, ",")), len(n.Members), n.Links)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%d\n", n.Network, dash(n.Name), n.Status, dash(n.Interface), dash(n.MAC),
+					dash(strings.Join(n.IPv4, ",")), dash(strings.Join(n.IPv6, ",")), n.KnownMembers, n.Links, n.SocialNeighbours)
 			}
 			if err := tw.Flush(); err != nil {
 				return err
+			}
+			if len(nets) > 0 && nets[0].Bounds != nil {
+				if b := nets[0].Bounds; b.OnDemand {
+					fmt.Fprintf(c.App.Writer, "links on demand: at least %d kept, others close after %s without unicast; %d social neighbours at most (MEMBERS: members known here)\n",
+						b.MinLinks, time.Duration(b.LinkIdle*float64(time.Second)), b.SocialNeighbours)
+				} else {
+					fmt.Fprintln(c.App.Writer, "links to every member (kadlan daemon --link-idle 0)")
+				}
 			}
 			for _, n := range nets {
 				if n.Error != "" {

@@ -73,6 +73,7 @@ func daemonCommand() *cli.Command {
 			&cli.IntFlag{Name: "relay-circuits-stranger", Value: dht.DefaultRelayLimits.CircuitsPerStranger, Usage: "relayed connections per peer that is not (as their source)"},
 			&cli.DurationFlag{Name: "relay-circuit-duration", Value: dht.DefaultRelayLimits.CircuitDuration, Usage: "reset a relayed connection after `DURATION` (the link reconnects)"},
 			&cli.Int64Flag{Name: "relay-circuit-mib", Value: dht.DefaultRelayLimits.CircuitBytes >> 20, Usage: "reset a relayed connection after this many MiB each way"},
+			&cli.DurationFlag{Name: "link-idle", Value: 10 * time.Minute, Usage: "links on demand: a node links to a few members and to those it sends to, and closes a link after this long without unicast frames either way (0: link to every member and keep the links)"},
 			&cli.StringFlag{Name: "device", Value: daemon.DeviceAuto, Usage: "network interfaces: auto (a TAP, or a TUN with Ethernet emulation where no TAP can be made), tap or tun"},
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`HOST:PORT`/metrics, e.g. 127.0.0.1:9464 (default off; the host must be written out, 0.0.0.0 to expose them: they have no authentication)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: " + logs.Levels},
@@ -115,9 +116,10 @@ func daemonCommand() *cli.Command {
 					CircuitDuration:     c.Duration("relay-circuit-duration"),
 					CircuitBytes:        c.Int64("relay-circuit-mib") << 20,
 				},
-				Metrics: c.String("metrics"),
-				Version: version,
-				Logf:    logs.Logf(lg),
+				Metrics:  c.String("metrics"),
+				LinkIdle: c.Duration("link-idle"),
+				Version:  version,
+				Logf:     logs.Logf(lg),
 			}, nil)
 			if err != nil {
 				return userErrorf("daemon: %v", err)

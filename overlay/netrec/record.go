@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 //	/kadlan-net/<network>/cert/<address>   Certificate  (owner-signed, latest Issued wins)
 //	/kadlan-net/<network>/revoked          Revocation   (owner-signed, highest Seq wins)
 //	/kadlan-net/<network>/member/<address> Announcement (member-signed, latest Time wins)
+//	/kadlan-net/<network>/ip/<ip>          Announcement of the member holding ip (latest Time wins)
 //	/kadlan-net/<network>/invite/<capid>   RedemptionSet (owner-signed capability, redeemer-signed
 //	                                       entries; the fullest, then earliest, set wins)
 const Namespace = "kadlan-net"
@@ -39,6 +41,12 @@ func CertificateKey(id NetworkID, member peer.ID) string {
 
 // RevocationKey is the DHT key of a network's revocation list.
 func RevocationKey(id NetworkID) string { return "/" + Namespace + "/" + id.String() + "/revoked" }
+
+// AddressKey is the DHT key under which the member holding ip on a network
+// files its announcement (see KindAddress).
+func AddressKey(id NetworkID, ip netip.Addr) string {
+	return "/" + Namespace + "/" + id.String() + "/ip/" + ip.Unmap().String()
+}
 
 // AnnouncementKey is the DHT key of member's announcement on a network.
 func AnnouncementKey(id NetworkID, member peer.ID) string {
@@ -71,6 +79,10 @@ const (
 	KindRevocation
 	KindAnnouncement
 	KindRedemptions
+	// KindAddress: a member's announcement filed under one of its
+	// addresses (IPv4 claimed, IPv6 derived), so that a node finds the
+	// member behind an IP it has never heard of (links on demand).
+	KindAddress
 )
 
 // Key is a parsed DHT key of this namespace.
@@ -79,6 +91,7 @@ type Key struct {
 	Network    NetworkID
 	Member     peer.ID      // certificate and announcement keys
 	Capability CapabilityID // redemption keys
+	Addr       netip.Addr   // address keys
 }
 
 // String re-encodes the key.
@@ -94,6 +107,8 @@ func (k Key) String() string {
 		return AnnouncementKey(k.Network, k.Member)
 	case KindRedemptions:
 		return RedemptionsKey(k.Network, k.Capability)
+	case KindAddress:
+		return AddressKey(k.Network, k.Addr)
 	}
 	return ""
 }
@@ -132,6 +147,13 @@ func ParseFullKey(key string) (Key, error) {
 			return Key{}, fmt.Errorf("overlay: key %q: bad invite ID", key)
 		}
 		k.Kind, k.Capability = KindRedemptions, CapabilityID(b)
+		return k, nil
+	case len(parts) == 3 && parts[1] == "ip":
+		ip, err := netip.ParseAddr(parts[2])
+		if err != nil || ip.Zone() != "" || ip.String() != parts[2] || ip.Is4In6() {
+			return Key{}, fmt.Errorf("overlay: key %q: bad address", key)
+		}
+		k.Kind, k.Addr = KindAddress, ip
 		return k, nil
 	case len(parts) == 3 && (parts[1] == "cert" || parts[1] == "member"):
 		member, err := peer.Decode(parts[2])
@@ -227,6 +249,21 @@ func (v RecordValidator) parse(key string, value []byte) (parsed, error) {
 		}
 		if a.Network != id || a.Member != member {
 			return parsed{}, errors.New("overlay: announcement does not match its key")
+		}
+		if a.Time.After(now.Add(maxClockSkew)) {
+			return parsed{}, errors.New("overlay: announcement from the future")
+		}
+		return parsed{timeField(a.Time), 0}, nil
+	case KindAddress:
+		a, err := ParseAnnouncement(value)
+		if err != nil {
+			return parsed{}, err
+		}
+		if a.Network != id {
+			return parsed{}, errors.New("overlay: announcement does not match its key")
+		}
+		if k.Addr.Is4() && a.IPv4 != k.Addr || k.Addr.Is6() && MemberIPv6(id, a.Member) != k.Addr {
+			return parsed{}, errors.New("overlay: announcement's member does not hold the key's address")
 		}
 		if a.Time.After(now.Add(maxClockSkew)) {
 			return parsed{}, errors.New("overlay: announcement from the future")

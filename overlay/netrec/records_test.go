@@ -394,3 +394,47 @@ func TestNextRevocationAndParseRecord(t *testing.T) {
 		t.Fatal("unknown type accepted")
 	}
 }
+
+// Address records: a member's announcement filed under its IPv4 (as
+// announced) and its IPv6 (as derived) is valid there and nowhere else.
+func TestAddressRecords(t *testing.T) {
+	owner, _ := testKey(t, 1)
+	mk, m := testKey(t, 3)
+	ok, _ := testKey(t, 4)
+	id := testDef(t, owner, false).ID()
+	v := RecordValidator{Now: func() time.Time { return t0.Add(time.Minute) }}
+	ip4 := netip.MustParseAddr("10.9.0.9")
+	a, _ := NewAnnouncement(mk, id, ip4, t0)
+	b, _ := a.Marshal()
+	ip6 := MemberIPv6(id, m)
+	for _, key := range []string{AddressKey(id, ip4), AddressKey(id, ip6)} {
+		if err := v.Validate(key, b); err != nil {
+			t.Errorf("%s: %v", key, err)
+		}
+		k, err := ParseFullKey(key)
+		if err != nil || k.Kind != KindAddress || k.String() != key {
+			t.Errorf("%s parsed as %+v, %v", key, k, err)
+		}
+	}
+	other, _ := NewAnnouncement(ok, id, netip.MustParseAddr("10.9.0.10"), t0)
+	ob, _ := other.Marshal()
+	for _, c := range []struct {
+		key string
+		val []byte
+	}{
+		{AddressKey(id, ip4), ob},                                  // another member's announcement, another IPv4
+		{AddressKey(id, ip6), ob},                                  // another member's derived IPv6
+		{AddressKey(id, netip.MustParseAddr("10.9.0.11")), b},      // an address the member does not hold
+		{AddressKey(testDef(t, ok, false).ID(), ip4), b},           // another network
+		{"/" + Namespace + "/" + id.String() + "/ip/010.9.0.9", b}, // not canonical
+	} {
+		if err := v.Validate(c.key, c.val); err == nil {
+			t.Errorf("%s accepted a record it does not name", c.key)
+		}
+	}
+	newer, _ := NewAnnouncement(mk, id, ip4, t0.Add(time.Second))
+	nb, _ := newer.Marshal()
+	if i, err := v.Select(AddressKey(id, ip4), [][]byte{b, nb}); err != nil || i != 1 {
+		t.Errorf("Select chose %d (%v), want the newer", i, err)
+	}
+}

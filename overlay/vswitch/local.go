@@ -2,6 +2,7 @@ package vswitch
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/kadlan/kadlan/tap/ether"
@@ -88,8 +89,12 @@ func (s *Switch) answerLocally(h ether.Header, frame []byte) bool {
 			s.counters.DropOwnDAD++ // a probe for our own address: nobody else has it
 			return true
 		}
+		if a.SenderIP == a.TargetIP {
+			return false
+		}
 		m := s.memberByIP(a.TargetIP)
-		if m == nil || a.SenderIP == a.TargetIP {
+		if m == nil {
+			s.noteUnresolved(a.TargetIP)
 			return false
 		}
 		reply := ether.ARP{Op: ether.ARPReply, SenderMAC: m.MAC, SenderIP: a.TargetIP, TargetMAC: a.SenderMAC, TargetIP: a.SenderIP}
@@ -107,6 +112,9 @@ func (s *Switch) answerLocally(h ether.Header, frame []byte) bool {
 		}
 		m := s.memberByIP(n.Target)
 		if m == nil {
+			if !n.Src.IsUnspecified() { // not someone's DAD
+				s.noteUnresolved(n.Target)
+			}
 			return false
 		}
 		na := ether.NDP{Type: ether.ICMPv6NeighborAdv, Src: n.Target, Dst: n.Src, Target: n.Target, Flags: 0x60, LLAddr: m.MAC}
@@ -118,6 +126,29 @@ func (s *Switch) answerLocally(h ether.Header, frame []byte) bool {
 		return true
 	}
 	return false
+}
+
+// maxUnresolved bounds the addresses waiting for TakeUnresolved.
+const maxUnresolved = 16
+
+func (s *Switch) noteUnresolved(ip netip.Addr) {
+	if !ip.IsValid() || slices.Contains(s.unresolved, ip) || len(s.unresolved) >= maxUnresolved {
+		return
+	}
+	s.unresolved = append(s.unresolved, ip)
+}
+
+// TakeUnresolved returns and forgets the addresses the local host asked
+// for (ARP requests, neighbour solicitations) that no known member holds,
+// at most 16: links on demand look them up (netrec.AddressKey) and add the
+// member, and the host's next request is answered.
+func (s *Switch) TakeUnresolved() []netip.Addr {
+	if len(s.unresolved) == 0 {
+		return nil
+	}
+	out := s.unresolved
+	s.unresolved = nil
+	return out
 }
 
 func (s *Switch) memberByIP(ip netip.Addr) *SwitchMember {

@@ -153,6 +153,9 @@ type Switch struct {
 	pubs    map[peer.ID]crypto.PubKey
 	learned *MACTable
 	groups  map[ether.MAC]bool
+	// unresolved are addresses the local host asked for (ARP, NDP) that
+	// no known member holds, for the driver to look up (TakeUnresolved).
+	unresolved []netip.Addr
 
 	out      []Output
 	scratch  []byte
@@ -334,6 +337,11 @@ func (s *Switch) IsMember(p peer.ID) bool {
 
 // Self is this node's address.
 func (s *Switch) Self() peer.ID { return s.cfg.Self }
+
+// Neighbours returns the fresh social neighbours at now (members this node
+// exchanged unicast frames with within the neighbour age, or whose link
+// just opened), most recent first, at most SocialParams.Neighbours.
+func (s *Switch) Neighbours(now time.Time) []peer.ID { return s.social.Neighbours(now) }
 
 // BeginBroadcasts tells the replay filter that broadcasts originated before
 // now may have been delivered by an earlier run of this node: they are

@@ -1,0 +1,133 @@
+package overlay
+
+import (
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/kadlan/kadlan/overlay/vswitch"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// Links on demand: a node links to the members it talks to, not to every
+// member. A frame for a member without a link starts a dial (connect) and
+// waits, with a few others, until the link is up (hold, flushPending), so
+// the first packet to a never-contacted member is delayed by the dial,
+// not lost; a link whose member has not been a social neighbour for the
+// idle time is closed (closeIdle). What a node holds is then bounded by its
+// social neighbours (SocialParams.Neighbours) and MinLinks, not by the size
+// of the network.
+
+// pendingMsgs are the messages held for one member.
+type pendingMsgs struct {
+	since time.Time
+	msgs  []vswitch.Message
+	bytes int
+}
+
+// hold keeps a copy of m (a frame) for p until p's link is up; e.mu is
+// held. Other messages (group announcements, records) are not held: they
+// are repeated anyway.
+func (e *Engine) hold(p peer.ID, m vswitch.Message) {
+	if m.Kind != vswitch.MsgFrame && m.Kind != vswitch.MsgFrameGSO {
+		return
+	}
+	pf := e.pending[p]
+	if pf == nil {
+		if len(e.pending) >= pendingPeers || e.tr == nil {
+			e.stats.PendingDropped++
+			return
+		}
+		pf = &pendingMsgs{since: e.cfg.Now()}
+		e.pending[p] = pf
+	}
+	if len(pf.msgs) >= pendingFrames || pf.bytes+len(m.Payload) > pendingBytes {
+		e.stats.PendingDropped++
+		return
+	}
+	m.Payload = slices.Clone(m.Payload) // the caller's buffer is reused
+	pf.msgs = append(pf.msgs, m)
+	pf.bytes += len(m.Payload)
+	e.stats.PendingHeld++
+}
+
+// flushPending queues the frames held for l's member; e.mu is held.
+func (e *Engine) flushPending(l *engineLink) {
+	pf := e.pending[l.peer]
+	if pf == nil {
+		return
+	}
+	delete(e.pending, l.peer)
+	for _, m := range pf.msgs {
+		if !l.q.Push(m) {
+			e.stats.PendingDropped++
+		}
+	}
+}
+
+// expirePending drops frames held longer than pendingMaxAge (no link came);
+// e.mu is held.
+func (e *Engine) expirePending(now time.Time) {
+	for p, pf := range e.pending {
+		if now.Sub(pf.since) > pendingMaxAge {
+			e.stats.PendingDropped += uint64(len(pf.msgs))
+			delete(e.pending, p)
+		}
+	}
+}
+
+// closeIdle closes links this node dialled whose member is no longer a
+// fresh social neighbour and that are older than LinkIdle, keeping
+// MinLinks; e.mu is held.
+func (e *Engine) closeIdle(now time.Time) {
+	if e.cfg.LinkIdle <= 0 || len(e.links) <= e.cfg.MinLinks {
+		return
+	}
+	fresh := map[peer.ID]bool{}
+	for _, p := range e.sw.Neighbours(now) {
+		fresh[p] = true
+	}
+	var idle []peer.ID
+	for p, l := range e.links {
+		// Only the node that dialled a link closes it for idleness: the
+		// other end may keep it as one of its MinLinks, and closing it
+		// there would only make that node dial again.
+		if l.outbound && !fresh[p] && now.Sub(l.opened) >= e.cfg.LinkIdle {
+			idle = append(idle, p)
+		}
+	}
+	// Oldest links go first; the ones kept are the newest.
+	slices.SortFunc(idle, func(a, b peer.ID) int { return e.links[a].opened.Compare(e.links[b].opened) })
+	for _, p := range idle {
+		if len(e.links) <= e.cfg.MinLinks {
+			return
+		}
+		l := e.links[p]
+		delete(e.links, p)
+		e.retire(l)
+		l.close()
+		e.stats.IdleClosed++
+	}
+}
+
+// lookupEvery rate-limits OnUnresolved per address.
+const lookupEvery = time.Second
+
+// unresolved takes the switch's unresolved addresses that are due for a
+// lookup; e.mu is held.
+func (e *Engine) unresolved() []netip.Addr {
+	ips := e.sw.TakeUnresolved()
+	if e.cfg.OnUnresolved == nil || len(ips) == 0 {
+		return nil
+	}
+	now := e.cfg.Now()
+	out := ips[:0]
+	for _, ip := range ips {
+		if t, ok := e.lookups[ip]; ok && now.Sub(t) < lookupEvery {
+			continue
+		}
+		e.lookups[ip] = now
+		out = append(out, ip)
+	}
+	return out
+}

@@ -1,0 +1,165 @@
+package overlay
+
+import (
+	"bytes"
+	"fmt"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/kadlan/kadlan/tap/ether"
+	"github.com/kadlan/kadlan/tap/taptest"
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// fakeClock is an engine clock tests move by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// The first frames to a member without a link are held while the engine
+// dials it and delivered once the link is up, in order: the first ping to
+// a never-contacted member is delayed by the dial, not lost.
+func TestEngineHoldsFramesUntilLinked(t *testing.T) {
+	w := newTestWorld(t, 2, false)
+	a, b := w.nodes[0], w.nodes[1]
+	hostA, devA := taptest.NewPair(a.mac, a.mac, 0, 16)
+	hostB, devB := taptest.NewPair(b.mac, b.mac, 0, 16)
+	tr := &pipeTransport{t: t, to: map[peer.ID]*Engine{}, from: a.peer}
+	ea := New(devA, tr, a.sw, EngineConfig{Hello: func() ([]byte, error) { return nil, nil }, LinkIdle: time.Minute})
+	eb := New(devB, nil, b.sw, EngineConfig{})
+	tr.to[b.peer] = eb
+	defer ea.Close()
+	defer eb.Close()
+	for i := range 5 {
+		hostA.Write(ipv4Frame(b.mac, a.mac, a.ipv4, b.ipv4, fmt.Sprintf("frame-%d", i)))
+	}
+	for i := range 5 {
+		want := []byte(fmt.Sprintf("frame-%d", i))
+		hostRead(t, hostB, func(f []byte) bool { return isIPv4(f) && bytes.Contains(f, want) })
+	}
+	st := ea.Stats()
+	if st.PendingHeld == 0 || st.PendingDropped != 0 {
+		t.Fatalf("held %d, dropped %d: want the frames held and none lost", st.PendingHeld, st.PendingDropped)
+	}
+}
+
+// Frames held for a member no link comes to are bounded and expire.
+func TestEnginePendingBounded(t *testing.T) {
+	w := newTestWorld(t, 2, false)
+	a, b := w.nodes[0], w.nodes[1]
+	hostA, devA := taptest.NewPair(a.mac, a.mac, 0, 16)
+	clock := &fakeClock{t: time.Unix(1e9, 0)}
+	ea := New(devA, &failTransport{}, a.sw, EngineConfig{Hello: func() ([]byte, error) { return nil, nil }, LinkIdle: time.Minute,
+		Now: clock.Now, TickEvery: 5 * time.Millisecond})
+	defer ea.Close()
+	for i := range 100 {
+		hostA.Write(ipv4Frame(b.mac, a.mac, a.ipv4, b.ipv4, fmt.Sprint(i)))
+	}
+	waitUntil(t, "frames counted", func() bool { st := ea.Stats(); return st.PendingHeld+st.PendingDropped == 100 })
+	if st := ea.Stats(); st.PendingHeld != pendingFrames {
+		t.Fatalf("held %d frames for one member, bound %d", st.PendingHeld, pendingFrames)
+	}
+	clock.Add(pendingMaxAge + time.Second)
+	waitUntil(t, "held frames expired", func() bool { return ea.Stats().PendingDropped == 100 })
+}
+
+// A link whose member is no longer a social neighbour is closed after the
+// idle time, down to MinLinks; a member still talked to keeps its link.
+func TestEngineClosesIdleLinks(t *testing.T) {
+	const n = 6
+	w := newTestWorld(t, n, false)
+	clock := &fakeClock{t: time.Unix(1e9, 0)}
+	var nodes []*engineNode
+	for i, nd := range w.nodes {
+		host, dev := taptest.NewPair(nd.mac, nd.mac, 0, 256)
+		cfg := EngineConfig{Logf: t.Logf, TickEvery: time.Hour}
+		if i == 0 {
+			cfg = EngineConfig{Logf: t.Logf, TickEvery: 5 * time.Millisecond, Now: clock.Now, LinkIdle: 30 * time.Second, MinLinks: 2}
+		}
+		nodes = append(nodes, &engineNode{testNode: nd, host: host, eng: New(dev, nil, nd.sw, cfg)})
+	}
+	defer func() {
+		for _, e := range nodes {
+			e.eng.Close()
+		}
+	}()
+	a := nodes[0]
+	for _, b := range nodes[1:] {
+		link(t, a, b)
+	}
+	links := func() int { ls, _ := a.eng.Links(); return len(ls) }
+	if links() != n-1 {
+		t.Fatalf("%d links, want %d", links(), n-1)
+	}
+	// The social neighbour age of the test switches is the default
+	// (600 s): past it, only a member a talks to stays fresh.
+	clock.Add(601 * time.Second)
+	talk := nodes[3]
+	a.host.Write(ipv4Frame(talk.mac, a.mac, a.ipv4, talk.ipv4, "still talking"))
+	hostRead(t, talk.host, func(f []byte) bool { return isIPv4(f) && bytes.Contains(f, []byte("still talking")) })
+	waitUntil(t, "idle links closed", func() bool { return links() == 2 })
+	ls, _ := a.eng.Links()
+	kept := false
+	for _, l := range ls {
+		kept = kept || l.Peer == talk.peer
+	}
+	if !kept {
+		t.Fatalf("the link to the member a talks to was closed: %v", ls)
+	}
+	if st := a.eng.Stats(); st.IdleClosed != n-3 {
+		t.Fatalf("closed %d idle links, want %d", st.IdleClosed, n-3)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// An ARP request for an address no known member holds is handed to
+// OnUnresolved (links on demand look the member up), once per second per
+// address.
+func TestEngineReportsUnresolved(t *testing.T) {
+	w := newTestWorld(t, 2, false)
+	a := w.nodes[0]
+	hostA, devA := taptest.NewPair(a.mac, a.mac, 0, 16)
+	asked := make(chan netip.Addr, 16)
+	ea := New(devA, nil, a.sw, EngineConfig{OnUnresolved: func(ip netip.Addr) { asked <- ip }})
+	defer ea.Close()
+	unknown := netip.MustParseAddr("10.0.0.99")
+	for range 3 {
+		hostA.Write(arpRequestFrame(a.mac, a.ipv4, unknown))
+	}
+	select {
+	case ip := <-asked:
+		if ip != unknown {
+			t.Fatalf("asked for %v, want %v", ip, unknown)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnUnresolved not called")
+	}
+	// A known member's address is answered, not looked up.
+	hostA.Write(arpRequestFrame(a.mac, a.ipv4, w.nodes[1].ipv4))
+	hostRead(t, hostA, func(f []byte) bool { h, err := ether.ParseHeader(f); return err == nil && h.Type == ether.TypeARP })
+	select {
+	case ip := <-asked:
+		t.Fatalf("asked again for %v within a second", ip)
+	default:
+	}
+}
