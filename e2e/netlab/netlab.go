@@ -78,6 +78,11 @@ type Options struct {
 	// means a new temporary directory, which Close removes; a directory
 	// given here is left in place.
 	Dir string
+	// Link, when not nil, builds the Internet segment as netlab's
+	// userspace switch instead of a kernel bridge, and shapes every host's
+	// link to it so (delay, jitter, loss, rate: see LinkShape; SetLink
+	// changes one host's). Nil is the kernel bridge: no delay, no loss.
+	Link *LinkShape
 }
 
 // Lab is one topology. Create it with New and end it with Close.
@@ -88,6 +93,7 @@ type Lab struct {
 	bin    string
 	dir    string
 	ownDir bool
+	sw     *vswitch // nil: the kernel bridge br0
 
 	mu       sync.Mutex
 	closed   bool
@@ -116,6 +122,11 @@ func New(opts Options) (*Lab, error) {
 	labSeq++
 	seq := labSeq
 	labMu.Unlock()
+	if opts.Link != nil {
+		if err := opts.Link.validate(); err != nil {
+			return nil, err
+		}
+	}
 	sweepStale()
 	l := &Lab{Prefix: fmt.Sprintf("kl%d-%d-", os.Getpid(), seq), bin: opts.Bin, dir: opts.Dir}
 	if l.dir == "" {
@@ -128,6 +139,12 @@ func New(opts Options) (*Lab, error) {
 	err := func() error {
 		var err error
 		if l.inet, err = l.addNS("inet"); err != nil {
+			return err
+		}
+		if opts.Link != nil {
+			// The switch's ports carry no address of inet's own.
+			l.sw = newSwitch(l.inet, *opts.Link)
+			_, err := l.run(l.inet, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1", "net.ipv6.conf.all.disable_ipv6=1")
 			return err
 		}
 		if _, err := l.run(l.inet, "ip", "link", "add", "br0", "type", "bridge"); err != nil {
@@ -200,6 +217,9 @@ func (l *Lab) close() error {
 	l.mu.Unlock()
 	for _, p := range procs {
 		p.Kill()
+	}
+	if l.sw != nil {
+		l.sw.close()
 	}
 	var errs []error
 	for i := len(nss) - 1; i >= 0; i-- {
@@ -306,6 +326,9 @@ type Host struct {
 	NS   string
 	IPv4 string
 	IPv6 string // empty behind NAT
+	// inetPort is the host's port on the Internet segment (in inet), if
+	// it has one.
+	inetPort string
 	// attach point for hosts behind this one when it is a router
 	lanIdx  int
 	lanNet  string // e.g. 192.168.1
@@ -341,7 +364,12 @@ func (l *Lab) PublicHost(name string) (*Host, error) {
 	if err := l.link(h.NS, "eth0", l.inet, port); err != nil {
 		return nil, err
 	}
-	if _, err := l.run(l.inet, "ip", "link", "set", port, "master", "br0"); err != nil {
+	h.inetPort = port
+	if l.sw != nil {
+		if err := l.sw.addPort(port); err != nil {
+			return nil, err
+		}
+	} else if _, err := l.run(l.inet, "ip", "link", "set", port, "master", "br0"); err != nil {
 		return nil, err
 	}
 	if err := l.runAll(h.NS,
@@ -459,4 +487,20 @@ func (h *Host) Move(r *Host) error {
 	}
 	h.IPv6 = ""
 	return h.attach(r)
+}
+
+// SetLink shapes h's link to the Internet segment (see LinkShape). h is a
+// public host or a router on the Internet; to delay a host behind NAT,
+// shape its router's link. It needs a lab built with Options.Link.
+func (l *Lab) SetLink(h *Host, s LinkShape) error {
+	if err := s.validate(); err != nil {
+		return err
+	}
+	if l.sw == nil {
+		return errors.New("netlab: SetLink needs a lab with Options.Link (the userspace switch)")
+	}
+	if h.inetPort == "" {
+		return fmt.Errorf("netlab: %s has no link to the Internet segment", h.Name)
+	}
+	return l.sw.setShape(h.inetPort, s)
 }

@@ -1,0 +1,299 @@
+package netlab
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The userspace switch: the lab's Internet segment when Options.Link is
+// set. Each host's link ends in the inet namespace as a veth port that is
+// no bridge member; an AF_PACKET socket on each port (created inside inet)
+// reads the frames the host sends. A frame goes
+//
+//	reader(A) -> A's ingress line (A's shape) -> forwarding (MAC learning)
+//	          -> B's egress line (B's shape) -> written to B's port
+//
+// Each line is a FIFO drained by one goroutine that waits for the head
+// frame's release time, so a port costs three goroutines whatever the
+// traffic. The sockets use PACKET_VNET_HDR: TCP segmentation and checksum
+// offload state travels with each frame, so the hosts keep their veth
+// offloads (a 64 KB TSO frame crosses as one frame, as over a kernel
+// bridge, and the kernel checksums and segments it on the way out).
+
+const (
+	vnetHdrLen = 10        // struct virtio_net_hdr
+	ethHdrLen  = 14        // Ethernet header
+	frameBuf   = 128 << 10 // bigger than any GSO frame a veth hands over
+	lineCap    = 8192      // frames in flight per line; more are dropped
+	fdbMax     = 4096      // MAC addresses learnt before the table resets
+	ethPAll    = 0x0300    // htons(ETH_P_ALL)
+)
+
+type frame struct {
+	b  []byte // vnet header + Ethernet frame
+	at time.Time
+}
+
+type swPort struct {
+	name    string
+	f       *os.File
+	in, out *line
+	inq     chan frame
+	outq    chan frame
+}
+
+// vswitch is the lab's userspace Internet switch.
+type vswitch struct {
+	ns    string
+	shape LinkShape
+
+	mu    sync.Mutex
+	ports map[string]*swPort
+	fdb   map[[6]byte]*swPort
+	seed  uint64
+
+	done chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
+}
+
+func newSwitch(ns string, shape LinkShape) *vswitch {
+	return &vswitch{ns: ns, shape: shape, ports: map[string]*swPort{}, fdb: map[[6]byte]*swPort{}, done: make(chan struct{})}
+}
+
+// addPort opens a socket on veth name in the switch's namespace and starts
+// forwarding its frames, with the switch's default shape.
+func (s *vswitch) addPort(name string) error {
+	fd, err := packetSocket(s.ns, name)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.done:
+		unix.Close(fd)
+		return errClosed
+	default:
+	}
+	s.seed++
+	p := &swPort{
+		name: name, f: os.NewFile(uintptr(fd), "packet:"+name),
+		in: newLine(s.shape, s.seed<<1), out: newLine(s.shape, s.seed<<1|1),
+		inq: make(chan frame, lineCap), outq: make(chan frame, lineCap),
+	}
+	s.ports[name] = p
+	s.wg.Add(3)
+	go s.read(p)
+	go s.drain(p.inq, func(b []byte) { s.forward(p, b) })
+	go s.drain(p.outq, func(b []byte) { p.write(b) })
+	return nil
+}
+
+// setShape changes the shape of port name's link.
+func (s *vswitch) setShape(name string, sh LinkShape) error {
+	s.mu.Lock()
+	p := s.ports[name]
+	s.mu.Unlock()
+	if p == nil {
+		return fmt.Errorf("netlab: no switch port %s", name)
+	}
+	p.in.set(sh)
+	p.out.set(sh)
+	return nil
+}
+
+// close stops every goroutine of the switch and closes its sockets.
+func (s *vswitch) close() {
+	s.once.Do(func() {
+		s.mu.Lock()
+		close(s.done)
+		for _, p := range s.ports {
+			p.f.Close() // wakes the reader
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+	})
+}
+
+// packetSocket creates a non-blocking AF_PACKET socket bound to interface
+// ifname of namespace ns, with PACKET_VNET_HDR. It runs on a thread of its
+// own that it moves into ns and never unlocks: the thread ends with the
+// goroutine, so no other goroutine ever runs in ns. The socket stays in
+// the namespace it was created in.
+func packetSocket(ns, ifname string) (int, error) {
+	type result struct {
+		fd  int
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread dies with this goroutine
+		fd, err := func() (int, error) {
+			nsf, err := os.Open("/var/run/netns/" + ns)
+			if err != nil {
+				return -1, err
+			}
+			defer nsf.Close()
+			if err := unix.Setns(int(nsf.Fd()), unix.CLONE_NEWNET); err != nil {
+				return -1, fmt.Errorf("setns %s: %w", ns, err)
+			}
+			ifi, err := net.InterfaceByName(ifname)
+			if err != nil {
+				return -1, err
+			}
+			fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, ethPAll)
+			if err != nil {
+				return -1, fmt.Errorf("AF_PACKET socket: %w", err)
+			}
+			for _, o := range [][2]int{{unix.PACKET_VNET_HDR, 1}, {unix.PACKET_IGNORE_OUTGOING, 1}} {
+				if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, o[0], o[1]); err != nil {
+					unix.Close(fd)
+					return -1, fmt.Errorf("setsockopt %d: %w", o[0], err)
+				}
+			}
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20)
+			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4<<20)
+			if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: ethPAll, Ifindex: ifi.Index}); err != nil {
+				unix.Close(fd)
+				return -1, fmt.Errorf("bind %s: %w", ifname, err)
+			}
+			return fd, nil
+		}()
+		ch <- result{fd, err}
+	}()
+	r := <-ch
+	if r.err != nil {
+		return -1, fmt.Errorf("netlab: switch port %s in %s: %w", ifname, ns, r.err)
+	}
+	return r.fd, nil
+}
+
+// read hands each frame the host sends to its port's ingress line.
+func (s *vswitch) read(p *swPort) {
+	defer s.wg.Done()
+	rc, err := p.f.SyscallConn()
+	if err != nil {
+		return
+	}
+	buf := make([]byte, frameBuf)
+	for {
+		var n int
+		var from unix.Sockaddr
+		var rerr error
+		err := rc.Read(func(fd uintptr) bool {
+			n, from, rerr = unix.Recvfrom(int(fd), buf, 0)
+			return rerr != unix.EAGAIN
+		})
+		if err != nil {
+			return // closed
+		}
+		if rerr != nil {
+			if errors.Is(rerr, unix.ENETDOWN) || errors.Is(rerr, unix.ENXIO) {
+				return // the link is gone (host deleted)
+			}
+			continue
+		}
+		if ll, ok := from.(*unix.SockaddrLinklayer); ok && ll.Pkttype == unix.PACKET_OUTGOING {
+			continue
+		}
+		if n < vnetHdrLen+ethHdrLen {
+			continue
+		}
+		at, ok := p.in.admit(time.Now(), n-vnetHdrLen)
+		if !ok {
+			continue
+		}
+		select {
+		case p.inq <- frame{append([]byte(nil), buf[:n]...), at}:
+		default: // line full: dropped
+		}
+	}
+}
+
+// drain hands each frame of q to deliver at its release time.
+func (s *vswitch) drain(q chan frame, deliver func([]byte)) {
+	defer s.wg.Done()
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case fr := <-q:
+			if d := time.Until(fr.at); d > 0 {
+				t.Reset(d)
+				select {
+				case <-s.done:
+					return
+				case <-t.C:
+				}
+			}
+			deliver(fr.b)
+		}
+	}
+}
+
+// forward learns the source MAC of a frame that left from's ingress line
+// and hands the frame to the egress line of the port its destination MAC
+// was learnt on, or of every other port (broadcast, multicast, unknown).
+func (s *vswitch) forward(from *swPort, b []byte) {
+	eth := b[vnetHdrLen:]
+	var dst, src [6]byte
+	copy(dst[:], eth[0:6])
+	copy(src[:], eth[6:12])
+	s.mu.Lock()
+	if src[0]&1 == 0 && s.fdb[src] != from {
+		if len(s.fdb) >= fdbMax {
+			clear(s.fdb)
+		}
+		s.fdb[src] = from
+	}
+	var outs []*swPort
+	if to := s.fdb[dst]; dst[0]&1 == 0 && to != nil {
+		if to != from {
+			outs = []*swPort{to}
+		}
+	} else {
+		for _, p := range s.ports {
+			if p != from {
+				outs = append(outs, p)
+			}
+		}
+	}
+	s.mu.Unlock()
+	now := time.Now()
+	for i, p := range outs {
+		at, ok := p.out.admit(now, len(eth))
+		if !ok {
+			continue
+		}
+		fb := b
+		if i < len(outs)-1 {
+			fb = append([]byte(nil), b...)
+		}
+		select {
+		case p.outq <- frame{fb, at}:
+		default:
+		}
+	}
+}
+
+// write sends a frame out of the port (to its host). Errors drop it.
+func (p *swPort) write(b []byte) {
+	rc, err := p.f.SyscallConn()
+	if err != nil {
+		return
+	}
+	rc.Write(func(fd uintptr) bool {
+		_, werr := unix.Write(int(fd), b)
+		return werr != unix.EAGAIN
+	})
+}
