@@ -33,20 +33,6 @@ import (
 	"syscall"
 )
 
-// NAT kinds a router can apply.
-type NAT int
-
-const (
-	// EIM is Linux masquerade: endpoint-independent mapping (source ports
-	// kept where possible), stateful filtering. Hole punching works.
-	EIM NAT = iota
-	// Symmetric is masquerade random,fully-random: a new mapping per
-	// destination. Hole punching fails; paths stay relayed.
-	Symmetric
-	// Only443 is EIM NAT whose firewall lets out nothing but TCP to port 443.
-	Only443
-)
-
 // ErrUnsupported is wrapped by the errors of Check (and so of New) when
 // this machine cannot run a lab: not root, or ip or nft missing.
 var ErrUnsupported = errors.New("netlab: unsupported here")
@@ -378,66 +364,6 @@ func (l *Lab) PublicHost(name string) (*Host, error) {
 		return nil, err
 	}
 	return h, nil
-}
-
-// NATRouter adds a router like a home router: masquerade on its WAN side,
-// stateful forwarding (only replies come in), and a WAN input firewall that
-// drops unsolicited packets silently (so that, as on real routers, a
-// hole-punch packet arriving early leaves no conntrack entry behind that
-// would force the router to pick another port for its own side's packet).
-// Its WAN side is on the Internet (upstream nil)
-// or on the LAN of another router (double NAT), with a private LAN behind.
-func (l *Lab) NATRouter(name string, kind NAT, upstream *Host) (*Host, error) {
-	var r *Host
-	var err error
-	if upstream == nil {
-		r, err = l.PublicHost(name)
-	} else {
-		r, err = upstream.PrivateHost(name)
-	}
-	if err != nil {
-		return nil, err
-	}
-	l.mu.Lock()
-	l.nextLAN++
-	r.lanIdx = l.nextLAN
-	l.mu.Unlock()
-	r.lanNet = fmt.Sprintf("192.168.%d", r.lanIdx)
-	if err := l.runAll(r.NS,
-		[]string{"ip", "link", "set", "eth0", "name", "wan"},
-		[]string{"ip", "link", "add", "br0", "type", "bridge"},
-		[]string{"ip", "link", "set", "br0", "up"},
-		[]string{"ip", "addr", "add", r.lanNet + ".1/24", "dev", "br0"},
-		[]string{"sysctl", "-qw", "net.ipv4.ip_forward=1"}); err != nil {
-		return nil, err
-	}
-	masq := "masquerade"
-	if kind == Symmetric {
-		masq = "masquerade random,fully-random"
-	}
-	out := `oifname "wan" accept`
-	if kind == Only443 {
-		out = `oifname "wan" tcp dport 443 accept`
-	}
-	rules := fmt.Sprintf(`table ip kadlan_lab {
-  chain kl_post { type nat hook postrouting priority 100; oifname "wan" %s; }
-  chain kl_forward {
-    type filter hook forward priority 0; policy drop;
-    ct state established,related accept
-    iifname "br0" %s
-  }
-  chain kl_input {
-    type filter hook input priority 0; policy accept;
-    iifname "wan" ct state != established,related drop
-  }
-}
-`, masq, out)
-	cmd := exec.Command("ip", "netns", "exec", r.NS, "nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(rules)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("netlab: nft in %s: %v: %s", r.NS, err, bytes.TrimSpace(b))
-	}
-	return r, nil
 }
 
 // PrivateHost adds a host on router r's LAN, with r as its default gateway.

@@ -103,9 +103,9 @@ func probe(args []string) error {
 				return err
 			}
 			reply := "none"
-			for try := 0; try < 3 && reply == "none"; try++ {
+			for try := 0; try < 2 && reply == "none"; try++ {
 				c.WriteTo([]byte("hi"), to)
-				c.SetReadDeadline(time.Now().Add(time.Second))
+				c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 				for {
 					n, from, err := c.ReadFrom(buf)
 					if err != nil {
