@@ -168,12 +168,20 @@ func TestSwitchTraffic(t *testing.T) {
 	if err := l.SetLink(cli, LinkShape{Rate: 20e6}); err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
 	out, err = runProbe(t, cli, "tcp-send", srv.IPv4+":7000", strconv.Itoa(2500000), "10s")
 	if err != nil {
 		t.Fatalf("rate-limited transfer: %v: %s", err, out)
 	}
-	mbit := 2500000 * 8 / time.Since(start).Seconds() / 1e6
+	// The probe times the transfer itself (not its own start).
+	m := regexp.MustCompile(` in (\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("rate-limited transfer: %s", out)
+	}
+	d, err := time.ParseDuration(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	mbit := 2500000 * 8 / d.Seconds() / 1e6
 	t.Logf("20 Mbit/s link: %.1f Mbit/s (%s)", mbit, strings.TrimSpace(out))
 	if mbit > 22 || mbit < 10 {
 		t.Errorf("rate-limited transfer ran at %.1f Mbit/s, want ~20", mbit)
