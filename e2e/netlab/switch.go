@@ -124,10 +124,12 @@ func (s *vswitch) close() {
 }
 
 // packetSocket creates a non-blocking AF_PACKET socket bound to interface
-// ifname of namespace ns, with PACKET_VNET_HDR. It runs on a thread of its
-// own that it moves into ns and never unlocks: the thread ends with the
-// goroutine, so no other goroutine ever runs in ns. The socket stays in
-// the namespace it was created in.
+// ifname of namespace ns, with PACKET_VNET_HDR. A socket stays in the
+// namespace it was created in, so it is created on a locked thread moved
+// into ns and back. The thread must not die: processes the lab started
+// from it (Host.Start) would get their Pdeathsig, which follows the thread,
+// not the process. So it returns to its namespace and is unlocked; only if
+// that fails is it left locked to end with the goroutine.
 func packetSocket(ns, ifname string) (int, error) {
 	type result struct {
 		fd  int
@@ -135,38 +137,24 @@ func packetSocket(ns, ifname string) (int, error) {
 	}
 	ch := make(chan result, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with this goroutine
-		fd, err := func() (int, error) {
-			nsf, err := os.Open("/var/run/netns/" + ns)
-			if err != nil {
-				return -1, err
-			}
-			defer nsf.Close()
-			if err := unix.Setns(int(nsf.Fd()), unix.CLONE_NEWNET); err != nil {
-				return -1, fmt.Errorf("setns %s: %w", ns, err)
-			}
-			ifi, err := net.InterfaceByName(ifname)
-			if err != nil {
-				return -1, err
-			}
-			fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, ethPAll)
-			if err != nil {
-				return -1, fmt.Errorf("AF_PACKET socket: %w", err)
-			}
-			for _, o := range [][2]int{{unix.PACKET_VNET_HDR, 1}, {unix.PACKET_IGNORE_OUTGOING, 1}} {
-				if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, o[0], o[1]); err != nil {
-					unix.Close(fd)
-					return -1, fmt.Errorf("setsockopt %d: %w", o[0], err)
-				}
-			}
-			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20)
-			unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4<<20)
-			if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: ethPAll, Ifindex: ifi.Index}); err != nil {
+		runtime.LockOSThread()
+		self, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{-1, err}
+			return
+		}
+		defer self.Close()
+		fd, err := socketHere(ns, ifname)
+		if rerr := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); rerr != nil {
+			// Stuck in ns: the thread ends with this goroutine.
+			if fd >= 0 {
 				unix.Close(fd)
-				return -1, fmt.Errorf("bind %s: %w", ifname, err)
 			}
-			return fd, nil
-		}()
+			ch <- result{-1, fmt.Errorf("setns back: %w", rerr)}
+			return
+		}
+		runtime.UnlockOSThread()
 		ch <- result{fd, err}
 	}()
 	r := <-ch
@@ -174,6 +162,40 @@ func packetSocket(ns, ifname string) (int, error) {
 		return -1, fmt.Errorf("netlab: switch port %s in %s: %w", ifname, ns, r.err)
 	}
 	return r.fd, nil
+}
+
+// socketHere moves the calling (locked) thread into ns and creates the
+// socket there; the caller moves the thread back.
+func socketHere(ns, ifname string) (int, error) {
+	nsf, err := os.Open("/var/run/netns/" + ns)
+	if err != nil {
+		return -1, err
+	}
+	defer nsf.Close()
+	if err := unix.Setns(int(nsf.Fd()), unix.CLONE_NEWNET); err != nil {
+		return -1, fmt.Errorf("setns %s: %w", ns, err)
+	}
+	ifi, err := net.InterfaceByName(ifname)
+	if err != nil {
+		return -1, err
+	}
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, ethPAll)
+	if err != nil {
+		return -1, fmt.Errorf("AF_PACKET socket: %w", err)
+	}
+	for _, o := range [][2]int{{unix.PACKET_VNET_HDR, 1}, {unix.PACKET_IGNORE_OUTGOING, 1}} {
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, o[0], o[1]); err != nil {
+			unix.Close(fd)
+			return -1, fmt.Errorf("setsockopt %d: %w", o[0], err)
+		}
+	}
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20)
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4<<20)
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: ethPAll, Ifindex: ifi.Index}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("bind %s: %w", ifname, err)
+	}
+	return fd, nil
 }
 
 // read hands each frame the host sends to its port's ingress line.

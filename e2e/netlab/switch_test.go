@@ -187,3 +187,25 @@ func TestSwitchTraffic(t *testing.T) {
 		t.Errorf("rate-limited transfer ran at %.1f Mbit/s, want ~20", mbit)
 	}
 }
+
+// TestSwitchKeepsProcesses: adding ports to the switch (a thread moves
+// into inet and back for each) kills none of the processes started
+// before: their Pdeathsig follows the thread that forked them, so a
+// thread that died in inet would take them along.
+func TestSwitchKeepsProcesses(t *testing.T) {
+	l := newTestLab(t, Options{Link: &LinkShape{}})
+	var procs []*Proc
+	for i := 0; i < 8; i++ {
+		h := must[*Host](t)(l.PublicHost(fmt.Sprintf("h%d", i)))
+		procs = append(procs, must[*Proc](t)(h.Start(l.Dir()+"/sleep.log", "sleep", "600")))
+	}
+	// One more round of ports after the last start.
+	for i := 0; i < 4; i++ {
+		must[*Host](t)(l.PublicHost(fmt.Sprintf("late%d", i)))
+	}
+	for i, p := range procs {
+		if p.Exited() {
+			t.Errorf("process %d started before later ports were added has died", i)
+		}
+	}
+}
