@@ -55,9 +55,9 @@ fuzz: ## run every fuzz target briefly (FUZZTIME=20s)
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-20s} $$pkg || exit 1; \
 	  done; done
 
-demo: build ## a root-less network in namespaces (needs root): nodes join, find each other, survive a killed bootstrap node
+demo: build ## a root-less network in namespaces (needs root): nodes join, find each other, survive a killed bootstrap node (RTT=80ms: over a lab Internet with that RTT)
 	@if [ "$$(id -u)" != 0 ]; then echo "make demo creates network namespaces: run it as root (sudo make demo)"; exit 1; fi
-	$(BIN) demo
+	$(BIN) demo $(if $(RTT),--rtt $(RTT))
 
 bench: build bench-connect bench-dataplane bench-sim ## print all benchmark figures
 

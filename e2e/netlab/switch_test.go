@@ -118,6 +118,24 @@ func TestSwitchRTT(t *testing.T) {
 	} else {
 		t.Logf("configured 200ms: ping avg %v", got)
 	}
+	// Jitter spreads the RTTs (mdev) around the same average.
+	for _, h := range []*Host{a, b} {
+		if err := l.SetLink(h, LinkShape{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := l.Exec(a.NS, "ping", "-q", "-c", "20", "-i", "0.05", "-W", "3", b.IPv4)
+	m := rttRE.FindStringSubmatch(out)
+	if err != nil || m == nil {
+		t.Fatalf("ping with jitter: %v: %s", err, out)
+	}
+	avg, _ := strconv.ParseFloat(m[2], 64)
+	mdev, _ := strconv.ParseFloat(m[4], 64)
+	if avg < 72 || avg > 92 || mdev < 1 {
+		t.Errorf("jitter 5ms per link crossing: avg %.1f ms, mdev %.1f ms; want ~80 and > 1", avg, mdev)
+	} else {
+		t.Logf("configured 80ms, jitter 5ms per crossing: avg %.1f ms, mdev %.1f ms", avg, mdev)
+	}
 	for _, h := range []*Host{a, b} {
 		if err := l.SetLink(h, LinkShape{}); err != nil {
 			t.Fatal(err)
