@@ -185,7 +185,8 @@ func (nk natKind) rules(wan, lan string) string {
   }
   chain kl_input {
     type filter hook input priority 0; policy accept;
-    iifname "wan" ct state != established,related drop
+    iifname "wan" ct state established,related accept
+    iifname "wan" drop
   }
 }
 `, pre.String(), post.String(), fwd.String(), out.String())

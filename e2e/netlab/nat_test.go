@@ -64,6 +64,16 @@ func TestNATZoo(t *testing.T) {
 			}
 			h := must[*Host](t)(lanRouter.PrivateHost("h-" + tt.kind.String()))
 
+			// The router itself reaches the Internet, and drops
+			// unsolicited packets on its WAN side. (Before, "ct state !=
+			// established,related drop" dropped its replies too.)
+			if out, err := l.Exec(r.NS, "ping", "-c", "1", "-W", "2", s1.IPv4); err != nil {
+				t.Errorf("router cannot ping the Internet: %v: %s", err, out)
+			}
+			if out, err := l.Exec(third.NS, "ping", "-c", "1", "-W", "0.3", r.IPv4); err == nil {
+				t.Errorf("unsolicited ping to the router's WAN address answered: %s", out)
+			}
+
 			// What gets out.
 			tcpOut := func(dst string) bool {
 				out, err := runProbe(t, h, "tcp-send", dst, "1000", "1s")

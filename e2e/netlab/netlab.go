@@ -444,7 +444,7 @@ func (h *Host) Move(r *Host) error {
 	if _, err := h.Lab.run(h.NS, "ip", "link", "del", "eth0"); err != nil {
 		return err
 	}
-	h.IPv6 = ""
+	h.IPv6, h.inetPort = "", ""
 	return h.attach(r)
 }
 

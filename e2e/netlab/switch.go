@@ -55,7 +55,8 @@ type vswitch struct {
 	shape LinkShape
 
 	mu    sync.Mutex
-	ports map[string]*swPort
+	ports map[string]*swPort // forwarding to
+	all   []*swPort          // every port opened, for close
 	fdb   map[[6]byte]*swPort
 	seed  uint64
 
@@ -90,6 +91,7 @@ func (s *vswitch) addPort(name string) error {
 		inq: make(chan frame, lineCap), outq: make(chan frame, lineCap),
 	}
 	s.ports[name] = p
+	s.all = append(s.all, p)
 	s.wg.Add(3)
 	go s.read(p)
 	go s.drain(p.inq, func(b []byte) { s.forward(p, b) })
@@ -110,12 +112,27 @@ func (s *vswitch) setShape(name string, sh LinkShape) error {
 	return nil
 }
 
+// removePort stops forwarding to p, whose link is gone; its goroutines
+// end with the switch.
+func (s *vswitch) removePort(p *swPort) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ports[p.name] == p {
+		delete(s.ports, p.name)
+	}
+	for mac, q := range s.fdb {
+		if q == p {
+			delete(s.fdb, mac)
+		}
+	}
+}
+
 // close stops every goroutine of the switch and closes its sockets.
 func (s *vswitch) close() {
 	s.once.Do(func() {
 		s.mu.Lock()
 		close(s.done)
-		for _, p := range s.ports {
+		for _, p := range s.all {
 			p.f.Close() // wakes the reader
 		}
 		s.mu.Unlock()
@@ -219,7 +236,8 @@ func (s *vswitch) read(p *swPort) {
 		}
 		if rerr != nil {
 			if errors.Is(rerr, unix.ENETDOWN) || errors.Is(rerr, unix.ENXIO) {
-				return // the link is gone (host deleted)
+				s.removePort(p) // the link is gone (Move, or a deleted host)
+				return
 			}
 			continue
 		}

@@ -227,3 +227,28 @@ func TestSwitchKeepsProcesses(t *testing.T) {
 		}
 	}
 }
+
+// TestSwitchMove: a public host that moves behind a router (its port in
+// inet disappears) leaves the switch working, and reaches the Internet
+// through the router's port.
+func TestSwitchMove(t *testing.T) {
+	l := newTestLab(t, Options{Link: &LinkShape{Delay: 5 * time.Millisecond}})
+	p := must[*Host](t)(l.PublicHost("p"))
+	m := must[*Host](t)(l.PublicHost("m"))
+	r := must[*Host](t)(l.NATRouter("r", EIM, nil))
+	if got := pingAvg(t, m, p.IPv4, 3); !within(got, 20*time.Millisecond, 0.15) {
+		t.Errorf("before the move: RTT %v, want 20ms", got)
+	}
+	if err := m.Move(r); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetLink(m, LinkShape{}); err == nil {
+		t.Error("SetLink on a host that left the Internet segment")
+	}
+	if got := pingAvg(t, m, p.IPv4, 3); !within(got, 20*time.Millisecond, 0.15) {
+		t.Errorf("after the move: RTT %v, want 20ms", got)
+	}
+	if got := pingAvg(t, r, p.IPv4, 3); !within(got, 20*time.Millisecond, 0.15) {
+		t.Errorf("router: RTT %v, want 20ms", got)
+	}
+}
