@@ -24,7 +24,11 @@ type LinkShape struct {
 	// when frames are close together, as on a real FIFO link.
 	Jitter time.Duration
 	// Loss is the probability, in [0, 1], that the link drops a frame, for
-	// each frame and direction independently. 1 drops everything.
+	// each frame and direction independently. 1 drops everything. A frame
+	// is what the host's kernel hands over: for bulk TCP that is often a
+	// TSO frame of up to 64 KB, which is lost as a whole (a burst of
+	// segments), so Loss suits pings, handshakes and datagrams better than
+	// loss-rate studies of bulk TCP.
 	Loss float64
 	// Rate limits the link to this many bits per second in each direction
 	// (frame bytes, Ethernet header included); 0 is unlimited. Frames wait
