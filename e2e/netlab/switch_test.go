@@ -1,7 +1,10 @@
 package netlab
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -88,8 +91,32 @@ func pingAvg(t *testing.T, h *Host, to string, count int) time.Duration {
 }
 
 func within(got, want time.Duration, frac float64) bool {
+	if want == 0 {
+		return got < 5*time.Millisecond
+	}
 	d := float64(got - want)
 	return d <= frac*float64(want) && -d <= frac*float64(want)
+}
+
+// pingWithin measures the average RTT from h to to (count pings) until it
+// is within frac of want, at most three rounds, and reports the last
+// average and whether it was. A loaded machine (say, go test running the
+// e2e package beside this one) wakes the switch's goroutines late, which
+// only ever adds delay, so a round that meets the bound is the one that
+// shows what the switch does.
+func pingWithin(t *testing.T, h *Host, to string, count int, want time.Duration, frac float64) (time.Duration, bool) {
+	t.Helper()
+	var got time.Duration
+	for round := 0; round < 3; round++ {
+		if got = pingAvg(t, h, to, count); within(got, want, frac) {
+			return got, true
+		}
+		if got < want {
+			break // early: no load explains that
+		}
+		t.Logf("ping %s -> %s: avg %v, want %v ±%.0f%%; measuring again", h.Name, to, got, want, 100*frac)
+	}
+	return got, false
 }
 
 // TestSwitchRTT is the self-test of the userspace Internet: ping between
@@ -100,12 +127,12 @@ func TestSwitchRTT(t *testing.T) {
 	l := newTestLab(t, Options{Link: &LinkShape{Delay: 20 * time.Millisecond}})
 	a := must[*Host](t)(l.PublicHost("a"))
 	b := must[*Host](t)(l.PublicHost("b"))
-	if got := pingAvg(t, a, b.IPv4, 10); !within(got, 80*time.Millisecond, 0.1) {
+	if got, ok := pingWithin(t, a, b.IPv4, 10, 80*time.Millisecond, 0.1); !ok {
 		t.Errorf("RTT %v, want 80ms ±10%%", got)
 	} else {
 		t.Logf("configured 80ms: ping avg %v", got)
 	}
-	if got := pingAvg(t, a, b.IPv6, 5); !within(got, 80*time.Millisecond, 0.1) {
+	if got, ok := pingWithin(t, a, b.IPv6, 5, 80*time.Millisecond, 0.1); !ok {
 		t.Errorf("IPv6 RTT %v, want 80ms ±10%%", got)
 	}
 	for _, h := range []*Host{a, b} {
@@ -113,7 +140,7 @@ func TestSwitchRTT(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := pingAvg(t, a, b.IPv4, 5); !within(got, 200*time.Millisecond, 0.1) {
+	if got, ok := pingWithin(t, a, b.IPv4, 5, 200*time.Millisecond, 0.1); !ok {
 		t.Errorf("RTT %v, want 200ms ±10%%", got)
 	} else {
 		t.Logf("configured 200ms: ping avg %v", got)
@@ -141,7 +168,7 @@ func TestSwitchRTT(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := pingAvg(t, a, b.IPv4, 10); got > 5*time.Millisecond {
+	if got, ok := pingWithin(t, a, b.IPv4, 10, 0, 0); !ok && got > 5*time.Millisecond {
 		t.Errorf("zero-delay RTT %v, want < 5ms", got)
 	} else {
 		t.Logf("configured 0: ping avg %v", got)
@@ -178,7 +205,7 @@ func TestSwitchTraffic(t *testing.T) {
 	if err != nil || !strings.Contains(out, "from "+r.IPv4+":") || !strings.Contains(out, "got 100000") {
 		t.Fatalf("from behind NAT: %v: %s", err, out)
 	}
-	if got := pingAvg(t, home, srv.IPv4, 5); !within(got, 40*time.Millisecond, 0.15) {
+	if got, ok := pingWithin(t, home, srv.IPv4, 5, 40*time.Millisecond, 0.15); !ok {
 		t.Errorf("RTT from behind NAT %v, want 40ms", got)
 	}
 
@@ -236,7 +263,7 @@ func TestSwitchMove(t *testing.T) {
 	p := must[*Host](t)(l.PublicHost("p"))
 	m := must[*Host](t)(l.PublicHost("m"))
 	r := must[*Host](t)(l.NATRouter("r", EIM, nil))
-	if got := pingAvg(t, m, p.IPv4, 3); !within(got, 20*time.Millisecond, 0.15) {
+	if got, ok := pingWithin(t, m, p.IPv4, 3, 20*time.Millisecond, 0.15); !ok {
 		t.Errorf("before the move: RTT %v, want 20ms", got)
 	}
 	if err := m.Move(r); err != nil {
@@ -245,10 +272,64 @@ func TestSwitchMove(t *testing.T) {
 	if err := l.SetLink(m, LinkShape{}); err == nil {
 		t.Error("SetLink on a host that left the Internet segment")
 	}
-	if got := pingAvg(t, m, p.IPv4, 3); !within(got, 20*time.Millisecond, 0.15) {
+	if got, ok := pingWithin(t, m, p.IPv4, 3, 20*time.Millisecond, 0.15); !ok {
 		t.Errorf("after the move: RTT %v, want 20ms", got)
 	}
-	if got := pingAvg(t, r, p.IPv4, 3); !within(got, 20*time.Millisecond, 0.15) {
+	if got, ok := pingWithin(t, r, p.IPv4, 3, 20*time.Millisecond, 0.15); !ok {
 		t.Errorf("router: RTT %v, want 20ms", got)
+	}
+}
+
+// BenchmarkSwitchTCP measures one TCP stream through the userspace switch
+// with perfect links (and, for comparison, through the kernel bridge):
+// go test -run '^$' -bench SwitchTCP ./e2e/netlab/
+func BenchmarkSwitchTCP(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		link *LinkShape
+	}{{"bridge", nil}, {"switch", &LinkShape{}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			if err := Check(); err != nil {
+				b.Skip(err)
+			}
+			l, err := New(Options{Dir: b.TempDir(), Link: bc.link})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			srv, err := l.PublicHost("srv")
+			if err != nil {
+				b.Fatal(err)
+			}
+			cli, err := l.PublicHost("cli")
+			if err != nil {
+				b.Fatal(err)
+			}
+			exe, _ := os.Executable()
+			log := filepath.Join(l.Dir(), "echo.log")
+			if _, err := srv.Start(log, "env", "NETLAB_PROBE=1", exe, "tcp-echo", ":7000"); err != nil {
+				b.Fatal(err)
+			}
+			if err := Eventually(10*time.Second, 20*time.Millisecond, func() error {
+				if out, _ := os.ReadFile(log); !strings.Contains(string(out), "listening") {
+					return errors.New("echo server not listening")
+				}
+				return nil
+			}); err != nil {
+				b.Fatal(err)
+			}
+			const size = 256 << 20
+			var total time.Duration
+			for i := 0; i < b.N; i++ {
+				out, err := l.Exec(cli.NS, "env", "NETLAB_PROBE=1", exe, "tcp-send", srv.IPv4+":7000", strconv.Itoa(size), "10s")
+				m := regexp.MustCompile(` in (\S+)`).FindStringSubmatch(out)
+				if err != nil || m == nil {
+					b.Fatalf("%v: %s", err, out)
+				}
+				d, _ := time.ParseDuration(m[1])
+				total += d
+			}
+			b.ReportMetric(float64(size)*8*float64(b.N)/total.Seconds()/1e6, "Mbit/s")
+		})
 	}
 }
