@@ -80,6 +80,7 @@ var natKinds = map[NAT]natKind{
 	CGNAT:             {name: "cgnat", filter: "port", hairpin: true, lan: "100.64"},
 }
 
+// String is the kind's name, as the zoo test names its subtests.
 func (k NAT) String() string {
 	if nk, ok := natKinds[k]; ok {
 		return nk.name
