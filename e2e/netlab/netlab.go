@@ -464,3 +464,12 @@ func (l *Lab) SetLink(h *Host, s LinkShape) error {
 	}
 	return l.sw.setShape(h.inetPort, s)
 }
+
+// SwitchStats reports what the userspace switch (Options.Link) did with
+// frames so far; it is an error on a lab with the kernel bridge.
+func (l *Lab) SwitchStats() (SwitchStats, error) {
+	if l.sw == nil {
+		return SwitchStats{}, errors.New("netlab: SwitchStats needs a lab with Options.Link (the userspace switch)")
+	}
+	return l.sw.stats(), nil
+}

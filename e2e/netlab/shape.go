@@ -63,6 +63,8 @@ type line struct {
 	rnd   *rand.Rand
 	busy  time.Time // rate: when the link has sent what it holds
 	last  time.Time // when the frame admitted last leaves
+
+	lost, overflow uint64 // frames dropped by Loss and by a full queue
 }
 
 func newLine(s LinkShape, seed uint64) *line {
@@ -83,6 +85,7 @@ func (ln *line) admit(now time.Time, size int) (at time.Time, ok bool) {
 	defer ln.mu.Unlock()
 	s := ln.shape
 	if s.Loss > 0 && ln.rnd.Float64() < s.Loss {
+		ln.lost++
 		return time.Time{}, false
 	}
 	at = now
@@ -92,6 +95,7 @@ func (ln *line) admit(now time.Time, size int) (at time.Time, ok bool) {
 			start = now
 		}
 		if start.Sub(now) > MaxQueueDelay {
+			ln.overflow++
 			return time.Time{}, false
 		}
 		ln.busy = start.Add(time.Duration(int64(size) * 8 * int64(time.Second) / s.Rate))
@@ -110,4 +114,12 @@ func (ln *line) admit(now time.Time, size int) (at time.Time, ok bool) {
 	}
 	ln.last = at
 	return at, true
+}
+
+// drops returns how many frames the line has dropped to loss and to a
+// full queue.
+func (ln *line) drops() (lost, overflow uint64) {
+	ln.mu.Lock()
+	defer ln.mu.Unlock()
+	return ln.lost, ln.overflow
 }

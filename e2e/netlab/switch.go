@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -60,9 +61,40 @@ type vswitch struct {
 	fdb   map[[6]byte]*swPort
 	seed  uint64
 
+	// counters, see SwitchStats
+	received, delivered, lineFull, writeErrs atomic.Uint64
+
 	done chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
+}
+
+// SwitchStats counts what the lab's userspace switch did with frames since
+// the lab started. Every frame read from a host is forwarded or dropped
+// for one of the reasons counted; a flooded frame counts once per port.
+type SwitchStats struct {
+	Received  uint64 // frames read from the hosts
+	Delivered uint64 // frames written to a host
+	Lost      uint64 // dropped by a link's Loss
+	// Overflow counts frames dropped by a full queue: a rate-limited
+	// link's MaxQueueDelay, or more than 8192 frames in flight on a link.
+	Overflow    uint64
+	WriteErrors uint64 // frames the kernel refused to send (e.g. too big)
+}
+
+func (s *vswitch) stats() SwitchStats {
+	st := SwitchStats{Received: s.received.Load(), Delivered: s.delivered.Load(), Overflow: s.lineFull.Load(), WriteErrors: s.writeErrs.Load()}
+	s.mu.Lock()
+	all := append([]*swPort(nil), s.all...)
+	s.mu.Unlock()
+	for _, p := range all {
+		for _, ln := range []*line{p.in, p.out} {
+			lost, over := ln.drops()
+			st.Lost += lost
+			st.Overflow += over
+		}
+	}
+	return st
 }
 
 func newSwitch(ns string, shape LinkShape) *vswitch {
@@ -95,7 +127,7 @@ func (s *vswitch) addPort(name string) error {
 	s.wg.Add(3)
 	go s.read(p)
 	go s.drain(p.inq, func(b []byte) { s.forward(p, b) })
-	go s.drain(p.outq, func(b []byte) { p.write(b) })
+	go s.drain(p.outq, func(b []byte) { s.write(p, b) })
 	return nil
 }
 
@@ -247,13 +279,15 @@ func (s *vswitch) read(p *swPort) {
 		if n < vnetHdrLen+ethHdrLen {
 			continue
 		}
+		s.received.Add(1)
 		at, ok := p.in.admit(time.Now(), n-vnetHdrLen)
 		if !ok {
 			continue
 		}
 		select {
 		case p.inq <- frame{append([]byte(nil), buf[:n]...), at}:
-		default: // line full: dropped
+		default:
+			s.lineFull.Add(1)
 		}
 	}
 }
@@ -322,18 +356,27 @@ func (s *vswitch) forward(from *swPort, b []byte) {
 		select {
 		case p.outq <- frame{fb, at}:
 		default:
+			s.lineFull.Add(1)
 		}
 	}
 }
 
-// write sends a frame out of the port (to its host). Errors drop it.
-func (p *swPort) write(b []byte) {
+// write sends a frame out of port p (to its host).
+func (s *vswitch) write(p *swPort, b []byte) {
 	rc, err := p.f.SyscallConn()
 	if err != nil {
 		return
 	}
-	rc.Write(func(fd uintptr) bool {
-		_, werr := unix.Write(int(fd), b)
+	var werr error
+	if err := rc.Write(func(fd uintptr) bool {
+		_, werr = unix.Write(int(fd), b)
 		return werr != unix.EAGAIN
-	})
+	}); err != nil {
+		return // closed
+	}
+	if werr != nil {
+		s.writeErrs.Add(1)
+		return
+	}
+	s.delivered.Add(1)
 }

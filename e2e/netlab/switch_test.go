@@ -179,6 +179,9 @@ func TestSwitchRTT(t *testing.T) {
 	if out, err := l.Exec(a.NS, "ping", "-c", "5", "-i", "0.1", "-W", "1", b.IPv4); err == nil || !strings.Contains(out, "100% packet loss") {
 		t.Errorf("ping through a link with loss 1: %v: %s", err, out)
 	}
+	if st, _ := l.SwitchStats(); st.Lost < 5 {
+		t.Errorf("loss 1 dropped %d frames, want >= 5: %+v", st.Lost, st)
+	}
 	if err := l.SetLink(a, LinkShape{Delay: -1}); err == nil {
 		t.Error("SetLink took a negative delay")
 	}
@@ -209,6 +212,16 @@ func TestSwitchTraffic(t *testing.T) {
 		t.Errorf("RTT from behind NAT %v, want 40ms", got)
 	}
 
+	// Perfect links so far: every frame was delivered.
+	st, err := l.SwitchStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Received == 0 || st.Delivered < st.Received || st.Lost+st.Overflow+st.WriteErrors != 0 {
+		t.Errorf("switch on perfect links: %+v", st)
+	}
+	t.Logf("switch: %+v", st)
+
 	// 20 Mbit/s on the client's link: 2.5 MB take about a second.
 	if err := l.SetLink(cli, LinkShape{Rate: 20e6}); err != nil {
 		t.Fatal(err)
@@ -230,6 +243,9 @@ func TestSwitchTraffic(t *testing.T) {
 	t.Logf("20 Mbit/s link: %.1f Mbit/s (%s)", mbit, strings.TrimSpace(out))
 	if mbit > 22 || mbit < 10 {
 		t.Errorf("rate-limited transfer ran at %.1f Mbit/s, want ~20", mbit)
+	}
+	if st, _ := l.SwitchStats(); st.WriteErrors != 0 {
+		t.Errorf("switch: %+v", st)
 	}
 }
 
