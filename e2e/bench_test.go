@@ -93,6 +93,11 @@ func TestBenchConnect(t *testing.T) {
 	}
 	fmt.Fprintf(&report, "first reply: wall time of `kadlan ping -c 1` (includes starting the CLI); in-daemon: lookup + connect + first RTT.\n")
 	fmt.Fprintf(&report, "direct after: median time from the ping until `kadlan peers` shows a direct path (pairs that got one), polled every 20 ms.\n")
+	if opts.Link != nil {
+		if st, err := w.lab.SwitchStats(); err == nil {
+			fmt.Fprintf(&report, "lab switch: %d frames received, %d delivered, %d lost, %d overflowed, %d write errors\n", st.Received, st.Delivered, st.Lost, st.Overflow, st.WriteErrors)
+		}
+	}
 	t.Log(report.String())
 	fmt.Println(report.String())
 }
