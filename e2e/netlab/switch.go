@@ -58,7 +58,7 @@ type vswitch struct {
 	mu    sync.Mutex
 	ports map[string]*swPort // forwarding to
 	all   []*swPort          // every port opened, for close
-	fdb   map[[6]byte]*swPort
+	fdb   fdb
 	seed  uint64
 
 	// counters, see SwitchStats
@@ -98,7 +98,7 @@ func (s *vswitch) stats() SwitchStats {
 }
 
 func newSwitch(ns string, shape LinkShape) *vswitch {
-	return &vswitch{ns: ns, shape: shape, ports: map[string]*swPort{}, fdb: map[[6]byte]*swPort{}, done: make(chan struct{})}
+	return &vswitch{ns: ns, shape: shape, ports: map[string]*swPort{}, fdb: fdb{}, done: make(chan struct{})}
 }
 
 // addPort opens a socket on veth name in the switch's namespace and starts
@@ -152,11 +152,7 @@ func (s *vswitch) removePort(p *swPort) {
 	if s.ports[p.name] == p {
 		delete(s.ports, p.name)
 	}
-	for mac, q := range s.fdb {
-		if q == p {
-			delete(s.fdb, mac)
-		}
-	}
+	s.fdb.forget(p)
 }
 
 // close stops every goroutine of the switch and closes its sockets.
@@ -315,37 +311,15 @@ func (s *vswitch) drain(q chan frame, deliver func([]byte)) {
 	}
 }
 
-// forward learns the source MAC of a frame that left from's ingress line
-// and hands the frame to the egress line of the port its destination MAC
-// was learnt on, or of every other port (broadcast, multicast, unknown).
+// forward hands a frame that left from's ingress line to the egress lines
+// that the forwarding table picks.
 func (s *vswitch) forward(from *swPort, b []byte) {
-	eth := b[vnetHdrLen:]
-	var dst, src [6]byte
-	copy(dst[:], eth[0:6])
-	copy(src[:], eth[6:12])
 	s.mu.Lock()
-	if src[0]&1 == 0 && s.fdb[src] != from {
-		if len(s.fdb) >= fdbMax {
-			clear(s.fdb)
-		}
-		s.fdb[src] = from
-	}
-	var outs []*swPort
-	if to := s.fdb[dst]; dst[0]&1 == 0 && to != nil {
-		if to != from {
-			outs = []*swPort{to}
-		}
-	} else {
-		for _, p := range s.ports {
-			if p != from {
-				outs = append(outs, p)
-			}
-		}
-	}
+	outs := s.fdb.outputs(from, b[vnetHdrLen:], s.ports)
 	s.mu.Unlock()
 	now := time.Now()
 	for i, p := range outs {
-		at, ok := p.out.admit(now, len(eth))
+		at, ok := p.out.admit(now, len(b)-vnetHdrLen)
 		if !ok {
 			continue
 		}
@@ -379,4 +353,46 @@ func (s *vswitch) write(p *swPort, b []byte) {
 		return
 	}
 	s.delivered.Add(1)
+}
+
+// fdb is the switch's forwarding table: a pure MAC-learning machine, not
+// safe for concurrent use.
+type fdb map[[6]byte]*swPort
+
+// outputs learns that eth's source MAC lives behind port from and returns
+// the ports eth goes out of: the one its destination was learnt on, or
+// every port but from (broadcast, multicast, unknown destination), never
+// from itself. The table starts over when it holds fdbMax addresses.
+func (t fdb) outputs(from *swPort, eth []byte, ports map[string]*swPort) []*swPort {
+	var dst, src [6]byte
+	copy(dst[:], eth[0:6])
+	copy(src[:], eth[6:12])
+	if src[0]&1 == 0 && t[src] != from {
+		if len(t) >= fdbMax {
+			clear(t)
+		}
+		t[src] = from
+	}
+	if to := t[dst]; dst[0]&1 == 0 && to != nil {
+		if to == from {
+			return nil
+		}
+		return []*swPort{to}
+	}
+	var outs []*swPort
+	for _, p := range ports {
+		if p != from {
+			outs = append(outs, p)
+		}
+	}
+	return outs
+}
+
+// forget drops the addresses learnt on port p.
+func (t fdb) forget(p *swPort) {
+	for mac, q := range t {
+		if q == p {
+			delete(t, mac)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -347,5 +348,52 @@ func BenchmarkSwitchTCP(b *testing.B) {
 			}
 			b.ReportMetric(float64(size)*8*float64(b.N)/total.Seconds()/1e6, "Mbit/s")
 		})
+	}
+}
+
+// TestFDB: the forwarding table learns source MACs, sends known unicast
+// to one port, floods broadcast and unknown destinations to every other
+// port, never back to the sender, and forgets a port.
+func TestFDB(t *testing.T) {
+	a, b, c := &swPort{name: "a"}, &swPort{name: "b"}, &swPort{name: "c"}
+	ports := map[string]*swPort{"a": a, "b": b, "c": c}
+	eth := func(dst, src byte) []byte {
+		f := make([]byte, ethHdrLen)
+		f[0], f[6] = dst, src
+		if dst == 0xff {
+			copy(f[0:6], []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
+		}
+		return f
+	}
+	names := func(ps []*swPort) string {
+		var n []string
+		for _, p := range ps {
+			n = append(n, p.name)
+		}
+		slices.Sort(n)
+		return strings.Join(n, ",")
+	}
+	t0 := fdb{}
+	for _, step := range []struct {
+		from     *swPort
+		dst, src byte
+		want     string
+	}{
+		{a, 0x02, 0x0a, "b,c"}, // unknown: flood
+		{b, 0x0a, 0x02, "a"},   // a's MAC learnt
+		{a, 0x02, 0x0a, "b"},   // b's MAC learnt
+		{c, 0xff, 0x0c, "a,b"}, // broadcast
+		{a, 0x0a, 0x0a, ""},    // to itself: nowhere
+		{c, 0x01, 0x0c, "a,b"}, // multicast (group bit)
+		{c, 0x0a, 0x02, "a"},   // b's MAC moved to c
+		{a, 0x02, 0x0a, "c"},
+	} {
+		if got := names(t0.outputs(step.from, eth(step.dst, step.src), ports)); got != step.want {
+			t.Errorf("from %s to %02x: out %q, want %q", step.from.name, step.dst, got, step.want)
+		}
+	}
+	t0.forget(c)
+	if got := names(t0.outputs(a, eth(0x02, 0x0a), ports)); got != "b,c" {
+		t.Errorf("after forget: out %q, want flood", got)
 	}
 }
