@@ -55,14 +55,14 @@ fuzz: ## run every fuzz target briefly (FUZZTIME=20s)
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-20s} $$pkg || exit 1; \
 	  done; done
 
-demo: build ## a root-less network in namespaces (needs root): nodes join, find each other, survive a killed bootstrap node
+demo: build ## a root-less network in namespaces (needs root): nodes join, find each other, survive a killed bootstrap node (RTT=80ms: over a lab Internet with that RTT)
 	@if [ "$$(id -u)" != 0 ]; then echo "make demo creates network namespaces: run it as root (sudo make demo)"; exit 1; fi
-	$(BIN) demo
+	$(BIN) demo $(if $(RTT),--rtt $(RTT))
 
 bench: build bench-connect bench-start bench-dataplane bench-sim ## print all benchmark figures
 
-bench-connect: build ## connection set-up across NATs in namespaces (root): first reply, time to direct
-	@KADLAN_BENCH=1 KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -run TestBenchConnect ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
+bench-connect: build ## connection set-up across NATs in namespaces (root): first reply, time to direct (RTT=80ms: over a lab Internet with that RTT)
+	@KADLAN_BENCH=1 KADLAN_BENCH_RTT=$(RTT) KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -run TestBenchConnect ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
 
 bench-start: build ## daemon start to first ping over the TAP, on a LAN and on public addresses (root; writes bench-start.json)
 	@KADLAN_BENCH=1 KADLAN_BENCH_OUT=$(CURDIR) KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -v -count=1 -timeout 10m -run TestBenchStart ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '

@@ -22,7 +22,13 @@ type natWorld struct {
 }
 
 func newNATWorld(t *testing.T, pubArgs ...string) *natWorld {
-	lab := labtest.New(t)
+	return newNATWorldWith(t, netlab.Options{}, pubArgs...)
+}
+
+// newNATWorldWith is newNATWorld in a lab built with opts (say, an
+// Internet with latency).
+func newNATWorldWith(t *testing.T, opts netlab.Options, pubArgs ...string) *natWorld {
+	lab := labtest.NewWith(t, opts)
 	w := &natWorld{lab: lab, byAddr: map[string]string{}}
 	w.boot = lab.PublicHost("boot").StartNode(t, pubArgs...)
 	for i := 0; i < 4; i++ {

@@ -31,7 +31,10 @@ func demoCommand() *cli.Command {
 			"behind NAT routers join a private network and ping each other over their\n" +
 			"TAP interfaces, and one hears the other's broadcast. Everything it creates\n" +
 			"is deleted when it ends.",
-		Flags: []cli.Flag{&cli.IntFlag{Name: "nodes", Value: 6, Usage: "public nodes besides the bootstrap node"}},
+		Flags: []cli.Flag{
+			&cli.IntFlag{Name: "nodes", Value: 6, Usage: "public nodes besides the bootstrap node"},
+			&cli.DurationFlag{Name: "rtt", Usage: "round-trip time between any two hosts on the lab's Internet, through netlab's userspace switch (e.g. 80ms; 0: a kernel bridge, sub-millisecond)"},
+		},
 		Subcommands: []*cli.Command{{
 			// Run by the demo inside its namespaces to send and receive a
 			// UDP broadcast.
@@ -63,16 +66,21 @@ func demoCommand() *cli.Command {
 			if err != nil {
 				return userErrorf("demo: %v", err)
 			}
-			return demo(c.App.Writer, self, c.Int("nodes"))
+			return demo(c.App.Writer, self, c.Int("nodes"), c.Duration("rtt"))
 		},
 	}
 }
 
 // demo builds a lab, runs the demo in it and deletes the lab, also when
 // it fails or is interrupted (SIGINT, SIGTERM).
-func demo(w io.Writer, bin string, n int) error {
+// With rtt > 0 the lab's Internet is netlab's userspace switch with a
+// quarter of rtt on each host's link (a frame crosses two links each way).
+func demo(w io.Writer, bin string, n int, rtt time.Duration) error {
 	if n < 2 {
 		return userErrorf("demo: --nodes must be at least 2")
+	}
+	if rtt < 0 {
+		return userErrorf("demo: --rtt must not be negative")
 	}
 	if err := netlab.Check(); err != nil {
 		return userErrorf("demo: %v", err)
@@ -81,7 +89,12 @@ func demo(w io.Writer, bin string, n int) error {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sigs)
-	lab, err := netlab.New(netlab.Options{Bin: bin})
+	opts := netlab.Options{Bin: bin}
+	if rtt > 0 {
+		opts.Link = &netlab.LinkShape{Delay: rtt / 4}
+		fmt.Fprintf(w, "== the lab's Internet: a userspace switch, %v RTT between any two hosts\n", rtt)
+	}
+	lab, err := netlab.New(opts)
 	if err != nil {
 		return userErrorf("demo: %v", err)
 	}

@@ -34,7 +34,7 @@ func TestDemoWaitStopsOnCancel(t *testing.T) {
 // TestDemoNodesFlag: the demo needs two public nodes besides the bootstrap
 // node, and says so before it creates anything.
 func TestDemoNodesFlag(t *testing.T) {
-	if err := demo(io.Discard, "/nonexistent", 1); err == nil {
+	if err := demo(io.Discard, "/nonexistent", 1, 0); err == nil {
 		t.Fatal("demo ran with --nodes 1")
 	}
 }

@@ -32,10 +32,20 @@ type Node struct {
 // cleanup removes. It skips the test unless netlab.Check passes.
 func New(t testing.TB) *Lab {
 	t.Helper()
+	return NewWith(t, netlab.Options{})
+}
+
+// NewWith is New with options (say, Link for an Internet with latency);
+// an empty Dir becomes the test's temporary directory.
+func NewWith(t testing.TB, opts netlab.Options) *Lab {
+	t.Helper()
 	if err := netlab.Check(); err != nil {
 		t.Skip(err)
 	}
-	l, err := netlab.New(netlab.Options{Dir: t.TempDir()})
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
+	}
+	l, err := netlab.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,6 +90,14 @@ func (l *Lab) NATRouter(name string, kind netlab.NAT, upstream *Host) *Host {
 		up = upstream.Host
 	}
 	return l.host(l.Lab.NATRouter(name, kind, up))
+}
+
+// SetLink shapes h's link to the Internet (see netlab.Lab.SetLink).
+func (l *Lab) SetLink(h *Host, s netlab.LinkShape) {
+	l.t.Helper()
+	if err := l.Lab.SetLink(h.Host, s); err != nil {
+		l.t.Fatal(err)
+	}
 }
 
 // Namespace adds a bare host (lo only); see netlab.Lab.Namespace.
