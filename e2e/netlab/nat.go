@@ -180,7 +180,7 @@ func (nk natKind) rules(wan, lan string) string {
     type filter hook forward priority 0; policy drop;
     iifname "br0" oifname "wan" jump kl_out
     ct state established,related accept
-    iifname "br0" oifname "br0" ct status != dnat accept
+    iifname "br0" oifname "br0" ct status != dnat accept  # LAN to LAN (br_netfilter sends bridged frames here)
 %s  }
   chain kl_out {
 %s    accept
