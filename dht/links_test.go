@@ -3,6 +3,7 @@ package dht
 import (
 	"context"
 	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -111,7 +112,7 @@ func TestRankerOrder(t *testing.T) {
 		ma.StringCast("/ip4/192.0.0.140/tcp/4242"),
 	}
 	delay := map[string]time.Duration{}
-	for _, ad := range kadlanRanker(addrs) {
+	for _, ad := range rankAddrs(addrs, func(net.IP) bool { return false }) {
 		delay[ad.Addr.String()] = ad.Delay
 	}
 	if len(delay) != len(addrs) {
@@ -124,5 +125,23 @@ func TestRankerOrder(t *testing.T) {
 	pubTCP, pubQUIC := delay["/ip4/192.0.0.140/tcp/4242"], delay["/ip4/192.0.0.140/udp/4242/quic-v1"]
 	if pubQUIC != 0 || pubTCP <= pubQUIC {
 		t.Errorf("Internet: QUIC at %v, TCP at %v; want libp2p's order (QUIC first)", pubQUIC, pubTCP)
+	}
+}
+
+// A peer with an address on one of this node's subnets is dialled there
+// first: its public address (through the router, hairpinned) waits.
+func TestRankerOnLinkFirst(t *testing.T) {
+	addrs := []ma.Multiaddr{
+		ma.StringCast("/ip4/192.168.1.11/tcp/4242"),
+		ma.StringCast("/ip4/192.0.0.140/udp/4242/quic-v1"),
+		ma.StringCast("/ip4/192.0.0.140/tcp/4242"),
+	}
+	onLink := func(ip net.IP) bool { return ip.Equal(net.ParseIP("192.168.1.11")) }
+	delay := map[string]time.Duration{}
+	for _, ad := range rankAddrs(addrs, onLink) {
+		delay[ad.Addr.String()] = ad.Delay
+	}
+	if delay["/ip4/192.168.1.11/tcp/4242"] != 0 || delay["/ip4/192.0.0.140/udp/4242/quic-v1"] < onLinkDelay {
+		t.Fatalf("delays %v: want the on-link address first, the public ones %v later", delay, onLinkDelay)
 	}
 }

@@ -1,7 +1,9 @@
 package dht
 
 import (
+	"net"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -27,6 +29,18 @@ import (
 // keep libp2p's ranking, with relayFirstRanker's rule for circuits (QUIC's one round trip is worth more than TCP's
 // speed for a first contact across the Internet; upgradeTCP follows).
 func kadlanRanker(addrs []ma.Multiaddr) []network.AddrDelay {
+	return rankAddrs(addrs, onLinkNow)
+}
+
+// onLinkDelay is how long public and relayed addresses wait when the peer
+// has an address on one of this node's own subnets: the LAN path wins
+// over a path through the router's public address (hairpinning) or a
+// relay, and where the LAN address does not answer the wait is short.
+const onLinkDelay = 150 * time.Millisecond
+
+// rankAddrs is kadlanRanker with onLink saying whether an IP is on one of
+// this node's subnets.
+func rankAddrs(addrs []ma.Multiaddr, onLink func(net.IP) bool) []network.AddrDelay {
 	var lan, rest []ma.Multiaddr
 	for _, a := range addrs {
 		if !isCircuit(a) && isIPAddr(a) && !manet.IsPublicAddr(a) {
@@ -36,6 +50,17 @@ func kadlanRanker(addrs []ma.Multiaddr) []network.AddrDelay {
 		}
 	}
 	out := relayFirstRanker(rest)
+	local := false
+	for _, a := range lan {
+		if ip, err := manet.ToIP(a); err == nil && onLink(ip) {
+			local = true
+		}
+	}
+	if local {
+		for i := range out {
+			out[i].Delay += onLinkDelay
+		}
+	}
 	var tcps, quics, others []ma.Multiaddr
 	for _, a := range lan {
 		switch {
@@ -111,3 +136,35 @@ func sortByPort(as []ma.Multiaddr) {
 		return e6i == nil && e6j != nil
 	})
 }
+
+// onLinkNow reports whether ip is on a subnet of one of this machine's
+// interfaces (cached for a few seconds; the dialler asks on every dial).
+func onLinkNow(ip net.IP) bool {
+	nets := subnets.Load()
+	if nets == nil || time.Since(nets.at) > subnetsTTL {
+		nets = &subnetSet{at: time.Now()}
+		if addrs, err := net.InterfaceAddrs(); err == nil {
+			for _, a := range addrs {
+				if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && !n.IP.IsLinkLocalUnicast() {
+					nets.nets = append(nets.nets, n)
+				}
+			}
+		}
+		subnets.Store(nets)
+	}
+	for _, n := range nets.nets {
+		if n.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+type subnetSet struct {
+	at   time.Time
+	nets []*net.IPNet
+}
+
+const subnetsTTL = 5 * time.Second
+
+var subnets atomic.Pointer[subnetSet]

@@ -129,6 +129,7 @@ func TestLANBesideInternet(t *testing.T) {
 	l1 := w.behind(t, office, "l1")
 	l2 := w.behind(t, office, "l2")
 	x := w.behind(t, w.lab.NATRouter("natX", netlab.EIM, nil), "x")
+	start := time.Now()
 	id := createNet(t, w.pubs[0], "--name", "mixed", "--ipv4", "10.78.0.0/24")
 	nodes := []*labtest.Node{l1, l2, x}
 	for _, n := range nodes {
@@ -146,6 +147,7 @@ func TestLANBesideInternet(t *testing.T) {
 			t.Errorf("%s cannot ping %s over the virtual LAN: %v", pair[0].Host.Name, pair[1].Host.Name, err)
 		}
 	}
+	t.Logf("network ok and pinging everywhere %v after its creation", time.Since(start).Round(time.Millisecond))
 	lanPrefix := strings.TrimSuffix(l2.Host.IPv4, l2.Host.IPv4[strings.LastIndex(l2.Host.IPv4, ".")+1:])
 	err := netlab.Eventually(lanBound, 250*time.Millisecond, func() error {
 		m, err := memberRoute(l1, id, l2.Address)
@@ -169,6 +171,7 @@ func TestLANBesideInternet(t *testing.T) {
 	if err != nil {
 		t.Error(err)
 	}
+	t.Logf("l1 and l2 linked on the LAN %v after the network's creation", time.Since(start).Round(time.Millisecond))
 }
 
 // TestHomeLANMDNS: the same home LAN with no flag at all but mDNS (the
