@@ -13,86 +13,172 @@ import (
 	"github.com/kadlan/kadlan/e2e/netlab/labtest"
 )
 
-// TestBenchConnect is `make bench`'s connection benchmark (KADLAN_BENCH=1):
-// for each class of pairs it pings across 10 pairs of nodes that were never
-// connected before, and prints medians of the time from `kadlan ping` to
-// the first reply, the time until the path is direct, and the share of
-// pairs that end up direct. Timing goals are read off the figures, not
-// asserted. KADLAN_BENCH_RTT=80ms runs it over netlab's userspace
-// Internet with that RTT between any two hosts (a quarter on each link).
+// TestBenchConnect is `make bench-connect` (KADLAN_BENCH=1): for each
+// class of pairs it pings across pairs of nodes that were never connected
+// before (KADLAN_BENCH_SIDE nodes per side, default 5: 10 pairs within a
+// class, 25 across two), and reports the distribution (mean, p50, p95,
+// max) of the time from `kadlan ping` to the first reply, the share of
+// pairs that end up direct and the time until they are, polled for 10 s.
+// Timing goals are read off the figures, not asserted. KADLAN_BENCH_RTT=80ms
+// runs it over netlab's userspace Internet with that RTT between any two
+// hosts (a quarter on each link). Writes bench-connect.json.
 func TestBenchConnect(t *testing.T) {
 	if os.Getenv("KADLAN_BENCH") == "" {
 		t.Skip("benchmark; run with KADLAN_BENCH=1 (make bench)")
 	}
 	var opts netlab.Options
+	var rttMs float64
 	if v := os.Getenv("KADLAN_BENCH_RTT"); v != "" {
 		rtt, err := time.ParseDuration(v)
 		if err != nil || rtt < 0 {
 			t.Fatalf("KADLAN_BENCH_RTT=%q: want a duration such as 80ms", v)
 		}
 		opts.Link = &netlab.LinkShape{Delay: rtt / 4}
+		rttMs = float64(rtt.Microseconds()) / 1000
 		fmt.Printf("lab Internet: %v RTT between any two hosts\n", rtt)
 	}
-	w := newNATWorldWith(t, opts)
-	const side = 5 // 5 nodes per class give 10 distinct pairs
+	side := envInt("KADLAN_BENCH_SIDE", 5)
+	listen := []string{}
+	for _, p := range []string{"4242", "443"} {
+		listen = append(listen, "--listen", "/ip4/0.0.0.0/tcp/"+p, "--listen", "/ip4/0.0.0.0/tcp/"+p+"/ws")
+	}
+	listen = append(listen, "--listen", "/ip4/0.0.0.0/udp/4242/quic-v1")
+	w := newNATWorldWith(t, opts, listen...)
+	seq := 0
+	behind := func(kind netlab.NAT, args ...string) func() *labtest.Node {
+		return func() *labtest.Node {
+			seq++
+			r := w.lab.NATRouter(fmt.Sprintf("r%d", seq), kind, nil)
+			if kind == netlab.CGNAT {
+				r = w.lab.NATRouter(fmt.Sprintf("h%d", seq), netlab.EIM, r) // NAT444: a home router behind the carrier's
+			}
+			return w.behind(t, r, fmt.Sprintf("n%d", seq), args...)
+		}
+	}
+	// Public nodes in DHT client mode: as servers in a lab this small
+	// they would all be connected through their routing tables before
+	// the first ping, which would measure nothing.
+	public := func() *labtest.Node {
+		seq++
+		return w.lab.PublicHost(fmt.Sprintf("p%d", seq)).StartNode(t, "--dht-mode", "client", "--bootstrap", w.pubs[seq%4].BootstrapAddr())
+	}
+	boot443 := strings.Replace(w.pubs[1].BootstrapAddr(), "/tcp/4242/", "/tcp/443/", 1)
 	classes := []struct {
 		name string
-		make func(i int) *labtest.Node
+		a, b func() *labtest.Node // b nil: pairs within a's nodes
 	}{
-		// Public nodes in DHT client mode: as servers in a lab this small
-		// they would all be connected through their routing tables before
-		// the first ping, which would measure nothing.
-		{"public-public", func(i int) *labtest.Node {
-			return w.lab.PublicHost(fmt.Sprintf("bp%d", i)).StartNode(t, "--dht-mode", "client", "--bootstrap", w.pubs[i%4].BootstrapAddr())
-		}},
-		{"EIM NAT-EIM NAT", func(i int) *labtest.Node {
-			return w.behind(t, w.lab.NATRouter(fmt.Sprintf("be%d", i), netlab.EIM, nil), fmt.Sprintf("be%dh", i))
-		}},
-		{"symmetric-symmetric", func(i int) *labtest.Node {
-			return w.behind(t, w.lab.NATRouter(fmt.Sprintf("bs%d", i), netlab.Symmetric, nil), fmt.Sprintf("bs%dh", i))
-		}},
+		{"public-public", public, nil},
+		{"eim-eim", behind(netlab.EIM), nil},
+		{"fullcone-fullcone", behind(netlab.FullCone), nil},
+		{"addrrestricted-addrrestricted", behind(netlab.AddressRestricted), nil},
+		{"cgnat-cgnat", behind(netlab.CGNAT), nil},
+		{"udpblocked-eim", behind(netlab.UDPBlocked), behind(netlab.EIM)},
+		{"only443-eim", behind(netlab.Only443, "--bootstrap", boot443), behind(netlab.EIM)},
+		{"symmetric-eim", behind(netlab.Symmetric), behind(netlab.EIM)},
+		{"symmetric-symmetric", behind(netlab.Symmetric), nil},
 	}
-	var report strings.Builder
-	fmt.Fprintf(&report, "\n%-22s %6s %14s %14s %14s %10s\n", "pairs (never connected)", "n", "first reply", "in-daemon", "direct after", "direct")
-	for _, c := range classes {
-		var nodes []*labtest.Node
-		for i := 0; i < side; i++ {
-			nodes = append(nodes, c.make(i))
+	if only := os.Getenv("KADLAN_BENCH_CLASSES"); only != "" {
+		var keep = classes[:0]
+		for _, c := range classes {
+			if strings.Contains(","+only+",", ","+c.name+",") {
+				keep = append(keep, c)
+			}
 		}
-		var first, internal, direct []float64
-		ok, n := 0, 0
+		classes = keep
+	}
+	type row struct {
+		System      string             `json:"system"`
+		Class       string             `json:"class"`
+		RTTms       float64            `json:"rtt_ms"`
+		Pairs       int                `json:"pairs"`
+		Failed      int                `json:"failed"`
+		FirstReply  map[string]float64 `json:"first_reply_ms"`
+		InDaemon    map[string]float64 `json:"in_daemon_ms"`
+		DirectShare float64            `json:"direct_share"`
+		ToDirect    map[string]float64 `json:"time_to_direct_ms"`
+	}
+	var rows []row
+	var report strings.Builder
+	fmt.Fprintf(&report, "\n%-30s %5s %6s  %-29s %8s %7s  %s\n", "pairs (never connected)", "n", "failed", "first reply ms mean/p50/p95/max", "daemon", "direct", "to direct p50/p95")
+	for _, c := range classes {
+		var as, bs []*labtest.Node
 		for i := 0; i < side; i++ {
-			for j := i + 1; j < side; j++ {
-				a, b := nodes[i], nodes[j]
-				n++
-				if p, err := pathTo(a, b); err == nil {
-					t.Fatalf("%s: %s and %s are already connected (%s): not a first contact", c.name, a.Host.Name, b.Host.Name, p.Path)
+			as = append(as, c.a())
+			if c.b != nil {
+				bs = append(bs, c.b())
+			}
+		}
+		type pair struct{ a, b *labtest.Node }
+		var pairs []pair
+		for i := range as {
+			if c.b == nil {
+				for j := i + 1; j < len(as); j++ {
+					pairs = append(pairs, pair{as[i], as[j]})
 				}
-				start := time.Now()
-				var pr api.PingResult
-				if err := a.JSON(&pr, "ping", "-c", "1", "--timeout", "10s", b.Address); err != nil {
-					t.Logf("%s: %s -> %s: %v", c.name, a.Host.Name, b.Host.Name, err)
-					continue
-				}
-				first = append(first, float64(time.Since(start).Microseconds())/1000)
-				internal = append(internal, pr.ConnectMs+pr.RTTms[0])
-				err := netlab.Eventually(5*time.Second, 20*time.Millisecond, func() error {
-					p, err := pathTo(a, b)
-					if err != nil || p.Path != "direct" {
-						return fmt.Errorf("not direct")
-					}
-					return nil
-				})
-				if err == nil {
-					ok++
-					direct = append(direct, float64(time.Since(start).Microseconds())/1000)
+			} else {
+				for j := range bs {
+					pairs = append(pairs, pair{as[i], bs[j]})
 				}
 			}
 		}
-		fmt.Fprintf(&report, "%-22s %6d %11.1f ms %11.1f ms %11s %6d/%d\n", c.name, n, median(first), median(internal), msOrDash(direct), ok, n)
+		var first, internal []float64
+		starts := map[int]time.Time{}
+		failed := 0
+		for k, p := range pairs {
+			if pp, err := pathTo(p.a, p.b); err == nil {
+				t.Fatalf("%s: %s and %s are already connected (%s): not a first contact", c.name, p.a.Host.Name, p.b.Host.Name, pp.Path)
+			}
+			start := time.Now()
+			var pr api.PingResult
+			if err := p.a.JSON(&pr, "ping", "-c", "1", "--timeout", "10s", p.b.Address); err != nil {
+				failed++
+				t.Logf("%s: %s -> %s: %v", c.name, p.a.Host.Name, p.b.Host.Name, err)
+				continue
+			}
+			starts[k] = start
+			first = append(first, float64(time.Since(start).Microseconds())/1000)
+			internal = append(internal, pr.ConnectMs+pr.RTTms[0])
+		}
+		// Direct paths: all pairs polled together for 10 s.
+		var toDirect []float64
+		isDirect := map[int]bool{}
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) && len(isDirect) < len(starts) {
+			for k, st := range starts {
+				if isDirect[k] {
+					continue
+				}
+				if pp, err := pathTo(pairs[k].a, pairs[k].b); err == nil && pp.Path == "direct" {
+					isDirect[k] = true
+					toDirect = append(toDirect, float64(time.Since(st).Microseconds())/1000)
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		r := row{System: "kadlan", Class: c.name, RTTms: rttMs, Pairs: len(pairs), Failed: failed,
+			FirstReply: dist(first), InDaemon: dist(internal), ToDirect: dist(toDirect)}
+		if len(pairs) > 0 {
+			r.DirectShare = float64(len(isDirect)) / float64(len(pairs))
+		}
+		rows = append(rows, r)
+		fr := func(m map[string]float64, keys ...string) string {
+			if m == nil {
+				return "-"
+			}
+			var out []string
+			for _, k := range keys {
+				out = append(out, fmt.Sprintf("%.0f", m[k]))
+			}
+			return strings.Join(out, "/")
+		}
+		fmt.Fprintf(&report, "%-30s %5d %6d  %-29s %8s %6.0f%%  %s\n", c.name, len(pairs), failed, fr(r.FirstReply, "mean", "p50", "p95", "max"),
+			fr(r.InDaemon, "p50"), 100*r.DirectShare, fr(r.ToDirect, "p50", "p95"))
+		for _, n := range append(as, bs...) {
+			n.Stop() // the next class's pings find only their own
+		}
 	}
-	fmt.Fprintf(&report, "first reply: wall time of `kadlan ping -c 1` (includes starting the CLI); in-daemon: lookup + connect + first RTT.\n")
-	fmt.Fprintf(&report, "direct after: median time from the ping until `kadlan peers` shows a direct path (pairs that got one), polled every 20 ms.\n")
+	fmt.Fprintf(&report, "first reply: wall time of `kadlan ping -c 1` (includes starting the CLI); failed: no reply within 10 s; daemon: lookup + connect + first RTT (p50).\n")
+	fmt.Fprintf(&report, "direct: share of pairs whose path became direct within 10 s of the ping; to direct: time from the ping (polled every 20 ms).\n")
 	if opts.Link != nil {
 		if st, err := w.lab.SwitchStats(); err == nil {
 			fmt.Fprintf(&report, "lab switch: %d frames received, %d delivered, %d lost, %d overflowed, %d write errors\n", st.Received, st.Delivered, st.Lost, st.Overflow, st.WriteErrors)
@@ -100,6 +186,7 @@ func TestBenchConnect(t *testing.T) {
 	}
 	t.Log(report.String())
 	fmt.Println(report.String())
+	writeBenchJSON(t, "bench-connect.json", rows)
 }
 
 func median(xs []float64) float64 {
