@@ -43,6 +43,9 @@ func TestBenchConnect(t *testing.T) {
 		listen = append(listen, "--listen", "/ip4/0.0.0.0/tcp/"+p, "--listen", "/ip4/0.0.0.0/tcp/"+p+"/ws")
 	}
 	listen = append(listen, "--listen", "/ip4/0.0.0.0/udp/4242/quic-v1")
+	if os.Getenv("KADLAN_BENCH_NO443") != "" {
+		listen = nil
+	}
 	w := newNATWorldWith(t, opts, listen...)
 	seq := 0
 	behind := func(kind netlab.NAT, args ...string) func() *labtest.Node {
@@ -51,6 +54,29 @@ func TestBenchConnect(t *testing.T) {
 			r := w.lab.NATRouter(fmt.Sprintf("r%d", seq), kind, nil)
 			if kind == netlab.CGNAT {
 				r = w.lab.NATRouter(fmt.Sprintf("h%d", seq), netlab.EIM, r) // NAT444: a home router behind the carrier's
+			}
+			if kind == netlab.FullCone {
+				// Reachable from anywhere at its mapped port: AutoNAT makes
+				// it public, and public nodes hold no relay reservations.
+				h := r.PrivateHost(fmt.Sprintf("n%d", seq))
+				if len(args) == 0 {
+					args = []string{"--bootstrap", w.pubs[0].BootstrapAddr()}
+				}
+				n := h.StartNode(t, args...)
+				err := netlab.Eventually(45*time.Second, 250*time.Millisecond, func() error {
+					var st api.Status
+					if err := n.JSON(&st, "status"); err != nil {
+						return err
+					}
+					if st.Reachability != "public" && len(st.RelayAddrs) == 0 {
+						return fmt.Errorf("%s: reachability %s, no relay addresses", n.Host.Name, st.Reachability)
+					}
+					return nil
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
 			}
 			return w.behind(t, r, fmt.Sprintf("n%d", seq), args...)
 		}
