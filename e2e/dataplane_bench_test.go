@@ -43,7 +43,9 @@ import (
 // KADLAN_BENCH_SECS change the defaults (3 rounds, 5 s per iperf3 run);
 // KADLAN_BENCH_ONLY=kadlan skips the other systems; KADLAN_BENCH_KADLAN
 // lists the kadlan rows (default "tcp/public,quic/public,tcp/lan,quic/lan");
-// KADLAN_BENCH_RELAY=0 skips the relayed run.
+// KADLAN_BENCH_BASE=BIN adds a row "kadlan base" (as tcp/public) run by
+// another kadlan binary, for a before/after in one run; KADLAN_BENCH_RELAY=0
+// skips the relayed run.
 func TestBenchDataplane(t *testing.T) {
 	if os.Getenv("KADLAN_BENCH") == "" {
 		t.Skip("benchmark; run with KADLAN_BENCH=1 (make bench-dataplane)")
@@ -66,10 +68,17 @@ func TestBenchDataplane(t *testing.T) {
 	if want == "" {
 		want = "tcp/public,quic/public,tcp/lan,quic/lan"
 	}
+	base := os.Getenv("KADLAN_BENCH_BASE")
+	if base != "" {
+		want += ",base/public"
+	}
 	var idle float64
 	idleSecs := envInt("KADLAN_BENCH_IDLE_SECS", 30)
 	for i, v := range strings.Split(want, ",") {
 		kv, ok := kadlanVariants[v]
+		if v == "base/public" {
+			kv.bin = base
+		}
 		if !ok {
 			t.Fatalf("KADLAN_BENCH_KADLAN: unknown row %q (known: tcp/public, quic/public, tcp/lan, quic/lan)", v)
 		}
@@ -401,13 +410,17 @@ type kadlanVariant struct {
 	ipA, ipB  string
 	port      int
 	quicOnly  bool
+	bin       string // another kadlan binary (KADLAN_BENCH_BASE)
 }
 
 var kadlanVariants = map[string]kadlanVariant{
-	"tcp/public":  {"kadlan", "public", "192.0.0.129", "192.0.0.130", 4242, false},
-	"quic/public": {"kadlan QUIC only", "public", "192.0.0.129", "192.0.0.130", 4243, true},
-	"tcp/lan":     {"kadlan LAN", "private", "192.168.99.1", "192.168.99.2", 4244, false},
-	"quic/lan":    {"kadlan LAN QUIC only", "private", "192.168.99.1", "192.168.99.2", 4245, true},
+	"tcp/public":  {"kadlan", "public", "192.0.0.129", "192.0.0.130", 4242, false, ""},
+	"quic/public": {"kadlan QUIC only", "public", "192.0.0.129", "192.0.0.130", 4243, true, ""},
+	"tcp/lan":     {"kadlan LAN", "private", "192.168.99.1", "192.168.99.2", 4244, false, ""},
+	"quic/lan":    {"kadlan LAN QUIC only", "private", "192.168.99.1", "192.168.99.2", 4245, true, ""},
+	// base/public is tcp/public run by the binary KADLAN_BENCH_BASE names
+	// (added to the rows when it is set): a before/after in one run.
+	"base/public": {"kadlan base", "public", "192.0.0.129", "192.0.0.130", 4246, false, ""},
 }
 
 func (v kadlanVariant) listen(ip string) []string {
@@ -424,11 +437,21 @@ func (v kadlanVariant) listen(ip string) []string {
 func setupKadlan(t *testing.T, a, b *labtest.Host, v kadlanVariant, i int) (*dpSystem, string) {
 	t.Helper()
 	na := a.StartNode(t, v.listen(v.ipA)...)
+	if v.bin != "" {
+		na.Stop()
+		na.Bin = v.bin
+		na.Start(t, v.listen(v.ipA)...)
+	}
 	boot := fmt.Sprintf("/ip4/%s/tcp/%d/p2p/%s", v.ipA, v.port, na.Address)
 	if v.quicOnly {
 		boot = fmt.Sprintf("/ip4/%s/udp/%d/quic-v1/p2p/%s", v.ipA, v.port, na.Address)
 	}
 	nb := b.StartNode(t, append(v.listen(v.ipB), "--bootstrap", boot)...)
+	if v.bin != "" {
+		nb.Stop()
+		nb.Bin = v.bin
+		nb.Start(t, append(v.listen(v.ipB), "--bootstrap", boot)...)
+	}
 	id := createNet(t, na, "--name", fmt.Sprintf("bench%d", i), "--ipv4", fmt.Sprintf("10.99.%d.0/24", i))
 	if _, err := nb.CLI("join", id); err != nil {
 		t.Fatal(err)
