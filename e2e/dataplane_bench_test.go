@@ -12,9 +12,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -932,4 +934,159 @@ func spread(xs []float64, format string) string {
 		lo, hi = min(lo, x), max(hi, x)
 	}
 	return fmt.Sprintf(format+"-"+format, lo, hi)
+}
+
+// TestBenchPingPath (KADLAN_BENCH=1, needs tcpdump) splits the idle ping
+// RTT over a kadlan link (tcp/public) into its hops: tcpdump runs in both
+// namespaces (one clock), and for each ping the times at which the echo
+// request and reply cross each TAP and the veth give the time spent in
+// each daemon's send and receive paths, on the wire and in the kernel.
+// KADLAN_BENCH_PINGS pings (default 100, 20 ms apart); medians in µs.
+func TestBenchPingPath(t *testing.T) {
+	if os.Getenv("KADLAN_BENCH") == "" {
+		t.Skip("benchmark; run with KADLAN_BENCH=1")
+	}
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		t.Skip("tcpdump not installed (apt-get install tcpdump)")
+	}
+	lab := labtest.New(t)
+	a, b := vethHosts(t, lab)
+	s, why := setupKadlan(t, a, b, kadlanVariants["tcp/public"], 0)
+	if s == nil {
+		t.Fatal(why)
+	}
+	if err := netlab.Eventually(20*time.Second, 200*time.Millisecond, func() error {
+		_, err := lab.Exec(a.NS, "ping", "-c", "1", "-W", "1", s.ip)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var dumps []*netlab.Proc
+	for _, h := range []*labtest.Host{a, b} {
+		dumps = append(dumps, h.Start(filepath.Join(dir, h.Name+".txt"), "tcpdump", "-i", "any", "-n", "-tt", "-l", "--immediate-mode", "icmp or tcp port 4242"))
+	}
+	// tcpdump prints "listening on" once it captures.
+	for _, h := range []*labtest.Host{a, b} {
+		if err := netlab.Eventually(10*time.Second, 50*time.Millisecond, func() error {
+			out, _ := os.ReadFile(filepath.Join(dir, h.Name+".txt"))
+			if !strings.Contains(string(out), "listening on") {
+				return fmt.Errorf("tcpdump in %s not capturing", h.Name)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := envInt("KADLAN_BENCH_PINGS", 100)
+	rtt, err := pingAvg(lab, a.NS, s.ip, n, "0.02")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := pingAvg(lab, a.NS, b.IPv4, n, "0.02")
+	for _, d := range dumps {
+		d.Signal(syscall.SIGINT)
+	}
+	ea, eb := readDump(t, filepath.Join(dir, "dpa.txt")), readDump(t, filepath.Join(dir, "dpb.txt"))
+	hops := []string{"a: TAP -> veth (send)", "wire", "b: veth -> TAP (receive)", "b: kernel (echo)", "b: TAP -> veth (send)", "wire back", "a: veth -> TAP (receive)", "total"}
+	us := make([][]float64, len(hops))
+	for seq, req := range ea.tapOut {
+		var tt [9]float64
+		tt[1] = req
+		ok := true
+		next := func(xs []float64, after float64) float64 {
+			for _, x := range xs {
+				if x >= after {
+					return x
+				}
+			}
+			ok = false
+			return after
+		}
+		tt[2] = next(ea.vethOut, tt[1])
+		tt[3] = next(eb.vethIn, tt[2])
+		tt[4], ok = eb.tapIn[seq], ok && eb.tapIn[seq] > 0
+		tt[5], ok = eb.tapOutReply[seq], ok && eb.tapOutReply[seq] > 0
+		tt[6] = next(eb.vethOut, tt[5])
+		tt[7] = next(ea.vethIn, tt[6])
+		tt[8], ok = ea.tapInReply[seq], ok && ea.tapInReply[seq] > 0
+		if !ok {
+			continue
+		}
+		for i := 0; i < 7; i++ {
+			us[i] = append(us[i], (tt[i+2]-tt[i+1])*1e6)
+		}
+		us[7] = append(us[7], (tt[8]-tt[1])*1e6)
+	}
+	var rep strings.Builder
+	fmt.Fprintf(&rep, "\nping path over a kadlan link (%s, %s): %d pings 20 ms apart, %d matched; ping RTT %.3f ms (raw veth %.3f ms)\n", s.link(), s.version, n, len(us[7]), rtt, raw)
+	for i, h := range hops {
+		fmt.Fprintf(&rep, "  %-26s median %6.0f us  p90 %6.0f us\n", h, median(us[i]), pct(us[i], 0.9))
+	}
+	t.Log(rep.String())
+	fmt.Println(rep.String())
+}
+
+// pingDump is what one namespace's tcpdump saw: ICMP echo requests and
+// replies on the TAP by sequence number, and the times of TCP segments with
+// data on the veth.
+type pingDump struct {
+	tapOut, tapIn, tapOutReply, tapInReply map[int]float64
+	vethOut, vethIn                        []float64
+}
+
+func readDump(t *testing.T, path string) pingDump {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := pingDump{tapOut: map[int]float64{}, tapIn: map[int]float64{}, tapOutReply: map[int]float64{}, tapInReply: map[int]float64{}}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 {
+			continue
+		}
+		ts, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue
+		}
+		dev, dir := f[1], f[2]
+		switch {
+		case strings.HasPrefix(dev, "kl") && strings.Contains(line, "ICMP echo"):
+			i := strings.Index(line, ", seq ")
+			if i < 0 {
+				continue
+			}
+			seq, _ := strconv.Atoi(strings.TrimSuffix(strings.Fields(line[i+6:])[0], ","))
+			req := strings.Contains(line, "echo request")
+			switch {
+			case req && dir == "Out":
+				d.tapOut[seq] = ts
+			case req && dir == "In":
+				d.tapIn[seq] = ts
+			case !req && dir == "Out":
+				d.tapOutReply[seq] = ts
+			case !req && dir == "In":
+				d.tapInReply[seq] = ts
+			}
+		case dev == "eth0" && strings.Contains(line, "Flags [") && !strings.HasSuffix(line, "length 0"):
+			if dir == "Out" {
+				d.vethOut = append(d.vethOut, ts)
+			} else {
+				d.vethIn = append(d.vethIn, ts)
+			}
+		}
+	}
+	return d
+}
+
+// pct is the nearest-rank p-quantile of xs.
+func pct(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[max(0, min(len(s)-1, int(p*float64(len(s)))))]
 }
