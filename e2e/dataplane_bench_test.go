@@ -483,11 +483,15 @@ func setupKadlan(t *testing.T, a, b *labtest.Host, v kadlanVariant, i int) (*dpS
 	return s, ""
 }
 
-// nodePids finds n's daemon among its namespace's kadlan processes by its
+// nodePids finds n's daemon among its namespace's processes of its binary by its
 // state directory on the command line (`ip netns exec` execs the command).
 func nodePids(n *labtest.Node) []int {
 	var out []int
-	for _, pid := range pidsOf(n.Host, "kadlan") {
+	comm := filepath.Base(n.Bin) // the kernel keeps 15 bytes of it
+	if len(comm) > 15 {
+		comm = comm[:15]
+	}
+	for _, pid := range pidsOf(n.Host, comm) {
 		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 		if err == nil && strings.Contains(string(cmd), "\x00"+n.State+"\x00") {
 			out = append(out, pid)
