@@ -60,10 +60,6 @@ type EngineConfig struct {
 	// the kernel left open, and gives received super-frames to the device
 	// whole. Without it, received super-frames are segmented in software.
 	VnetHdr bool
-	// NoDirectWrite makes the device reader queue every frame for the
-	// link's writer goroutine, even when the link is idle (see
-	// writeDirect); for comparisons.
-	NoDirectWrite bool
 }
 
 // EngineStats counts the engine's own events (the switch has Counters).
@@ -126,7 +122,6 @@ type Engine struct {
 	cancel  context.CancelFunc
 	closed  bool
 	seg     []byte // segmentation scratch of the device reader
-	direct  []byte // encoding buffer of the device reader's direct writes
 
 	// wmu serialises device writes (tap.Device allows one writer at a
 	// time); it may be taken with mu held, never the other way round, so
@@ -314,7 +309,6 @@ func (e *Engine) addLink(p peer.ID, rw io.ReadWriteCloser, outbound bool) error 
 	}
 	delete(e.asked, p)
 	l := &engineLink{peer: p, outbound: outbound, rw: rw, q: NewQueue(e.cfg.QueueBytes), done: make(chan struct{})}
-	l.dl, _ = rw.(writeDeadliner)
 	e.links[p] = l
 	e.wg.Add(2)
 	go e.readLink(l)
@@ -337,21 +331,39 @@ func (e *Engine) RemoveLink(p peer.ID) {
 // needLinkEvery rate-limits NeedLink calls per member.
 const needLinkEvery = 2 * time.Second
 
-// dispatch carries out outputs; e.mu is held.
-func (e *Engine) dispatch(outs []vswitch.Output) {
+// blocked is a unicast frame from the device whose link queue was full.
+type blocked struct {
+	l *engineLink
+	m vswitch.Message
+}
+
+// dispatch carries out outputs; e.mu is held. With wait, unicast frames
+// that do not fit their link's queue are returned instead of dropped (their
+// payload is the device read buffer, stable until the next read).
+func (e *Engine) dispatch(outs []vswitch.Output) { e.dispatchWait(outs, nil) }
+
+func (e *Engine) dispatchWait(outs []vswitch.Output, wait *[]blocked) {
 	for _, o := range outs {
-		e.dispatchOne(o)
+		e.dispatchOne(o, wait)
 	}
 }
 
-func (e *Engine) dispatchOne(o vswitch.Output) {
+func (e *Engine) dispatchOne(o vswitch.Output, wait *[]blocked) {
 	switch o.Kind {
 	case vswitch.ToLocal:
 		e.writeDev(o.Msg.Payload)
 	case vswitch.ToPeer:
-		if l := e.link(o.Peer); l != nil {
-			l.q.Push(o.Msg)
+		l := e.link(o.Peer)
+		if l == nil {
+			return
 		}
+		if wait != nil && (o.Msg.Kind == vswitch.MsgFrame || o.Msg.Kind == vswitch.MsgFrameGSO) {
+			if !l.q.TryPush(o.Msg) {
+				*wait = append(*wait, blocked{l, o.Msg})
+			}
+			return
+		}
+		l.q.Push(o.Msg)
 	}
 }
 
@@ -375,7 +387,7 @@ func (e *Engine) readDevice() {
 		size = max(size, hdrLen+65536+ether.HeaderLen+64)
 	}
 	buf := make([]byte, size)
-	var pend []pending
+	var wait []blocked
 	for {
 		n, err := e.dev.Read(buf)
 		if err != nil {
@@ -397,7 +409,7 @@ func (e *Engine) readDevice() {
 				if err := checkGSO(frame, &h, e.dev.MTU()); gsoReason(err) == "size" {
 					e.counters.localSegmented.Add(1)
 					e.seg, err = ether.SegmentTCP(frame, h, e.seg, func(seg []byte) error {
-						pend = e.handleLocal(seg, nil, false, pend)
+						e.handleLocal(seg, nil, false, nil)
 						return nil
 					})
 					if err != nil {
@@ -416,68 +428,34 @@ func (e *Engine) readDevice() {
 				continue
 			}
 		}
-		pend = e.handleLocal(frame, whole, true, pend)
+		wait = e.handleLocal(frame, whole, true, wait[:0])
 	}
 }
 
 // handleLocal passes a frame from the device through the switch and
-// sends the results; whole, when not nil, is the super-frame to send in
-// place of frame. Under the engine's lock it only decides: unicast frames
-// for members (and whatever follows them to the same link) are sent after
-// the lock is released, each written straight to its link's stream when
-// the link is idle (writeDirect), else queued. With canWait (and MaxWait >
-// 0), unicast frames that do not fit their link's queue wait for room with
-// PushWait (frame must then stay valid until handleLocal returns);
-// otherwise they are dropped. pend is the caller's scratch, returned.
-func (e *Engine) handleLocal(frame, whole []byte, canWait bool, pend []pending) []pending {
-	pend = pend[:0]
+// queues the results; whole, when not nil, is the super-frame to send in
+// place of frame. With canWait (and MaxWait > 0), unicast frames that do
+// not fit their link's queue are appended to wait and pushed with PushWait
+// (frame must then stay valid until handleLocal returns); otherwise they
+// are dropped.
+func (e *Engine) handleLocal(frame, whole []byte, canWait bool, wait []blocked) []blocked {
+	var w *[]blocked
+	if e.cfg.MaxWait > 0 && canWait {
+		w = &wait
+	}
 	e.mu.Lock()
 	for _, o := range e.sw.HandleLocal(e.cfg.Now(), frame) {
 		if whole != nil && o.Input && o.Kind == vswitch.ToPeer {
 			o.Msg = vswitch.Message{Kind: vswitch.MsgFrameGSO, Payload: whole}
 			e.stats.GSOSent++
 		}
-		if o.Kind == vswitch.ToPeer {
-			isFrame := o.Msg.Kind == vswitch.MsgFrame || o.Msg.Kind == vswitch.MsgFrameGSO
-			if l := e.links[o.Peer]; l != nil && (isFrame || pendingFor(pend, l)) {
-				pend = append(pend, pending{l, o.Msg, isFrame})
-				continue
-			}
-		}
-		e.dispatchOne(o)
+		e.dispatchOne(o, w)
 	}
 	e.mu.Unlock()
-	for _, p := range pend {
-		if p.frame && !e.cfg.NoDirectWrite {
-			var ok bool
-			if e.direct, ok = e.writeDirect(p.l, p.m, e.direct); ok {
-				continue
-			}
-		}
-		if !p.frame || e.cfg.MaxWait <= 0 || !canWait {
-			p.l.q.Push(p.m)
-		} else if !p.l.q.TryPush(p.m) {
-			p.l.q.PushWait(p.m, e.cfg.MaxWait, p.l.done)
-		}
+	for _, b := range wait {
+		b.l.q.PushWait(b.m, e.cfg.MaxWait, b.l.done)
 	}
-	return pend
-}
-
-// pending is a message handleLocal sends after releasing the engine's
-// lock; frame says it is a unicast frame (MsgFrame or MsgFrameGSO).
-type pending struct {
-	l     *engineLink
-	m     vswitch.Message
-	frame bool
-}
-
-func pendingFor(pend []pending, l *engineLink) bool {
-	for _, p := range pend {
-		if p.l == l {
-			return true
-		}
-	}
-	return false
+	return wait
 }
 
 func (e *Engine) tick() {

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"sync"
-	"time"
 
 	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap/ether"
@@ -19,55 +18,9 @@ type engineLink struct {
 	q        *Queue
 	done     chan struct{}
 	once     sync.Once
-	// wmu is held by whoever writes to rw: the writer goroutine from Take
-	// until its write ends, or the device reader writing a frame itself
-	// (writeDirect) while q is empty. Later messages queue behind either,
-	// so the link keeps its order.
-	wmu sync.Mutex
-	// dl bounds a direct write (nil: rw has no write deadline, so the
-	// device reader never writes to it itself).
-	dl writeDeadliner
 	// Messages and bytes read, counted under the engine's lock while the
 	// link is current.
 	rxMsgs, rxBytes uint64
-}
-
-// writeDeadliner is the part of net.Conn and network.Stream that bounds a
-// write.
-type writeDeadliner interface{ SetWriteDeadline(time.Time) error }
-
-// DirectWriteTimeout bounds a frame the device reader writes to a link's
-// stream itself. The write only starts while the link's queue is empty and
-// no write is in progress, so it blocks only when the member has stopped
-// taking data (its muxer window or TCP buffer is full); then the link is
-// dropped (and dialled again) rather than holding up the device reader,
-// and with it every other member's traffic, for longer.
-const DirectWriteTimeout = 250 * time.Millisecond
-
-// writeDirect writes m to l's stream from the calling goroutine (the device
-// reader), skipping the hand-off to the link's writer, when l's queue is
-// empty and no write is in progress; it reports whether it took m (written,
-// or lost with the link). scratch is the caller's encoding buffer, returned
-// grown. Called without e.mu.
-func (e *Engine) writeDirect(l *engineLink, m vswitch.Message, scratch []byte) ([]byte, bool) {
-	if l.dl == nil || !l.wmu.TryLock() {
-		return scratch, false
-	}
-	b, err := vswitch.AppendMessage(scratch[:0], m)
-	if err != nil || !l.q.Bypass(len(b)) {
-		l.wmu.Unlock()
-		return scratch, false // Push counts it if it must be dropped
-	}
-	l.dl.SetWriteDeadline(time.Now().Add(DirectWriteTimeout))
-	_, err = l.rw.Write(b)
-	if err == nil {
-		err = l.dl.SetWriteDeadline(time.Time{})
-	}
-	l.wmu.Unlock()
-	if err != nil {
-		e.dropLink(l, err)
-	}
-	return b, true
 }
 
 func (l *engineLink) close() {
@@ -173,7 +126,7 @@ func (e *Engine) readLink(l *engineLink) {
 				local = append(local, o.Msg.Payload)
 				continue
 			}
-			e.dispatchOne(o)
+			e.dispatchOne(o, nil)
 		}
 		e.mu.Unlock()
 		for _, f := range local {
@@ -195,15 +148,11 @@ func (e *Engine) writeLink(l *engineLink) {
 			return
 		case <-l.q.Ready():
 		}
-		l.wmu.Lock()
 		b := l.q.Take(spare)
 		if b == nil {
-			l.wmu.Unlock()
 			continue
 		}
-		_, err := l.rw.Write(b)
-		l.wmu.Unlock()
-		if err != nil {
+		if _, err := l.rw.Write(b); err != nil {
 			e.dropLink(l, err)
 			return
 		}

@@ -35,9 +35,6 @@ type QueueStats struct {
 	Pushed, Dropped uint64 // messages accepted and dropped
 	Batches         uint64 // Take calls that returned data
 	Bytes           uint64 // bytes accepted
-	// Direct counts the messages among Pushed that went around the queue
-	// (Bypass): written to the stream by their producer.
-	Direct uint64
 }
 
 // NewQueue returns a queue that holds at most limit bytes (0 selects
@@ -115,23 +112,6 @@ func (q *Queue) TryPush(m vswitch.Message) bool {
 	fits := !q.closed && len(q.buf)+m.EncodedLen() <= q.limit
 	q.mu.Unlock()
 	return fits && q.Push(m)
-}
-
-// Bypass reports whether a producer may write a message of size encoded
-// bytes to the stream itself instead of pushing it: the queue is open and
-// empty. It then counts the message as pushed (and Direct). The caller
-// must hold the lock that the writer holds from Take until its write
-// ends, so that nothing pushed later is written before the message.
-func (q *Queue) Bypass(size int) bool {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.closed || q.msgs != 0 || size > q.limit {
-		return false
-	}
-	q.stats.Pushed++
-	q.stats.Direct++
-	q.stats.Bytes += uint64(size)
-	return true
 }
 
 // Ready has a value when the queue holds data. The writer waits on it, then

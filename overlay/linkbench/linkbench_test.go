@@ -5,7 +5,6 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/netip"
-	"strings"
 	"testing"
 	"time"
 
@@ -64,10 +63,7 @@ func newHost(tb testing.TB, k crypto.PrivKey, transport string) host.Host {
 }
 
 // pair builds two hosts whose Engines are joined by one link stream.
-func pair(tb testing.TB, transport string) (*node, *node) { return pairCfg(tb, transport, false) }
-
-// pairCfg is pair with the engines' direct writes off (noDirect).
-func pairCfg(tb testing.TB, transport string, noDirect bool) (*node, *node) {
+func pair(tb testing.TB, transport string) (*node, *node) {
 	var id netrec.NetworkID
 	id[0] = 7
 	nodes := make([]*node, 2)
@@ -81,7 +77,7 @@ func pairCfg(tb testing.TB, transport string, noDirect bool) (*node, *node) {
 		}
 		hostDev, dev := taptest.NewPair(n.mac, n.mac, 0, 1024)
 		n.host = hostDev
-		n.eng = overlay.New(dev, nil, sw, overlay.EngineConfig{Logf: tb.Logf, TickEvery: time.Hour, NoDirectWrite: noDirect})
+		n.eng = overlay.New(dev, nil, sw, overlay.EngineConfig{Logf: tb.Logf, TickEvery: time.Hour})
 		tb.Cleanup(func() { n.eng.Close() })
 		nodes[i] = n
 	}
@@ -183,14 +179,11 @@ func BenchmarkLinkOverLibp2p(b *testing.B) {
 
 // BenchmarkLinkRoundTrip measures one frame's round trip across a member
 // link, device to device and back (a ping's path through two engines, the
-// muxer and the transport, without the kernel): ns/op is the RTT. The
-// queued variants turn the device readers' direct writes off
-// (EngineConfig.NoDirectWrite); -count interleaves them.
+// muxer and the transport, without the kernel): ns/op is the RTT.
 func BenchmarkLinkRoundTrip(b *testing.B) {
-	for _, name := range []string{"tcp", "tcp/queued", "quic", "quic/queued"} {
-		tr, mode, _ := strings.Cut(name, "/")
-		b.Run(name, func(b *testing.B) {
-			x, y := pairCfg(b, tr, mode == "queued")
+	for _, tr := range []string{"tcp", "quic"} {
+		b.Run(tr, func(b *testing.B) {
+			x, y := pair(b, tr)
 			req, rep := frame(y, x, 100), frame(x, y, 100)
 			stop := make(chan struct{})
 			defer close(stop)
