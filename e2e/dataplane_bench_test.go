@@ -945,7 +945,8 @@ func spread(xs []float64, format string) string {
 // namespaces (one clock), and for each ping the times at which the echo
 // request and reply cross each TAP and the veth give the time spent in
 // each daemon's send and receive paths, on the wire and in the kernel.
-// KADLAN_BENCH_PINGS pings (default 100, 20 ms apart); medians in µs.
+// KADLAN_BENCH_PINGS pings (default 100) KADLAN_BENCH_PING_INTERVAL
+// seconds apart (default 0.02); medians in µs.
 func TestBenchPingPath(t *testing.T) {
 	if os.Getenv("KADLAN_BENCH") == "" {
 		t.Skip("benchmark; run with KADLAN_BENCH=1")
@@ -983,11 +984,15 @@ func TestBenchPingPath(t *testing.T) {
 		}
 	}
 	n := envInt("KADLAN_BENCH_PINGS", 100)
-	rtt, err := pingAvg(lab, a.NS, s.ip, n, "0.02")
+	every := os.Getenv("KADLAN_BENCH_PING_INTERVAL")
+	if every == "" {
+		every = "0.02"
+	}
+	rtt, err := pingAvg(lab, a.NS, s.ip, n, every)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, _ := pingAvg(lab, a.NS, b.IPv4, n, "0.02")
+	raw, _ := pingAvg(lab, a.NS, b.IPv4, n, every)
 	for _, d := range dumps {
 		d.Signal(syscall.SIGINT)
 	}
@@ -1023,7 +1028,7 @@ func TestBenchPingPath(t *testing.T) {
 		us[7] = append(us[7], (tt[8]-tt[1])*1e6)
 	}
 	var rep strings.Builder
-	fmt.Fprintf(&rep, "\nping path over a kadlan link (%s, %s): %d pings 20 ms apart, %d matched; ping RTT %.3f ms (raw veth %.3f ms)\n", s.link(), s.version, n, len(us[7]), rtt, raw)
+	fmt.Fprintf(&rep, "\nping path over a kadlan link (%s, %s): %d pings %s s apart, %d matched; ping RTT %.3f ms (raw veth %.3f ms)\n", s.link(), s.version, n, every, len(us[7]), rtt, raw)
 	for i, h := range hops {
 		fmt.Fprintf(&rep, "  %-26s median %6.0f us  p90 %6.0f us\n", h, median(us[i]), pct(us[i], 0.9))
 	}
