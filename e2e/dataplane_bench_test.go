@@ -143,6 +143,9 @@ func TestBenchDataplane(t *testing.T) {
 	}
 	for _, s := range systems {
 		s.rssA, s.rssB = rssPids(s.pidsA), rssPids(s.pidsB)
+		if len(s.nodes) > 0 {
+			s.rssEnd = [2]string{rssDetail(s.pidsA), rssDetail(s.pidsB)}
+		}
 		if len(s.nodes) == 2 { // the link as it ended the run
 			if m, err := memberRoute(s.nodes[0], s.netID, s.nodes[1].Address); err == nil {
 				s.transport, s.scope, s.path = m.Transport, m.Scope, m.Path
@@ -183,6 +186,9 @@ func TestBenchDataplane(t *testing.T) {
 	for _, s := range systems {
 		if s.version != "" {
 			fmt.Fprintf(&rep, "%s: %s\n", s.name, s.version)
+		}
+		if s.rssIdle[0] != "" {
+			fmt.Fprintf(&rep, "  RSS sender / receiver: joined, before traffic %s / %s; after the run %s / %s\n", s.rssIdle[0], s.rssIdle[1], s.rssEnd[0], s.rssEnd[1])
 		}
 		for _, l := range kadlanLinks(s.nodes) {
 			fmt.Fprintf(&rep, "  %s\n", l)
@@ -236,6 +242,8 @@ type dpRow struct {
 	PingLoadMs  dpStat     `json:"ping_load_ms"`
 	CPUPerGB    [2]float64 `json:"cpu_s_per_gb_sender_receiver"`
 	RSSMiB      [2]float64 `json:"rss_mib_sender_receiver"`
+	RSSBefore   [2]string  `json:"rss_before_traffic,omitempty"` // kadlan: anon + file split
+	RSSAfter    [2]string  `json:"rss_after_run,omitempty"`
 	RawRTTAdded float64    `json:"ping_idle_added_ms"` // over the raw veth's
 }
 
@@ -265,7 +273,8 @@ func stat(xs []float64) dpStat {
 func (s *dpSystem) row(raw, raw4, wg1, rawIdle float64) dpRow {
 	r := dpRow{System: s.name, Version: s.version, Addresses: s.addresses, Transport: s.transport, Scope: s.scope, Path: s.path,
 		Mbps1: stat(s.mbps1), Mbps4: stat(s.mbps4), PingIdleMs: stat(s.pingIdle), PingLoadMs: stat(s.pingLoad),
-		CPUPerGB: [2]float64{median(s.cpuA), median(s.cpuB)}, RSSMiB: [2]float64{s.rssA, s.rssB}}
+		CPUPerGB: [2]float64{median(s.cpuA), median(s.cpuB)}, RSSMiB: [2]float64{s.rssA, s.rssB},
+		RSSBefore: s.rssIdle, RSSAfter: s.rssEnd}
 	if raw > 0 {
 		r.RatioRaw1 = r.Mbps1.Median / raw
 	}
@@ -356,6 +365,7 @@ type dpSystem struct {
 	mbps1, mbps4, pingIdle, pingLoad []float64
 	cpuA, cpuB                       []float64 // CPU-s per GB
 	rssA, rssB                       float64   // MiB after the run
+	rssIdle, rssEnd                  [2]string // kadlan: anon/file split before and after the run
 	perfDone                         bool
 }
 
@@ -438,6 +448,22 @@ func (v kadlanVariant) listen(ip string) []string {
 // until both have their link, on TCP unless v is QUIC only.
 func setupKadlan(t *testing.T, a, b *labtest.Host, v kadlanVariant, i int) (*dpSystem, string) {
 	t.Helper()
+	// KADLAN_BENCH_DAEMON_ENV ("GOGC=50 GOMEMLIMIT=24MiB"): the daemons'
+	// environment only (other systems may be Go programs too).
+	if env := strings.Fields(os.Getenv("KADLAN_BENCH_DAEMON_ENV")); len(env) > 0 {
+		for _, kv := range env {
+			k, val, _ := strings.Cut(kv, "=")
+			old, had := os.LookupEnv(k)
+			os.Setenv(k, val)
+			defer func() {
+				if had {
+					os.Setenv(k, old)
+				} else {
+					os.Unsetenv(k)
+				}
+			}()
+		}
+	}
 	na := a.StartNode(t, v.listen(v.ipA)...)
 	if v.bin != "" {
 		na.Stop()
@@ -480,6 +506,10 @@ func setupKadlan(t *testing.T, a, b *labtest.Host, v kadlanVariant, i int) (*dpS
 	ver, _ := na.CLI("--version")
 	s := &dpSystem{name: v.name, ip: addrOf(x.IPv4[0]), addresses: v.addresses, version: strings.TrimSpace(ver),
 		nodes: []*labtest.Node{na, nb}, netID: id, pidsA: nodePids(na), pidsB: nodePids(nb)}
+	s.rssIdle = [2]string{rssDetail(s.pidsA), rssDetail(s.pidsB)}
+	if env := os.Getenv("KADLAN_BENCH_DAEMON_ENV"); env != "" {
+		s.version += " (daemons' environment: " + env + ")"
+	}
 	return s, ""
 }
 
@@ -868,6 +898,32 @@ func rssPids(pids []int) float64 {
 		}
 	}
 	return sum
+}
+
+// rssDetail is the resident memory of pids from smaps_rollup: anonymous
+// (heap, stacks, buffers) and file-backed (the binary's pages), MiB.
+func rssDetail(pids []int) string {
+	var anon, file float64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			switch f[0] {
+			case "Anonymous:":
+				anon += kb / 1024
+			case "Rss:":
+				file += kb / 1024
+			}
+		}
+	}
+	return fmt.Sprintf("%.0f (anon %.0f + file %.0f) MiB", file, anon, file-anon)
 }
 
 func cpuCol(xs []float64) string {
