@@ -46,8 +46,10 @@ import (
 // KADLAN_BENCH_ONLY=kadlan skips the other systems; KADLAN_BENCH_KADLAN
 // lists the kadlan rows (default "tcp/public,quic/public,tcp/lan,quic/lan");
 // KADLAN_BENCH_BASE=BIN adds a row "kadlan base" (as tcp/public) run by
-// another kadlan binary, for a before/after in one run; KADLAN_BENCH_RELAY=0
-// skips the relayed run.
+// another kadlan binary (or the same one), for a before/after in one run;
+// KADLAN_BENCH_DAEMON_ENV and KADLAN_BENCH_BASE_ENV ("GOGC=50 ...") set the
+// environment of the other kadlan daemons and of the base row's;
+// KADLAN_BENCH_RELAY=0 skips the relayed run.
 func TestBenchDataplane(t *testing.T) {
 	if os.Getenv("KADLAN_BENCH") == "" {
 		t.Skip("benchmark; run with KADLAN_BENCH=1 (make bench-dataplane)")
@@ -79,7 +81,7 @@ func TestBenchDataplane(t *testing.T) {
 	for i, v := range strings.Split(want, ",") {
 		kv, ok := kadlanVariants[v]
 		if v == "base/public" {
-			kv.bin = base
+			kv.bin, kv.base = base, true
 		}
 		if !ok {
 			t.Fatalf("KADLAN_BENCH_KADLAN: unknown row %q (known: tcp/public, quic/public, tcp/lan, quic/lan)", v)
@@ -423,16 +425,17 @@ type kadlanVariant struct {
 	port      int
 	quicOnly  bool
 	bin       string // another kadlan binary (KADLAN_BENCH_BASE)
+	base      bool   // the base row: KADLAN_BENCH_BASE_ENV instead of KADLAN_BENCH_DAEMON_ENV
 }
 
 var kadlanVariants = map[string]kadlanVariant{
-	"tcp/public":  {"kadlan", "public", "192.0.0.129", "192.0.0.130", 4242, false, ""},
-	"quic/public": {"kadlan QUIC only", "public", "192.0.0.129", "192.0.0.130", 4243, true, ""},
-	"tcp/lan":     {"kadlan LAN", "private", "192.168.99.1", "192.168.99.2", 4244, false, ""},
-	"quic/lan":    {"kadlan LAN QUIC only", "private", "192.168.99.1", "192.168.99.2", 4245, true, ""},
+	"tcp/public":  {"kadlan", "public", "192.0.0.129", "192.0.0.130", 4242, false, "", false},
+	"quic/public": {"kadlan QUIC only", "public", "192.0.0.129", "192.0.0.130", 4243, true, "", false},
+	"tcp/lan":     {"kadlan LAN", "private", "192.168.99.1", "192.168.99.2", 4244, false, "", false},
+	"quic/lan":    {"kadlan LAN QUIC only", "private", "192.168.99.1", "192.168.99.2", 4245, true, "", false},
 	// base/public is tcp/public run by the binary KADLAN_BENCH_BASE names
 	// (added to the rows when it is set): a before/after in one run.
-	"base/public": {"kadlan base", "public", "192.0.0.129", "192.0.0.130", 4246, false, ""},
+	"base/public": {"kadlan base", "public", "192.0.0.129", "192.0.0.130", 4246, false, "", false},
 }
 
 func (v kadlanVariant) listen(ip string) []string {
@@ -450,7 +453,11 @@ func setupKadlan(t *testing.T, a, b *labtest.Host, v kadlanVariant, i int) (*dpS
 	t.Helper()
 	// KADLAN_BENCH_DAEMON_ENV ("GOGC=50 GOMEMLIMIT=24MiB"): the daemons'
 	// environment only (other systems may be Go programs too).
-	if env := strings.Fields(os.Getenv("KADLAN_BENCH_DAEMON_ENV")); len(env) > 0 {
+	envVar := "KADLAN_BENCH_DAEMON_ENV"
+	if v.base {
+		envVar = "KADLAN_BENCH_BASE_ENV" // the base row's own
+	}
+	if env := strings.Fields(os.Getenv(envVar)); len(env) > 0 {
 		for _, kv := range env {
 			k, val, _ := strings.Cut(kv, "=")
 			old, had := os.LookupEnv(k)
@@ -507,7 +514,7 @@ func setupKadlan(t *testing.T, a, b *labtest.Host, v kadlanVariant, i int) (*dpS
 	s := &dpSystem{name: v.name, ip: addrOf(x.IPv4[0]), addresses: v.addresses, version: strings.TrimSpace(ver),
 		nodes: []*labtest.Node{na, nb}, netID: id, pidsA: nodePids(na), pidsB: nodePids(nb)}
 	s.rssIdle = [2]string{rssDetail(s.pidsA), rssDetail(s.pidsB)}
-	if env := os.Getenv("KADLAN_BENCH_DAEMON_ENV"); env != "" {
+	if env := os.Getenv(envVar); env != "" {
 		s.version += " (daemons' environment: " + env + ")"
 	}
 	return s, ""
