@@ -67,8 +67,8 @@ bench-connect: build ## first contact per NAT class (root): first reply mean/p50
 bench-start: build ## daemon start to first ping over the TAP, on a LAN and on public addresses (root; writes bench-start.json)
 	@KADLAN_BENCH=1 KADLAN_BENCH_OUT=$(CURDIR) KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -v -count=1 -timeout 10m -run TestBenchStart ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
 
-bench-dataplane: build ## TAP-to-TAP throughput, RTT, CPU-s/GB, RSS: raw veth, kadlan, wireguard-go, tinc (root; 3 interleaved rounds)
-	@KADLAN_BENCH=1 KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -v -count=1 -timeout 15m -run TestBenchDataplane ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
+bench-dataplane: build ## TAP-to-TAP throughput, RTT, CPU-s/GB, RSS: raw veth, kadlan (TCP, QUIC; public, LAN), upstream wireguard-go, tinc (root; 3 interleaved rounds; writes bench-dataplane.json)
+	@KADLAN_BENCH=1 KADLAN_BENCH_OUT=$(CURDIR) KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -v -count=1 -timeout 30m -run TestBenchDataplane ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
 
 bench-sim: build ## simulator: nodes simulated, lookups/s and peak memory at 10^4, 10^5, 10^6 nodes (one process each)
 	@for n in 10000 100000 1000000; do nice $(BIN) sim bench --nodes $$n --lookups 20000 || exit 1; done

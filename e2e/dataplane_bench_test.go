@@ -1,14 +1,22 @@
 package e2e
 
 import (
+	"context"
+	"crypto/ecdh"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -17,16 +25,31 @@ import (
 )
 
 // TestBenchDataplane is `make bench-dataplane` (KADLAN_BENCH=1, root): two
-// namespaces joined by one veth pair carry, side by side, the raw veth, a
-// kadlan network between two real `kadlan daemon`s (TAP to TAP),
-// wireguard-go and tinc in switch mode (each skipped with a line saying so
-// when not installed). Rounds interleave the systems; each round measures
-// per system the idle ping RTT, iperf3 TCP with one stream (ping RTT under
-// that load measured meanwhile, CPU time of both sides' daemons from
-// /proc/PID/stat) and with 4 streams. It prints medians across rounds and
-// the RSS of each daemon after the run. Goals are read off the table, not
-// asserted. KADLAN_BENCH_ROUNDS and KADLAN_BENCH_SECS change the defaults
-// (3 rounds, 5 s per iperf3 run).
+// namespaces joined by one veth pair, which holds public (192.0.0.128/25)
+// and private (192.168.99.0/24) addresses, carry side by side the raw
+// veth; kadlan networks between pairs of real `kadlan daemon`s (TAP to
+// TAP), each pair on one kind of address and with one kind of link: the
+// default (TCP, a public link moved from QUIC) and QUIC only (the daemons
+// listen on QUIC alone); upstream wireguard-go, built once from the module
+// proxy into the user's cache dir, as the anchor; and, when installed,
+// Debian's wireguard-go and tinc in switch mode (each skipped with a line
+// saying why). Rounds interleave the systems; each round measures per
+// system the idle ping RTT, iperf3 TCP with one stream (ping RTT under that
+// load measured meanwhile, CPU time of both sides' daemons from
+// /proc/PID/stat) and with 4 streams. It prints medians across rounds,
+// ratios to the raw veth and to upstream wireguard-go of the same run, the
+// link's transport and scope (`kadlan members --json`) with each kadlan
+// row, and the RSS of each daemon after the run, and writes
+// bench-dataplane.json (in KADLAN_BENCH_OUT, else the current directory).
+// Goals are read off the table, not asserted. KADLAN_BENCH_ROUNDS and
+// KADLAN_BENCH_SECS change the defaults (3 rounds, 5 s per iperf3 run);
+// KADLAN_BENCH_ONLY=kadlan skips the other systems; KADLAN_BENCH_KADLAN
+// lists the kadlan rows (default "tcp/public,quic/public,tcp/lan,quic/lan");
+// KADLAN_BENCH_BASE=BIN adds a row "kadlan base" (as tcp/public) run by
+// another kadlan binary (or the same one), for a before/after in one run;
+// KADLAN_BENCH_DAEMON_ENV and KADLAN_BENCH_BASE_ENV ("GOGC=50 ...") set the
+// environment of the other kadlan daemons and of the base row's;
+// KADLAN_BENCH_RELAY=0 skips the relayed run.
 func TestBenchDataplane(t *testing.T) {
 	if os.Getenv("KADLAN_BENCH") == "" {
 		t.Skip("benchmark; run with KADLAN_BENCH=1 (make bench-dataplane)")
@@ -38,31 +61,71 @@ func TestBenchDataplane(t *testing.T) {
 	lab := labtest.New(t)
 	a, b := vethHosts(t, lab)
 	var notes []string
-	systems := []*dpSystem{{name: "raw veth", ip: b.IPv4}}
-	var idle string
-	if s := setupKadlan(t, a, b); s != nil {
+	note := func(format string, args ...any) {
+		n := fmt.Sprintf(format, args...)
+		notes = append(notes, n)
+		fmt.Println(n)
+		t.Log(n)
+	}
+	systems := []*dpSystem{{name: "raw veth", ip: b.IPv4, addresses: "public"}}
+	want := os.Getenv("KADLAN_BENCH_KADLAN")
+	if want == "" {
+		want = "tcp/public,quic/public,tcp/lan,quic/lan"
+	}
+	base := os.Getenv("KADLAN_BENCH_BASE")
+	if base != "" {
+		want += ",base/public"
+	}
+	var idle float64
+	idleSecs := envInt("KADLAN_BENCH_IDLE_SECS", 30)
+	for i, v := range strings.Split(want, ",") {
+		kv, ok := kadlanVariants[v]
+		if v == "base/public" {
+			kv.bin, kv.base = base, true
+		}
+		if !ok {
+			t.Fatalf("KADLAN_BENCH_KADLAN: unknown row %q (known: tcp/public, quic/public, tcp/lan, quic/lan)", v)
+		}
+		s, why := setupKadlan(t, a, b, kv, i)
+		if s == nil {
+			note("kadlan %s: skipped: %s", v, why)
+			continue
+		}
+		s.perfDone = len(systems) > 1 // KADLAN_BENCH_PERF profiles the first kadlan row
 		systems = append(systems, s)
-		// Before any other system runs on the veth: what two joined
-		// members send each other with no traffic of their own.
-		idle = idleTraffic(t, lab, a, envInt("KADLAN_BENCH_IDLE_SECS", 30))
+		if idle == 0 {
+			// Before any other system runs on the veth: what two joined
+			// members send each other with no traffic of their own.
+			idle = idleTraffic(t, lab, a, idleSecs)
+		}
 	}
 	only := os.Getenv("KADLAN_BENCH_ONLY") // "kadlan": skip the others
 	if only != "" {
-		notes = append(notes, "KADLAN_BENCH_ONLY="+only+": wireguard-go and tinc skipped")
-	} else if s, why := setupWireguard(t, a, b); s != nil {
-		systems = append(systems, s)
+		note("KADLAN_BENCH_ONLY=%s: wireguard-go and tinc skipped", only)
 	} else {
-		notes = append(notes, "wireguard-go: skipped: "+why)
-	}
-	if only != "" {
-	} else if s, why := setupTinc(t, a, b); s != nil {
-		systems = append(systems, s)
-	} else {
-		notes = append(notes, "tinc: skipped: "+why)
-	}
-	for _, n := range notes {
-		fmt.Println(n)
-		t.Log(n)
+		if bin, version, why := upstreamWireguard(t); bin == "" {
+			note("wireguard-go (upstream): skipped: %s", why)
+		} else if s, why := setupWireguard(t, a, b, bin, "wireguard-go", version, 0); s != nil {
+			systems = append(systems, s)
+		} else {
+			note("wireguard-go (upstream): skipped: %s", why)
+		}
+		if bin, err := exec.LookPath("wireguard-go"); err != nil {
+			note("wireguard-go (Debian): skipped: not installed (apt-get install wireguard-go)")
+		} else {
+			v, _ := exec.Command(bin, "--version").Output()
+			version := strings.SplitN(strings.TrimSpace(string(v)), "\n", 2)[0] + " (Debian package)"
+			if s, why := setupWireguard(t, a, b, bin, "wireguard-go Debian", version, 1); s != nil {
+				systems = append(systems, s)
+			} else {
+				note("wireguard-go (Debian): skipped: %s", why)
+			}
+		}
+		if s, why := setupTinc(t, a, b); s != nil {
+			systems = append(systems, s)
+		} else {
+			note("tinc: skipped: %s", why)
+		}
 	}
 	srv := b.Start(filepath.Join(t.TempDir(), "iperf3-server.log"), "iperf3", "-s")
 	defer srv.Kill()
@@ -80,44 +143,151 @@ func TestBenchDataplane(t *testing.T) {
 			s.measure(t, lab, a, b, secs)
 		}
 	}
+	for _, s := range systems {
+		s.rssA, s.rssB = rssPids(s.pidsA), rssPids(s.pidsB)
+		if len(s.nodes) > 0 {
+			s.rssEnd = [2]string{rssDetail(s.pidsA), rssDetail(s.pidsB)}
+		}
+		if len(s.nodes) == 2 { // the link as it ended the run
+			if m, err := memberRoute(s.nodes[0], s.netID, s.nodes[1].Address); err == nil {
+				s.transport, s.scope, s.path = m.Transport, m.Scope, m.Path
+			}
+		}
+	}
 	var rep strings.Builder
-	raw := median(systems[0].mbps1)
+	raw, raw4 := median(systems[0].mbps1), median(systems[0].mbps4)
+	var wg1 float64
+	for _, s := range systems {
+		if s.name == "wireguard-go" {
+			wg1 = median(s.mbps1)
+		}
+	}
 	fmt.Fprintf(&rep, "\ndata plane: namespaces on one veth, iperf3 TCP %d s per run, medians of %d interleaved rounds\n", secs, rounds)
-	fmt.Fprintf(&rep, "%-14s %10s %6s %10s %6s %9s %9s %9s %9s %8s %8s\n",
-		"system", "1 stream", "ratio", "4 streams", "ratio", "ping idle", "ping load", "CPU-s/GB", "CPU-s/GB", "RSS", "RSS")
-	fmt.Fprintf(&rep, "%-14s %10s %6s %10s %6s %9s %9s %9s %9s %8s %8s\n",
-		"", "Mbit/s", "", "Mbit/s", "", "ms", "ms", "sender", "receiver", "sender", "receiver")
-	raw4 := median(systems[0].mbps4)
+	fmt.Fprintf(&rep, "%-22s %-13s %9s %6s %6s %9s %6s %9s %9s %8s %8s %7s %7s\n",
+		"system", "link", "1 stream", "ratio", "x wg", "4 streams", "ratio", "ping idle", "ping load", "CPU-s/GB", "CPU-s/GB", "RSS", "RSS")
+	fmt.Fprintf(&rep, "%-22s %-13s %9s %6s %6s %9s %6s %9s %9s %8s %8s %7s %7s\n",
+		"", "", "Mbit/s", "raw", "", "Mbit/s", "raw", "ms", "ms", "sender", "receiver", "sender", "recv")
+	var rows []dpRow
 	for _, s := range systems {
-		fmt.Fprintf(&rep, "%-14s %10.0f %6.3f %10.0f %6.3f %9.3f %9.3f %9s %9s %8s %8s\n", s.name,
-			median(s.mbps1), median(s.mbps1)/raw, median(s.mbps4), median(s.mbps4)/raw4,
-			median(s.pingIdle), median(s.pingLoad), cpuCol(s, 0), cpuCol(s, 1), rssCol(s, a, 0), rssCol(s, b, 1))
+		wgCol := "-"
+		if wg1 > 0 {
+			wgCol = fmt.Sprintf("%.2f", median(s.mbps1)/wg1)
+		}
+		fmt.Fprintf(&rep, "%-22s %-13s %9.0f %6.3f %6s %9.0f %6.3f %9.3f %9.3f %8s %8s %7s %7s\n", s.name, s.link(),
+			median(s.mbps1), median(s.mbps1)/raw, wgCol, median(s.mbps4), median(s.mbps4)/raw4,
+			median(s.pingIdle), median(s.pingLoad), cpuCol(s.cpuA), cpuCol(s.cpuB), rssCol(s, s.rssA), rssCol(s, s.rssB))
+		rows = append(rows, s.row(raw, raw4, wg1, median(systems[0].pingIdle)))
 	}
-	fmt.Fprintf(&rep, "per round (min-max of %d): ", rounds)
+	fmt.Fprintf(&rep, "per round (min-max of %d):\n", rounds)
 	for _, s := range systems {
-		fmt.Fprintf(&rep, "%s 1 stream %s Mbit/s, ping idle %s ms; ", s.name, spread(s.mbps1, "%.0f"), spread(s.pingIdle, "%.3f"))
+		fmt.Fprintf(&rep, "  %-22s 1 stream %s Mbit/s, 4 streams %s, ping idle %s ms\n", s.name, spread(s.mbps1, "%.0f"), spread(s.mbps4, "%.0f"), spread(s.pingIdle, "%.3f"))
 	}
-	fmt.Fprintln(&rep)
-	fmt.Fprintf(&rep, "ratio: to raw veth in the same run. ping: average of 20 pings (idle) and of pings every 50 ms during the 1-stream run (load).\n")
+	fmt.Fprintf(&rep, "ratio: to raw veth, x wg: to upstream wireguard-go, 1 stream, both in the same run. link: transport/scope of the member link\n")
+	fmt.Fprintf(&rep, "(kadlan members --json, after the run). ping: average of 20 pings (idle) and of pings every 50 ms during the 1-stream run (load).\n")
 	fmt.Fprintf(&rep, "CPU-s/GB: user+system CPU seconds of the daemon on each side per GB received, 1-stream run. RSS: VmRSS after the run.\n")
 	for _, s := range systems {
 		if s.version != "" {
 			fmt.Fprintf(&rep, "%s: %s\n", s.name, s.version)
 		}
+		if s.rssIdle[0] != "" {
+			fmt.Fprintf(&rep, "  RSS sender / receiver: joined, before traffic %s / %s; after the run %s / %s\n", s.rssIdle[0], s.rssIdle[1], s.rssEnd[0], s.rssEnd[1])
+		}
 		for _, l := range kadlanLinks(s.nodes) {
 			fmt.Fprintf(&rep, "  %s\n", l)
 		}
 	}
-	if idle != "" {
-		fmt.Fprintln(&rep, idle)
+	if idle > 0 {
+		fmt.Fprintf(&rep, "idle traffic between two joined members (kadlan %s): %.0f B/s (rx+tx on the veth over %d s; goal <= 300)\n", systems[1].link(), idle, idleSecs)
 	}
 	t.Log(rep.String())
 	fmt.Println(rep.String())
+	out := dpReport{Date: time.Now().UTC().Format(time.RFC3339), Rounds: rounds, Secs: secs, IdleTrafficBps: idle, Systems: rows, Notes: notes}
+	if len(systems) > 1 {
+		out.Kadlan = systems[1].version
+	}
 	if os.Getenv("KADLAN_BENCH_RELAY") != "0" {
 		r := benchRelayed(t, secs)
 		t.Log(r)
 		fmt.Println(r)
+		out.Relayed = strings.TrimSpace(r)
 	}
+	writeBenchJSON(t, "bench-dataplane.json", out)
+}
+
+// dpReport is bench-dataplane.json.
+type dpReport struct {
+	Date           string   `json:"date"`
+	Kadlan         string   `json:"kadlan_version,omitempty"`
+	Rounds         int      `json:"rounds"`
+	Secs           int      `json:"iperf_secs"`
+	IdleTrafficBps float64  `json:"idle_traffic_bytes_per_s,omitempty"` // kadlan's first row
+	Systems        []dpRow  `json:"systems"`
+	Relayed        string   `json:"relayed,omitempty"`
+	Notes          []string `json:"notes,omitempty"`
+}
+
+// dpRow is one system of bench-dataplane.json.
+type dpRow struct {
+	System    string `json:"system"`
+	Version   string `json:"version,omitempty"`
+	Addresses string `json:"addresses"`           // public or private
+	Transport string `json:"transport,omitempty"` // kadlan: of the member link after the run
+	Scope     string `json:"scope,omitempty"`
+	Path      string `json:"path,omitempty"`
+
+	Mbps1       dpStat     `json:"mbps_1_stream"`
+	Mbps4       dpStat     `json:"mbps_4_streams"`
+	RatioRaw1   float64    `json:"ratio_raw_1_stream"`
+	RatioRaw4   float64    `json:"ratio_raw_4_streams"`
+	RatioWG1    float64    `json:"ratio_wireguard_go_1_stream,omitempty"`
+	PingIdleMs  dpStat     `json:"ping_idle_ms"`
+	PingLoadMs  dpStat     `json:"ping_load_ms"`
+	CPUPerGB    [2]float64 `json:"cpu_s_per_gb_sender_receiver"`
+	RSSMiB      [2]float64 `json:"rss_mib_sender_receiver"`
+	RSSBefore   [2]string  `json:"rss_before_traffic,omitempty"` // kadlan: anon + file split
+	RSSAfter    [2]string  `json:"rss_after_run,omitempty"`
+	RawRTTAdded float64    `json:"ping_idle_added_ms"` // over the raw veth's
+}
+
+// dpStat is the median and spread of one figure over the rounds.
+type dpStat struct {
+	Median float64   `json:"median"`
+	Min    float64   `json:"min"`
+	Max    float64   `json:"max"`
+	Rounds []float64 `json:"rounds"`
+}
+
+func stat(xs []float64) dpStat {
+	s := dpStat{Median: median(xs), Rounds: xs}
+	for i, x := range xs {
+		if i == 0 || x < s.Min {
+			s.Min = x
+		}
+		if i == 0 || x > s.Max {
+			s.Max = x
+		}
+	}
+	return s
+}
+
+// row is s's JSON row; raw, raw4 and rawIdle are the raw veth's medians,
+// wg1 upstream wireguard-go's (0 when it did not run).
+func (s *dpSystem) row(raw, raw4, wg1, rawIdle float64) dpRow {
+	r := dpRow{System: s.name, Version: s.version, Addresses: s.addresses, Transport: s.transport, Scope: s.scope, Path: s.path,
+		Mbps1: stat(s.mbps1), Mbps4: stat(s.mbps4), PingIdleMs: stat(s.pingIdle), PingLoadMs: stat(s.pingLoad),
+		CPUPerGB: [2]float64{median(s.cpuA), median(s.cpuB)}, RSSMiB: [2]float64{s.rssA, s.rssB},
+		RSSBefore: s.rssIdle, RSSAfter: s.rssEnd}
+	if raw > 0 {
+		r.RatioRaw1 = r.Mbps1.Median / raw
+	}
+	if raw4 > 0 {
+		r.RatioRaw4 = r.Mbps4.Median / raw4
+	}
+	if wg1 > 0 {
+		r.RatioWG1 = r.Mbps1.Median / wg1
+	}
+	r.RawRTTAdded = r.PingIdleMs.Median - rawIdle
+	return r
 }
 
 // benchRelayed measures a relayed member link: two nodes behind symmetric
@@ -183,14 +353,34 @@ func benchRelayed(t *testing.T, secs int) string {
 // dpSystem is one data plane under test: the address of side b on it and
 // the daemons on each side (none for the raw veth).
 type dpSystem struct {
-	name    string
-	ip      string
-	comm    string // process name of the daemons, for /proc
-	version string
-	nodes   []*labtest.Node // kadlan's daemons
+	name      string
+	ip        string
+	addresses string // public or private: of the veth the system runs over
+	version   string
+	// The daemons' processes on each side (none for the raw veth).
+	pidsA, pidsB []int
+	nodes        []*labtest.Node // kadlan's daemons
+	netID        string
+	// kadlan: the member link (kadlan members --json), read after the run.
+	transport, scope, path string
 
 	mbps1, mbps4, pingIdle, pingLoad []float64
 	cpuA, cpuB                       []float64 // CPU-s per GB
+	rssA, rssB                       float64   // MiB after the run
+	rssIdle, rssEnd                  [2]string // kadlan: anon/file split before and after the run
+	perfDone                         bool
+}
+
+// link is the member link's transport and scope, or the kind of
+// addresses for a system without one.
+func (s *dpSystem) link() string {
+	if s.transport != "" {
+		return s.transport + "/" + s.scope
+	}
+	if len(s.nodes) > 0 {
+		return "?/" + s.addresses
+	}
+	return "-"
 }
 
 func envInt(name string, def int) int {
@@ -201,7 +391,8 @@ func envInt(name string, def int) int {
 }
 
 // vethHosts makes two namespaces of the lab joined by one veth pair, with
-// public (to go-multiaddr) addresses, as hosts daemons can run on.
+// public (to go-multiaddr) addresses and private ones beside them, as hosts
+// daemons can run on.
 func vethHosts(t *testing.T, lab *labtest.Lab) (*labtest.Host, *labtest.Host) {
 	t.Helper()
 	mk := func(name, ip4, ip6 string) *labtest.Host {
@@ -211,9 +402,10 @@ func vethHosts(t *testing.T, lab *labtest.Lab) (*labtest.Host, *labtest.Host) {
 	}
 	a, b := mk("dpa", "192.0.0.129", "2001:2::1"), mk("dpb", "192.0.0.130", "2001:2::2")
 	lab.Link(a, "eth0", b, "eth0")
-	for _, h := range []*labtest.Host{a, b} {
+	for i, h := range []*labtest.Host{a, b} {
 		for _, c := range [][]string{
 			{"ip", "addr", "add", h.IPv4 + "/25", "dev", "eth0"},
+			{"ip", "addr", "add", fmt.Sprintf("192.168.99.%d/24", i+1), "dev", "eth0"},
 			{"ip", "-6", "addr", "add", h.IPv6 + "/64", "dev", "eth0", "nodad"},
 		} {
 			if _, err := lab.Exec(h.NS, c...); err != nil {
@@ -224,20 +416,125 @@ func vethHosts(t *testing.T, lab *labtest.Lab) (*labtest.Host, *labtest.Host) {
 	return a, b
 }
 
-// setupKadlan starts a daemon on each side, a public network on a and b's
-// join, and waits until both have their link.
-func setupKadlan(t *testing.T, a, b *labtest.Host) *dpSystem {
+// kadlanVariant is one kadlan row: the addresses the daemons listen on
+// (and only those), and the link transport expected.
+type kadlanVariant struct {
+	name      string
+	addresses string // public or private
+	ipA, ipB  string
+	port      int
+	quicOnly  bool
+	bin       string // another kadlan binary (KADLAN_BENCH_BASE)
+	base      bool   // the base row: KADLAN_BENCH_BASE_ENV instead of KADLAN_BENCH_DAEMON_ENV
+}
+
+var kadlanVariants = map[string]kadlanVariant{
+	"tcp/public":  {"kadlan", "public", "192.0.0.129", "192.0.0.130", 4242, false, "", false},
+	"quic/public": {"kadlan QUIC only", "public", "192.0.0.129", "192.0.0.130", 4243, true, "", false},
+	"tcp/lan":     {"kadlan LAN", "private", "192.168.99.1", "192.168.99.2", 4244, false, "", false},
+	"quic/lan":    {"kadlan LAN QUIC only", "private", "192.168.99.1", "192.168.99.2", 4245, true, "", false},
+	// base/public is tcp/public run by the binary KADLAN_BENCH_BASE names
+	// (added to the rows when it is set): a before/after in one run.
+	"base/public": {"kadlan base", "public", "192.0.0.129", "192.0.0.130", 4246, false, "", false},
+}
+
+func (v kadlanVariant) listen(ip string) []string {
+	quic := fmt.Sprintf("/ip4/%s/udp/%d/quic-v1", ip, v.port)
+	if v.quicOnly {
+		return []string{"--listen", quic}
+	}
+	return []string{"--listen", fmt.Sprintf("/ip4/%s/tcp/%d", ip, v.port), "--listen", quic}
+}
+
+// setupKadlan starts a daemon on each side listening on v's addresses
+// only, a network on a (the i-th: its own subnet) and b's join, and waits
+// until both have their link, on TCP unless v is QUIC only.
+func setupKadlan(t *testing.T, a, b *labtest.Host, v kadlanVariant, i int) (*dpSystem, string) {
 	t.Helper()
-	na := a.StartNode(t)
-	nb := b.StartNode(t, "--bootstrap", na.BootstrapAddr())
-	id := createNet(t, na, "--name", "bench", "--ipv4", "10.99.0.0/24")
+	// KADLAN_BENCH_DAEMON_ENV ("GOGC=50 GOMEMLIMIT=24MiB"): the daemons'
+	// environment only (other systems may be Go programs too).
+	envVar := "KADLAN_BENCH_DAEMON_ENV"
+	if v.base {
+		envVar = "KADLAN_BENCH_BASE_ENV" // the base row's own
+	}
+	if env := strings.Fields(os.Getenv(envVar)); len(env) > 0 {
+		for _, kv := range env {
+			k, val, _ := strings.Cut(kv, "=")
+			old, had := os.LookupEnv(k)
+			os.Setenv(k, val)
+			defer func() {
+				if had {
+					os.Setenv(k, old)
+				} else {
+					os.Unsetenv(k)
+				}
+			}()
+		}
+	}
+	na := a.StartNode(t, v.listen(v.ipA)...)
+	if v.bin != "" {
+		na.Stop()
+		na.Bin = v.bin
+		na.Start(t, v.listen(v.ipA)...)
+	}
+	boot := fmt.Sprintf("/ip4/%s/tcp/%d/p2p/%s", v.ipA, v.port, na.Address)
+	if v.quicOnly {
+		boot = fmt.Sprintf("/ip4/%s/udp/%d/quic-v1/p2p/%s", v.ipA, v.port, na.Address)
+	}
+	nb := b.StartNode(t, append(v.listen(v.ipB), "--bootstrap", boot)...)
+	if v.bin != "" {
+		nb.Stop()
+		nb.Bin = v.bin
+		nb.Start(t, append(v.listen(v.ipB), "--bootstrap", boot)...)
+	}
+	id := createNet(t, na, "--name", fmt.Sprintf("bench%d", i), "--ipv4", fmt.Sprintf("10.99.%d.0/24", i))
 	if _, err := nb.CLI("join", id); err != nil {
 		t.Fatal(err)
 	}
 	waitNet(t, na, id, "ok", 1)
 	x := waitNet(t, nb, id, "ok", 1)
-	v, _ := na.CLI("--version")
-	return &dpSystem{name: "kadlan", ip: addrOf(x.IPv4[0]), comm: "kadlan", version: strings.TrimSpace(v), nodes: []*labtest.Node{na, nb}}
+	want := "tcp"
+	if v.quicOnly {
+		want = "quic"
+	}
+	// A public link starts on QUIC and moves to TCP in the background.
+	if err := netlab.Eventually(20*time.Second, 100*time.Millisecond, func() error {
+		m, err := memberRoute(na, id, nb.Address)
+		if err != nil {
+			return err
+		}
+		if m.Transport != want || !m.Link {
+			return fmt.Errorf("link on %q (link up %v), want %s", m.Transport, m.Link, want)
+		}
+		return nil
+	}); err != nil {
+		return nil, err.Error()
+	}
+	ver, _ := na.CLI("--version")
+	s := &dpSystem{name: v.name, ip: addrOf(x.IPv4[0]), addresses: v.addresses, version: strings.TrimSpace(ver),
+		nodes: []*labtest.Node{na, nb}, netID: id, pidsA: nodePids(na), pidsB: nodePids(nb)}
+	s.rssIdle = [2]string{rssDetail(s.pidsA), rssDetail(s.pidsB)}
+	if env := os.Getenv(envVar); env != "" {
+		s.version += " (daemons' environment: " + env + ")"
+	}
+	return s, ""
+}
+
+// nodePids finds n's daemon among its namespace's processes of its binary by its
+// state directory on the command line (`ip netns exec` execs the command).
+func nodePids(n *labtest.Node) []int {
+	var out []int
+	comm := filepath.Base(n.Bin) // the kernel keeps 15 bytes of it
+	if len(comm) > 15 {
+		comm = comm[:15]
+	}
+	for _, pid := range pidsOf(n.Host, comm) {
+		cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err == nil && strings.Contains(string(cmd), "\x00"+n.State+"\x00") {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // kadlanLinks returns the daemons' log lines about offload and links.
@@ -257,69 +554,129 @@ func kadlanLinks(nodes []*labtest.Node) []string {
 	return out
 }
 
-// setupWireguard runs wireguard-go (foreground) on each side with one peer.
-func setupWireguard(t *testing.T, a, b *labtest.Host) (*dpSystem, string) {
+// upstreamWireguard returns upstream wireguard-go (with its offloads),
+// built once with `go install golang.zx2c4.com/wireguard@VERSION` into
+// the user's cache dir (KADLAN_BENCH_WG_VERSION, default latest; delete
+// the cache dir to rebuild), and its version line; or why not.
+func upstreamWireguard(t *testing.T) (bin, version, why string) {
 	t.Helper()
-	for _, bin := range []string{"wireguard-go", "wg"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			return nil, bin + " not installed (apt-get install wireguard-go wireguard-tools)"
-		}
+	ver := os.Getenv("KADLAN_BENCH_WG_VERSION")
+	if ver == "" {
+		ver = "latest"
 	}
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		return "", "", err.Error()
+	}
+	dir := filepath.Join(cache, "kadlan-bench", "wireguard-go@"+ver)
+	bin = filepath.Join(dir, "wireguard")
+	if _, err := os.Stat(bin); err != nil {
+		gobin, err := exec.LookPath("go")
+		if err != nil {
+			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", "", err.Error()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "nice", "-n", "5", gobin, "install", "golang.zx2c4.com/wireguard@"+ver)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", "", fmt.Sprintf("go install golang.zx2c4.com/wireguard@%s: %v: %s", ver, err, strings.TrimSpace(string(out)))
+		}
+		fmt.Println("built upstream wireguard-go into", dir)
+	}
+	v, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return "", "", fmt.Sprintf("%s --version: %v", bin, err)
+	}
+	return bin, strings.SplitN(strings.TrimSpace(string(v)), "\n", 2)[0] + " (upstream, go install @" + ver + ")", ""
+}
+
+// setupWireguard runs wireguard-go bin (foreground) on each side with one
+// peer, configured through its UAPI socket (no wireguard-tools needed);
+// slot i gives it its own port, subnet and interface names.
+func setupWireguard(t *testing.T, a, b *labtest.Host, bin, name, version string, i int) (*dpSystem, string) {
+	t.Helper()
 	dir := t.TempDir()
-	key := func(name string) (string, string) {
-		priv, err := exec.Command("wg", "genkey").Output()
+	type keys struct{ priv, pub string }
+	gen := func() keys {
+		k, err := ecdh.X25519().GenerateKey(rand.Reader)
 		if err != nil {
 			t.Fatal(err)
 		}
-		path := filepath.Join(dir, name+".key")
-		if err := os.WriteFile(path, priv, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command("wg", "pubkey")
-		cmd.Stdin = strings.NewReader(string(priv))
-		pub, err := cmd.Output()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return path, strings.TrimSpace(string(pub))
+		return keys{hex.EncodeToString(k.Bytes()), hex.EncodeToString(k.PublicKey().Bytes())}
 	}
-	ka, pa := key("a")
-	kb, pb := key("b")
+	ka, kb := gen(), gen()
+	port := 51820 + i
+	subnet := fmt.Sprintf("10.98.%d", i)
 	// The UAPI socket (/var/run/wireguard/NAME.sock) is not per
 	// namespace: each side needs its own interface name.
 	sides := []struct {
-		h            *labtest.Host
-		key, peerPub string
-		ip, peer     string
-		dev          string
-	}{{a, ka, pb, "10.98.0.1", b.IPv4, fmt.Sprintf("wg%da", os.Getpid()%100000)},
-		{b, kb, pa, "10.98.0.2", a.IPv4, fmt.Sprintf("wg%db", os.Getpid()%100000)}}
-	for _, s := range sides {
-		p := s.h.Start(filepath.Join(dir, s.h.Name+"-wg.log"), "env", "WG_PROCESS_FOREGROUND=1", "wireguard-go", "-f", s.dev)
-		_ = p
+		h        *labtest.Host
+		key      keys
+		peerPub  string
+		ip, peer string
+		dev      string
+		pids     *[]int
+	}{{a, ka, kb.pub, subnet + ".1", b.IPv4, fmt.Sprintf("wg%d%da", os.Getpid()%10000, i), nil},
+		{b, kb, ka.pub, subnet + ".2", a.IPv4, fmt.Sprintf("wg%d%db", os.Getpid()%10000, i), nil}}
+	s := &dpSystem{name: name, ip: subnet + ".2", addresses: "public", version: version}
+	sides[0].pids, sides[1].pids = &s.pidsA, &s.pidsB
+	for _, sd := range sides {
+		p := sd.h.Start(filepath.Join(dir, sd.h.Name+"-wg.log"), "env", "WG_PROCESS_FOREGROUND=1", bin, "-f", sd.dev)
+		*sd.pids = []int{p.Pid()}
 	}
-	for _, s := range sides {
+	for _, sd := range sides {
+		sock := "/var/run/wireguard/" + sd.dev + ".sock"
 		err := netlab.Eventually(5*time.Second, 50*time.Millisecond, func() error {
-			_, err := s.h.Lab.Exec(s.h.NS, "ip", "link", "show", s.dev)
+			_, err := os.Stat(sock)
 			return err
 		})
 		if err != nil {
-			log, _ := os.ReadFile(filepath.Join(dir, s.h.Name+"-wg.log"))
-			return nil, fmt.Sprintf("wireguard-go did not create its interface: %v: %s", err, log)
+			log, _ := os.ReadFile(filepath.Join(dir, sd.h.Name+"-wg.log"))
+			return nil, fmt.Sprintf("wireguard-go did not open its UAPI socket: %v: %s", err, log)
+		}
+		conf := fmt.Sprintf("set=1\nprivate_key=%s\nlisten_port=%d\nreplace_peers=true\npublic_key=%s\nendpoint=%s:%d\nreplace_allowed_ips=true\nallowed_ip=%s.0/24\n\n",
+			sd.key.priv, port, sd.peerPub, sd.peer, port, subnet)
+		if err := uapiSet(sock, conf); err != nil {
+			return nil, fmt.Sprintf("wireguard-go UAPI: %v", err)
 		}
 		for _, c := range [][]string{
-			{"wg", "set", s.dev, "private-key", s.key, "listen-port", "51820",
-				"peer", s.peerPub, "endpoint", s.peer + ":51820", "allowed-ips", "10.98.0.0/24"},
-			{"ip", "addr", "add", s.ip + "/24", "dev", s.dev},
-			{"ip", "link", "set", s.dev, "up"},
+			{"ip", "addr", "add", sd.ip + "/24", "dev", sd.dev},
+			{"ip", "link", "set", sd.dev, "up"},
 		} {
-			if out, err := s.h.Lab.Exec(s.h.NS, c...); err != nil {
+			if out, err := sd.h.Lab.Exec(sd.h.NS, c...); err != nil {
 				t.Fatalf("wireguard: %v: %s", err, out)
 			}
 		}
 	}
-	v, _ := exec.Command("wireguard-go", "--version").Output()
-	return &dpSystem{name: "wireguard-go", ip: "10.98.0.2", comm: "wireguard-go", version: strings.SplitN(strings.TrimSpace(string(v)), "\n", 2)[0] + " (Debian package)"}, ""
+	return s, ""
+}
+
+// uapiSet sends a set operation to a wireguard-go UAPI socket and checks
+// its errno.
+func uapiSet(sock, conf string) error {
+	c, err := net.DialTimeout("unix", sock, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(conf)); err != nil {
+		return err
+	}
+	buf := make([]byte, 256)
+	n, err := c.Read(buf)
+	if err != nil {
+		return err
+	}
+	if reply := strings.TrimSpace(string(buf[:n])); reply != "errno=0" {
+		return fmt.Errorf("reply %q", reply)
+	}
+	return nil
 }
 
 // setupTinc runs tincd in switch mode (a TAP on each side, Ethernet
@@ -362,12 +719,15 @@ func setupTinc(t *testing.T, a, b *labtest.Host) (*dpSystem, string) {
 			t.Fatal(err)
 		}
 	}
-	for _, s := range sides {
+	var pids [2][]int
+	for i, s := range sides {
 		dir := filepath.Join(base, s.name)
-		s.h.Start(filepath.Join(base, s.name+".log"), "tincd", "-c", dir, "-D", "--pidfile", filepath.Join(dir, "pid"))
+		p := s.h.Start(filepath.Join(base, s.name+".log"), "tincd", "-c", dir, "-D", "--pidfile", filepath.Join(dir, "pid"))
+		pids[i] = []int{p.Pid()}
 	}
 	v, _ := exec.Command("tincd", "--version").Output()
-	return &dpSystem{name: "tinc (switch)", ip: "10.97.0.2", comm: "tincd", version: strings.SplitN(strings.TrimSpace(string(v)), "\n", 2)[0] + ", default ciphers"}, ""
+	return &dpSystem{name: "tinc (switch)", ip: "10.97.0.2", addresses: "public", pidsA: pids[0], pidsB: pids[1],
+		version: strings.SplitN(strings.TrimSpace(string(v)), "\n", 2)[0] + ", default ciphers"}, ""
 }
 
 // measure runs one round for s.
@@ -378,7 +738,7 @@ func (s *dpSystem) measure(t *testing.T, lab *labtest.Lab, a, b *labtest.Host, s
 	} else {
 		t.Logf("%s: idle ping: %v", s.name, err)
 	}
-	cpuA0, cpuB0 := cpuOf(a, s.comm), cpuOf(b, s.comm)
+	cpuA0, cpuB0 := cpuPids(s.pidsA), cpuPids(s.pidsB)
 	var wg sync.WaitGroup
 	var loadRTT float64
 	var loadErr error
@@ -389,13 +749,13 @@ func (s *dpSystem) measure(t *testing.T, lab *labtest.Lab, a, b *labtest.Host, s
 		n := (secs - 2) * 20
 		loadRTT, loadErr = pingAvg(lab, a.NS, s.ip, max(n, 5), "0.05")
 	}()
-	if out := os.Getenv("KADLAN_BENCH_PERF"); out != "" && s.comm == "kadlan" {
-		// Profile both daemons during the 1-stream run (perf record -g).
+	if out := os.Getenv("KADLAN_BENCH_PERF"); out != "" && len(s.nodes) > 0 && !s.perfDone {
+		// Profile both daemons of the first kadlan row during its first
+		// 1-stream run (perf record -g).
+		s.perfDone = true
 		var pids []string
-		for _, h := range []*labtest.Host{a, b} {
-			for _, p := range pidsOf(h, s.comm) {
-				pids = append(pids, strconv.Itoa(p))
-			}
+		for _, p := range append(append([]int(nil), s.pidsA...), s.pidsB...) {
+			pids = append(pids, strconv.Itoa(p))
 		}
 		wg.Add(1)
 		go func() {
@@ -418,10 +778,10 @@ func (s *dpSystem) measure(t *testing.T, lab *labtest.Lab, a, b *labtest.Host, s
 	} else {
 		t.Logf("%s: ping under load: %v", s.name, loadErr)
 	}
-	if s.comm != "" && bytes > 0 {
+	if len(s.pidsA) > 0 && bytes > 0 {
 		gb := bytes / 1e9
-		s.cpuA = append(s.cpuA, (cpuOf(a, s.comm)-cpuA0)/gb)
-		s.cpuB = append(s.cpuB, (cpuOf(b, s.comm)-cpuB0)/gb)
+		s.cpuA = append(s.cpuA, (cpuPids(s.pidsA)-cpuA0)/gb)
+		s.cpuB = append(s.cpuB, (cpuPids(s.pidsB)-cpuB0)/gb)
 	}
 	if mbps, _, err := iperfRun(lab, a.NS, s.ip, secs, 4); err == nil {
 		s.mbps4 = append(s.mbps4, mbps)
@@ -506,10 +866,10 @@ func pidsOf(h *labtest.Host, comm string) []int {
 	return pids
 }
 
-// cpuOf sums user+system CPU seconds of comm's processes in h's namespace.
-func cpuOf(h *labtest.Host, comm string) float64 {
+// cpuPids sums user+system CPU seconds of pids.
+func cpuPids(pids []int) float64 {
 	var sum float64
-	for _, pid := range pidsOf(h, comm) {
+	for _, pid := range pids {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 		if err != nil {
 			continue
@@ -527,9 +887,12 @@ func cpuOf(h *labtest.Host, comm string) float64 {
 }
 
 // rssOf sums VmRSS (MiB) of comm's processes in h's namespace.
-func rssOf(h *labtest.Host, comm string) float64 {
+func rssOf(h *labtest.Host, comm string) float64 { return rssPids(pidsOf(h, comm)) }
+
+// rssPids sums VmRSS (MiB) of pids.
+func rssPids(pids []int) float64 {
 	var sum float64
-	for _, pid := range pidsOf(h, comm) {
+	for _, pid := range pids {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 		if err != nil {
 			continue
@@ -544,22 +907,44 @@ func rssOf(h *labtest.Host, comm string) float64 {
 	return sum
 }
 
-func cpuCol(s *dpSystem, side int) string {
-	xs := s.cpuA
-	if side == 1 {
-		xs = s.cpuB
+// rssDetail is the resident memory of pids from smaps_rollup: anonymous
+// (heap, stacks, buffers) and file-backed (the binary's pages), MiB.
+func rssDetail(pids []int) string {
+	var anon, file float64
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			switch f[0] {
+			case "Anonymous:":
+				anon += kb / 1024
+			case "Rss:":
+				file += kb / 1024
+			}
+		}
 	}
+	return fmt.Sprintf("%.0f (anon %.0f + file %.0f) MiB", file, anon, file-anon)
+}
+
+func cpuCol(xs []float64) string {
 	if len(xs) == 0 {
 		return "-"
 	}
 	return fmt.Sprintf("%.2f", median(xs))
 }
 
-func rssCol(s *dpSystem, h *labtest.Host, _ int) string {
-	if s.comm == "" {
+func rssCol(s *dpSystem, mib float64) string {
+	if len(s.pidsA) == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.0f MiB", rssOf(h, s.comm))
+	return fmt.Sprintf("%.0f MiB", mib)
 }
 
 // TestBenchRelayed is the relayed part of TestBenchDataplane alone
@@ -573,10 +958,10 @@ func TestBenchRelayed(t *testing.T) {
 	fmt.Println(r)
 }
 
-// idleTraffic measures the bytes crossing h's eth0 (both directions) over
+// idleTraffic returns the bytes per second crossing h's eth0 (both directions) over
 // secs seconds while nothing but the kadlan daemons runs on it: keep-alives,
 // DHT refreshes, record republishing and link pings of two joined members.
-func idleTraffic(t *testing.T, lab *labtest.Lab, h *labtest.Host, secs int) string {
+func idleTraffic(t *testing.T, lab *labtest.Lab, h *labtest.Host, secs int) float64 {
 	t.Helper()
 	bytesNow := func() (uint64, error) {
 		out, err := lab.Exec(h.NS, "ip", "-j", "-s", "link", "show", "eth0")
@@ -603,8 +988,7 @@ func idleTraffic(t *testing.T, lab *labtest.Lab, h *labtest.Host, secs int) stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fmt.Sprintf("idle traffic between two joined members: %.0f B/s (rx+tx on the veth over %d s; goal <= 300)",
-		float64(after-before)/float64(secs), secs)
+	return float64(after-before) / float64(secs)
 }
 
 // spread prints the smallest and largest of xs.
@@ -617,4 +1001,164 @@ func spread(xs []float64, format string) string {
 		lo, hi = min(lo, x), max(hi, x)
 	}
 	return fmt.Sprintf(format+"-"+format, lo, hi)
+}
+
+// TestBenchPingPath (KADLAN_BENCH=1, needs tcpdump) splits the idle ping
+// RTT over a kadlan link (tcp/public) into its hops: tcpdump runs in both
+// namespaces (one clock), and for each ping the times at which the echo
+// request and reply cross each TAP and the veth give the time spent in
+// each daemon's send and receive paths, on the wire and in the kernel.
+// KADLAN_BENCH_PINGS pings (default 100) KADLAN_BENCH_PING_INTERVAL
+// seconds apart (default 0.02); medians in µs.
+func TestBenchPingPath(t *testing.T) {
+	if os.Getenv("KADLAN_BENCH") == "" {
+		t.Skip("benchmark; run with KADLAN_BENCH=1")
+	}
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		t.Skip("tcpdump not installed (apt-get install tcpdump)")
+	}
+	lab := labtest.New(t)
+	a, b := vethHosts(t, lab)
+	s, why := setupKadlan(t, a, b, kadlanVariants["tcp/public"], 0)
+	if s == nil {
+		t.Fatal(why)
+	}
+	if err := netlab.Eventually(20*time.Second, 200*time.Millisecond, func() error {
+		_, err := lab.Exec(a.NS, "ping", "-c", "1", "-W", "1", s.ip)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var dumps []*netlab.Proc
+	for _, h := range []*labtest.Host{a, b} {
+		dumps = append(dumps, h.Start(filepath.Join(dir, h.Name+".txt"), "tcpdump", "-i", "any", "-n", "-tt", "-l", "--immediate-mode", "icmp or tcp port 4242"))
+	}
+	// tcpdump prints "listening on" once it captures.
+	for _, h := range []*labtest.Host{a, b} {
+		if err := netlab.Eventually(10*time.Second, 50*time.Millisecond, func() error {
+			out, _ := os.ReadFile(filepath.Join(dir, h.Name+".txt"))
+			if !strings.Contains(string(out), "listening on") {
+				return fmt.Errorf("tcpdump in %s not capturing", h.Name)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n := envInt("KADLAN_BENCH_PINGS", 100)
+	every := os.Getenv("KADLAN_BENCH_PING_INTERVAL")
+	if every == "" {
+		every = "0.02"
+	}
+	rtt, err := pingAvg(lab, a.NS, s.ip, n, every)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := pingAvg(lab, a.NS, b.IPv4, n, every)
+	for _, d := range dumps {
+		d.Signal(syscall.SIGINT)
+	}
+	ea, eb := readDump(t, filepath.Join(dir, "dpa.txt")), readDump(t, filepath.Join(dir, "dpb.txt"))
+	hops := []string{"a: TAP -> veth (send)", "wire", "b: veth -> TAP (receive)", "b: kernel (echo)", "b: TAP -> veth (send)", "wire back", "a: veth -> TAP (receive)", "total"}
+	us := make([][]float64, len(hops))
+	for seq, req := range ea.tapOut {
+		var tt [9]float64
+		tt[1] = req
+		ok := true
+		next := func(xs []float64, after float64) float64 {
+			for _, x := range xs {
+				if x >= after {
+					return x
+				}
+			}
+			ok = false
+			return after
+		}
+		tt[2] = next(ea.vethOut, tt[1])
+		tt[3] = next(eb.vethIn, tt[2])
+		tt[4], ok = eb.tapIn[seq], ok && eb.tapIn[seq] > 0
+		tt[5], ok = eb.tapOutReply[seq], ok && eb.tapOutReply[seq] > 0
+		tt[6] = next(eb.vethOut, tt[5])
+		tt[7] = next(ea.vethIn, tt[6])
+		tt[8], ok = ea.tapInReply[seq], ok && ea.tapInReply[seq] > 0
+		if !ok {
+			continue
+		}
+		for i := 0; i < 7; i++ {
+			us[i] = append(us[i], (tt[i+2]-tt[i+1])*1e6)
+		}
+		us[7] = append(us[7], (tt[8]-tt[1])*1e6)
+	}
+	var rep strings.Builder
+	fmt.Fprintf(&rep, "\nping path over a kadlan link (%s, %s): %d pings %s s apart, %d matched; ping RTT %.3f ms (raw veth %.3f ms)\n", s.link(), s.version, n, every, len(us[7]), rtt, raw)
+	for i, h := range hops {
+		fmt.Fprintf(&rep, "  %-26s median %6.0f us  p90 %6.0f us\n", h, median(us[i]), pct(us[i], 0.9))
+	}
+	t.Log(rep.String())
+	fmt.Println(rep.String())
+}
+
+// pingDump is what one namespace's tcpdump saw: ICMP echo requests and
+// replies on the TAP by sequence number, and the times of TCP segments with
+// data on the veth.
+type pingDump struct {
+	tapOut, tapIn, tapOutReply, tapInReply map[int]float64
+	vethOut, vethIn                        []float64
+}
+
+func readDump(t *testing.T, path string) pingDump {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := pingDump{tapOut: map[int]float64{}, tapIn: map[int]float64{}, tapOutReply: map[int]float64{}, tapInReply: map[int]float64{}}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 {
+			continue
+		}
+		ts, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue
+		}
+		dev, dir := f[1], f[2]
+		switch {
+		case strings.HasPrefix(dev, "kl") && strings.Contains(line, "ICMP echo"):
+			i := strings.Index(line, ", seq ")
+			if i < 0 {
+				continue
+			}
+			seq, _ := strconv.Atoi(strings.TrimSuffix(strings.Fields(line[i+6:])[0], ","))
+			req := strings.Contains(line, "echo request")
+			switch {
+			case req && dir == "Out":
+				d.tapOut[seq] = ts
+			case req && dir == "In":
+				d.tapIn[seq] = ts
+			case !req && dir == "Out":
+				d.tapOutReply[seq] = ts
+			case !req && dir == "In":
+				d.tapInReply[seq] = ts
+			}
+		case dev == "eth0" && strings.Contains(line, "Flags [") && !strings.HasSuffix(line, "length 0"):
+			if dir == "Out" {
+				d.vethOut = append(d.vethOut, ts)
+			} else {
+				d.vethIn = append(d.vethIn, ts)
+			}
+		}
+	}
+	return d
+}
+
+// pct is the nearest-rank p-quantile of xs.
+func pct(xs []float64, p float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	return s[max(0, min(len(s)-1, int(p*float64(len(s)))))]
 }
