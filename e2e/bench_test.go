@@ -95,7 +95,8 @@ func TestBenchConnect(t *testing.T) {
 	}{
 		{"public-public", public, nil},
 		{"eim-eim", behind(netlab.EIM), nil},
-		{"fullcone-fullcone", behind(netlab.FullCone), nil},
+		// Full-cone nodes are public (AutoNAT): DHT clients, as public-public.
+		{"fullcone-fullcone", behind(netlab.FullCone, "--dht-mode", "client", "--bootstrap", w.pubs[0].BootstrapAddr()), nil},
 		{"addrrestricted-addrrestricted", behind(netlab.AddressRestricted), nil},
 		{"cgnat-cgnat", behind(netlab.CGNAT), nil},
 		{"udpblocked-eim", behind(netlab.UDPBlocked), behind(netlab.EIM)},
