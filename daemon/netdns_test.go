@@ -1,0 +1,64 @@
+package daemon
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kadlan/kadlan/overlay/netrec"
+	"github.com/libp2p/go-libp2p/core/crypto"
+)
+
+func TestZoneOf(t *testing.T) {
+	k, _, _ := crypto.GenerateEd25519Key(nil)
+	for _, tt := range []struct{ name, want string }{
+		{"lab", "lab.kadlan"},
+		{"My Lab", "my-lab.kadlan"},
+		{"", ""}, // the ID's first 8 characters
+		{"!!!", ""},
+	} {
+		def, err := netrec.NewDefinition(k, tt.name, false, netip.Prefix{}, 0, netrec.BroadcastParams{}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := tt.want
+		if want == "" {
+			want = def.ID().String()[:8] + ".kadlan"
+		}
+		if got := zoneOf(def.ID(), def, "kadlan"); got != want {
+			t.Errorf("zoneOf(%q) = %q, want %q", tt.name, got, want)
+		}
+	}
+}
+
+func TestResolvedCommands(t *testing.T) {
+	got := resolvedCommands("kl1234abcd", netip.MustParseAddr("10.99.0.1"), "lab.kadlan")
+	want := []string{"resolvectl dns kl1234abcd 10.99.0.1", "resolvectl domain kl1234abcd ~lab.kadlan"}
+	var lines []string
+	for _, argv := range got {
+		lines = append(lines, strings.Join(argv, " "))
+	}
+	if !slices.Equal(lines, want) {
+		t.Fatalf("commands %q, want %q", lines, want)
+	}
+	// The registrar runs them in order through the seam, if resolved runs
+	// here at all (never in the test's namespace otherwise).
+	if reg := ResolvedRegistrar(func(ctx context.Context, argv []string) error { return nil }, t.Logf); reg != nil {
+		t.Log("systemd-resolved runs in this network namespace; not registering from a test")
+	}
+}
+
+func TestCheckName(t *testing.T) {
+	if err := CheckName("alice", "kadlan"); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckName("", "kadlan"); err != nil {
+		t.Fatal(err)
+	}
+	if CheckName("Alice", "kadlan") == nil || CheckName("a", "") == nil || CheckName("a", "x.y") == nil {
+		t.Fatal("bad name or suffix accepted")
+	}
+}
