@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kadlan/kadlan/internal/dnszone"
@@ -29,15 +30,21 @@ const (
 	nameMissEvery = 5 * time.Second
 )
 
-// CheckName validates a --name and a --dns-suffix.
+// CheckName validates a --name (one label) and a --dns-suffix (one or
+// more labels: "kadlan", "kadlan.internal").
 func CheckName(name, suffix string) error {
 	if name != "" {
 		if err := netrec.ValidName(name); err != nil {
 			return fmt.Errorf("--name: %w", err)
 		}
 	}
-	if err := netrec.ValidName(suffix); err != nil {
-		return fmt.Errorf("--dns-suffix: %w", err)
+	if len(suffix) > 100 {
+		return fmt.Errorf("--dns-suffix: %d characters, want at most 100", len(suffix))
+	}
+	for _, l := range strings.Split(suffix, ".") {
+		if err := netrec.ValidName(l); err != nil {
+			return fmt.Errorf("--dns-suffix %q: %w", suffix, err)
+		}
 	}
 	return nil
 }
@@ -130,11 +137,8 @@ func (j *joined) dnsStep(now time.Time) {
 	for _, a := range []netip.Addr{ip, v6} {
 		pc, ln, err := dnszone.Listen(netip.AddrPortFrom(a, 53))
 		if err != nil {
-			if a == ip {
+			if a == ip { // the first: nothing runs yet
 				cancel()
-				for _, c := range done {
-					<-c
-				}
 				d.failIP, d.failed, d.zone = ip, now, zone
 				j.mgr.logf("networks: %s: DNS responder on %s: %v (retrying every %s)", j.m.ID.Short(), a, err, dnsRetry)
 				return

@@ -58,7 +58,10 @@ func TestCheckName(t *testing.T) {
 	if err := CheckName("", "kadlan"); err != nil {
 		t.Fatal(err)
 	}
-	if CheckName("Alice", "kadlan") == nil || CheckName("a", "") == nil || CheckName("a", "x.y") == nil {
+	if err := CheckName("a", "kadlan.internal"); err != nil {
+		t.Fatal(err)
+	}
+	if CheckName("Alice", "kadlan") == nil || CheckName("a", "") == nil || CheckName("a", "x..y") == nil || CheckName("a", "x.") == nil {
 		t.Fatal("bad name or suffix accepted")
 	}
 }

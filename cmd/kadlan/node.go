@@ -76,7 +76,7 @@ func daemonCommand() *cli.Command {
 			&cli.DurationFlag{Name: "link-idle", Value: 10 * time.Minute, Usage: "links on demand: a node links to a few members and to those it sends to, and closes a link after this long without unicast frames either way (0: link to every member and keep the links)"},
 			&cli.StringFlag{Name: "name", Usage: "this node's member `NAME` on its networks, resolvable as NAME.NETWORK.kadlan (a DNS label: a-z, 0-9, '-'; default: the host name made one; a name in the owner's certificate wins)"},
 			&cli.BoolFlag{Name: "dns", Value: true, Usage: "answer DNS for members' names on each network's interface address, port 53 (registered with systemd-resolved when it runs here; see README, Names)"},
-			&cli.StringFlag{Name: "dns-suffix", Value: daemon.DefaultDNSSuffix, Usage: "the last `LABEL` of member names: NAME.NETWORK.LABEL"},
+			&cli.StringFlag{Name: "dns-suffix", Value: daemon.DefaultDNSSuffix, Usage: "the `SUFFIX` of member names: NAME.NETWORK.SUFFIX (one or more labels, e.g. kadlan.internal)"},
 			&cli.StringFlag{Name: "device", Value: daemon.DeviceAuto, Usage: "network interfaces: auto (a TAP, or a TUN with Ethernet emulation where no TAP can be made), tap or tun"},
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`HOST:PORT`/metrics, e.g. 127.0.0.1:9464 (default off; the host must be written out, 0.0.0.0 to expose them: they have no authentication)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: " + logs.Levels},

@@ -33,8 +33,7 @@ const (
 // Server answers a Zone's queries on UDP and TCP sockets.
 type Server struct {
 	zone *Zone
-	lim  *Limiter
-	g    group.Group
+	lim  *Limiter // shared by every socket the server serves
 	// Logf reports errors that end a socket (not per query); may be nil.
 	logf func(string, ...any)
 }
@@ -78,8 +77,10 @@ func Listen(ap netip.AddrPort) (net.PacketConn, net.Listener, error) {
 }
 
 // Serve answers on pc and ln (either may be nil) until ctx ends, then
-// closes them and returns once every goroutine it started has ended.
+// closes them and returns once every goroutine it started has ended. It
+// may be called for several socket pairs at once (IPv4 and IPv6).
 func (s *Server) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) {
+	var g group.Group
 	var once sync.Once
 	closeAll := func() {
 		once.Do(func() {
@@ -94,14 +95,14 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) 
 	stop := context.AfterFunc(ctx, closeAll)
 	defer stop()
 	if pc != nil {
-		s.g.Go(func() { s.serveUDP(pc) })
+		g.Go(func() { s.serveUDP(pc) })
 	}
 	if ln != nil {
-		s.g.Go(func() { s.serveTCP(ctx, ln) })
+		g.Go(func() { s.serveTCP(ctx, ln) })
 	}
 	<-ctx.Done()
 	closeAll()
-	s.g.Close()
+	g.Close()
 }
 
 func (s *Server) serveUDP(pc net.PacketConn) {
