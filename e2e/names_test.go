@@ -12,6 +12,7 @@ import (
 	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/e2e/netlab"
 	"github.com/kadlan/kadlan/e2e/netlab/labtest"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // dig runs dig in n's namespace against server and returns its output.
@@ -176,4 +177,56 @@ func TestMemberNames(t *testing.T) {
 	if err := vping(b, "printer.lab.kadlan"); err != nil {
 		t.Errorf("b cannot ping printer.lab.kadlan: %v", err)
 	}
+}
+
+// TestMemberNameConflict: two nodes on a public network both call
+// themselves x. The smaller address keeps x, the other is x-xxxxxx (the
+// last 6 characters of its lowercase address), on both nodes alike.
+func TestMemberNameConflict(t *testing.T) {
+	if _, err := exec.LookPath("dig"); err != nil {
+		t.Skip("dig not installed (apt-get install bind9-dnsutils)")
+	}
+	lab := labtest.New(t)
+	home := lab.NATRouter("home", netlab.EIM, nil)
+	p := home.PrivateHost("p").StartNode(t, "--name", "x")
+	q := home.PrivateHost("q").StartNode(t, "--bootstrap", p.BootstrapAddr(), "--name", "x")
+	id := createNet(t, p, "--name", "Pub Net", "--ipv4", "10.98.0.0/24")
+	if _, err := q.CLI("join", id); err != nil {
+		t.Fatal(err)
+	}
+	info := map[*labtest.Node]api.Network{p: waitNet(t, p, id, "ok", 1), q: waitNet(t, q, id, "ok", 1)}
+	win, lose := p, q
+	if peerIDLess(q.Address, p.Address) {
+		win, lose = q, p
+	}
+	la := strings.ToLower(lose.Address)
+	want := map[string]*labtest.Node{"x.pub-net.kadlan": win, "x-" + la[len(la)-6:] + ".pub-net.kadlan": lose}
+	for _, asker := range []*labtest.Node{p, q} {
+		for name, n := range want {
+			exp := addrOf(info[n].IPv4[0])
+			err := netlab.Eventually(lanBound, 250*time.Millisecond, func() error {
+				out, err := dig(asker, addrOf(info[asker].IPv4[0]), "+short", name, "A")
+				if err != nil {
+					return err
+				}
+				if strings.TrimSpace(out) != exp {
+					return fmt.Errorf("%s: %s is %q, want %s (%s)", asker.Host.Name, name, strings.TrimSpace(out), exp, n.Host.Name)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}
+	}
+}
+
+// peerIDLess orders addresses as the name table does: by their bytes.
+func peerIDLess(a, b string) bool {
+	pa, err1 := peer.Decode(a)
+	pb, err2 := peer.Decode(b)
+	if err1 != nil || err2 != nil {
+		panic("bad address")
+	}
+	return string(pa) < string(pb)
 }
