@@ -200,6 +200,12 @@ func ResolvedRegistrar(run func(ctx context.Context, argv []string) error, logf 
 	if _, err := exec.LookPath("resolvectl"); err != nil || !resolvedInThisNetns() {
 		return nil
 	}
+	return resolvedRegistrar(run, logf)
+}
+
+// resolvedRegistrar is ResolvedRegistrar without the check that resolved
+// runs here.
+func resolvedRegistrar(run func(ctx context.Context, argv []string) error, logf func(string, ...any)) func(ctx context.Context, iface string, addr netip.Addr, zone string) {
 	if run == nil {
 		run = func(ctx context.Context, argv []string) error {
 			out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()

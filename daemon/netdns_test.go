@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"slices"
 	"strings"
@@ -44,10 +45,25 @@ func TestResolvedCommands(t *testing.T) {
 	if !slices.Equal(lines, want) {
 		t.Fatalf("commands %q, want %q", lines, want)
 	}
-	// The registrar runs them in order through the seam, if resolved runs
-	// here at all (never in the test's namespace otherwise).
-	if reg := ResolvedRegistrar(func(ctx context.Context, argv []string) error { return nil }, t.Logf); reg != nil {
-		t.Log("systemd-resolved runs in this network namespace; not registering from a test")
+	// The registrar runs them in order through the seam, and stops at
+	// the first that fails.
+	var ran []string
+	fail := ""
+	reg := resolvedRegistrar(func(ctx context.Context, argv []string) error {
+		ran = append(ran, strings.Join(argv, " "))
+		if argv[1] == fail {
+			return errors.New("no such link")
+		}
+		return nil
+	}, t.Logf)
+	reg(context.Background(), "kl1234abcd", netip.MustParseAddr("10.99.0.1"), "lab.kadlan")
+	if !slices.Equal(ran, want) {
+		t.Fatalf("ran %q, want %q", ran, want)
+	}
+	ran, fail = nil, "dns"
+	reg(context.Background(), "kl1234abcd", netip.MustParseAddr("10.99.0.1"), "lab.kadlan")
+	if len(ran) != 1 {
+		t.Fatalf("went on after a failure: %q", ran)
 	}
 }
 
