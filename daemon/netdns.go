@@ -228,16 +228,42 @@ func resolvedRegistrar(run func(ctx context.Context, argv []string) error, logf 
 	}
 }
 
+// stubListening reports whether /proc/self/net/udp (the sockets of this
+// network namespace) shows resolved's stub listener, 127.0.0.53:53.
+func stubListening(procNetUDP []byte) bool {
+	for _, line := range bytes.Split(procNetUDP, []byte("\n")) {
+		f := bytes.Fields(line)
+		// Host byte order: 3500007F on little-endian machines.
+		if len(f) > 1 && (string(f[1]) == "3500007F:0035" || string(f[1]) == "7F000035:0035") {
+			return true
+		}
+	}
+	return false
+}
+
 // resolvedInThisNetns reports whether systemd-resolved runs in this
 // process's network namespace. resolvectl talks to the resolved of the
 // host over D-Bus whatever namespace it runs in, and would configure the
 // host's interface that has the same index: a node in a namespace (the
-// e2e tests) must leave it alone.
+// e2e tests) must leave it alone. Resolved without a stub listener, in a
+// process this one may not inspect, goes unseen: then nothing is
+// registered (README, Names, says what to configure instead).
 func resolvedInThisNetns() bool {
 	self, err := os.Readlink("/proc/self/ns/net")
 	if err != nil {
 		return false
 	}
+	// The stub listener in this namespace, and the namespace is init's
+	// (so that it is the resolved on the other end of D-Bus, not some
+	// other server on 127.0.0.53 in a namespace of a test).
+	if b, err := os.ReadFile("/proc/self/net/udp"); err == nil && stubListening(b) {
+		if ns, err := os.Readlink("/proc/1/ns/net"); err == nil && ns == self {
+			return true
+		}
+	}
+	// Or the process itself in this namespace, which needs the right to
+	// look at another user's process (not under the shipped unit, whose
+	// capabilities exclude it).
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return false

@@ -81,3 +81,16 @@ func TestCheckName(t *testing.T) {
 		t.Fatal("bad name or suffix accepted")
 	}
 }
+
+func TestStubListening(t *testing.T) {
+	table := `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
+ 3245: 3500007F:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000   991        0 18412 2 0000000000000000 0
+ 5000: 00000000:14E9 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 0
+`
+	if !stubListening([]byte(table)) {
+		t.Fatal("stub listener not seen")
+	}
+	if stubListening([]byte(strings.Replace(table, "3500007F:0035", "0100007F:0035", 1))) {
+		t.Fatal("127.0.0.1:53 taken for resolved's stub")
+	}
+}
