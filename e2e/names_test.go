@@ -177,6 +177,29 @@ func TestMemberNames(t *testing.T) {
 	if err := vping(b, "printer.lab.kadlan"); err != nil {
 		t.Errorf("b cannot ping printer.lab.kadlan: %v", err)
 	}
+
+	// Leaving the network stops its responder: no socket on port 53 is
+	// left in b's namespace (it binds with IP_FREEBIND, so a leaked one
+	// would outlive the interface's address).
+	if out, err := b.Host.Lab.Exec(b.Host.NS, "ss", "-Hlun", "sport = :53"); err != nil || !strings.Contains(out, ":53") {
+		t.Fatalf("before leaving, ss shows no DNS socket in b: %v\n%s", err, out)
+	}
+	if _, err := b.CLI("leave", id); err != nil {
+		t.Fatal(err)
+	}
+	err = netlab.Eventually(10*time.Second, 200*time.Millisecond, func() error {
+		out, err := b.Host.Lab.Exec(b.Host.NS, "sh", "-c", "ss -Hlun 'sport = :53'; ss -Hltn 'sport = :53'")
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(out) != "" {
+			return fmt.Errorf("after leaving, b still listens on port 53:\n%s", out)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestMemberNameConflict: two nodes on a public network both call
