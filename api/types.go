@@ -127,6 +127,7 @@ type NetworkRequest struct {
 	IPv4      string `json:"ipv4,omitempty"`
 	ExpiresS  int64  `json:"expires_s,omitempty"`
 	TimeoutMs int    `json:"timeout_ms,omitempty"`
+	Name      string `json:"name,omitempty"` // authorize: the member's name in its certificate
 }
 
 // InviteRequest is the body of POST /v1/networks/invite.
@@ -183,6 +184,12 @@ type Network struct {
 	Counters         json.RawMessage `json:"counters,omitempty"` // switch counters (frames in/out, drops)
 	Engine           json.RawMessage `json:"engine,omitempty"`   // engine counters (offload, links without a link, records)
 	Error            string          `json:"error,omitempty"`    // why status is "error"
+	// MemberName is this node's name on the network, DNSZone the zone its
+	// members' names are in (NAME.DNSZONE) and DNSServer the address its
+	// responder answers on (empty while none runs).
+	MemberName string `json:"member_name,omitempty"`
+	DNSZone    string `json:"dns_zone,omitempty"`
+	DNSServer  string `json:"dns_server,omitempty"`
 }
 
 // LinkBounds are what bounds a node's links on a network (links on
@@ -198,7 +205,8 @@ type LinkBounds struct {
 // Member is one entry of `kadlan members NETWORK --json`.
 type Member struct {
 	Address string `json:"address"`
-	Status  string `json:"status"` // ok, pending (no certificate yet), expired, revoked
+	Name    string `json:"name,omitempty"` // NAME in NAME.NETWORK.kadlan (see README, Names)
+	Status  string `json:"status"`         // ok, pending (no certificate yet), expired, revoked
 	MAC     string `json:"mac"`
 	IPv4    string `json:"ipv4,omitempty"`
 	IPv6    string `json:"ipv6"`

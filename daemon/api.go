@@ -169,7 +169,12 @@ func (d *Daemon) netRoutes() {
 		if req.ExpiresS > 0 {
 			expires = time.Now().Add(time.Duration(req.ExpiresS) * time.Second)
 		}
-		if err := d.nets.authorize(ctx, j, member, ip, expires); err != nil {
+		if req.Name != "" {
+			if err := netrec.ValidName(req.Name); err != nil {
+				return nil, fmt.Errorf("--name: %w", err)
+			}
+		}
+		if err := d.nets.authorize(ctx, j, member, ip, req.Name, expires); err != nil {
 			return nil, err
 		}
 		return map[string]string{"network": j.m.ID.String(), "address": member.String()}, nil

@@ -61,6 +61,16 @@ type Config struct {
 	Device string
 	// NewDevice creates network interfaces; nil means SystemDevices(Device).
 	NewDevice DeviceFactory
+	// Name is this node's self-chosen member name on every network (see
+	// netrec.ValidName; "" for none: then members know it by its address
+	// name only). A certificate's name wins over it.
+	Name string
+	// DNS serves each network's member names (NAME.NETWORK.DNSSuffix) on
+	// the network's interface addresses, port 53; DNSSuffix "" is
+	// DefaultDNSSuffix. With systemd-resolved in the daemon's network
+	// namespace the responder is registered for its zone (resolvectl).
+	DNS       bool
+	DNSSuffix string
 	// Metrics is the HOST:PORT where Prometheus metrics are served at
 	// /metrics (the node's, its networks', libp2p's); empty: off. The host
 	// must be given (see checkMetricsAddr).
@@ -104,6 +114,12 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	}
 	if cfg.APIPath == "" {
 		cfg.APIPath = filepath.Join(cfg.StateDir, SocketFile)
+	}
+	if cfg.DNSSuffix == "" {
+		cfg.DNSSuffix = DefaultDNSSuffix
+	}
+	if err := CheckName(cfg.Name, cfg.DNSSuffix); err != nil {
+		return err
 	}
 	var flagPeers []peer.AddrInfo
 	for _, s := range cfg.Bootstrap {
@@ -206,8 +222,13 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	bctx, bcancel := context.WithCancel(ctx)
 	bdone := make(chan struct{})
 	go func() { defer close(bdone); boot.Run(bctx, node.Host, routing{node}) }()
-	d.nets = newNetManager(bctx, node, key, cfg.StateDir, cfg.NewDevice, linked, logf)
-	d.nets.linkIdle = cfg.LinkIdle
+	d.nets = newNetManager(bctx, node, key, cfg.StateDir, cfg.NewDevice, linked, logf, func(nm *netManager) {
+		nm.linkIdle = cfg.LinkIdle
+		nm.name, nm.dns, nm.dnsSuffix = cfg.Name, cfg.DNS, cfg.DNSSuffix
+		if cfg.DNS {
+			nm.resolved = ResolvedRegistrar(nil, logf)
+		}
+	})
 	if d.prom != nil {
 		reg.MustRegister(newNetCollector(d.nets))
 		d.prom.serve(reg, logf)

@@ -209,11 +209,18 @@ func TestNetworkLifecycle(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	owner.call(t, "POST", "/v1/networks/authorize", api.NetworkRequest{Network: created.Network[:10], Address: memberAddr, IPv4: "10.5.0.7"}, nil)
+	owner.call(t, "POST", "/v1/networks/authorize", api.NetworkRequest{Network: created.Network[:10], Address: memberAddr, IPv4: "10.5.0.7", Name: "m1"}, nil)
 	mn := waitStatus(t, member, created.Network, "ok", 1)
 	on := waitStatus(t, owner, created.Network, "ok", 1)
 	if mn.IPv4[0] != "10.5.0.7/24" {
 		t.Fatalf("member IPv4 %v, want the certificate's 10.5.0.7/24", mn.IPv4)
+	}
+	// The certificate's name, on both sides.
+	if mn.MemberName != "m1" || mn.DNSZone != "" {
+		t.Fatalf("member's own name %q, zone %q (DNS is off here)", mn.MemberName, mn.DNSZone)
+	}
+	if len(on.Members) != 1 || on.Members[0].Name != "m1" {
+		t.Fatalf("owner's members %+v, want m1", on.Members)
 	}
 	// Member links are protected from the connection manager's trimming.
 	oj, err := owner.d.nets.resolve(created.Network)
@@ -289,6 +296,10 @@ func TestNetworkLifecycle(t *testing.T) {
 		if err := member.client.Do(ctx, "POST", tc.path, tc.body, nil); err == nil {
 			t.Errorf("%s %v: accepted", tc.path, tc.body)
 		}
+	}
+	// A name must be a DNS label.
+	if err := owner.client.Do(ctx, "POST", "/v1/networks/authorize", api.NetworkRequest{Network: created.Network, Address: memberAddr, Name: "Not_A_Label"}, nil); err == nil || !strings.Contains(err.Error(), "name") {
+		t.Errorf("authorize with a bad name: %v", err)
 	}
 	// Only the owner can authorize.
 	if err := member.client.Do(ctx, "POST", "/v1/networks/authorize", api.NetworkRequest{Network: created.Network, Address: memberAddr}, nil); err == nil {

@@ -293,7 +293,7 @@ func (j *joined) inviteStep(ctx context.Context, now time.Time, pollRedemptions 
 		}
 	}
 	for _, p := range invited {
-		if err := j.mgr.authorize(ctx, j, p, netip.Addr{}, time.Time{}); err != nil {
+		if err := j.mgr.authorize(ctx, j, p, netip.Addr{}, "", time.Time{}); err != nil {
 			j.logs.Log("certify "+string(p), "networks: %s: certifying %s, admitted by invite: %v", id.Short(), p, err)
 			continue
 		}

@@ -27,9 +27,17 @@ func (j *joined) run() {
 	for {
 		select {
 		case <-ctx.Done():
+			j.stopDNS()
 			j.save()
 			return
 		case <-t.C:
+		case <-j.nameMiss:
+			// A name in the zone nobody here holds: look for members now
+			// (the name's owner may be one this node has not found yet).
+			if time.Since(j.lastNameMiss) < nameMissEvery {
+				continue
+			}
+			j.lastNameMiss, j.lastDiscover = time.Now(), time.Time{}
 		}
 		settled := j.step(ctx)
 		if settled {
@@ -144,6 +152,7 @@ func (j *joined) step(ctx context.Context) bool {
 		j.discover(ctx)
 	}
 	j.syncSwitch()
+	j.dnsStep(now)
 	unlinked := j.wantLinks()
 	dial := unlinked
 	settled := len(unlinked) == 0
@@ -184,7 +193,7 @@ func (j *joined) announcement(now time.Time) (*netrec.Announcement, bool) {
 	if j.ann != nil && ip == j.annIPv4 && now.Sub(j.ann.Time) < republishEvery {
 		return j.ann, false
 	}
-	a, err := netrec.NewAnnouncement(j.mgr.key, j.m.ID, ip, now)
+	a, err := netrec.NewNamedAnnouncement(j.mgr.key, j.m.ID, ip, j.mgr.name, now)
 	if err != nil {
 		return j.ann, false
 	}
@@ -292,6 +301,7 @@ func (j *joined) syncSwitch() {
 	}
 	var removed []peer.ID
 	j.eng.Update(func(sw *vswitch.Switch) { removed = j.m.Sync(sw, now) })
+	j.refreshNames(now)
 	for _, p := range removed {
 		j.eng.RemoveLink(p)
 		j.unprotect(p)

@@ -21,6 +21,9 @@ func (j *joined) info() api.Network {
 	eng := j.eng
 	devIPv4 := j.devIPv4
 	devErr := j.devErr
+	dnsServer := j.dnsServer
+	zone := zoneOf(j.m.ID, j.m.Def, j.mgr.dnsSuffix)
+	names := j.m.Names(now, j.mgr.name)
 	j.mu.Unlock()
 	out := api.Network{Error: devErr, Network: ni.Network.String(), Name: ni.Name, Status: string(ni.Status), Private: ni.Private,
 		IsOwner: ni.IsOwner, Interface: ni.Interface, MAC: ni.MAC, IPv4: []string{}, IPv6: ni.IPv6, MTU: ni.MTU}
@@ -34,6 +37,13 @@ func (j *joined) info() api.Network {
 		out.Expires = ni.Expires.UTC().Format(time.RFC3339)
 	}
 	out.Invite = ni.Invite
+	out.MemberName = names.Of[j.m.Self]
+	if j.mgr.dns {
+		out.DNSZone = zone
+	}
+	if dnsServer.IsValid() {
+		out.DNSServer = dnsServer.String()
+	}
 	out.Broadcast, _ = json.Marshal(vswitch.SocialOf(ni.Broadcast))
 	linked := map[peer.ID]bool{}
 	routes := map[peer.ID]dht.Route{}
@@ -59,7 +69,7 @@ func (j *joined) info() api.Network {
 	}
 	out.Bounds = b
 	for _, mi := range ni.Members {
-		m := api.Member{Address: mi.Address.String(), Status: string(mi.Status), MAC: mi.MAC, IPv6: mi.IPv6.String(), Link: linked[mi.Address]}
+		m := api.Member{Address: mi.Address.String(), Name: names.Of[mi.Address], Status: string(mi.Status), MAC: mi.MAC, IPv6: mi.IPv6.String(), Link: linked[mi.Address]}
 		if mi.IPv4.IsValid() {
 			m.IPv4 = mi.IPv4.String()
 		}

@@ -64,7 +64,15 @@ type netManager struct {
 	newDevice DeviceFactory
 	g         group.Group
 	linked    *memberIndex
-	linkIdle  time.Duration // Config.LinkIdle; set before any network starts
+	linkIdle  time.Duration // Config.LinkIdle; set by newNetManager's configure
+	// name is this node's self-chosen member name ("" for none); dns
+	// turns the per-network responders on, under dnsSuffix; resolved, if
+	// not nil, registers a responder with systemd-resolved. Set by
+	// newNetManager's configure.
+	name      string
+	dns       bool
+	dnsSuffix string
+	resolved  func(ctx context.Context, iface string, addr netip.Addr, zone string)
 
 	mu   sync.Mutex
 	nets map[netrec.NetworkID]*joined
@@ -85,6 +93,14 @@ type joined struct {
 	publishing atomic.Bool      // a DHT publication runs (one at a time)
 	resolving  atomic.Int32     // address lookups running (resolve)
 	pubPending bool             // the announcement changed since the last publication started (run loop only)
+	dns        dnsState         // the DNS responder (run loop only)
+	// nameMiss wakes the run loop when the responder was asked for a name
+	// it does not know (see lookupName); lastNameMiss: run loop only.
+	nameMiss     chan struct{}
+	lastNameMiss time.Time
+	// names is the latest name table (see refreshNames), read without
+	// j.mu by the responder.
+	names atomic.Pointer[vswitch.Names]
 
 	mu      sync.Mutex // guards everything below
 	m       *vswitch.Membership
@@ -93,6 +109,9 @@ type joined struct {
 	dev     tap.Device
 	eng     *overlay.Engine
 	devIPv4 netip.Prefix
+	// dnsServer is the address the DNS responder answers on (invalid:
+	// none runs).
+	dnsServer netip.Addr
 	// protected are the members whose connections the connection manager
 	// must not trim (a link was up with them).
 	protected map[peer.ID]bool
@@ -106,9 +125,14 @@ type joined struct {
 	lastDef, lastRev, lastCert, lastPub, lastDiscover, lastRedemptions time.Time
 }
 
-func newNetManager(ctx context.Context, node *dht.Node, key crypto.PrivKey, stateDir string, newDevice DeviceFactory, linked *memberIndex, logf func(string, ...any)) *netManager {
+// configure, if not nil, sets the manager's options before any saved
+// network starts.
+func newNetManager(ctx context.Context, node *dht.Node, key crypto.PrivKey, stateDir string, newDevice DeviceFactory, linked *memberIndex, logf func(string, ...any), configure func(*netManager)) *netManager {
 	nm := &netManager{node: node, key: key, stateDir: stateDir, logf: logf, newDevice: newDevice, linked: linked,
 		nets: map[netrec.NetworkID]*joined{}, broken: map[string]string{}, ctx: ctx}
+	if configure != nil {
+		configure(nm)
+	}
 	node.Host.SetStreamHandler(protocol.ID(vswitch.ProtocolID), nm.handleStream)
 	ms, errs := overlay.LoadMemberships(stateDir)
 	for _, e := range errs {
@@ -198,7 +222,7 @@ func (nm *netManager) close() {
 func (nm *netManager) start(m *vswitch.Membership) *joined {
 	ctx, cancel := context.WithCancel(nm.ctx)
 	j := &joined{mgr: nm, ctx: ctx, cancel: cancel, logs: ratelog.New(nm.logf, time.Now, 10*time.Second),
-		m: m, protected: map[peer.ID]bool{}, dirty: true}
+		m: m, protected: map[peer.ID]bool{}, dirty: true, nameMiss: make(chan struct{}, 1)}
 	if m.Interface == "" {
 		m.Interface = InterfacePrefix + m.ID.String()[:8]
 	}
@@ -336,13 +360,13 @@ func (nm *netManager) leaveBroken(s string) (string, bool, error) {
 }
 
 // authorize issues and publishes a certificate (owner only).
-func (nm *netManager) authorize(ctx context.Context, j *joined, member peer.ID, ipv4 netip.Addr, expires time.Time) error {
+func (nm *netManager) authorize(ctx context.Context, j *joined, member peer.ID, ipv4 netip.Addr, name string, expires time.Time) error {
 	j.mu.Lock()
 	if !j.m.IsOwner() || j.m.Def == nil {
 		j.mu.Unlock()
 		return errors.New("only the network's owner can authorize members")
 	}
-	cert, err := netrec.IssueCertificate(nm.key, j.m.Def, member, ipv4, time.Now(), expires)
+	cert, err := netrec.IssueNamedCertificate(nm.key, j.m.Def, member, ipv4, name, time.Now(), expires)
 	if err == nil {
 		_, err = j.m.AddCertificate(cert)
 	}

@@ -68,13 +68,14 @@ func netCommand() *cli.Command {
 				Flags: []cli.Flag{jsonFlag,
 					&cli.StringFlag{Name: "ipv4", Usage: "fixed IPv4 `ADDRESS` for the member (default: derived)"},
 					&cli.DurationFlag{Name: "expires", Usage: "certificate lifetime `DURATION` (default: never)"},
+					&cli.StringFlag{Name: "name", Usage: "the member's `NAME` (NAME.NETWORK.kadlan), winning over the one it chose (a-z, 0-9, '-')"},
 				},
 				Action: func(c *cli.Context) error {
-					args, err := argsN(c, 2, "NETWORK ADDRESS [--ipv4 IP] [--expires DURATION]")
+					args, err := argsN(c, 2, "NETWORK ADDRESS [--ipv4 IP] [--expires DURATION] [--name NAME]")
 					if err != nil {
 						return err
 					}
-					req := api.NetworkRequest{Network: args[0], Address: args[1], IPv4: c.String("ipv4"), ExpiresS: int64(c.Duration("expires").Seconds())}
+					req := api.NetworkRequest{Network: args[0], Address: args[1], IPv4: c.String("ipv4"), ExpiresS: int64(c.Duration("expires").Seconds()), Name: c.String("name")}
 					return simpleNetCall(c, "/v1/networks/authorize", req, "authorized")
 				},
 			},
@@ -190,6 +191,15 @@ func networksCommand() *cli.Command {
 					fmt.Fprintf(c.App.Writer, "%s: %s\n", n.Network, printable(n.Error))
 				}
 			}
+			for _, n := range nets {
+				if n.DNSZone != "" {
+					self := "-"
+					if n.MemberName != "" {
+						self = n.MemberName + "." + n.DNSZone
+					}
+					fmt.Fprintf(c.App.Writer, "%s: names NAME.%s (this node: %s), DNS server %s\n", n.Network, printable(n.DNSZone), printable(self), dash(n.DNSServer))
+				}
+			}
 			return nil
 		},
 	}
@@ -221,7 +231,7 @@ func membersCommand() *cli.Command {
 
 func printMembers(w io.Writer, ms []api.Member) {
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADDRESS\tSTATUS\tIPV4\tIPV6\tLINK\tPATH\tTRANSPORT")
+	fmt.Fprintln(tw, "ADDRESS\tNAME\tSTATUS\tIPV4\tIPV6\tLINK\tPATH\tTRANSPORT")
 	for _, m := range ms {
 		link := "-"
 		if m.Link {
@@ -231,7 +241,7 @@ func printMembers(w io.Writer, ms []api.Member) {
 		if m.Via != "" {
 			path += " via " + short(m.Via)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Address, m.Status, dash(m.IPv4), m.IPv6, link, path, transport(m.Transport, m.Scope))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Address, dash(m.Name), m.Status, dash(m.IPv4), m.IPv6, link, path, transport(m.Transport, m.Scope))
 	}
 	tw.Flush()
 }

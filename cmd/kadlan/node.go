@@ -74,6 +74,9 @@ func daemonCommand() *cli.Command {
 			&cli.DurationFlag{Name: "relay-circuit-duration", Value: dht.DefaultRelayLimits.CircuitDuration, Usage: "reset a relayed connection after `DURATION` (the link reconnects)"},
 			&cli.Int64Flag{Name: "relay-circuit-mib", Value: dht.DefaultRelayLimits.CircuitBytes >> 20, Usage: "reset a relayed connection after this many MiB each way"},
 			&cli.DurationFlag{Name: "link-idle", Value: 10 * time.Minute, Usage: "links on demand: a node links to a few members and to those it sends to, and closes a link after this long without unicast frames either way (0: link to every member and keep the links)"},
+			&cli.StringFlag{Name: "name", Usage: "this node's member `NAME` on its networks, resolvable as NAME.NETWORK.kadlan (a DNS label: a-z, 0-9, '-'; default: the host name made one; a name in the owner's certificate wins)"},
+			&cli.BoolFlag{Name: "dns", Value: true, Usage: "answer DNS for members' names on each network's interface address, port 53 (registered with systemd-resolved when it runs here; see README, Names)"},
+			&cli.StringFlag{Name: "dns-suffix", Value: daemon.DefaultDNSSuffix, Usage: "the `SUFFIX` of member names: NAME.NETWORK.SUFFIX (one or more labels, e.g. kadlan.internal)"},
 			&cli.StringFlag{Name: "device", Value: daemon.DeviceAuto, Usage: "network interfaces: auto (a TAP, or a TUN with Ethernet emulation where no TAP can be made), tap or tun"},
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`HOST:PORT`/metrics, e.g. 127.0.0.1:9464 (default off; the host must be written out, 0.0.0.0 to expose them: they have no authentication)"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: " + logs.Levels},
@@ -96,6 +99,13 @@ func daemonCommand() *cli.Command {
 				// GOLOG_LOG_LEVEL keeps libp2p's handler and levels.
 				gologshim.SetDefaultHandler(logs.Floor(lg.Handler(), slog.LevelError))
 			}
+			name := c.String("name")
+			if !c.IsSet("name") {
+				name = daemon.DefaultName()
+			}
+			if err := daemon.CheckName(name, c.String("dns-suffix")); err != nil {
+				return userErrorf("daemon: %v (see kadlan daemon --help)", err)
+			}
 			err = daemon.Run(c.Context, daemon.Config{
 				StateDir:      c.String("state"),
 				APIPath:       c.String("api"),
@@ -116,10 +126,13 @@ func daemonCommand() *cli.Command {
 					CircuitDuration:     c.Duration("relay-circuit-duration"),
 					CircuitBytes:        c.Int64("relay-circuit-mib") << 20,
 				},
-				Metrics:  c.String("metrics"),
-				LinkIdle: c.Duration("link-idle"),
-				Version:  version,
-				Logf:     logs.Logf(lg),
+				Metrics:   c.String("metrics"),
+				LinkIdle:  c.Duration("link-idle"),
+				Name:      name,
+				DNS:       c.Bool("dns"),
+				DNSSuffix: c.String("dns-suffix"),
+				Version:   version,
+				Logf:      logs.Logf(lg),
 			}, nil)
 			if err != nil {
 				return userErrorf("daemon: %v", err)

@@ -13,14 +13,19 @@ import (
 )
 
 // Certificate is the owner's signed statement "Member is a member of the
-// network until Expires, with IPv4 address IPv4".
+// network until Expires, with IPv4 address IPv4 (and name Name)".
 type Certificate struct {
 	Owner   Owner
 	Member  peer.ID
 	IPv4    netip.Addr // invalid (zero) when the member derives its address
 	Issued  time.Time  // second precision
 	Expires time.Time  // zero: never
-	Sig     []byte
+	// Name is the member's name given by the owner (see ValidName); it
+	// wins over the name the member announces. Empty: none. Encoded as an
+	// optional trailing field, so a certificate without one is encoded as
+	// before names existed.
+	Name string
+	Sig  []byte
 }
 
 // Network is the ID of the network the certificate is for.
@@ -48,13 +53,24 @@ func (c *Certificate) Valid(id NetworkID, now time.Time, rev *Revocation) error 
 // IssueCertificate signs a certificate for member on the network of def.
 // ipv4, when valid, must lie inside def's pool; a zero expires means never.
 func IssueCertificate(priv crypto.PrivKey, def *Definition, member peer.ID, ipv4 netip.Addr, now, expires time.Time) (*Certificate, error) {
+	return IssueNamedCertificate(priv, def, member, ipv4, "", now, expires)
+}
+
+// IssueNamedCertificate is IssueCertificate with the member's name (""
+// for none; else see ValidName).
+func IssueNamedCertificate(priv crypto.PrivKey, def *Definition, member peer.ID, ipv4 netip.Addr, name string, now, expires time.Time) (*Certificate, error) {
+	if name != "" {
+		if err := ValidName(name); err != nil {
+			return nil, err
+		}
+	}
 	if err := member.Validate(); err != nil {
 		return nil, fmt.Errorf("overlay: member address: %w", err)
 	}
 	if ipv4.IsValid() && (!ipv4.Is4() || !def.IPv4Pool.Contains(ipv4)) {
 		return nil, fmt.Errorf("overlay: IPv4 %v is outside the network's pool %v", ipv4, def.IPv4Pool)
 	}
-	c := &Certificate{Owner: def.Owner, Member: member, IPv4: ipv4, Issued: now.Truncate(time.Second).UTC()}
+	c := &Certificate{Owner: def.Owner, Member: member, IPv4: ipv4, Issued: now.Truncate(time.Second).UTC(), Name: name}
 	if !expires.IsZero() {
 		c.Expires = expires.Truncate(time.Second).UTC()
 		if !c.Expires.After(c.Issued) {
@@ -113,7 +129,8 @@ func (c *Certificate) body() []byte {
 	b = appendBytes(b, []byte(c.Member))
 	b = appendIPv4(b, c.IPv4)
 	b = appendU64(b, timeField(c.Issued))
-	return appendU64(b, timeField(c.Expires))
+	b = appendU64(b, timeField(c.Expires))
+	return appendName(b, c.Name)
 }
 
 // Marshal encodes the signed certificate.
@@ -152,6 +169,7 @@ func ParseCertificate(b []byte) (*Certificate, error) {
 	c.IPv4 = decodeIPv4(d)
 	c.Issued = decodeTime(d, "issued")
 	c.Expires = decodeTime(d, "expires")
+	c.Name = decodeName(d)
 	if err := d.end(); err != nil {
 		return nil, err
 	}
@@ -289,20 +307,36 @@ func ParseRevocation(b []byte) (*Revocation, error) {
 	return r, nil
 }
 
-// Announcement is a member's self-signed statement "I am on network N and
-// use IPv4 address IPv4", published in the DHT and sent when a link opens.
-// It makes a joining node visible to the owner (pending) and carries the
-// IPv4 claims that public networks use to detect address conflicts.
+// Announcement is a member's self-signed statement "I am on network N,
+// use IPv4 address IPv4 and call myself Name", published in the DHT and
+// sent when a link opens. It makes a joining node visible to the owner
+// (pending) and carries the IPv4 claims that public networks use to
+// detect address conflicts, and the self-chosen names of members.
 type Announcement struct {
 	Network NetworkID
 	Member  peer.ID
 	IPv4    netip.Addr
 	Time    time.Time // second precision; a later one replaces an earlier one
-	Sig     []byte    // by Member's key
+	// Name is the member's self-chosen name (see ValidName); empty: none.
+	// An optional trailing field: an announcement without one is encoded
+	// as before names existed.
+	Name string
+	Sig  []byte // by Member's key
 }
 
 // NewAnnouncement signs an announcement with the member's key.
 func NewAnnouncement(priv crypto.PrivKey, id NetworkID, ipv4 netip.Addr, now time.Time) (*Announcement, error) {
+	return NewNamedAnnouncement(priv, id, ipv4, "", now)
+}
+
+// NewNamedAnnouncement is NewAnnouncement with the member's self-chosen
+// name ("" for none; else see ValidName).
+func NewNamedAnnouncement(priv crypto.PrivKey, id NetworkID, ipv4 netip.Addr, name string, now time.Time) (*Announcement, error) {
+	if name != "" {
+		if err := ValidName(name); err != nil {
+			return nil, err
+		}
+	}
 	member, err := peer.IDFromPrivateKey(priv)
 	if err != nil {
 		return nil, fmt.Errorf("overlay: announcement: %w", err)
@@ -310,7 +344,7 @@ func NewAnnouncement(priv crypto.PrivKey, id NetworkID, ipv4 netip.Addr, now tim
 	if ipv4.IsValid() && !ipv4.Is4() {
 		return nil, fmt.Errorf("overlay: announcement: %v is not IPv4", ipv4)
 	}
-	a := &Announcement{Network: id, Member: member, IPv4: ipv4, Time: now.Truncate(time.Second).UTC()}
+	a := &Announcement{Network: id, Member: member, IPv4: ipv4, Time: now.Truncate(time.Second).UTC(), Name: name}
 	sig, err := priv.Sign(append([]byte(signDomain), a.body()...))
 	if err != nil {
 		return nil, fmt.Errorf("overlay: announcement: %w", err)
@@ -325,7 +359,8 @@ func (a *Announcement) body() []byte {
 	b = append(b, a.Network[:]...)
 	b = appendBytes(b, []byte(a.Member))
 	b = appendIPv4(b, a.IPv4)
-	return appendU64(b, timeField(a.Time))
+	b = appendU64(b, timeField(a.Time))
+	return appendName(b, a.Name)
 }
 
 // Marshal encodes the signed announcement.
@@ -352,6 +387,7 @@ func ParseAnnouncement(b []byte) (*Announcement, error) {
 	a.Member = decodePeerID(d, "member")
 	a.IPv4 = decodeIPv4(d)
 	a.Time = decodeTime(d, "time")
+	a.Name = decodeName(d)
 	if err := d.end(); err != nil {
 		return nil, err
 	}

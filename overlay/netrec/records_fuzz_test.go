@@ -24,6 +24,12 @@ func FuzzRecords(f *testing.F) {
 	a, _ := NewAnnouncement(mk, def.ID(), netip.Addr{}, t0)
 	b, _ = a.Marshal()
 	f.Add(b) // an announcement
+	a, _ = NewNamedAnnouncement(mk, def.ID(), netip.MustParseAddr("10.9.0.3"), "bob", t0)
+	b, _ = a.Marshal()
+	f.Add(b) // an announcement with a name
+	c, _ = IssueNamedCertificate(owner, def, m, netip.Addr{}, "printer-2", t0, time.Time{})
+	b, _ = c.Marshal()
+	f.Add(b) // a certificate with a name
 	capab, _ := NewCapability(owner, def, t0, t0.Add(time.Hour), 2)
 	b, _ = capab.Marshal()
 	f.Add(b) // an invite capability
