@@ -330,7 +330,8 @@ func (n *Node) walk(ctx context.Context, id peer.ID, onFound func([]ma.Multiaddr
 	qctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	qctx, events := routing.RegisterForQueryEvents(qctx)
-	done, walks := n.closestPeers(qctx, string(id))
+	done, walks, release := n.closestPeers(qctx, string(id))
+	defer release()
 	var walkErr error // the first walk's error; nil once any walk succeeded
 	walkOK := false
 	// Peers may hold addresses of different ages (the target roamed):
