@@ -151,11 +151,9 @@ func natOf(n *Net, c Config) []uint8 {
 	return t
 }
 
-// relaysOf returns the public alive nodes closest to b's key: its relays.
+// relaysOf returns b's relays: the public alive nodes closest to b's key.
 func relaysOf(n *Net, nat []uint8, b int32, count int) []int32 {
-	return n.Space.Closest(n.Space.Keys[b], count, func(i int32) bool {
-		return i != b && nat[i] == natPublic && n.Alive(i)
-	})
+	return n.Relays(b, count, func(i int32) bool { return nat[i] == natPublic })
 }
 
 // Ports.
