@@ -384,6 +384,7 @@ func (f *figure) render(format string) ([]byte, error) {
 		return nil, fmt.Errorf("sim: plot: %w", err)
 	}
 	dc := draw.New(c)
+	dc.FillPolygon(color.White, []vg.Point{{X: 0, Y: 0}, {X: w, Y: 0}, {X: w, Y: h}, {X: 0, Y: h}}) // the legend's side too
 	f.p.Draw(draw.Crop(dc, 0, -f.legW, 0, 0))
 	if f.legW > 0 {
 		f.legend.Draw(draw.Crop(dc, plotW+vg.Millimeter*3, 0, 0, -vg.Centimeter))
@@ -391,6 +392,12 @@ func (f *figure) render(format string) ([]byte, error) {
 	var b bytes.Buffer
 	if _, err := c.WriteTo(&b); err != nil {
 		return nil, fmt.Errorf("sim: plot: %w", err)
+	}
+	if format == "svg" {
+		// Text was measured in Liberation Sans; Arial has its metrics,
+		// and a viewer with neither should still draw sans-serif.
+		return bytes.ReplaceAll(b.Bytes(), []byte("font-family:Liberation Sans;"),
+			[]byte("font-family:'Liberation Sans',Arial,Helvetica,sans-serif;")), nil
 	}
 	return b.Bytes(), nil
 }
