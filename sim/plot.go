@@ -200,6 +200,7 @@ type figure struct {
 	legend  plot.Legend
 	legW    vg.Length
 	legH    vg.Length // the legend's height, with margins
+	padL    vg.Length // room for a wrapped y label's further lines
 	bars    int       // series drawn with error bars
 	entries int       // in the legend
 }
@@ -217,7 +218,7 @@ func (r *Results) plotFigure(ps PlotSpec) (*figure, bool) {
 	for _, st := range []*text.Style{&p.Title.TextStyle, &p.X.Label.TextStyle, &p.Y.Label.TextStyle, &p.X.Tick.Label, &p.Y.Tick.Label} {
 		sans(st)
 	}
-	p.Title.TextStyle.Font.Size = 14
+	p.Title.TextStyle.Font.Size, p.Title.Padding = 14, vg.Points(8)
 	p.X.Label.TextStyle.Font.Size, p.Y.Label.TextStyle.Font.Size = 12, 12
 	p.Title.Text = wrapText(p.Title.TextStyle, ps.Title, plotW)
 	xl := ps.XLabel
@@ -231,7 +232,19 @@ func (r *Results) plotFigure(ps PlotSpec) (*figure, bool) {
 		}
 	}
 	p.X.Label.Text = wrapText(p.X.Label.TextStyle, xl, plotW)
-	p.Y.Label.Text = wrapText(p.Y.Label.TextStyle, ps.YLabel, plotH)
+	// Along the y axis: smaller when long, then wrapped; gonum leaves room
+	// for one line, so the figure moves right by the others (render).
+	p.Y.Label.Text = ps.YLabel
+	avail := plotH * 3 / 4
+	for p.Y.Label.TextStyle.Width(ps.YLabel) > avail && p.Y.Label.TextStyle.Font.Size > 10 {
+		p.Y.Label.TextStyle.Font.Size--
+	}
+	yLabelLines := 1
+	if p.Y.Label.TextStyle.Width(ps.YLabel) > avail {
+		p.Y.Label.Text = wrapText(p.Y.Label.TextStyle, ps.YLabel, avail)
+		yLabelLines = strings.Count(p.Y.Label.Text, "\n") + 1
+	}
+	p.X.Tick.Marker, p.Y.Tick.Marker = linTicks{}, linTicks{}
 	grid := plotter.NewGrid()
 	grid.Vertical.Color, grid.Horizontal.Color = color.Gray{0xd8}, color.Gray{0xd8}
 	p.Add(grid)
@@ -246,7 +259,7 @@ func (r *Results) plotFigure(ps PlotSpec) (*figure, bool) {
 		p.NominalX(cats...)
 		p.X.Min, p.X.Max = -0.5, float64(len(cats))-0.5
 	}
-	f := &figure{p: p, legend: plot.NewLegend()}
+	f := &figure{p: p, legend: plot.NewLegend(), padL: vg.Length(yLabelLines-1) * p.Y.Label.TextStyle.Font.Size * 1.2}
 	sans(&f.legend.TextStyle)
 	f.legend.Padding = vg.Points(4)
 	f.legend.Top, f.legend.Left = true, true
@@ -315,9 +328,12 @@ func (r *Results) plotFigure(ps PlotSpec) (*figure, bool) {
 			f.entries++
 		}
 	}
-	if lo, hi := yRange(ss); lo == hi && !ps.LogY {
-		// a constant (a share of 1): show it against zero
+	switch lo, hi := yRange(ss); {
+	case ps.LogY:
+	case lo == hi: // a constant (a share of 1): show it against zero
 		p.Y.Min, p.Y.Max = min(0, lo), max(0, hi)+0.1*max(math.Abs(hi), 1)
+	case lo > 0 && lo < hi/2: // zero costs little: include it
+		p.Y.Min = 0
 	}
 	if f.entries > 0 {
 		var c draw.Canvas // measure text only
@@ -351,6 +367,37 @@ func (logTicks) Ticks(lo, hi float64) []plot.Tick {
 	return ts
 }
 
+// linTicks put a labelled tick every 1, 2 or 5 times a power of ten, 4 to
+// 10 of them, labelled as short as the step allows (gonum's default labels
+// 250.00 where 250 will do).
+type linTicks struct{}
+
+func (linTicks) Ticks(lo, hi float64) []plot.Tick {
+	if !(hi > lo) {
+		return []plot.Tick{{Value: lo, Label: strconv.FormatFloat(lo, 'g', 4, 64)}}
+	}
+	raw := (hi - lo) / 6
+	mag := math.Pow(10, math.Floor(math.Log10(raw)))
+	step := mag
+	for _, m := range []float64{2, 5, 10} {
+		if step < raw*0.75 {
+			step = m * mag
+		}
+	}
+	dec := max(0, -int(math.Floor(math.Log10(step)+1e-9)))
+	var ts []plot.Tick
+	for v := math.Ceil(lo/step-1e-9) * step; v <= hi+step*1e-9; v += step {
+		if v = math.Round(v/step) * step; v == 0 {
+			v = 0 // not -0
+		}
+		ts = append(ts, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', dec, 64)})
+		if half := v + step/2; half < hi {
+			ts = append(ts, plot.Tick{Value: half}) // minor
+		}
+	}
+	return ts
+}
+
 // fmtPow10 writes v plainly below 10⁴ and above 10⁻³, else as m×10ᵉ.
 func fmtPow10(v float64) string {
 	if v >= 1e-3 && v < 1e4 {
@@ -378,16 +425,16 @@ func yRange(ss []series) (lo, hi float64) {
 
 // render draws the figure in one of plotFormats.
 func (f *figure) render(format string) ([]byte, error) {
-	w, h := plotW+f.legW, max(plotH, f.legH)
+	w, h := f.padL+plotW+f.legW, max(plotH, f.legH)
 	c, err := draw.NewFormattedCanvas(w, h, format)
 	if err != nil {
 		return nil, fmt.Errorf("sim: plot: %w", err)
 	}
 	dc := draw.New(c)
 	dc.FillPolygon(color.White, []vg.Point{{X: 0, Y: 0}, {X: w, Y: 0}, {X: w, Y: h}, {X: 0, Y: h}}) // the legend's side too
-	f.p.Draw(draw.Crop(dc, 0, -f.legW, 0, 0))
+	f.p.Draw(draw.Crop(dc, f.padL, -f.legW, 0, 0))
 	if f.legW > 0 {
-		f.legend.Draw(draw.Crop(dc, plotW+vg.Millimeter*3, 0, 0, -vg.Centimeter))
+		f.legend.Draw(draw.Crop(dc, f.padL+plotW+vg.Millimeter*3, 0, 0, -vg.Centimeter))
 	}
 	var b bytes.Buffer
 	if _, err := c.WriteTo(&b); err != nil {

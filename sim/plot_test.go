@@ -99,3 +99,24 @@ func TestLogTicks(t *testing.T) {
 		t.Errorf("decade labels %v", labels)
 	}
 }
+
+func TestLinTicks(t *testing.T) {
+	for _, c := range []struct {
+		lo, hi float64
+		want   string
+	}{
+		{0, 0.5, "0.0 0.1 0.2 0.3 0.4 0.5"},
+		{83, 2260, "500 1000 1500 2000"},
+		{0.35, 1.0, "0.4 0.5 0.6 0.7 0.8 0.9 1.0"},
+	} {
+		var labels []string
+		for _, tk := range (linTicks{}).Ticks(c.lo, c.hi) {
+			if tk.Label != "" {
+				labels = append(labels, tk.Label)
+			}
+		}
+		if got := strings.Join(labels, " "); got != c.want {
+			t.Errorf("ticks %g..%g: %s, want %s", c.lo, c.hi, got, c.want)
+		}
+	}
+}
