@@ -267,11 +267,11 @@ func (r *Results) Summary(w io.Writer) {
 func ReadResults(path string) (*Results, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("sim: merge: %w", err)
+		return nil, fmt.Errorf("sim: results: %w", err)
 	}
 	var r Results
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("sim: merge: %s: %w", path, err)
+		return nil, fmt.Errorf("sim: results: %s: %w", path, err)
 	}
 	return &r, nil
 }
