@@ -412,12 +412,13 @@ func fmtPow10(v float64) string {
 	return strconv.FormatFloat(m, 'g', 3, 64) + "×10" + sup
 }
 
-// yRange is the smallest and largest y value of the series.
+// yRange is the smallest and largest y value of the series, error bars
+// included.
 func yRange(ss []series) (lo, hi float64) {
 	lo, hi = math.Inf(1), math.Inf(-1)
 	for _, s := range ss {
-		for _, y := range s.y {
-			lo, hi = min(lo, y), max(hi, y)
+		for j, y := range s.y {
+			lo, hi = min(lo, y-s.ci[j]), max(hi, y+s.ci[j])
 		}
 	}
 	return lo, hi
