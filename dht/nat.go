@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kadlan/kadlan/overlay/relaychoice"
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -87,7 +88,7 @@ func (l RelayLimits) resources() relayv2.Resources {
 }
 
 // Number of relays a private node keeps reservations on.
-const numRelays = 3
+const numRelays = relaychoice.Count
 
 // natOptions returns the libp2p options for relaying, AutoRelay fed by DHT
 // neighbours, and hole punching. nodeRef is filled once the node exists;
@@ -233,17 +234,22 @@ func relayCandidates(ctx context.Context, n *Node, num int) <-chan peer.AddrInfo
 
 // relayNeighbours lists public peers known to serve as relays or found in
 // the routing table (DHT servers are publicly reachable), sorted by XOR
-// distance from this node's key.
+// distance from this node's key (relaychoice.Choose, which the simulator
+// also runs).
 func (n *Node) relayNeighbours() []peer.AddrInfo {
-	self := KademliaKey(n.ID())
-	seen := map[peer.ID]bool{}
-	var ids []peer.ID
+	var cands []relaychoice.Candidate[peer.ID]
+	direct := map[peer.ID][]ma.Multiaddr{}
 	add := func(p peer.ID) {
-		if p == n.ID() || seen[p] {
+		if _, ok := direct[p]; ok || p == n.ID() {
 			return
 		}
-		seen[p] = true
-		ids = append(ids, p)
+		direct[p] = nil
+		for _, a := range n.Host.Peerstore().Addrs(p) {
+			if !isCircuit(a) {
+				direct[p] = append(direct[p], a)
+			}
+		}
+		cands = append(cands, relaychoice.Candidate[peer.ID]{ID: p, Key: KademliaKey(p), Usable: len(direct[p]) > 0})
 	}
 	for _, p := range n.DHT.RoutingTable().ListPeers() {
 		add(p)
@@ -253,28 +259,9 @@ func (n *Node) relayNeighbours() []peer.AddrInfo {
 			add(p)
 		}
 	}
-	sort.Slice(ids, func(i, j int) bool {
-		a, b := KademliaKey(ids[i]), KademliaKey(ids[j])
-		for k := range a {
-			da, db := a[k]^self[k], b[k]^self[k]
-			if da != db {
-				return da < db
-			}
-		}
-		return false
-	})
 	var out []peer.AddrInfo
-	for _, p := range ids {
-		addrs := n.Host.Peerstore().Addrs(p)
-		var direct []ma.Multiaddr
-		for _, a := range addrs {
-			if !isCircuit(a) {
-				direct = append(direct, a)
-			}
-		}
-		if len(direct) > 0 {
-			out = append(out, peer.AddrInfo{ID: p, Addrs: direct})
-		}
+	for _, p := range relaychoice.Choose(KademliaKey(n.ID()), cands, -1) {
+		out = append(out, peer.AddrInfo{ID: p, Addrs: direct[p]})
 	}
 	return out
 }

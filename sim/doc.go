@@ -1,7 +1,7 @@
 // Package sim is kadlan's discrete-event simulator: it runs the node's
 // algorithms (Kademlia routing, relay choice, implicit social switching from
 // package overlay) on simulated networks of 10^3 to 10^6 nodes and produces
-// results.json, CSV tables and SVG plots.
+// results.json, CSV tables and plots (SVG and PNG, gonum.org/v1/plot).
 //
 // # Engine
 //

@@ -1,6 +1,10 @@
 package sim
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/kadlan/kadlan/overlay/relaychoice"
+)
 
 // Net is the simulated Kademlia network: keys, geography, adversaries,
 // churn state and per-node load. Node i has key Space.Keys[i].
@@ -54,6 +58,23 @@ type Net struct {
 // their relays, the relays closest servers to their key.
 func (n *Net) SetServers(server []bool, relays int) {
 	n.server, n.RelayCount = server, max(1, relays)
+}
+
+// Relays returns the count relays that node b chooses, by the node's own
+// rule (relaychoice.Choose, as dht's relayNeighbours). The candidates are
+// what b knows after its self-lookup: the K alive DHT servers nearest its
+// key that are publicly reachable (public(i): the model's "has a direct
+// address").
+func (n *Net) Relays(b int32, count int, public func(int32) bool) []int32 {
+	self := n.Space.Keys[b]
+	known := n.Space.Closest(self, max(n.K, count), func(i int32) bool {
+		return i != b && n.IsServer(i) && n.Alive(i) && public(i)
+	})
+	cands := make([]relaychoice.Candidate[int32], len(known))
+	for j, i := range known {
+		cands[j] = relaychoice.Candidate[int32]{ID: i, Key: n.Space.Keys[i].Bytes(), Usable: public(i)}
+	}
+	return relaychoice.Choose(self.Bytes(), cands, count)
 }
 
 // IsServer reports whether i is a DHT server.

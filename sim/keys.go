@@ -22,6 +22,15 @@ func KeyOf(b []byte) Key {
 	return k
 }
 
+// Bytes returns k as 32 big-endian bytes, the form of a SHA-256 digest.
+func (k Key) Bytes() [32]byte {
+	var b [32]byte
+	for i, w := range k {
+		binary.BigEndian.PutUint64(b[8*i:], w)
+	}
+	return b
+}
+
 // Xor returns the XOR distance of a and b.
 func (a Key) Xor(b Key) Key { return Key{a[0] ^ b[0], a[1] ^ b[1], a[2] ^ b[2], a[3] ^ b[3]} }
 

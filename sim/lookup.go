@@ -96,9 +96,7 @@ func (n *Net) StartLookupOpts(eng *Engine, origin int32, target Key, targetNode 
 	}
 	l.claimed[origin] = struct{}{}
 	if targetNode >= 0 && !n.IsServer(targetNode) {
-		l.relays = n.Space.Closest(target, n.RelayCount, func(i int32) bool {
-			return i != targetNode && n.IsServer(i) && n.Alive(i)
-		})
+		l.relays = n.Relays(targetNode, n.RelayCount, n.IsServer)
 	}
 	// As kad-dht's FindPeer, the lookup runs even when the target is in the
 	// origin's own table: it is then a depth-1 candidate, queried first.

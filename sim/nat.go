@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -73,24 +74,51 @@ type natProfile struct {
 	Name                      string
 	Mapping, Filtering, Alloc uint8
 	Doc                       string
+	// NoUDP: the NAT's firewall lets no UDP out (the lab's UDPBlocked and
+	// Only443), so no hole-punching packet leaves. The model punches UDP
+	// only: TCP simultaneous open is not modelled.
+	NoUDP bool
 }
 
 // natProfiles are the NAT kinds a nat_mix may name. Index 0 is "no NAT".
 var natProfiles = []natProfile{
 	{Name: "public", Doc: "public address, no NAT"},
-	{"full-cone", mapEIM, filEIF, allocPreserve, "EIM, endpoint-independent filtering"},
-	{"restricted-cone", mapEIM, filADF, allocPreserve, "EIM, address-dependent filtering"},
-	{"port-restricted", mapEIM, filAPDF, allocPreserve, "EIM, address-and-port-dependent filtering"},
-	{"masquerade", mapAPDM, filAPDF, allocPreserve, "Linux masquerade (e2e netlab.EIM): a conntrack entry per destination, source port kept"},
-	{"address-dependent", mapADM, filAPDF, allocRandom, "ADM, APDF, random ports"},
-	{"symmetric-seq", mapAPDM, filAPDF, allocSequential, "APDM, APDF, sequential ports"},
-	{"symmetric", mapAPDM, filAPDF, allocRandom, "APDM, APDF, random ports (e2e netlab.Symmetric: masquerade random,fully-random)"},
+	{"full-cone", mapEIM, filEIF, allocPreserve, "EIM, endpoint-independent filtering", false},
+	{"restricted-cone", mapEIM, filADF, allocPreserve, "EIM, address-dependent filtering", false},
+	{"port-restricted", mapEIM, filAPDF, allocPreserve, "EIM, address-and-port-dependent filtering", false},
+	{"masquerade", mapAPDM, filAPDF, allocPreserve, "Linux masquerade (e2e netlab.EIM): a conntrack entry per destination, source port kept", false},
+	{"address-dependent", mapADM, filAPDF, allocRandom, "ADM, APDF, random ports", false},
+	{"symmetric-seq", mapAPDM, filAPDF, allocSequential, "APDM, APDF, sequential ports", false},
+	{"symmetric", mapAPDM, filAPDF, allocRandom, "APDM, APDF, random ports (e2e netlab.Symmetric: masquerade random,fully-random)", false},
+	// The rest of the lab's zoo (e2e/netlab.NAT): Linux masquerade's
+	// port-keeping mapping with the lab's other filters and firewalls.
+	{"masquerade-full-cone", mapAPDM, filEIF, allocPreserve, "masquerade with endpoint-independent filtering (e2e netlab.FullCone)", false},
+	{"masquerade-restricted", mapAPDM, filADF, allocPreserve, "masquerade with address-dependent filtering (e2e netlab.AddressRestricted)", false},
+	{"udp-blocked", mapAPDM, filAPDF, allocPreserve, "masquerade whose firewall lets out TCP only (e2e netlab.UDPBlocked)", true},
+	{"tcp443-only", mapAPDM, filAPDF, allocPreserve, "masquerade whose firewall lets out TCP to port 443 only (e2e netlab.Only443)", true},
+}
+
+// labNATs maps each kind of the e2e lab's NAT zoo (e2e/netlab.NAT, by its
+// Go name) to the profile that models it. CGNAT and NoHairpin are
+// masquerade: a carrier NAT in front of one home router (as the lab and
+// bench-connect build it) keeps the home router's preserved port, and
+// hairpinning does not arise between two NATs.
+var labNATs = map[string]string{
+	"EIM": "masquerade", "FullCone": "masquerade-full-cone", "AddressRestricted": "masquerade-restricted",
+	"Symmetric": "symmetric", "CGNAT": "masquerade", "NoHairpin": "masquerade",
+	"UDPBlocked": "udp-blocked", "Only443": "tcp443-only",
 }
 
 const natPublic uint8 = 0
 
-// natProfileIndex finds a profile by name.
+// natProfileIndex finds a profile by name, or by the name of the lab's
+// NAT kind it models ("lab.EIM", "lab.Symmetric": see labNATs).
 func natProfileIndex(name string) (uint8, bool) {
+	if l, ok := strings.CutPrefix(name, "lab."); ok {
+		if name, ok = labNATs[l]; !ok {
+			return 0, false
+		}
+	}
 	for i, p := range natProfiles {
 		if p.Name == name {
 			return uint8(i), true
@@ -113,7 +141,8 @@ func validateNATMix(mix map[string]float64) error {
 	sum := 0.0
 	for k, v := range mix {
 		if i, ok := natProfileIndex(k); !ok || i == natPublic {
-			return fmt.Errorf("nat_mix: unknown NAT %q (have %s)", k, strings.Join(natProfileNames(), ", "))
+			return fmt.Errorf("nat_mix: unknown NAT %q (have %s, or lab.KIND for the lab's %s)", k,
+				strings.Join(natProfileNames(), ", "), strings.Join(slices.Sorted(maps.Keys(labNATs)), ", "))
 		}
 		if v < 0 {
 			return fmt.Errorf("nat_mix: weight of %s is negative", k)
@@ -134,8 +163,14 @@ func natOf(n *Net, c Config) []uint8 {
 	var idx []uint8
 	var cum []float64
 	sum := 0.0
-	for i, p := range natProfiles {
-		if w := c.NATMix[p.Name]; i != 0 && w > 0 {
+	weight := make([]float64, len(natProfiles))
+	for _, name := range slices.Sorted(maps.Keys(c.NATMix)) { // sorted: sums in a fixed order
+		if i, ok := natProfileIndex(name); ok {
+			weight[i] += c.NATMix[name]
+		}
+	}
+	for i := range natProfiles {
+		if w := weight[i]; i != 0 && w > 0 {
 			sum += w
 			idx, cum = append(idx, uint8(i)), append(cum, sum)
 		}
@@ -151,11 +186,9 @@ func natOf(n *Net, c Config) []uint8 {
 	return t
 }
 
-// relaysOf returns the public alive nodes closest to b's key: its relays.
+// relaysOf returns b's relays: the public alive nodes closest to b's key.
 func relaysOf(n *Net, nat []uint8, b int32, count int) []int32 {
-	return n.Space.Closest(n.Space.Keys[b], count, func(i int32) bool {
-		return i != b && nat[i] == natPublic && n.Alive(i)
-	})
+	return n.Relays(b, count, func(i int32) bool { return nat[i] == natPublic })
 }
 
 // Ports.
@@ -325,6 +358,9 @@ func (s *punchSim) delay() int64 {
 // packet sends from side from, internal port in, to dst; reply marks the
 // answer to a packet that passed.
 func (s *punchSim) packet(from int, in uint16, dst endpoint, reply bool) {
+	if b := s.h[from].box; b != nil && b.prof.NoUDP {
+		return // the firewall drops it on its way out
+	}
 	src := s.h[from].send(in, dst)
 	if s.r.Float64() < s.loss {
 		return

@@ -108,9 +108,17 @@ func punchClass(t *testing.T, c Config, pa, pb string, pairs int) (direct, first
 // unpredictable side's packets, sent from a fresh port, pass only an EIM
 // peer with endpoint-independent or address-dependent filtering (full or
 // restricted cone); two unpredictable sides stay relayed.
+//
+// A NAT whose firewall lets no UDP out sends no punching packet at all, so
+// (UDP being all the model punches) it stays relayed with any NAT.
 func directByRules(a, b string) bool {
-	pred := map[string]bool{"full-cone": true, "restricted-cone": true, "port-restricted": true, "masquerade": true}
-	loose := map[string]bool{"full-cone": true, "restricted-cone": true}
+	pred := map[string]bool{"full-cone": true, "restricted-cone": true, "port-restricted": true, "masquerade": true,
+		"masquerade-full-cone": true, "masquerade-restricted": true}
+	loose := map[string]bool{"full-cone": true, "restricted-cone": true, "masquerade-full-cone": true, "masquerade-restricted": true}
+	noUDP := map[string]bool{"udp-blocked": true, "tcp443-only": true}
+	if noUDP[a] || noUDP[b] {
+		return false
+	}
 	return pred[a] && pred[b] || loose[a] || loose[b]
 }
 
@@ -234,5 +242,45 @@ func TestNATMixConfig(t *testing.T) {
 	p, err := ParseConfig([]byte(`{"model":"nat","nat_mix":{"full-cone":1}}`))
 	if err != nil || len(p.NATMix) != 1 {
 		t.Fatalf("config mix %v %v", p.NATMix, err)
+	}
+}
+
+// TestLabZooPairs: the model's direct share for each class of pair that
+// `make bench-connect` measures in the lab (e2e/netlab's NAT zoo, through
+// labNATs), with the defaults' 1% loss and retries, for comparison with
+// the lab's table (sim/README.md). Public pairs are direct by dialling.
+func TestLabZooPairs(t *testing.T) {
+	c := Defaults()
+	pairs := 200
+	if raceEnabled {
+		pairs = 60
+	}
+	want := map[string]float64{
+		"eim-eim": 1, "fullcone-fullcone": 1, "addrrestricted-addrrestricted": 1, "cgnat-cgnat": 1,
+		"udpblocked-eim": 0, "only443-eim": 0, "symmetric-eim": 0, "symmetric-symmetric": 0,
+	}
+	for _, tc := range []struct{ class, a, b string }{
+		{"eim-eim", "EIM", "EIM"},
+		{"fullcone-fullcone", "FullCone", "FullCone"},
+		{"addrrestricted-addrrestricted", "AddressRestricted", "AddressRestricted"},
+		{"cgnat-cgnat", "CGNAT", "CGNAT"},
+		{"udpblocked-eim", "UDPBlocked", "EIM"},
+		{"only443-eim", "Only443", "EIM"},
+		{"symmetric-eim", "Symmetric", "EIM"},
+		{"symmetric-symmetric", "Symmetric", "Symmetric"},
+	} {
+		d, f, _ := punchClass(t, c, labNATs[tc.a], labNATs[tc.b], pairs)
+		t.Logf("%-30s %s + %s: direct %.3f, first attempt %.3f", tc.class, labNATs[tc.a], labNATs[tc.b], d, f)
+		if math.Abs(d-want[tc.class]) > 0.02 {
+			t.Errorf("%s: direct %.3f, want %.0f", tc.class, d, want[tc.class])
+		}
+	}
+	for kind := range labNATs {
+		if _, ok := natProfileIndex("lab." + kind); !ok {
+			t.Errorf("nat_mix cannot name lab.%s", kind)
+		}
+	}
+	if err := validateNATMix(map[string]float64{"lab.Symmetric": 1, "masquerade": 1}); err != nil {
+		t.Error(err)
 	}
 }

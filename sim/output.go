@@ -117,8 +117,8 @@ func (r *Results) WriteLongCSV(w io.Writer) error {
 	return cw.Error()
 }
 
-// WriteDir writes results.json, points.csv, points_long.csv and one SVG per plot into dir
-// (created if needed) and returns the files written.
+// WriteDir writes results.json, points.csv, points_long.csv and each plot
+// (SVG and PNG) into dir (created if needed) and returns the files written.
 func (r *Results) WriteDir(dir string) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("sim: output: %w", err)
@@ -153,18 +153,38 @@ func (r *Results) WriteDir(dir string) ([]string, error) {
 	if err := write("points_long.csv", []byte(longb.String())); err != nil {
 		return files, err
 	}
-	md := models[r.Config.Model]
+	pf, err := r.WritePlots(dir)
+	return append(files, pf...), err
+}
+
+// WritePlots writes each of the model's plots into dir as
+// plot_NAME.svg and plot_NAME.png and returns the files written.
+func (r *Results) WritePlots(dir string) ([]string, error) {
+	md, ok := models[r.Config.Model]
+	if !ok {
+		return nil, fmt.Errorf("sim: plot: unknown model %q", r.Config.Model)
+	}
 	plots := md.plots
 	if md.plotsFor != nil {
 		plots = md.plotsFor(r.Config)
 	}
+	var files []string
 	for _, ps := range plots {
-		svg, ok := r.plotSVG(ps)
-		if !ok {
-			continue
-		}
-		if err := write("plot_"+ps.Name+".svg", []byte(svg)); err != nil {
+		out, err := r.plotFiles(ps)
+		if err != nil {
 			return files, err
+		}
+		for _, format := range plotFormats {
+			name := "plot_" + ps.Name + "." + format
+			b, ok := out[name]
+			if !ok {
+				continue
+			}
+			p := filepath.Join(dir, name)
+			if err := writeAtomic(p, b); err != nil {
+				return files, err
+			}
+			files = append(files, p)
 		}
 	}
 	return files, nil
@@ -247,11 +267,11 @@ func (r *Results) Summary(w io.Writer) {
 func ReadResults(path string) (*Results, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("sim: merge: %w", err)
+		return nil, fmt.Errorf("sim: results: %w", err)
 	}
 	var r Results
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("sim: merge: %s: %w", path, err)
+		return nil, fmt.Errorf("sim: results: %s: %w", path, err)
 	}
 	return &r, nil
 }

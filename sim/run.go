@@ -20,7 +20,7 @@ import (
 // Metrics of one point, by name.
 type Metrics map[string]float64
 
-// PlotSpec describes one SVG plot of a model: Y metrics against the sweep
+// PlotSpec describes one plot of a model: Y metrics against the sweep
 // key (Kind "line") or, for Kind "scatter", each point placed at (X, Y[0])
 // and labelled with its sweep value.
 type PlotSpec struct {

@@ -268,18 +268,6 @@ func TestModelsDeterministic(t *testing.T) {
 	}
 }
 
-func TestAxisTicks(t *testing.T) {
-	if got := (axis{lo: 100, hi: 1e6, log: true}).ticks(); !slices.Equal(got, []float64{100, 1000, 1e4, 1e5, 1e6}) {
-		t.Errorf("log ticks %v", got)
-	}
-	if got := (axis{lo: 1000, hi: 1e5, log: true}).ticks(); len(got) != 7 {
-		t.Errorf("log ticks over two decades %v", got)
-	}
-	if got := (axis{lo: 0, hi: 1}).ticks(); !slices.Equal(got, []float64{0, 0.2, 0.4, 0.6, 0.8, 1}) {
-		t.Errorf("linear ticks %v", got)
-	}
-}
-
 // TestRunInterrupted: a cancelled run returns at once with the points
 // completed so far, marked interrupted.
 func TestRunInterrupted(t *testing.T) {
@@ -392,8 +380,8 @@ func TestSeedsReplicates(t *testing.T) {
 	if math.Abs(sum/3-m["hops_mean"]) > 1e-12 {
 		t.Errorf("mean of replicates %v, want %v", m["hops_mean"], sum/3)
 	}
-	svg, ok := res.plotSVG(models["lookup"].plotsFor(res.Config)[0])
-	if !ok || !strings.Contains(svg, `stroke-width="1.2" fill="none"/>`) {
+	f, ok := res.plotFigure(models["lookup"].plotsFor(res.Config)[0])
+	if !ok || !hasErrorBars(f) {
 		t.Error("no error bars in the hops plot")
 	}
 }

@@ -32,7 +32,7 @@ func simCommand() *cli.Command {
 		Name:  "sim",
 		Usage: "simulate kadlan's algorithms on 10^3..10^6 nodes (no root, no network)",
 		Description: "Runs a preset study (see 'kadlan sim presets') and writes results.json, points.csv\n" +
-			"and SVG plots to --out. Without arguments it runs the small 'quick' study.\n" +
+			"and plots (SVG and PNG) to --out. Without arguments it runs the small 'quick' study.\n" +
 			"Same config, seed and version give byte-identical results.json; cite all three.\n\n" +
 			"Examples:\n" +
 			"  kadlan sim --preset lookup --out runs/lookup\n" +
@@ -53,7 +53,7 @@ func simCommand() *cli.Command {
 			&cli.BoolFlag{Name: "json", Usage: "print results.json to stdout instead of the summary"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress bar"},
 		},
-		Subcommands: []*cli.Command{simPresetsCommand(), simMergeCommand(), simBenchCommand(), simEmulateCommand()},
+		Subcommands: []*cli.Command{simPresetsCommand(), simMergeCommand(), simPlotCommand(), simBenchCommand(), simEmulateCommand()},
 		Action:      simRun,
 	}
 }
@@ -215,7 +215,7 @@ func simReport(c *cli.Context, res *sim.Results, out string, took time.Duration)
 		fmt.Fprintf(w, "  %s\n", f)
 	}
 	if len(files) > 0 {
-		fmt.Fprintf(w, "Plots are the .svg files in %s (open them in a web browser).\n", out)
+		fmt.Fprintf(w, "Plots are the .svg and .png files in %s.\n", out)
 	}
 	if res.Shard != "" {
 		fmt.Fprintf(w, "shard %s: combine the shards with 'kadlan sim merge DIR...'\n", res.Shard)
@@ -334,6 +334,33 @@ func simMergeCommand() *cli.Command {
 				out = filepath.Join("kadlan-sim", "merged")
 			}
 			return simReport(c, res, out, 0)
+		},
+	}
+}
+
+func simPlotCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "plot",
+		Usage:     "redraw the plots (SVG and PNG) of a study from its results.json",
+		ArgsUsage: "DIR...",
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return userErrorf("sim plot: give the study's output directories")
+			}
+			for _, d := range c.Args().Slice() {
+				r, err := sim.ReadResults(filepath.Join(d, "results.json"))
+				if err != nil {
+					return userErrorf("%v", err)
+				}
+				files, err := r.WritePlots(d)
+				if err != nil {
+					return userErrorf("%v", err)
+				}
+				for _, f := range files {
+					fmt.Fprintln(c.App.Writer, f)
+				}
+			}
+			return nil
 		},
 	}
 }
