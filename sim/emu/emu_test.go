@@ -23,7 +23,9 @@ func TestEmulationMatchesModel(t *testing.T) {
 		{1000, 2, 10, 200, true},
 	}
 	if raceEnabled {
-		cases = []emuCase{{300, 2, 1, 60, true}}
+		// 300 lookups: the mean of 60 moved by +-0.2 hops between runs
+		// (kad-dht races on the in-memory network), 10% of the model.
+		cases = []emuCase{{300, 2, 1, 300, true}}
 	}
 	for _, tc := range cases {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
