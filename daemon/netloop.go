@@ -4,6 +4,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
@@ -120,10 +121,11 @@ func (j *joined) step(ctx context.Context) bool {
 			err := j.publish(pctx, netrec.AnnouncementKey(id, j.mgr.node.ID()), ann)
 			// Filed under its addresses too: links on demand find a
 			// member by the IP a host asks for (resolve).
+			// A failure here is retried soon like the announcement's.
 			if ann.IPv4.IsValid() {
-				j.publish(pctx, netrec.AddressKey(id, ann.IPv4), ann)
+				err = errors.Join(err, j.publish(pctx, netrec.AddressKey(id, ann.IPv4), ann))
 			}
-			j.publish(pctx, netrec.AddressKey(id, netrec.MemberIPv6(id, j.mgr.node.ID())), ann)
+			err = errors.Join(err, j.publish(pctx, netrec.AddressKey(id, netrec.MemberIPv6(id, j.mgr.node.ID())), ann))
 			if err == nil {
 				err = rerr
 			}

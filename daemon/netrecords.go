@@ -63,6 +63,10 @@ func (j *joined) resolve(ip netip.Addr) {
 		defer cancel()
 		b, err := j.mgr.node.GetFirstValue(ctx, netrec.AddressKey(j.m.ID, ip))
 		if err != nil {
+			// Not filed (yet): look for members as providers instead,
+			// which also brings their announcements.
+			j.discover(ctx)
+			j.syncSwitch()
 			return
 		}
 		a, err := netrec.ParseAnnouncement(b)
