@@ -138,12 +138,20 @@ func (n *Node) both(f func(*kaddht.IpfsDHT) error) error {
 		}()
 	}
 	wg.Wait()
-	var real []error
 	for _, err := range errs {
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, kb.ErrLookupFailure) {
+	}
+	return dhtErr(errs)
+}
+
+// dhtErr combines the errors of DHTs that all failed: kbucket's lookup
+// failure (an empty routing table) only when no DHT has a real error.
+func dhtErr(errs []error) error {
+	var real []error
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, kb.ErrLookupFailure) {
 			real = append(real, err)
 		}
 	}
@@ -189,16 +197,7 @@ func (n *Node) getValue(ctx context.Context, key string, opts ...routing.Option)
 	}
 	switch len(found) {
 	case 0:
-		var real []error
-		for _, err := range errs {
-			if err != nil && !errors.Is(err, kb.ErrLookupFailure) {
-				real = append(real, err)
-			}
-		}
-		if len(real) == 0 {
-			return nil, errs[0]
-		}
-		return nil, errors.Join(real...)
+		return nil, dhtErr(errs)
 	case 1:
 		return found[0], nil
 	}

@@ -149,7 +149,7 @@ func TestBenchDataplane(t *testing.T) {
 			s.rssEnd = [2]string{rssDetail(s.pidsA), rssDetail(s.pidsB)}
 		}
 		if len(s.nodes) == 2 { // the link as it ended the run
-			if m, err := memberRoute(s.nodes[0], s.netID, s.nodes[1].Address); err == nil {
+			if m, err := memberStatus(s.nodes[0], s.netID, s.nodes[1].Address); err == nil {
 				s.transport, s.scope, s.path = m.Transport, m.Scope, m.Path
 			}
 		}
@@ -499,7 +499,7 @@ func setupKadlan(t *testing.T, a, b *labtest.Host, v kadlanVariant, i int) (*dpS
 	}
 	// A public link starts on QUIC and moves to TCP in the background.
 	if err := netlab.Eventually(20*time.Second, 100*time.Millisecond, func() error {
-		m, err := memberRoute(na, id, nb.Address)
+		m, err := memberStatus(na, id, nb.Address)
 		if err != nil {
 			return err
 		}

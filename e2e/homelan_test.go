@@ -42,20 +42,6 @@ func vpingOnce(n *labtest.Node, ip string) error {
 	return err
 }
 
-// memberScope returns the transport and scope of n's link to member addr.
-func memberRoute(n *labtest.Node, id, addr string) (api.Member, error) {
-	var ms []api.Member
-	if err := n.JSON(&ms, "members", id); err != nil {
-		return api.Member{}, err
-	}
-	for _, m := range ms {
-		if m.Address == addr {
-			return m, nil
-		}
-	}
-	return api.Member{}, fmt.Errorf("%s does not know member %s", n.Host.Name, addr)
-}
-
 // TestHomeLANNoPublicNode: the home LAN. Five hosts on one private
 // segment (192.168.x behind a home router whose Internet side holds no
 // kadlan node), default flags but one --bootstrap naming the first host.
@@ -108,7 +94,7 @@ func TestHomeLANNoPublicNode(t *testing.T) {
 		}
 	}
 	for _, n := range nodes[1:] {
-		m, err := memberRoute(n, id, a.Address)
+		m, err := memberStatus(n, id, a.Address)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +136,7 @@ func TestLANBesideInternet(t *testing.T) {
 	t.Logf("network ok and pinging everywhere %v after its creation", time.Since(start).Round(time.Millisecond))
 	lanPrefix := strings.TrimSuffix(l2.Host.IPv4, l2.Host.IPv4[strings.LastIndex(l2.Host.IPv4, ".")+1:])
 	err := netlab.Eventually(lanBound, 250*time.Millisecond, func() error {
-		m, err := memberRoute(l1, id, l2.Address)
+		m, err := memberStatus(l1, id, l2.Address)
 		if err != nil {
 			return err
 		}

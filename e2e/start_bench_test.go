@@ -94,7 +94,7 @@ func TestBenchStart(t *testing.T) {
 			}
 			ms = append(ms, float64(time.Since(start).Microseconds())/1000)
 		}
-		m, err := memberRoute(nb, id, na.Address)
+		m, err := memberStatus(nb, id, na.Address)
 		if err != nil {
 			t.Fatal(err)
 		}
