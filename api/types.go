@@ -67,6 +67,18 @@ type Peer struct {
 	Scope     string  `json:"scope,omitempty"`
 	RTTms     float64 `json:"rtt_ms,omitempty"` // smoothed RTT, when known
 	InDHT     bool    `json:"in_routing_table"`
+	// Punch is present while the path is relayed and hole punching has
+	// run or is planned: kadlan punches again with a backoff (20 s, then
+	// doubling to 5 min) for as long as the peer stays relayed.
+	Punch *Punch `json:"punch,omitempty"`
+}
+
+// Punch is the hole-punching state with one relayed peer.
+type Punch struct {
+	Attempts  int     `json:"attempts"`             // DCUtR rounds, either side starting
+	Failures  int     `json:"failures"`             // rounds without a direct path
+	LastError string  `json:"last_error,omitempty"` // of the last failed round
+	NextInS   float64 `json:"next_in_s,omitempty"`  // until this node punches again (absent: the other side does)
 }
 
 // FindResult is the answer of POST /v1/find and `kadlan find --json`.

@@ -45,6 +45,9 @@ func apiPeers(ps []dht.Peer) []api.Peer {
 		if p.RTT > 0 {
 			e.RTTms = ms(p.RTT)
 		}
+		if p.Punch != nil {
+			e.Punch = &api.Punch{Attempts: p.Punch.Attempts, Failures: p.Punch.Failures, LastError: p.Punch.LastError, NextInS: p.Punch.NextIn.Seconds()}
+		}
 		out = append(out, e)
 	}
 	return out

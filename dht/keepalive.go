@@ -24,14 +24,7 @@ const (
 // elsewhere and watchRelayDeaths drops the circuits through it. The pings
 // also keep NAT mappings towards the relays fresh.
 func (n *Node) keepRelaysAlive(ctx context.Context) {
-	t := time.NewTicker(keepaliveEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, keepaliveEvery, func() {
 		var wg sync.WaitGroup
 		for _, r := range n.relaysInUse() {
 			wg.Add(1)
@@ -41,6 +34,20 @@ func (n *Node) keepRelaysAlive(ctx context.Context) {
 			}(r)
 		}
 		wg.Wait()
+	})
+}
+
+// every calls f every d until ctx ends, on the caller's goroutine.
+func every(ctx context.Context, d time.Duration, f func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		f()
 	}
 }
 

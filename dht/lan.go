@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	kaddht "github.com/libp2p/go-libp2p-kad-dht"
@@ -263,6 +264,7 @@ func (n *Node) FindProviders(ctx context.Context, c cid.Cid, count int) <-chan p
 
 // findPeer asks both DHTs for p's addresses at once and merges them.
 func (n *Node) findPeer(ctx context.Context, p peer.ID) (peer.AddrInfo, error) {
+	n.awaitRoutable(ctx, joinWait)
 	ds := n.dhts()
 	ais := make([]peer.AddrInfo, len(ds))
 	errs := make([]error, len(ds))
@@ -310,6 +312,7 @@ func (n *Node) findPeer(ctx context.Context, p peer.ID) (peer.AddrInfo, error) {
 // delivered through ctx, and ending it when a walk returns dropped those
 // still in flight (bench-connect: 3 of 10 EIM pairs "not found").
 func (n *Node) closestPeers(ctx context.Context, key string) (done <-chan closestResult, walks int, release func()) {
+	n.awaitRoutable(ctx, joinWait)
 	var ds []*kaddht.IpfsDHT
 	for _, d := range n.dhts() {
 		if d.RoutingTable().Size() > 0 {
@@ -336,4 +339,39 @@ func (n *Node) closestPeers(ctx context.Context, key string) (done <-chan closes
 type closestResult struct {
 	peers []peer.ID
 	err   error
+}
+
+// joinWait bounds how long a lookup waits for a node that is still joining
+// (both routing tables empty): a `kadlan ping` right after the daemon
+// started failed at once with kad-dht's "failed to find any peer in table"
+// while the bootstrap peer's answer was one round trip away.
+const joinWait = 3 * time.Second
+
+// awaitRoutable returns once a routing table has a peer, ctx ends, or max
+// has passed.
+func (n *Node) awaitRoutable(ctx context.Context, max time.Duration) {
+	routable := func() bool {
+		for _, d := range n.dhts() {
+			if d.RoutingTable().Size() > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	if routable() {
+		return
+	}
+	t := time.NewTimer(max)
+	defer t.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !routable() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			return
+		case <-tick.C:
+		}
+	}
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/host/autorelay"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
-	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -109,7 +108,7 @@ func natOptions(cfg Config, nodeRef *atomic.Pointer[Node], acl *relayACL) ([]lib
 	}
 	opts = append(opts,
 		libp2p.EnableRelay(),
-		libp2p.EnableHolePunching(holepunch.DirectDialTimeout(5*time.Second)),
+		// Hole punching: kadlan runs DCUtR itself (punch.go).
 		libp2p.EnableAutoRelayWithPeerSource(
 			func(ctx context.Context, num int) <-chan peer.AddrInfo {
 				return relayCandidates(ctx, nodeRef.Load(), num)

@@ -18,19 +18,12 @@ import (
 // keep-alives time out (30 s and more); closing them makes the node redial
 // its DHT neighbours and relays from the new address, and lets peers that
 // look it up find its new relay and observed addresses within seconds.
-func (n *Node) watchInterfaces(ctx context.Context, every time.Duration) {
+func (n *Node) watchInterfaces(ctx context.Context, tick time.Duration) {
 	last := interfaceFingerprint(n.cfg.IgnoreInterface)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, tick, func() {
 		cur := interfaceFingerprint(n.cfg.IgnoreInterface)
 		if cur == last {
-			continue
+			return
 		}
 		n.logf("dht: network changed (%s -> %s): reconnecting", orDash(last), orDash(cur))
 		last = cur
@@ -47,7 +40,7 @@ func (n *Node) watchInterfaces(ctx context.Context, every time.Duration) {
 			n.cfg.Peers.Kick()
 		}
 		n.reconnect(ctx, prev)
-	}
+	})
 }
 
 // clearBackoff forgets earlier dial failures to p.

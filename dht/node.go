@@ -128,6 +128,7 @@ type Node struct {
 
 	acl     *relayACL
 	connMgr *connmgr.BasicConnMgr // trimmed directly by tests
+	punch   *puncher              // DCUtR, punched again while relayed
 
 	ctx    context.Context // ends with Close
 	cancel context.CancelFunc
@@ -239,8 +240,15 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		h.Close()
 		return nil, fmt.Errorf("dht: starting the LAN's Kademlia: %w", err)
 	}
+	punch, err := newPuncher(h, 5*time.Second, cfg.Metrics, logf)
+	if err != nil {
+		lan.Close()
+		d.Close()
+		h.Close()
+		return nil, fmt.Errorf("dht: hole punching: %w", err)
+	}
 	cctx, cancel := context.WithCancel(context.Background())
-	n := &Node{Host: h, DHT: d, LAN: lan, cfg: cfg, started: time.Now(), logf: logf, ctx: cctx, cancel: cancel, reachability: reach, acl: acl, connMgr: cm}
+	n := &Node{Host: h, DHT: d, LAN: lan, cfg: cfg, started: time.Now(), logf: logf, ctx: cctx, cancel: cancel, reachability: reach, acl: acl, connMgr: cm, punch: punch}
 	if err := n.registerMetrics(cfg.Metrics); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("dht: metrics: %w", err)
@@ -275,8 +283,13 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
+	if err := n.watchObserved(cctx); err != nil {
+		n.Close()
+		return nil, err
+	}
 	n.watchReconnects(cctx)
-	n.wg.Add(2)
+	n.wg.Add(3)
+	go func() { defer n.wg.Done(); n.punch.run(cctx, &n.wg, punchTick) }()
 	go func() { defer n.wg.Done(); n.watchInterfaces(cctx, time.Second) }()
 	go func() { defer n.wg.Done(); n.keepRelaysAlive(cctx) }()
 	return n, nil
@@ -287,6 +300,7 @@ func (n *Node) Close() error {
 	var err error
 	n.once.Do(func() {
 		n.cancel()
+		n.punch.svc.Close() // ends the punches n.wg waits for
 		n.wg.Wait()
 		if n.relay != nil {
 			n.relay.Close()

@@ -115,6 +115,7 @@ type Peer struct {
 	Route   Route          // of the connection a member link would take
 	RTT     time.Duration  // smoothed; zero when unknown
 	InDHT   bool           // in the routing table
+	Punch   *PunchState    // hole punches with it while relayed; nil if none
 }
 
 // Peers lists connected peers, sorted by address.
@@ -131,6 +132,9 @@ func (n *Node) Peers() []Peer {
 		}
 		path, via := PathOf(conns)
 		e := Peer{Address: p, Path: path, Via: via, Route: BestRoute(conns), InDHT: rt[p], RTT: n.Host.Peerstore().LatencyEWMA(p)}
+		if st, ok := n.punch.State(p); ok && path == "relayed" {
+			e.Punch = &st
+		}
 		for _, c := range conns {
 			e.Addrs = append(e.Addrs, c.RemoteMultiaddr())
 		}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -185,10 +186,17 @@ func TestBenchConnect(t *testing.T) {
 			}
 		}
 		var first, internal []float64
-		starts := map[int]time.Time{}
+		// Direct paths are polled while the pings go on, each pair for 10 s
+		// from its own ping: polling only after the last ping counted the
+		// later pairs' pings into the earlier pairs' time to direct.
+		poll := newDirectPoller(func(k int) bool {
+			pp, err := pathTo(pairs[k].a, pairs[k].b)
+			return err == nil && pp.Path == "direct"
+		}, 10*time.Second)
 		failed := 0
 		for k, p := range pairs {
 			if pp, err := pathTo(p.a, p.b); err == nil {
+				poll.stop()
 				t.Fatalf("%s: %s and %s are already connected (%s): not a first contact", c.name, p.a.Host.Name, p.b.Host.Name, pp.Path)
 			}
 			start := time.Now()
@@ -198,30 +206,15 @@ func TestBenchConnect(t *testing.T) {
 				t.Logf("%s: %s -> %s: %v", c.name, p.a.Host.Name, p.b.Host.Name, err)
 				continue
 			}
-			starts[k] = start
+			poll.add(k, start)
 			first = append(first, float64(time.Since(start).Microseconds())/1000)
 			internal = append(internal, pr.ConnectMs+pr.RTTms[0])
 		}
-		// Direct paths: all pairs polled together for 10 s.
-		var toDirect []float64
-		isDirect := map[int]bool{}
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) && len(isDirect) < len(starts) {
-			for k, st := range starts {
-				if isDirect[k] {
-					continue
-				}
-				if pp, err := pathTo(pairs[k].a, pairs[k].b); err == nil && pp.Path == "direct" {
-					isDirect[k] = true
-					toDirect = append(toDirect, float64(time.Since(st).Microseconds())/1000)
-				}
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		toDirect := poll.wait()
 		r := row{System: "kadlan", Class: c.name, RTTms: rttMs, Pairs: len(pairs), Failed: failed,
 			FirstReply: dist(first), InDaemon: dist(internal), ToDirect: dist(toDirect), Findable: dist(findMs), Unfindable: unfindable}
 		if len(pairs) > 0 {
-			r.DirectShare = float64(len(isDirect)) / float64(len(pairs))
+			r.DirectShare = float64(len(toDirect)) / float64(len(pairs))
 		}
 		rows = append(rows, r)
 		fr := func(m map[string]float64, keys ...string) string {
@@ -270,4 +263,80 @@ func msOrDash(xs []float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.1f ms", median(xs))
+}
+
+// directPoller polls pairs, each from its own start for a window, until
+// their path is direct. One goroutine, owned by the poller: wait (or stop)
+// ends it and waits for it.
+type directPoller struct {
+	mu       sync.Mutex
+	started  map[int]time.Time
+	toDirect []float64
+	done     map[int]bool
+	window   time.Duration
+	noMore   chan struct{}
+	quit     chan struct{}
+	finished chan struct{}
+}
+
+func newDirectPoller(direct func(k int) bool, window time.Duration) *directPoller {
+	p := &directPoller{started: map[int]time.Time{}, done: map[int]bool{}, window: window,
+		noMore: make(chan struct{}), quit: make(chan struct{}), finished: make(chan struct{})}
+	go func() {
+		defer close(p.finished)
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		last, noMore := false, p.noMore
+		for {
+			select {
+			case <-p.quit:
+				return
+			case <-noMore:
+				last, noMore = true, nil
+			case <-tick.C:
+			}
+			p.mu.Lock()
+			var open []int
+			now := time.Now()
+			for k, st := range p.started {
+				if !p.done[k] && now.Sub(st) < p.window {
+					open = append(open, k)
+				}
+			}
+			p.mu.Unlock()
+			if last && len(open) == 0 {
+				return
+			}
+			for _, k := range open {
+				if direct(k) {
+					p.mu.Lock()
+					p.done[k] = true
+					p.toDirect = append(p.toDirect, float64(time.Since(p.started[k]).Microseconds())/1000)
+					p.mu.Unlock()
+				}
+			}
+		}
+	}()
+	return p
+}
+
+func (p *directPoller) add(k int, start time.Time) {
+	p.mu.Lock()
+	p.started[k] = start
+	p.mu.Unlock()
+}
+
+// wait returns each pair's time to direct (ms) once every pair's window
+// has passed.
+func (p *directPoller) wait() []float64 {
+	close(p.noMore)
+	<-p.finished
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.toDirect
+}
+
+func (p *directPoller) stop() {
+	close(p.quit)
+	<-p.finished
 }

@@ -233,6 +233,13 @@ func peersCommand() *cli.Command {
 				if p.Via != "" {
 					path += " via " + short(p.Via)
 				}
+				if pu := p.Punch; pu != nil {
+					path += fmt.Sprintf(" (punched %d×, %d failed", pu.Attempts, pu.Failures)
+					if pu.NextInS > 0 {
+						path += fmt.Sprintf(", again in %.0fs", pu.NextInS)
+					}
+					path += ")"
+				}
 				rtt := "-"
 				if p.RTTms > 0 {
 					rtt = fmt.Sprintf("%.2fms", p.RTTms)

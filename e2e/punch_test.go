@@ -1,0 +1,98 @@
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/kadlan/kadlan/api"
+	"github.com/kadlan/kadlan/e2e/netlab"
+)
+
+// TestHolePunchAgain: the direct path between two endpoint-independent
+// NATs is blocked while they first meet, so libp2p's three DCUtR rounds
+// fail and the pair stays relayed. Once the block is lifted, kadlan's own
+// later rounds (20 s after connecting, then with a doubling backoff) make
+// the path direct; libp2p alone would stay relayed for the connection's
+// life.
+func TestHolePunchAgain(t *testing.T) {
+	w := newNATWorld(t)
+	natA := w.lab.NATRouter("natA", netlab.EIM, nil)
+	natB := w.lab.NATRouter("natB", netlab.EIM, nil)
+	a := w.behind(t, natA, "a")
+	b := w.behind(t, natB, "b")
+
+	// natA drops everything between itself and natB's WAN address, both
+	// ways: the relays (public nodes) stay reachable.
+	block := func(on bool) {
+		t.Helper()
+		if !on {
+			if _, err := w.lab.Exec(natA.NS, "nft", "delete", "table", "inet", "klblock"); err != nil {
+				t.Fatalf("lifting the block: %v", err)
+			}
+			return
+		}
+		for _, cmd := range [][]string{
+			{"nft", "add", "table", "inet", "klblock"},
+			{"nft", "add", "chain", "inet", "klblock", "blockfwd", "{ type filter hook forward priority -10 ; }"},
+			{"nft", "add", "chain", "inet", "klblock", "blockin", "{ type filter hook prerouting priority -310 ; }"},
+			{"nft", "add", "rule", "inet", "klblock", "blockfwd", "ip", "daddr", natB.IPv4, "drop"},
+			{"nft", "add", "rule", "inet", "klblock", "blockin", "ip", "saddr", natB.IPv4, "drop"},
+		} {
+			if _, err := w.lab.Exec(natA.NS, cmd...); err != nil {
+				t.Fatalf("blocking natA <-> natB: %v", err)
+			}
+		}
+	}
+	block(true)
+
+	start := time.Now()
+	pr, err := pingOnce(a, b, "10s")
+	if err != nil {
+		t.Fatalf("a could not ping b: %v", err)
+	}
+	if pr.ConnectPath != "relayed" {
+		t.Fatalf("first contact %s; want relayed", pr.ConnectPath)
+	}
+	// Wait until libp2p's three rounds have failed on b's side (b got the
+	// relayed connection, so b starts the rounds) and kadlan's next one is
+	// planned.
+	var pu *api.Punch
+	err = netlab.Eventually(60*time.Second, 250*time.Millisecond, func() error {
+		p, err := pathTo(b, a)
+		if err != nil {
+			return err
+		}
+		if p.Path != "relayed" {
+			return fmt.Errorf("b's path to a is %s while blocked: the block leaks", p.Path)
+		}
+		if p.Punch == nil || p.Punch.Failures < 3 || p.Punch.NextInS == 0 {
+			return fmt.Errorf("b's punch state with a: %+v", p.Punch)
+		}
+		pu = p.Punch
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("relayed after %v: %d rounds, %d failed (%s), next in %.0f s", time.Since(start).Round(time.Millisecond), pu.Attempts, pu.Failures, pu.LastError, pu.NextInS)
+	block(false)
+	lifted := time.Now()
+	err = netlab.Eventually(90*time.Second, 250*time.Millisecond, func() error {
+		p, err := pathTo(a, b)
+		if err != nil {
+			return err
+		}
+		if p.Path != "direct" {
+			return fmt.Errorf("path still %s", p.Path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("no direct path after the block was lifted: %v", err)
+	}
+	t.Logf("direct %v after the block was lifted", time.Since(lifted).Round(time.Millisecond))
+	if pr, err := pingOnce(a, b, "5s"); err != nil || pr.Path != "direct" {
+		t.Fatalf("ping after the punch: %+v %v", pr, err)
+	}
+}
