@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/daemon/web"
@@ -92,18 +90,10 @@ func TestWebAddrErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	for addr, want := range map[string]string{
+	addrErrors(t, "--web", func(c *Config, addr string) { c.Web = addr }, map[string]string{
 		":9443":              "give the host",
 		"0.0.0.0:9443":       "--web-insecure-remote",
 		"example.com:9443":   "IP address or localhost",
 		busy.Addr().String(): busy.Addr().String() + ": listen tcp " + busy.Addr().String() + ": bind: address already in use",
-	} {
-		dir := t.TempDir()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		err := Run(ctx, Config{StateDir: filepath.Join(dir, "state"), Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Web: addr}, nil)
-		cancel()
-		if err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), "--web") {
-			t.Errorf("--web %s: %v, want an error saying %q", addr, err, want)
-		}
-	}
+	})
 }
