@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/daemon/web"
@@ -77,8 +78,16 @@ func TestWebPage(t *testing.T) {
 	if cr.StatusCode != http.StatusOK || created.Name != "webnet" {
 		t.Fatalf("create through the page: %s %+v", cr.Status, created)
 	}
-	if n, ok := td.network(t, created.Network); !ok || !n.IsOwner || n.Traffic == nil {
-		t.Fatalf("the socket API does not show the page's network as owned, with traffic: %+v", n)
+	// Its device comes up on the network's own goroutine, and with it the
+	// traffic counters.
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		n, ok := td.network(t, created.Network)
+		if ok && n.IsOwner && n.Traffic != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the socket API does not show the page's network as owned, with traffic: %+v", n)
+		}
 	}
 }
 
