@@ -280,6 +280,15 @@ func TestWebPage(t *testing.T) {
 	// Traffic chart: the in/out legend moves with the network's counters.
 	waitDOM(t, ctx, 20*time.Second, fmt.Sprintf(`.network[data-network=%q] .legend .in`, id), "a rate", func(s string) bool { return strings.HasPrefix(s, "in ") })
 
+	if p := os.Getenv("KADLAN_WEB_SCREENSHOT"); p != "" {
+		// A picture of the page for a reviewer (PNG).
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err == nil {
+			err = os.WriteFile(p, png, 0o644)
+		}
+		t.Logf("screenshot %s: %v", p, err)
+	}
+
 	// Revoke (confirm() answered yes).
 	if err := chromedp.Do(ctx,
 		discard(chromedp.Evaluate[bool](`window.confirm = () => true, true`)),
