@@ -193,6 +193,7 @@ type Network struct {
 	SocialNeighbours int             `json:"social_neighbours"`
 	Bounds           *LinkBounds     `json:"bounds,omitempty"`
 	Members          []Member        `json:"members"`
+	Traffic          *Traffic        `json:"traffic,omitempty"`  // member-link traffic so far (absent without a device)
 	Counters         json.RawMessage `json:"counters,omitempty"` // switch counters (frames in/out, drops)
 	Engine           json.RawMessage `json:"engine,omitempty"`   // engine counters (offload, links without a link, records)
 	Error            string          `json:"error,omitempty"`    // why status is "error"
@@ -202,6 +203,26 @@ type Network struct {
 	MemberName string `json:"member_name,omitempty"`
 	DNSZone    string `json:"dns_zone,omitempty"`
 	DNSServer  string `json:"dns_server,omitempty"`
+}
+
+// Traffic counts the messages (frames, broadcast copies, records) on a
+// network's member links since the daemon started, and their encoded bytes
+// (link framing included). The fields only grow; the page's traffic chart
+// is their rate.
+type Traffic struct {
+	InFrames  uint64 `json:"in_frames"`
+	InBytes   uint64 `json:"in_bytes"`
+	OutFrames uint64 `json:"out_frames"`
+	OutBytes  uint64 `json:"out_bytes"`
+	Dropped   uint64 `json:"out_dropped"` // not queued: a link's queue was full
+}
+
+// Web is the answer of GET /v1/web and `kadlan web --json`: where the
+// daemon serves its page (kadlan daemon --web) and the token it wants.
+type Web struct {
+	URL   string `json:"url"`  // http://HOST:PORT/#token=TOKEN
+	Addr  string `json:"addr"` // HOST:PORT the page listens on
+	Token string `json:"token"`
 }
 
 // LinkBounds are what bounds a node's links on a network (links on

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kadlan/kadlan/api"
+	"github.com/kadlan/kadlan/daemon/web"
 	"github.com/kadlan/kadlan/dht"
 	"github.com/kadlan/kadlan/overlay/netrec"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -102,6 +103,7 @@ func (d *Daemon) routes() {
 		res, err := d.Node.Ping(ctx, id, req.Count, interval)
 		return apiPing(res), withStatus(http.StatusBadGateway, err)
 	})
+	d.get("/v1/web", func(*http.Request) any { return d.webInfo() })
 	d.netRoutes()
 }
 
@@ -199,6 +201,15 @@ func (d *Daemon) netRoutes() {
 		}
 		return map[string]string{"network": j.m.ID.String(), "address": member.String()}, nil
 	})
+}
+
+// webInfo is where the page is served, with its token; nil (JSON null)
+// when --web is off.
+func (d *Daemon) webInfo() *api.Web {
+	if d.web == nil {
+		return nil
+	}
+	return &api.Web{URL: web.URL(d.web.addr(), d.webToken), Addr: d.web.addr(), Token: d.webToken}
 }
 
 func (d *Daemon) netMember(req api.NetworkRequest) (*joined, peer.ID, error) {

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kadlan/kadlan/bootstrap"
+	"github.com/kadlan/kadlan/daemon/web"
 	"github.com/kadlan/kadlan/dht"
 	"github.com/kadlan/kadlan/internal/atomicfile"
 	"github.com/kadlan/kadlan/internal/group"
@@ -75,6 +77,11 @@ type Config struct {
 	// /metrics (the node's, its networks', libp2p's); empty: off. The host
 	// must be given (see checkMetricsAddr).
 	Metrics string
+	// Web is the HOST:PORT where the page for owners and members is served
+	// (package web); empty: off. HOST must be an IP address or localhost,
+	// a loopback one unless WebInsecureRemote (see web.CheckAddr).
+	Web               string
+	WebInsecureRemote bool
 }
 
 // Daemon is a running node with its control API.
@@ -85,7 +92,18 @@ type Daemon struct {
 	nets *netManager
 	mux  *http.ServeMux
 	logf func(string, ...any)
-	prom *metricsServer // nil: --metrics is off
+	prom *httpServer // nil: --metrics is off
+	web  *httpServer // nil: --web is off
+	// webToken is the page's bearer token (web.TokenFile in the state dir).
+	webToken string
+}
+
+// WebAddr is the address the page listens on ("" if off).
+func (d *Daemon) WebAddr() string {
+	if d.web == nil {
+		return ""
+	}
+	return d.web.addr()
 }
 
 // MetricsAddr is the address the metrics endpoint listens on ("" if off).
@@ -140,6 +158,11 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 			return err
 		}
 	}
+	if cfg.Web != "" {
+		if err := web.CheckAddr(cfg.Web, cfg.WebInsecureRemote); err != nil {
+			return err
+		}
+	}
 	// Temporary files of atomic writes that a crash cut short (this daemon
 	// is the state dir's only writer: listenUnix below refuses a second).
 	if n := atomicfile.RemoveStale(cfg.StateDir); n > 0 {
@@ -166,12 +189,21 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	var reg *prometheus.Registry
 	var nodeReg prometheus.Registerer // stays a nil interface when off
 	if cfg.Metrics != "" {
-		if d.prom, err = listenMetrics(cfg.Metrics); err != nil {
+		if d.prom, err = listenHTTP("--metrics", cfg.Metrics); err != nil {
 			return err
 		}
 		defer d.prom.close(2 * time.Second)
 		reg = newRegistry()
 		nodeReg = reg
+	}
+	if cfg.Web != "" {
+		if d.webToken, err = web.LoadOrCreateToken(filepath.Join(cfg.StateDir, web.TokenFile)); err != nil {
+			return err
+		}
+		if d.web, err = listenHTTP("--web", cfg.Web); err != nil {
+			return err
+		}
+		defer d.web.close(2 * time.Second)
 	}
 	self, err := peer.IDFromPrivateKey(key)
 	if err != nil {
@@ -231,7 +263,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	})
 	if d.prom != nil {
 		reg.MustRegister(newNetCollector(d.nets))
-		d.prom.serve(reg, logf)
+		d.prom.serve(&http.Server{Handler: metricsHandler(reg, logf), ReadHeaderTimeout: 10 * time.Second})
 		logf("metrics on http://%s%s", d.prom.addr(), MetricsPath)
 	}
 
@@ -240,21 +272,38 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	// none outlives Run, and rctx ends the DHT operations they wait on.
 	var reqs group.Group
 	rctx, rcancel := context.WithCancel(ctx)
+	apiHandler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !reqs.Enter() {
+			http.Error(w, "kadlan daemon is shutting down", http.StatusServiceUnavailable)
+			return
+		}
+		defer reqs.Leave()
+		d.mux.ServeHTTP(w, r)
+	})
+	baseCtx := func(net.Listener) context.Context { return rctx }
 	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if !reqs.Enter() {
-				http.Error(w, "kadlan daemon is shutting down", http.StatusServiceUnavailable)
-				return
-			}
-			defer reqs.Leave()
-			d.mux.ServeHTTP(w, r)
-		}),
+		Handler:           apiHandler,
 		ReadHeaderTimeout: 10 * time.Second,
-		BaseContext:       func(net.Listener) context.Context { return rctx },
+		BaseContext:       baseCtx,
 	}
 	sdone := make(chan error, 1)
 	go func() { sdone <- srv.Serve(ln) }()
 	logf("control API on %s", cfg.APIPath)
+	if d.web != nil {
+		// The page's listener serves the very same API (requests owned by
+		// reqs, like the socket's), behind its token.
+		d.web.serve(&http.Server{
+			Handler:           web.New(web.Config{API: apiHandler, Token: d.webToken, Addr: d.web.addr()}),
+			ReadHeaderTimeout: web.ReadHeaderTimeout,
+			ReadTimeout:       web.ReadTimeout,
+			WriteTimeout:      web.WriteTimeout,
+			IdleTimeout:       web.IdleTimeout,
+			MaxHeaderBytes:    web.MaxHeaderBytes,
+			BaseContext:       baseCtx,
+			ErrorLog:          log.New(logWriter(logf), "web: ", 0),
+		})
+		logf("web page on %s (kadlan web prints its address with the token)", web.URL(d.web.addr(), ""))
+	}
 	if ready != nil {
 		ready(d)
 	}
@@ -267,6 +316,9 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	logf("shutting down")
 	if d.prom != nil {
 		d.prom.close(2 * time.Second)
+	}
+	if d.web != nil {
+		d.web.close(2 * time.Second)
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 	srv.Shutdown(sctx)
@@ -288,6 +340,15 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 
 // Handle registers an extra API route (for subsystems such as overlay).
 func (d *Daemon) Handle(pattern string, h http.HandlerFunc) { d.mux.HandleFunc(pattern, h) }
+
+// logWriter sends what a library logs through a *log.Logger to logf,
+// one call per line.
+type logWriter func(string, ...any)
+
+func (l logWriter) Write(p []byte) (int, error) {
+	l("%s", strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
 
 // isOwnInterface: the node's own TAP/TUN devices are not its network.
 func isOwnInterface(name string) bool { return strings.HasPrefix(name, InterfacePrefix) }

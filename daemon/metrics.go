@@ -1,18 +1,14 @@
 package daemon
 
 import (
-	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"reflect"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/kadlan/kadlan/dht"
+	"github.com/kadlan/kadlan/internal/hostport"
 	"github.com/kadlan/kadlan/overlay"
 	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,12 +24,9 @@ const MetricsPath = "/metrics"
 // listen on every interface by accident: ":9464" is refused, and exposing
 // it takes "0.0.0.0:9464" or a LAN address, written out.
 func checkMetricsAddr(addr string) error {
-	host, port, err := net.SplitHostPort(addr)
+	host, port, err := hostport.Split("--metrics", addr, "127.0.0.1:9464")
 	if err != nil {
-		return fmt.Errorf("--metrics %q: want HOST:PORT, such as 127.0.0.1:9464", addr)
-	}
-	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
-		return fmt.Errorf("--metrics %q: port %q is not a number from 0 to 65535", addr, port)
+		return err
 	}
 	if host == "" {
 		return fmt.Errorf("--metrics %q: give the host: 127.0.0.1:%s serves this machine only; the endpoint has no authentication, so for the network write 0.0.0.0:%s or [::]:%s", addr, port, port, port)
@@ -41,24 +34,8 @@ func checkMetricsAddr(addr string) error {
 	return nil
 }
 
-// metricsServer serves reg on its own listener and HTTP server, which Run
-// starts and stops with the daemon.
-type metricsServer struct {
-	ln   net.Listener
-	srv  *http.Server
-	done chan error
-	once sync.Once
-}
-
-func listenMetrics(addr string) (*metricsServer, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("--metrics: %w", err)
-	}
-	return &metricsServer{ln: ln}, nil
-}
-
-func (m *metricsServer) serve(reg *prometheus.Registry, logf func(string, ...any)) {
+// metricsHandler serves reg at MetricsPath.
+func metricsHandler(reg *prometheus.Registry, logf func(string, ...any)) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle(MetricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog:      promLogger(logf),
@@ -67,34 +44,8 @@ func (m *metricsServer) serve(reg *prometheus.Registry, logf func(string, ...any
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "kadlan: metrics are at "+MetricsPath, http.StatusNotFound)
 	})
-	m.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	m.done = make(chan error, 1)
-	go func() { m.done <- m.srv.Serve(m.ln) }()
+	return mux
 }
-
-// close stops the server and waits for it and for the scrapes in flight,
-// which it cuts off after wait. It is idempotent.
-func (m *metricsServer) close(wait time.Duration) error {
-	var err error
-	m.once.Do(func() {
-		if m.srv == nil {
-			err = m.ln.Close()
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), wait)
-		defer cancel()
-		if err = m.srv.Shutdown(ctx); err != nil {
-			err = m.srv.Close()
-		}
-		if serr := <-m.done; !errors.Is(serr, http.ErrServerClosed) {
-			err = errors.Join(err, serr)
-		}
-	})
-	return err
-}
-
-// Addr is where the server listens.
-func (m *metricsServer) addr() string { return m.ln.Addr().String() }
 
 type promLogger func(string, ...any)
 

@@ -183,7 +183,7 @@ func TestMetricsAddrErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	for addr, want := range map[string]string{
+	addrErrors(t, "--metrics", func(c *Config, addr string) { c.Metrics = addr }, map[string]string{
 		"9464":                   "want HOST:PORT",
 		":9464":                  "give the host: 127.0.0.1:9464",
 		"127.0.0.1:http":         "not a number",
@@ -191,13 +191,23 @@ func TestMetricsAddrErrors(t *testing.T) {
 		busy.Addr().String():     "address already in use",
 		"[::1]:9464:9":           "want HOST:PORT",
 		"no-such-host.invalid:1": "--metrics",
-	} {
+	})
+}
+
+// addrErrors runs a daemon with each address of cases set by set and
+// checks that Run fails at once with an error that starts with flag and
+// says what cases want.
+func addrErrors(t *testing.T, flag string, set func(*Config, string), cases map[string]string) {
+	t.Helper()
+	for addr, want := range cases {
 		dir := t.TempDir()
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		err := Run(ctx, Config{StateDir: filepath.Join(dir, "state"), Listen: []string{"/ip4/127.0.0.1/tcp/0"}, Metrics: addr}, nil)
+		cfg := Config{StateDir: filepath.Join(dir, "state"), Listen: []string{"/ip4/127.0.0.1/tcp/0"}}
+		set(&cfg, addr)
+		err := Run(ctx, cfg, nil)
 		cancel()
-		if err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), "--metrics") {
-			t.Errorf("--metrics %s: %v, want an error saying %q", addr, err, want)
+		if err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), flag) {
+			t.Errorf("%s %s: %v, want an error saying %q", flag, addr, err, want)
 		}
 	}
 }

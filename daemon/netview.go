@@ -56,6 +56,8 @@ func (j *joined) info() api.Network {
 			}
 		}
 		out.Links = len(links)
+		tr := eng.Traffic()
+		out.Traffic = &api.Traffic{InFrames: tr.InMessages, InBytes: tr.InBytes, OutFrames: tr.OutMessages, OutBytes: tr.OutBytes, Dropped: tr.OutDropped}
 		out.Counters, _ = json.Marshal(eng.Counters())
 		st := eng.Stats()
 		out.SocialNeighbours = st.Neighbours

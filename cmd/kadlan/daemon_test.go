@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kadlan/kadlan/api"
 )
 
 // syncBuffer is a bytes.Buffer the daemon's goroutines write while the
@@ -36,7 +38,9 @@ func (s *syncBuffer) String() string {
 // TestDaemonJSONLogsAndMetrics runs `kadlan daemon --log-format json
 // --metrics 127.0.0.1:0` on loopback: every log line is a JSON object with
 // time, level and msg, one of them names the metrics address, and the
-// endpoint serves kadlan's and libp2p's families.
+// endpoint serves kadlan's and libp2p's families. With --web 127.0.0.1:0,
+// `kadlan web --json` gives the page's address and token, and the page is
+// there.
 func TestDaemonJSONLogsAndMetrics(t *testing.T) {
 	st := filepath.Join(t.TempDir(), "state")
 	var stderr syncBuffer
@@ -44,7 +48,7 @@ func TestDaemonJSONLogsAndMetrics(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"kadlan", "--state", st, "daemon", "--mdns=false", "--listen", "/ip4/127.0.0.1/tcp/0", "--allow-loopback",
-			"--reachability", "public", "--log-format", "json", "--metrics", "127.0.0.1:0"}, io.Discard, &stderr)
+			"--reachability", "public", "--log-format", "json", "--metrics", "127.0.0.1:0", "--web", "127.0.0.1:0"}, io.Discard, &stderr)
 	}()
 	stop := sync.OnceValue(func() int { cancel(); return <-done })
 	defer stop()
@@ -70,6 +74,23 @@ func TestDaemonJSONLogsAndMetrics(t *testing.T) {
 	for _, fam := range []string{"# TYPE kadlan_dht_routing_table_peers gauge", "# TYPE libp2p_rcmgr_limit gauge", "# TYPE libp2p_relaysvc_status gauge"} {
 		if !bytes.Contains(body, []byte(fam)) {
 			t.Errorf("scrape lacks %q", fam)
+		}
+	}
+	var out bytes.Buffer
+	if code := run(ctx, []string{"kadlan", "--state", st, "web", "--json"}, &out, io.Discard); code != 0 {
+		t.Fatalf("kadlan web --json exited %d", code)
+	}
+	var w api.Web
+	if err := json.Unmarshal(out.Bytes(), &w); err != nil || !strings.HasPrefix(w.URL, "http://127.0.0.1:") || !strings.HasSuffix(w.URL, "/#token="+w.Token) {
+		t.Fatalf("kadlan web --json: %q (%v)", out.String(), err)
+	}
+	if resp, err := http.Get(w.URL); err != nil {
+		t.Fatal(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !bytes.Contains(body, []byte("Create network")) {
+			t.Errorf("GET %s: %s", w.URL, resp.Status)
 		}
 	}
 	if code := stop(); code != 0 {

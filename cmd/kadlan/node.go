@@ -59,7 +59,10 @@ func daemonCommand() *cli.Command {
 			"--peers-file, and mDNS on the LAN (on by default). With none known it keeps\n" +
 			"running and joins as soon as one appears. kadlan ships no bootstrap list.\n\n" +
 			"Logs go to stderr. --metrics serves Prometheus metrics: kadlan_* (DHT,\n" +
-			"relay, per network traffic, drops and links) and libp2p's own libp2p_*.",
+			"relay, per network traffic, drops and links) and libp2p's own libp2p_*.\n\n" +
+			"--web 127.0.0.1:9443 serves a local page (networks, members to authorize or\n" +
+			"revoke, invites, peers, traffic) over the same API as the CLI, behind a token\n" +
+			"in STATE/web-token.secret; kadlan web prints its address.",
 		Flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "listen", Usage: "listen `MULTIADDR` (repeatable; default all interfaces, port 4242, tcp+ws+quic)"},
 			&cli.StringSliceFlag{Name: "bootstrap", Aliases: []string{"b"}, Usage: "bootstrap peer `MULTIADDR` ending in /p2p/ADDRESS (repeatable)"},
@@ -79,6 +82,8 @@ func daemonCommand() *cli.Command {
 			&cli.StringFlag{Name: "dns-suffix", Value: daemon.DefaultDNSSuffix, Usage: "the `SUFFIX` of member names: NAME.NETWORK.SUFFIX (one or more labels, e.g. kadlan.internal)"},
 			&cli.StringFlag{Name: "device", Value: daemon.DeviceAuto, Usage: "network interfaces: auto (a TAP, or a TUN with Ethernet emulation where no TAP can be made), tap or tun"},
 			&cli.StringFlag{Name: "metrics", Usage: "serve Prometheus metrics at http://`HOST:PORT`/metrics, e.g. 127.0.0.1:9464 (default off; the host must be written out, 0.0.0.0 to expose them: they have no authentication)"},
+			&cli.StringFlag{Name: "web", Usage: "serve the page for owners and members at http://`HOST:PORT`/, e.g. 127.0.0.1:9443 (default off; kadlan web prints its address with the token; a loopback address unless --web-insecure-remote)"},
+			&cli.BoolFlag{Name: "web-insecure-remote", Usage: "let --web listen on a non-loopback address: the page is plain HTTP, so its token crosses that network in the clear"},
 			&cli.StringFlag{Name: "log-level", Value: "info", Usage: "log `LEVEL`: " + logs.Levels},
 			&cli.StringFlag{Name: "log-format", Value: "text", Usage: "log `FORMAT`: text (timestamped lines) or json (one object per line: time, level, msg)"},
 			&cli.BoolFlag{Name: "allow-loopback", Hidden: true, Usage: "advertise loopback addresses (tests on one host)"},
@@ -126,13 +131,15 @@ func daemonCommand() *cli.Command {
 					CircuitDuration:     c.Duration("relay-circuit-duration"),
 					CircuitBytes:        c.Int64("relay-circuit-mib") << 20,
 				},
-				Metrics:   c.String("metrics"),
-				LinkIdle:  c.Duration("link-idle"),
-				Name:      name,
-				DNS:       c.Bool("dns"),
-				DNSSuffix: c.String("dns-suffix"),
-				Version:   version,
-				Logf:      logs.Logf(lg),
+				Metrics:           c.String("metrics"),
+				Web:               c.String("web"),
+				WebInsecureRemote: c.Bool("web-insecure-remote"),
+				LinkIdle:          c.Duration("link-idle"),
+				Name:              name,
+				DNS:               c.Bool("dns"),
+				DNSSuffix:         c.String("dns-suffix"),
+				Version:           version,
+				Logf:              logs.Logf(lg),
 			}, nil)
 			if err != nil {
 				return userErrorf("daemon: %v", err)
