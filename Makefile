@@ -59,10 +59,13 @@ demo: build ## a root-less network in namespaces (needs root): nodes join, find 
 	@if [ "$$(id -u)" != 0 ]; then echo "make demo creates network namespaces: run it as root (sudo make demo)"; exit 1; fi
 	$(BIN) demo $(if $(RTT),--rtt $(RTT))
 
-bench: build bench-connect bench-start bench-dataplane bench-sim ## print all benchmark figures
+bench: build bench-connect bench-roam bench-start bench-dataplane bench-sim ## print all benchmark figures
 
 bench-connect: build ## first contact per NAT class (root): first reply mean/p50/p95/max, direct share, time to direct; RTT=80ms over a lab Internet with that RTT; writes bench-connect.json
 	@KADLAN_BENCH=1 KADLAN_BENCH_RTT=$(RTT) KADLAN_BENCH_OUT=$(CURDIR) KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 30m -run TestBenchConnect ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
+
+bench-roam: build ## a NATed node moves between NAT sites (root): time until a public and a NATed peer reach it again, mean/p50/p95/max; RTT=80ms over a lab Internet with that RTT; writes bench-roam.json
+	@KADLAN_BENCH=1 KADLAN_BENCH_RTT=$(RTT) KADLAN_BENCH_OUT=$(CURDIR) KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 30m -run TestBenchRoam ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
 
 bench-start: build ## daemon start to first ping over the TAP, on a LAN and on public addresses (root; writes bench-start.json)
 	@KADLAN_BENCH=1 KADLAN_BENCH_OUT=$(CURDIR) KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -v -count=1 -timeout 10m -run TestBenchStart ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
@@ -77,4 +80,4 @@ clean: ## remove build output
 	rm -rf bin
 
 SHELL := /bin/bash
-.PHONY: help build install uninstall check-unit check test fuzz demo bench bench-connect bench-start bench-dataplane bench-sim clean
+.PHONY: help build install uninstall check-unit check test fuzz demo bench bench-connect bench-roam bench-start bench-dataplane bench-sim clean

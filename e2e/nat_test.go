@@ -287,15 +287,24 @@ func TestRoaming(t *testing.T) {
 	}
 	r.Host.Move(natC)
 	moved := time.Now()
-	// Within 10 s: r answers, over its new site (a connection whose remote
-	// address is natC's public address, or a relay), and p holds no
-	// connection to the old site any more. A ping may succeed sooner over
-	// the old QUIC connection (quic-go follows the client's new address),
-	// whose recorded address is then stale: r closes it once it notices
-	// the move, so the test waits for that state rather than asserting on
-	// the first reply.
+	pr, err := reachableAfterMove(p, r, natA, natC, 10*time.Second)
+	if err != nil {
+		t.Fatalf("not reachable over the new site 10 s after roaming: %v", err)
+	}
+	t.Logf("reachable again %v after the move, %s via %s", time.Since(moved).Round(time.Millisecond), pr.Path, w.byAddr[pr.Via])
+}
+
+// reachableAfterMove waits up to timeout until p reaches r, which just
+// moved from site old to site cur: r answers, over its new site (a
+// connection whose remote address is cur's public address, or a relay),
+// and p holds no connection to the old site any more. A ping may succeed
+// sooner over the old QUIC connection (quic-go follows the client's new
+// address), whose recorded address is then stale: r closes it once it
+// notices the move, so this waits for that state rather than the first
+// reply.
+func reachableAfterMove(p, r *labtest.Node, old, cur *labtest.Host, timeout time.Duration) (api.PingResult, error) {
 	var pr api.PingResult
-	err := netlab.Eventually(10*time.Second, 200*time.Millisecond, func() error {
+	err := netlab.Eventually(timeout, 100*time.Millisecond, func() error {
 		var err error
 		if pr, err = pingOnce(p, r, "2s"); err != nil {
 			return err
@@ -306,20 +315,17 @@ func TestRoaming(t *testing.T) {
 		}
 		viaNew := false
 		for _, a := range peerEntry.Addrs {
-			if strings.Contains(a, "/ip4/"+natC.IPv4+"/") || strings.Contains(a, "/p2p-circuit") {
+			if strings.Contains(a, "/ip4/"+cur.IPv4+"/") || strings.Contains(a, "/p2p-circuit") {
 				viaNew = true
 			}
-			if strings.Contains(a, "/ip4/"+natA.IPv4+"/") {
-				return fmt.Errorf("p still holds a connection to r's old site: %s", a)
+			if strings.Contains(a, "/ip4/"+old.IPv4+"/") {
+				return fmt.Errorf("%s still holds a connection to %s's old site: %s", p.Host.Name, r.Host.Name, a)
 			}
 		}
 		if !viaNew {
-			return fmt.Errorf("p reaches r over %v, not over its new site %s", peerEntry.Addrs, natC.IPv4)
+			return fmt.Errorf("%s reaches %s over %v, not over its new site %s", p.Host.Name, r.Host.Name, peerEntry.Addrs, cur.IPv4)
 		}
 		return nil
 	})
-	if err != nil {
-		t.Fatalf("not reachable over the new site 10 s after roaming: %v", err)
-	}
-	t.Logf("reachable again %v after the move, %s via %s", time.Since(moved).Round(time.Millisecond), pr.Path, w.byAddr[pr.Via])
+	return pr, err
 }
