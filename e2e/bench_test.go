@@ -27,17 +27,7 @@ func TestBenchConnect(t *testing.T) {
 	if os.Getenv("KADLAN_BENCH") == "" {
 		t.Skip("benchmark; run with KADLAN_BENCH=1 (make bench)")
 	}
-	var opts netlab.Options
-	var rttMs float64
-	if v := os.Getenv("KADLAN_BENCH_RTT"); v != "" {
-		rtt, err := time.ParseDuration(v)
-		if err != nil || rtt < 0 {
-			t.Fatalf("KADLAN_BENCH_RTT=%q: want a duration such as 80ms", v)
-		}
-		opts.Link = &netlab.LinkShape{Delay: rtt / 4}
-		rttMs = float64(rtt.Microseconds()) / 1000
-		fmt.Printf("lab Internet: %v RTT between any two hosts\n", rtt)
-	}
+	opts, rttMs := benchRTT(t)
 	side := envInt("KADLAN_BENCH_SIDE", 5)
 	listen := []string{}
 	for _, p := range []string{"4242", "443"} {

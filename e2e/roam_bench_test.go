@@ -23,16 +23,7 @@ func TestBenchRoam(t *testing.T) {
 	if os.Getenv("KADLAN_BENCH") == "" {
 		t.Skip("benchmark; run with KADLAN_BENCH=1 (make bench-roam)")
 	}
-	var opts netlab.Options
-	var rttMs float64
-	if v := os.Getenv("KADLAN_BENCH_RTT"); v != "" {
-		rtt, err := time.ParseDuration(v)
-		if err != nil || rtt < 0 {
-			t.Fatalf("KADLAN_BENCH_RTT=%q: want a duration such as 80ms", v)
-		}
-		opts.Link = &netlab.LinkShape{Delay: rtt / 4}
-		rttMs = float64(rtt.Microseconds()) / 1000
-	}
+	opts, rttMs := benchRTT(t)
 	moves := envInt("KADLAN_BENCH_MOVES", 10)
 	w := newNATWorldWith(t, opts)
 	natA := w.lab.NATRouter("natA", netlab.EIM, nil)
@@ -97,4 +88,22 @@ func TestBenchRoam(t *testing.T) {
 	fmt.Fprintf(&report, "reachable again: from the move until the peer's ping is answered and it holds no connection to the old site (polled every 100 ms, each ping up to 2 s).\n")
 	fmt.Print(report.String())
 	writeBenchJSON(t, "bench-roam.json", rows)
+}
+
+// benchRTT reads KADLAN_BENCH_RTT: lab options for netlab's userspace
+// Internet with that RTT between any two hosts (a quarter on each link),
+// and the RTT in ms (0: no Internet of its own).
+func benchRTT(t *testing.T) (netlab.Options, float64) {
+	var opts netlab.Options
+	v := os.Getenv("KADLAN_BENCH_RTT")
+	if v == "" {
+		return opts, 0
+	}
+	rtt, err := time.ParseDuration(v)
+	if err != nil || rtt < 0 {
+		t.Fatalf("KADLAN_BENCH_RTT=%q: want a duration such as 80ms", v)
+	}
+	opts.Link = &netlab.LinkShape{Delay: rtt / 4}
+	fmt.Printf("lab Internet: %v RTT between any two hosts\n", rtt)
+	return opts, float64(rtt.Microseconds()) / 1000
 }
