@@ -196,6 +196,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
+		libp2p.ConnectionGater(newInboundGater()),
 		libp2p.ConnectionManager(cm),
 		libp2p.UserAgent("kadlan/" + cfg.Version),
 		libp2p.AddrsFactory(addrsFactory(filter, nodeRef)),

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/libp2p/go-libp2p/x/rate"
+
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -99,7 +101,9 @@ func resourceLimits(cl ConnLimits) rcmgr.ConcreteLimitConfig {
 }
 
 func newResourceManager(cl ConnLimits) (network.ResourceManager, error) {
-	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits(cl)))
+	// No per-IP connection rate limit here: it limits dials too (gater.go
+	// limits inbound connections instead).
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(resourceLimits(cl)), rcmgr.WithConnRateLimiters(&rate.Limiter{}))
 	if err != nil {
 		return nil, fmt.Errorf("dht: resource manager: %w", err)
 	}

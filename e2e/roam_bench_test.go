@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -72,6 +73,9 @@ func TestBenchRoam(t *testing.T) {
 		for range peers {
 			<-done
 		}
+		if d := time.Since(moved); d > 10*time.Second {
+			keepLogs(t, fmt.Sprintf("move %d took %v", m+1, d.Round(time.Millisecond)), append([]*labtest.Node{r}, q, w.pubs[2]))
+		}
 	}
 	var rows []row
 	var report strings.Builder
@@ -106,4 +110,20 @@ func benchRTT(t *testing.T) (netlab.Options, float64) {
 	opts.Link = &netlab.LinkShape{Delay: rtt / 4}
 	fmt.Printf("lab Internet: %v RTT between any two hosts\n", rtt)
 	return opts, float64(rtt.Microseconds()) / 1000
+}
+
+// keepLogs copies the nodes' logs out of the lab (whose files go with the
+// test) into a directory of its own, named on stdout, for a slow case.
+func keepLogs(t *testing.T, why string, nodes []*labtest.Node) {
+	dir, err := os.MkdirTemp("", "kadlan-bench-logs-")
+	if err != nil {
+		t.Log(err)
+		return
+	}
+	for _, n := range nodes {
+		if b, err := os.ReadFile(n.Log); err == nil {
+			os.WriteFile(filepath.Join(dir, n.Host.Name+".log"), b, 0o644)
+		}
+	}
+	fmt.Printf("%s: logs in %s\n", why, dir)
 }

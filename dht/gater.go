@@ -1,0 +1,69 @@
+package dht
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/control"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/x/rate"
+	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
+)
+
+// libp2p's resource manager rate-limits every new connection per remote
+// IP (0.2 a second after a burst of 16), outbound ones included: a node
+// that roamed a few times within a minute could no longer dial its own
+// DHT neighbours and relays ("rate limit exceeded" on every address,
+// bench-roam at 80 ms RTT), and stayed unreachable for 30 s. A node's own
+// dials need no protection from itself, so kadlan turns that limiter off
+// and limits only connections that arrive, in a connection gater, per
+// source IP (/32 for IPv4, /56 and /48 for IPv6). The burst is larger than
+// libp2p's because a household or a CGNAT exit shares one IPv4 address.
+var (
+	inboundIPv4Limits = []rate.SubnetLimit{{PrefixLength: 32, Limit: rate.Limit{RPS: 1, Burst: 32}}}
+	inboundIPv6Limits = []rate.SubnetLimit{
+		{PrefixLength: 56, Limit: rate.Limit{RPS: 1, Burst: 32}},
+		{PrefixLength: 48, Limit: rate.Limit{RPS: 2, Burst: 128}},
+	}
+)
+
+// inboundGater rate-limits accepted connections per source subnet; dials
+// are never limited. Loopback is exempt (tests, local tools).
+type inboundGater struct{ lim *rate.Limiter }
+
+func newInboundGater() *inboundGater {
+	return &inboundGater{lim: &rate.Limiter{
+		NetworkPrefixLimits: []rate.PrefixLimit{
+			{Prefix: netip.MustParsePrefix("127.0.0.0/8")},
+			{Prefix: netip.MustParsePrefix("::1/128")},
+		},
+		SubnetRateLimiter: rate.SubnetLimiter{
+			IPv4SubnetLimits: inboundIPv4Limits,
+			IPv6SubnetLimits: inboundIPv6Limits,
+			GracePeriod:      time.Minute,
+		},
+	}}
+}
+
+func (g *inboundGater) InterceptAccept(cm network.ConnMultiaddrs) bool {
+	ip, err := manet.ToIP(cm.RemoteMultiaddr())
+	if err != nil {
+		return true // not IP (a relayed connection is limited by its relay)
+	}
+	a, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return true
+	}
+	return g.lim.Allow(a.Unmap())
+}
+
+func (g *inboundGater) InterceptPeerDial(peer.ID) bool               { return true }
+func (g *inboundGater) InterceptAddrDial(peer.ID, ma.Multiaddr) bool { return true }
+func (g *inboundGater) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
+	return true
+}
+func (g *inboundGater) InterceptUpgraded(network.Conn) (bool, control.DisconnectReason) {
+	return true, 0
+}
