@@ -77,11 +77,21 @@ func (j *joined) resolve(ip netip.Addr) {
 			j.fetch(ctx, netrec.CertificateKey(j.m.ID, a.Member))
 		}
 		j.mu.Lock()
-		changed, _ := j.m.AddRecord(b, time.Now())
+		now := time.Now()
+		changed, _ := j.m.AddRecord(b, now)
 		if changed {
 			j.dirty = true
 		}
+		holds := j.m.Holds(a.Member, ip, now)
 		j.mu.Unlock()
+		if !holds {
+			// The record names someone who is no member, or who does not
+			// hold ip by the network's rules (anyone can file a record
+			// under any key, and the latest wins): ask the members, as
+			// providers, instead of trusting it.
+			j.discover(ctx)
+			changed = true
+		}
 		if changed {
 			j.syncSwitch()
 		}

@@ -153,3 +153,17 @@ func (m *Membership) MemberIPv4(p peer.ID, now time.Time) netip.Addr {
 	}
 	return a
 }
+
+// Holds reports whether p is admitted and holds ip by the network's rules
+// (its certificate, or a derived address it won): what an address record
+// naming p must be checked against, since anyone can file one under any
+// key.
+func (m *Membership) Holds(p peer.ID, ip netip.Addr, now time.Time) bool {
+	if !m.MemberStatus(p, now).Admitted() {
+		return false
+	}
+	if ip.Is6() {
+		return netrec.MemberIPv6(m.ID, p) == ip
+	}
+	return m.MemberIPv4(p, now) == ip
+}
