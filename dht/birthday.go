@@ -8,6 +8,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -234,21 +235,29 @@ func (b *birthday) observe(c network.Conn, observed ma.Multiaddr) {
 // ipPort returns whether a is UDP (QUIC) or TCP, and its IPv4 address
 // and port.
 func ipPort(a ma.Multiaddr) (udp bool, ap netip.AddrPort, ok bool) {
-	na, err := manet.ToNetAddr(a)
+	if a == nil {
+		return false, ap, false
+	}
+	ips, err := a.ValueForProtocol(ma.P_IP4)
 	if err != nil {
 		return false, ap, false
 	}
-	switch x := na.(type) {
-	case *net.UDPAddr:
-		ap = x.AddrPort()
-		udp = true
-	case *net.TCPAddr:
-		ap = x.AddrPort()
-	default:
+	ip, err := netip.ParseAddr(ips)
+	if err != nil {
 		return false, ap, false
 	}
-	ap = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
-	return udp, ap, ap.Addr().Is4()
+	ports, err := a.ValueForProtocol(ma.P_UDP)
+	udp = err == nil
+	if !udp {
+		if ports, err = a.ValueForProtocol(ma.P_TCP); err != nil {
+			return false, ap, false
+		}
+	}
+	port, err := strconv.ParseUint(ports, 10, 16)
+	if err != nil {
+		return false, ap, false
+	}
+	return udp, netip.AddrPortFrom(ip, uint16(port)), true
 }
 
 // listenPorts are the node's IPv4 QUIC and TCP listen ports (lent sockets

@@ -5,6 +5,8 @@ import (
 	"math"
 	"net/netip"
 	"testing"
+
+	ma "github.com/multiformats/go-multiaddr"
 )
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
@@ -141,4 +143,23 @@ func FuzzBirthdayMsg(f *testing.F) {
 			t.Fatalf("round trip %+v -> %+v %v", m, m2, err)
 		}
 	})
+}
+
+func TestIPPort(t *testing.T) {
+	for _, tc := range []struct {
+		a   string
+		udp bool
+		ap  string
+		ok  bool
+	}{
+		{"/ip4/0.0.0.0/udp/4242/quic-v1", true, "0.0.0.0:4242", true},
+		{"/ip4/192.0.0.140/tcp/4242", false, "192.0.0.140:4242", true},
+		{"/ip4/192.0.0.140/tcp/4242/ws", false, "192.0.0.140:4242", true},
+		{"/ip6/::1/udp/4242/quic-v1", false, "", false},
+	} {
+		udp, got, ok := ipPort(ma.StringCast(tc.a))
+		if ok != tc.ok || (ok && (udp != tc.udp || got.String() != tc.ap)) {
+			t.Errorf("ipPort(%s) = %v %v %v", tc.a, udp, got, ok)
+		}
+	}
 }
