@@ -51,7 +51,6 @@ func TestBirthdaySymmetricEIM(t *testing.T) {
 		return nil
 	})
 	if err != nil {
-		t.Logf("s's log:\n%s\ne's log:\n%s", s.LogTail(40), e.LogTail(40))
 		t.Fatalf("not direct %v after the first contact: %v", birthdayBound, err)
 	}
 	t.Logf("direct %v after the first reply: %s %v", time.Since(first).Round(time.Millisecond), last.Transport, last.Addrs)
