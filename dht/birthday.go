@@ -52,7 +52,8 @@ import (
 // with a backoff); both sides say what they are, so a symmetric pair ends
 // at once, and `kadlan peers` says so.
 //
-// Bounds: one exchange at a time per node in each role; each lasts at
+// Bounds: one exchange at a time as the symmetric side, bdayResponders
+// as the EIM side (a busy answer makes the other retry in 2 s); each lasts at
 // most bdayDeadline; S opens at most bdaySockets sockets, closes all but
 // the winner when a probe hits or the deadline passes, and the winner when
 // its connection has gone; E sends at most bdayMaxProbes probes at
@@ -70,8 +71,10 @@ const (
 	bdayDeadline      = 10 * time.Second
 	bdayDialTimeout   = 4 * time.Second
 	bdayFirstRetry    = 30 * time.Second
-	bdayRespPerMinute = 10
-	bdayTick          = time.Second
+	bdayRespPerMinute = 20
+	bdayResponders    = 2 // exchanges answered at once (each sends at bdayProbeRate)
+	bdayBusyRetry     = 2 * time.Second
+	bdayTick          = 500 * time.Millisecond
 	bdayObservations  = 64 // observed mappings kept
 )
 
@@ -185,7 +188,7 @@ type birthday struct {
 	obs        map[obsKey]mapObs
 	peers      map[peer.ID]*bdayPeer
 	initiating bool
-	responding bool
+	responding int
 	respStarts []time.Time
 	lent       []*lentSocket
 	hidden     map[int]bool // local UDP ports of lent sockets
@@ -354,7 +357,7 @@ func (b *birthday) finish(rp peer.ID, r bdayReason, peerNAT natClass, initiator 
 	if initiator {
 		b.initiating = false
 	} else {
-		b.responding = false
+		b.responding--
 	}
 	bp := b.peerLocked(rp)
 	if bp == nil {
@@ -368,6 +371,11 @@ func (b *birthday) finish(rp peer.ID, r bdayReason, peerNAT natClass, initiator 
 		switch r {
 		case reasonBothSymmetric, reasonNoSymmetric:
 			bp.backoff = punchMaxBackoff
+		case reasonBusy:
+			// The other side answers others first: soon again, and
+			// without growing the backoff.
+			bp.next = b.now().Add(bdayBusyRetry)
+			return
 		}
 		bp.next = b.now().Add(bp.backoff)
 		bp.backoff = min(2*bp.backoff, punchMaxBackoff)
@@ -780,8 +788,8 @@ func (b *birthday) unlisten(laddr ma.Multiaddr) {
 	}
 }
 
-// respondAllowed admits one exchange at a time, bdayRespPerMinute a
-// minute.
+// respondAllowed admits bdayResponders exchanges at a time,
+// bdayRespPerMinute a minute.
 func (b *birthday) respondAllowed() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -793,10 +801,10 @@ func (b *birthday) respondAllowed() bool {
 		}
 	}
 	b.respStarts = kept
-	if b.responding || len(b.respStarts) >= bdayRespPerMinute {
+	if b.responding >= bdayResponders || len(b.respStarts) >= bdayRespPerMinute {
 		return false
 	}
-	b.responding = true
+	b.responding++
 	b.respStarts = append(b.respStarts, now)
 	return true
 }
@@ -816,7 +824,7 @@ func (b *birthday) handle(ctx context.Context, s network.Stream) {
 	defer x.close()
 	if !b.enabled() || !b.respondAllowed() {
 		x.send(bdayMsg{Type: msgEnd, Reason: reasonBusy})
-		return
+		return // counted by the initiator, not here
 	}
 	hello, r, ok := x.next(ctx, msgHello)
 	if !ok {
