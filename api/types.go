@@ -79,6 +79,11 @@ type Punch struct {
 	Failures  int     `json:"failures"`             // rounds without a direct path
 	LastError string  `json:"last_error,omitempty"` // of the last failed round
 	NextInS   float64 `json:"next_in_s,omitempty"`  // until this node punches again (absent: the other side does)
+	// Birthday punching, for a symmetric NAT facing an endpoint-independent one.
+	NAT          string `json:"nat,omitempty"`           // this node's NAT mapping: symmetric, endpoint-independent or unknown
+	PeerNAT      string `json:"peer_nat,omitempty"`      // the peer's, as it said in the last exchange
+	Birthday     string `json:"birthday,omitempty"`      // outcome of the last exchange ("both sides behind symmetric NATs: stays relayed", ...) or "running"
+	BirthdayRuns int    `json:"birthday_runs,omitempty"` // exchanges so far, in either role
 }
 
 // FindResult is the answer of POST /v1/find and `kadlan find --json`.

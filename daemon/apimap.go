@@ -46,7 +46,8 @@ func apiPeers(ps []dht.Peer) []api.Peer {
 			e.RTTms = ms(p.RTT)
 		}
 		if p.Punch != nil {
-			e.Punch = &api.Punch{Attempts: p.Punch.Attempts, Failures: p.Punch.Failures, LastError: p.Punch.LastError, NextInS: p.Punch.NextIn.Seconds()}
+			e.Punch = &api.Punch{Attempts: p.Punch.Attempts, Failures: p.Punch.Failures, LastError: p.Punch.LastError, NextInS: p.Punch.NextIn.Seconds(),
+				NAT: p.Punch.NAT, PeerNAT: p.Punch.PeerNAT, Birthday: p.Punch.Birthday, BirthdayRuns: p.Punch.BirthdayRuns}
 		}
 		out = append(out, e)
 	}

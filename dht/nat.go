@@ -172,6 +172,9 @@ func addrsFactory(filter func([]ma.Multiaddr) []ma.Multiaddr, nodeRef *atomic.Po
 			relay := n.relayAddrs
 			public := n.reachability == network.ReachabilityPublic
 			n.mu.Unlock()
+			if n.bday != nil {
+				out = n.bday.hide(out)
+			}
 			if !public {
 				have := map[string]bool{}
 				for _, a := range out {

@@ -26,11 +26,14 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/quicreuse"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ws "github.com/libp2p/go-libp2p/p2p/transport/websocket"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 	"github.com/prometheus/client_golang/prometheus"
+	quicgo "github.com/quic-go/quic-go"
+	"go.uber.org/fx"
 )
 
 // DefaultPort is the one port kadlan listens on by default, for TCP,
@@ -129,6 +132,7 @@ type Node struct {
 	acl     *relayACL
 	connMgr *connmgr.BasicConnMgr // trimmed directly by tests
 	punch   *puncher              // DCUtR, punched again while relayed
+	bday    *birthday             // birthday punching through a symmetric NAT
 
 	ctx    context.Context // ends with Close
 	cancel context.CancelFunc
@@ -203,6 +207,16 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.EnableNATService(),
 	}
 	opts = append(opts, metricsOptions(cfg.Metrics)...)
+	var quicCM *quicreuse.ConnManager // libp2p's, kept for birthday punching
+	opts = append(opts, libp2p.QUICReuse(func(key quicgo.StatelessResetKey, tokens quicgo.TokenGeneratorKey, rcmgr network.ResourceManager, lc fx.Lifecycle) (*quicreuse.ConnManager, error) {
+		cm, err := newQUICConnManager(key, tokens, rcmgr, cfg.Metrics)
+		if err != nil {
+			return nil, err
+		}
+		lc.Append(fx.StopHook(cm.Close))
+		quicCM = cm
+		return cm, nil
+	}))
 	acl := &relayACL{nodeRef: nodeRef}
 	natOpts, err := natOptions(cfg, nodeRef, acl)
 	if err != nil {
@@ -221,6 +235,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	// Before anyone identifies us: relays admit kadlan nodes only.
 	h.SetStreamHandler(NodeProtocol, handleNodeProtocol)
+	bday := newBirthday(h, quicCM, logf)
 	dopts := []kaddht.Option{
 		kaddht.ProtocolPrefix(ProtocolPrefix),
 		kaddht.Mode(mode),
@@ -249,7 +264,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("dht: hole punching: %w", err)
 	}
 	cctx, cancel := context.WithCancel(context.Background())
-	n := &Node{Host: h, DHT: d, LAN: lan, cfg: cfg, started: time.Now(), logf: logf, ctx: cctx, cancel: cancel, reachability: reach, acl: acl, connMgr: cm, punch: punch}
+	n := &Node{Host: h, DHT: d, LAN: lan, cfg: cfg, started: time.Now(), logf: logf, ctx: cctx, cancel: cancel, reachability: reach, acl: acl, connMgr: cm, punch: punch, bday: bday}
 	if err := n.registerMetrics(cfg.Metrics); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("dht: metrics: %w", err)
@@ -289,7 +304,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.watchReconnects(cctx)
-	n.wg.Add(3)
+	h.SetStreamHandler(BirthdayProtocol, func(s network.Stream) { bday.handle(cctx, s) })
+	n.wg.Add(4)
+	go func() { defer n.wg.Done(); bday.run(cctx, &n.wg) }()
 	go func() { defer n.wg.Done(); n.punch.run(cctx, &n.wg, punchTick) }()
 	go func() { defer n.wg.Done(); n.watchInterfaces(cctx, time.Second) }()
 	go func() { defer n.wg.Done(); n.keepRelaysAlive(cctx) }()

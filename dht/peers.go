@@ -36,8 +36,11 @@ func (n *Node) Peers() []Peer {
 		}
 		path, via := PathOf(conns)
 		e := Peer{Address: p, Path: path, Via: via, Route: BestRoute(conns), InDHT: rt[p], RTT: n.Host.Peerstore().LatencyEWMA(p)}
-		if st, ok := n.punch.State(p); ok && path == "relayed" {
-			e.Punch = &st
+		if path == "relayed" {
+			st, ok := n.punch.State(p)
+			if n.bday.state(p, &st) || ok {
+				e.Punch = &st
+			}
 		}
 		for _, c := range conns {
 			e.Addrs = append(e.Addrs, c.RemoteMultiaddr())

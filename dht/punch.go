@@ -46,6 +46,11 @@ type PunchState struct {
 	LastError string        // of the last failed round
 	Last      time.Time     // end of the last round
 	NextIn    time.Duration // until kadlan punches again (0: not scheduled)
+	// Birthday punching (birthday.go).
+	NAT          string // this node's NAT mapping: symmetric, endpoint-independent or unknown
+	PeerNAT      string // the peer's, as it said in the last exchange
+	Birthday     string // outcome of the last exchange, or "running"
+	BirthdayRuns int    // exchanges with the peer, in either role
 }
 
 type punchPeer struct {
@@ -303,6 +308,8 @@ func (p *puncher) run(ctx context.Context, wg *sync.WaitGroup, tick time.Duratio
 // watchObserved feeds identify's observed addresses to the puncher.
 func (n *Node) watchObserved(ctx context.Context) error {
 	return n.onEvent(ctx, new(event.EvtPeerIdentificationCompleted), func(e any) {
-		n.punch.observe(e.(event.EvtPeerIdentificationCompleted).ObservedAddr)
+		ev := e.(event.EvtPeerIdentificationCompleted)
+		n.punch.observe(ev.ObservedAddr)
+		n.bday.observe(ev.Conn, ev.ObservedAddr)
 	})
 }
