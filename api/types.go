@@ -7,21 +7,24 @@ import "encoding/json"
 
 // Status is the answer of GET /v1/status and `kadlan status --json`.
 type Status struct {
-	Address       string   `json:"address"`           // libp2p peer ID
-	Key           string   `json:"key"`               // SHA-256 of the peer ID, hex: place in XOR space
-	Version       string   `json:"version"`           // kadlan version
-	ListenAddrs   []string `json:"listen_addrs"`      // addresses the host listens on
-	ObservedAddrs []string `json:"observed_addrs"`    // addresses peers saw us at
-	Addrs         []string `json:"addrs"`             // addresses this node advertises (shareable)
-	Reachability  string   `json:"reachability"`      // public, private or unknown
-	DHTMode       string   `json:"dht_mode"`          // server or client
-	RoutingTable  int      `json:"routing_table"`     // peers in the Internet's (WAN) Kademlia routing table
-	RoutingLAN    int      `json:"routing_table_lan"` // peers in the LAN DHT's routing table (private addresses, attached subnets)
-	Connected     int      `json:"connected"`         // connected peers
-	Relay         string   `json:"relay"`             // relay service: on or off
-	RelayAddrs    []string `json:"relay_addrs"`       // circuit addresses reserved on relays
-	Uptime        float64  `json:"uptime_s"`
-	Bootstrap     string   `json:"bootstrap"` // joined, or waiting (no peer known yet)
+	Address       string   `json:"address"`        // libp2p peer ID
+	Key           string   `json:"key"`            // SHA-256 of the peer ID, hex: place in XOR space
+	Version       string   `json:"version"`        // kadlan version
+	ListenAddrs   []string `json:"listen_addrs"`   // addresses the host listens on
+	ObservedAddrs []string `json:"observed_addrs"` // addresses peers saw us at
+	Addrs         []string `json:"addrs"`          // addresses this node advertises (shareable)
+	Reachability  string   `json:"reachability"`   // public, private or unknown
+	// AutoNAT is AutoNAT's verdict for a node behind NAT: kadlan takes
+	// "public" only once a node it never contacted has reached it.
+	AutoNAT      string   `json:"autonat,omitempty"`
+	DHTMode      string   `json:"dht_mode"`          // server or client
+	RoutingTable int      `json:"routing_table"`     // peers in the Internet's (WAN) Kademlia routing table
+	RoutingLAN   int      `json:"routing_table_lan"` // peers in the LAN DHT's routing table (private addresses, attached subnets)
+	Connected    int      `json:"connected"`         // connected peers
+	Relay        string   `json:"relay"`             // relay service: on or off
+	RelayAddrs   []string `json:"relay_addrs"`       // circuit addresses reserved on relays
+	Uptime       float64  `json:"uptime_s"`
+	Bootstrap    string   `json:"bootstrap"` // joined, or waiting (no peer known yet)
 
 	RelayService *RelayService `json:"relay_service,omitempty"` // limits and decisions of the relay service
 	ConnLimits   *ConnLimits   `json:"conn_limits,omitempty"`   // connection manager and resource manager limits

@@ -21,6 +21,7 @@ func apiStatus(st dht.Status, rs dht.RelayStatus, cl dht.ConnLimits) api.Status 
 		ObservedAddrs: strs(st.ObservedAddrs),
 		Addrs:         nonNil(st.Addrs),
 		Reachability:  st.Reachability,
+		AutoNAT:       st.AutoNAT,
 		DHTMode:       st.DHTMode,
 		Relay:         st.Relay,
 		RoutingTable:  st.RoutingTable,

@@ -98,10 +98,12 @@ type lentSocket struct {
 
 // birthday runs birthday punches for a node.
 type birthday struct {
-	h    host.Host
-	cm   *quicreuse.ConnManager
-	logf func(string, ...any)
-	now  func() time.Time
+	// sentTo is told of addresses probed (reach.go); may be nil.
+	sentTo func(netip.Addr)
+	h      host.Host
+	cm     *quicreuse.ConnManager
+	logf   func(string, ...any)
+	now    func() time.Time
 
 	mu         sync.Mutex
 	obs        map[obsKey]mapObs

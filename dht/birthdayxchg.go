@@ -383,6 +383,9 @@ func (b *birthday) handle(ctx context.Context, s network.Stream) {
 // probeAndDial sends probes from this node's QUIC socket to random ports
 // of sIP until S reports a hit, then dials QUIC there.
 func (b *birthday) probeAndDial(ctx context.Context, x *exchange, rp peer.ID, nonce [16]byte, sIP netip.Addr, myQUICPort int) bdayReason {
+	if b.sentTo != nil {
+		b.sentTo(sIP)
+	}
 	tr, err := b.cm.TransportForDial("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(sIP, bdayMinPort)))
 	if err != nil {
 		return reasonFailed

@@ -31,10 +31,13 @@ var (
 
 // inboundGater rate-limits accepted connections per source subnet; dials
 // are never limited. Loopback is exempt (tests, local tools).
-type inboundGater struct{ lim *rate.Limiter }
+type inboundGater struct {
+	lim   *rate.Limiter
+	reach *reachGuard // told of dials and accepts (reach.go); may be nil
+}
 
-func newInboundGater() *inboundGater {
-	return &inboundGater{lim: &rate.Limiter{
+func newInboundGater(reach *reachGuard) *inboundGater {
+	return &inboundGater{reach: reach, lim: &rate.Limiter{
 		NetworkPrefixLimits: []rate.PrefixLimit{
 			{Prefix: netip.MustParsePrefix("127.0.0.0/8")},
 			{Prefix: netip.MustParsePrefix("::1/128")},
@@ -48,6 +51,9 @@ func newInboundGater() *inboundGater {
 }
 
 func (g *inboundGater) InterceptAccept(cm network.ConnMultiaddrs) bool {
+	if g.reach != nil {
+		g.reach.accepted(cm.RemoteMultiaddr())
+	}
 	ip, err := manet.ToIP(cm.RemoteMultiaddr())
 	if err != nil {
 		return true // not IP (a relayed connection is limited by its relay)
@@ -59,8 +65,15 @@ func (g *inboundGater) InterceptAccept(cm network.ConnMultiaddrs) bool {
 	return g.lim.Allow(a.Unmap())
 }
 
-func (g *inboundGater) InterceptPeerDial(peer.ID) bool               { return true }
-func (g *inboundGater) InterceptAddrDial(peer.ID, ma.Multiaddr) bool { return true }
+func (g *inboundGater) InterceptPeerDial(peer.ID) bool { return true }
+func (g *inboundGater) InterceptAddrDial(_ peer.ID, a ma.Multiaddr) bool {
+	if g.reach != nil {
+		if ip, ok := publicIP(a); ok {
+			g.reach.sentTo(ip)
+		}
+	}
+	return true
+}
 func (g *inboundGater) InterceptSecured(network.Direction, peer.ID, network.ConnMultiaddrs) bool {
 	return true
 }

@@ -34,7 +34,7 @@ func TestDialsNotRateLimited(t *testing.T) {
 // Inbound connections are limited per source IP after a burst; other
 // sources and loopback are not affected.
 func TestInboundRateLimited(t *testing.T) {
-	g := newInboundGater()
+	g := newInboundGater(nil)
 	local := ma.StringCast("/ip4/192.0.0.130/tcp/4242")
 	from := func(s string) connAddrs { return connAddrs{local, ma.StringCast(s)} }
 	burst := inboundIPv4Limits[0].Burst

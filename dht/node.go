@@ -132,7 +132,11 @@ type Node struct {
 	acl     *relayACL
 	connMgr *connmgr.BasicConnMgr // trimmed directly by tests
 	punch   *puncher              // DCUtR, punched again while relayed
-	bday    *birthday             // birthday punching through a symmetric NAT
+	reach   *reachGuard           // who this node sent to; a stranger's connection
+	// reachEm emits reachability overrides (reach.go); nil when not needed.
+	reachEm      event.Emitter
+	reachChanged chan struct{} // kicked on every reachability event
+	bday         *birthday     // birthday punching through a symmetric NAT
 
 	ctx    context.Context // ends with Close
 	cancel context.CancelFunc
@@ -164,6 +168,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		listenMA = append(listenMA, a)
 	}
 
+	guard := newReachGuard()
 	reach, err := decideReachability(cfg.Reachability, listenMA)
 	if err != nil {
 		return nil, err
@@ -200,7 +205,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
-		libp2p.ConnectionGater(newInboundGater()),
+		libp2p.ConnectionGater(newInboundGater(guard)),
 		libp2p.ConnectionManager(cm),
 		libp2p.UserAgent("kadlan/" + cfg.Version),
 		libp2p.AddrsFactory(addrsFactory(filter, nodeRef)),
@@ -264,7 +269,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("dht: hole punching: %w", err)
 	}
 	cctx, cancel := context.WithCancel(context.Background())
-	n := &Node{Host: h, DHT: d, LAN: lan, cfg: cfg, started: time.Now(), logf: logf, ctx: cctx, cancel: cancel, reachability: reach, acl: acl, connMgr: cm, punch: punch, bday: bday}
+	n := &Node{Host: h, DHT: d, LAN: lan, cfg: cfg, started: time.Now(), logf: logf, ctx: cctx, cancel: cancel, reachability: reach, acl: acl, connMgr: cm, punch: punch, bday: bday, reach: guard, reachChanged: make(chan struct{}, 1)}
 	if err := n.registerMetrics(cfg.Metrics); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("dht: metrics: %w", err)
@@ -304,6 +309,20 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.watchReconnects(cctx)
+	h.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) { guard.connected(c) }})
+	bday.sentTo = guard.sentTo
+	if reach == network.ReachabilityUnknown {
+		// Behind NAT (no public interface address, nothing forced): AutoNAT's
+		// "public" needs a stranger's connection to confirm it (reach.go).
+		em, err := h.EventBus().Emitter(new(event.EvtLocalReachabilityChanged), eventbus.Stateful)
+		if err != nil {
+			n.Close()
+			return nil, fmt.Errorf("dht: reachability events: %w", err)
+		}
+		n.reachEm = em
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.guardReachability(cctx, em, n.reachChanged) }()
+	}
 	h.SetStreamHandler(BirthdayProtocol, func(s network.Stream) { bday.handle(cctx, s) })
 	n.wg.Add(4)
 	go func() { defer n.wg.Done(); bday.run(cctx, &n.wg) }()
@@ -322,6 +341,9 @@ func (n *Node) Close() error {
 		n.wg.Wait()
 		if n.relay != nil {
 			n.relay.Close()
+		}
+		if n.reachEm != nil {
+			n.reachEm.Close()
 		}
 		err = errors.Join(n.DHT.Close(), n.LAN.Close(), n.Host.Close())
 	})
@@ -345,6 +367,10 @@ func (n *Node) watchReachability(ctx context.Context) error {
 		n.reachability = r
 		n.mu.Unlock()
 		n.logf("dht: reachability is now %s", reachabilityWord(r))
+		select {
+		case n.reachChanged <- struct{}{}:
+		default:
+		}
 	})
 }
 

@@ -31,6 +31,7 @@ type Status struct {
 	Addrs           []string       // advertised, with /p2p/ADDRESS (shareable)
 	RelayAddrs      []ma.Multiaddr // circuit addresses reserved on relays
 	Reachability    string         // public, private or unknown
+	AutoNAT         string         // AutoNAT's own verdict, when kadlan checks it (reach.go)
 	DHTMode         string         // server or client
 	Relay           string         // the relay service runs now: on or off
 	RoutingTable    int            // the WAN DHT's
@@ -61,6 +62,14 @@ func (n *Node) Status() Status {
 	st.Addrs = n.ShareableAddrs()
 	st.ObservedAddrs = n.observedAddrs()
 	st.DHTMode = n.DHTMode()
+	if n.reachEm != nil {
+		st.AutoNAT = reachabilityWord(n.autoNATSays())
+		if _, ok := n.reach.stranger(); ok {
+			st.AutoNAT += ", confirmed by a stranger"
+		} else if st.AutoNAT == "public" {
+			st.AutoNAT += ", not confirmed: no node this one never contacted has reached it"
+		}
+	}
 	st.Relay = "off"
 	if n.cfg.Relay == "on" || n.cfg.Relay != "off" && n.Reachability() == network.ReachabilityPublic {
 		st.Relay = "on"

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -95,4 +96,64 @@ func TestHolePunchAgain(t *testing.T) {
 	if pr, err := pingOnce(a, b, "5s"); err != nil || pr.Path != "direct" {
 		t.Fatalf("ping after the punch: %+v %v", pr, err)
 	}
+}
+
+// TestAddressRestrictedNAT: behind an address-restricted NAT (endpoint-
+// independent mapping, address-dependent filtering) AutoNAT's dial-backs
+// get in, since they come from servers the node contacted, so AutoNAT says
+// public; nobody else can dial the node. kadlan keeps it private, with its
+// relays, until a node it never contacted reaches it: another node behind
+// such a NAT reaches it (relayed, then direct by punching). Before, it
+// dropped its relays and every first contact failed.
+func TestAddressRestrictedNAT(t *testing.T) {
+	w := newNATWorld(t)
+	natA := w.lab.NATRouter("natA", netlab.AddressRestricted, nil)
+	natB := w.lab.NATRouter("natB", netlab.AddressRestricted, nil)
+	a := w.behind(t, natA, "a")
+	b := w.behind(t, natB, "b")
+	var st api.Status
+	err := netlab.Eventually(90*time.Second, 500*time.Millisecond, func() error {
+		if err := b.JSON(&st, "status"); err != nil {
+			return err
+		}
+		if !strings.HasPrefix(st.AutoNAT, "public") {
+			return fmt.Errorf("AutoNAT has not judged b yet (%q)", st.AutoNAT)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string) {
+		t.Helper()
+		if err := b.JSON(&st, "status"); err != nil {
+			t.Fatal(err)
+		}
+		if st.Reachability != "private" || st.DHTMode != "client" || len(st.RelayAddrs) == 0 {
+			t.Fatalf("%s: b is %s (%s), dht %s, %d relay addresses; want private with relays", when, st.Reachability, st.AutoNAT, st.DHTMode, len(st.RelayAddrs))
+		}
+	}
+	check("after AutoNAT's verdict")
+	t.Logf("b: reachability %s; autonat: %s", st.Reachability, st.AutoNAT)
+	start := time.Now()
+	pr, err := pingOnce(a, b, "10s")
+	if err != nil {
+		t.Fatalf("a cannot reach b behind an address-restricted NAT: %v", err)
+	}
+	t.Logf("first reply after %v, %s", time.Since(start).Round(time.Millisecond), pr.ConnectPath)
+	err = netlab.Eventually(20*time.Second, 200*time.Millisecond, func() error {
+		p, err := pathTo(a, b)
+		if err != nil {
+			return err
+		}
+		if p.Path != "direct" {
+			return fmt.Errorf("path still %s", p.Path)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("no direct path between two address-restricted NATs: %v", err)
+	}
+	// a's punched connection came from an address b sent to: b stays private.
+	check("after the punch")
 }

@@ -171,6 +171,9 @@ func statusCommand() *cli.Command {
 			fmt.Fprintf(w, "%-14s %s\n", "version:", st.Version)
 			fmt.Fprintf(w, "%-14s %s\n", "bootstrap:", st.Bootstrap)
 			fmt.Fprintf(w, "%-14s %s\n", "reachability:", st.Reachability)
+			if st.AutoNAT != "" {
+				fmt.Fprintf(w, "%-14s %s\n", "autonat:", st.AutoNAT)
+			}
 			fmt.Fprintf(w, "%-14s %s (%d peers in routing table; LAN DHT %d)\n", "dht:", st.DHTMode, st.RoutingTable, st.RoutingLAN)
 			fmt.Fprintf(w, "%-14s %d\n", "connected:", st.Connected)
 			if cl := st.ConnLimits; cl != nil {
