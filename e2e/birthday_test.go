@@ -39,17 +39,7 @@ func TestBirthdaySymmetricEIM(t *testing.T) {
 	first := time.Now()
 	t.Logf("first reply after %v, relayed via %s", first.Sub(start).Round(time.Millisecond), w.byAddr[pr.ConnectVia])
 	var last api.Peer
-	err = netlab.Eventually(birthdayBound, 100*time.Millisecond, func() error {
-		p, err := pathTo(s, e)
-		if err != nil {
-			return err
-		}
-		last = p
-		if p.Path != "direct" {
-			return fmt.Errorf("path still %s (punch %+v)", p.Path, p.Punch)
-		}
-		return nil
-	})
+	last, err = waitDirect(s, e, birthdayBound, 100*time.Millisecond)
 	if err != nil {
 		t.Fatalf("not direct %v after the first contact: %v", birthdayBound, err)
 	}

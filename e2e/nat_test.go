@@ -133,17 +133,7 @@ func TestHolePunchEIM(t *testing.T) {
 		t.Fatalf("first contact %s via %q; want relayed through one of the public nodes", pr.ConnectPath, pr.ConnectVia)
 	}
 	// Within a bound the path becomes direct, and pings use it.
-	err = netlab.Eventually(20*time.Second, 200*time.Millisecond, func() error {
-		p, err := pathTo(a, b)
-		if err != nil {
-			return err
-		}
-		if p.Path != "direct" {
-			return fmt.Errorf("path still %s via %s", p.Path, w.byAddr[p.Via])
-		}
-		return nil
-	})
-	if err != nil {
+	if _, err := waitDirect(a, b, 20*time.Second, 200*time.Millisecond); err != nil {
 		t.Fatalf("hole punching did not give a direct path: %v", err)
 	}
 	t.Logf("direct after %v", time.Since(start).Round(time.Millisecond))
@@ -328,4 +318,21 @@ func reachableAfterMove(p, r *labtest.Node, old, cur *labtest.Host, timeout time
 		return nil
 	})
 	return pr, err
+}
+
+// waitDirect waits until a's path to b is direct and returns b's entry.
+func waitDirect(a, b *labtest.Node, timeout, every time.Duration) (api.Peer, error) {
+	var last api.Peer
+	err := netlab.Eventually(timeout, every, func() error {
+		p, err := pathTo(a, b)
+		if err != nil {
+			return err
+		}
+		last = p
+		if p.Path != "direct" {
+			return fmt.Errorf("path still %s via %s (punch %+v)", p.Path, p.Via, p.Punch)
+		}
+		return nil
+	})
+	return last, err
 }

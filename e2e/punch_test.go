@@ -79,17 +79,7 @@ func TestHolePunchAgain(t *testing.T) {
 	t.Logf("relayed after %v: %d rounds, %d failed (%s), next in %.0f s", time.Since(start).Round(time.Millisecond), pu.Attempts, pu.Failures, pu.LastError, pu.NextInS)
 	block(false)
 	lifted := time.Now()
-	err = netlab.Eventually(90*time.Second, 250*time.Millisecond, func() error {
-		p, err := pathTo(a, b)
-		if err != nil {
-			return err
-		}
-		if p.Path != "direct" {
-			return fmt.Errorf("path still %s", p.Path)
-		}
-		return nil
-	})
-	if err != nil {
+	if _, err := waitDirect(a, b, 90*time.Second, 250*time.Millisecond); err != nil {
 		t.Fatalf("no direct path after the block was lifted: %v", err)
 	}
 	t.Logf("direct %v after the block was lifted", time.Since(lifted).Round(time.Millisecond))
@@ -141,17 +131,7 @@ func TestAddressRestrictedNAT(t *testing.T) {
 		t.Fatalf("a cannot reach b behind an address-restricted NAT: %v", err)
 	}
 	t.Logf("first reply after %v, %s", time.Since(start).Round(time.Millisecond), pr.ConnectPath)
-	err = netlab.Eventually(20*time.Second, 200*time.Millisecond, func() error {
-		p, err := pathTo(a, b)
-		if err != nil {
-			return err
-		}
-		if p.Path != "direct" {
-			return fmt.Errorf("path still %s", p.Path)
-		}
-		return nil
-	})
-	if err != nil {
+	if _, err := waitDirect(a, b, 20*time.Second, 200*time.Millisecond); err != nil {
 		t.Fatalf("no direct path between two address-restricted NATs: %v", err)
 	}
 	// a's punched connection came from an address b sent to: b stays private.
