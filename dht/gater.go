@@ -1,6 +1,7 @@
 package dht
 
 import (
+	"net"
 	"net/netip"
 	"time"
 
@@ -30,14 +31,18 @@ var (
 )
 
 // inboundGater rate-limits accepted connections per source subnet; dials
-// are never limited. Loopback is exempt (tests, local tools).
+// are never limited. Loopback and the subnets of this machine's own
+// interfaces are exempt: an office of hundreds of kadlan nodes on one IPv6
+// /64 all count as one /56 (the 60-host lab did), and a LAN's neighbours
+// are not the flood this guards against.
 type inboundGater struct {
-	lim   *rate.Limiter
-	reach *reachGuard // told of dials and accepts (reach.go); may be nil
+	lim    *rate.Limiter
+	reach  *reachGuard // told of dials and accepts (reach.go); may be nil
+	onLink func(net.IP) bool
 }
 
 func newInboundGater(reach *reachGuard) *inboundGater {
-	return &inboundGater{reach: reach, lim: &rate.Limiter{
+	return &inboundGater{reach: reach, onLink: onLinkNow, lim: &rate.Limiter{
 		NetworkPrefixLimits: []rate.PrefixLimit{
 			{Prefix: netip.MustParsePrefix("127.0.0.0/8")},
 			{Prefix: netip.MustParsePrefix("::1/128")},
@@ -59,7 +64,7 @@ func (g *inboundGater) InterceptAccept(cm network.ConnMultiaddrs) bool {
 		return true // not IP (a relayed connection is limited by its relay)
 	}
 	a, ok := netip.AddrFromSlice(ip)
-	if !ok {
+	if !ok || g.onLink(ip) {
 		return true
 	}
 	return g.lim.Allow(a.Unmap())

@@ -1,6 +1,9 @@
 package dht
 
 import (
+	"fmt"
+	"net"
+	"net/netip"
 	"testing"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -35,6 +38,8 @@ func TestDialsNotRateLimited(t *testing.T) {
 // sources and loopback are not affected.
 func TestInboundRateLimited(t *testing.T) {
 	g := newInboundGater(nil)
+	onLink := netip.MustParsePrefix("2001:2:0:9::/64")
+	g.onLink = func(ip net.IP) bool { a, _ := netip.AddrFromSlice(ip); return onLink.Contains(a) }
 	local := ma.StringCast("/ip4/192.0.0.130/tcp/4242")
 	from := func(s string) connAddrs { return connAddrs{local, ma.StringCast(s)} }
 	burst := inboundIPv4Limits[0].Burst
@@ -63,6 +68,11 @@ func TestInboundRateLimited(t *testing.T) {
 	}
 	if !g.InterceptAccept(from("/ip6/2001:2:0:200::1/tcp/5000")) {
 		t.Fatal("another /56 refused")
+	}
+	for i := 0; i < 3*inboundIPv6Limits[0].Burst; i++ {
+		if !g.InterceptAccept(from(fmt.Sprintf("/ip6/2001:2:0:9::%x/tcp/5000", i+1))) {
+			t.Fatalf("neighbour %d on an attached subnet refused", i+1)
+		}
 	}
 	if !g.InterceptPeerDial("x") || !g.InterceptAddrDial("x", local) {
 		t.Fatal("dials gated")
