@@ -1,10 +1,12 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +20,11 @@ import (
 // before (KADLAN_BENCH_SIDE nodes per side, default 5: 10 pairs within a
 // class, 25 across two), and reports the distribution (mean, p50, p95,
 // max) of the time from `kadlan ping` to the first reply, the share of
-// pairs that end up direct and the time until they are, polled for 10 s.
+// pairs that end up direct and the time until they are, each pair polled
+// for 10 s from its ping. Beside kadlan, on the same hosts behind the same
+// routers and with the same pairs, it measures two anchors (issue 12):
+// stock go-libp2p with DCUtR and HyperDHT (see anchors_bench_test.go;
+// KADLAN_BENCH_ANCHORS=0 skips them).
 // Timing goals are read off the figures, not asserted. KADLAN_BENCH_RTT=80ms
 // runs it over netlab's userspace Internet with that RTT between any two
 // hosts (a quarter on each link). Writes bench-connect.json.
@@ -52,9 +58,32 @@ func TestBenchConnect(t *testing.T) {
 		listen = nil
 	}
 	w := newNATWorldWith(t, opts, listen...)
+	var anchors []*anchorSystem
+	if os.Getenv("KADLAN_BENCH_ANCHORS") != "0" {
+		anchors = startAnchors(t, w)
+		for _, a := range anchors {
+			if a.err != nil {
+				fmt.Printf("%s: cannot run here: %v\n", a.name, a.err)
+			}
+		}
+	}
 	seq := 0
-	// A node is pinged once the DHT can find it (a public node that is
-	// not its relay looks it up), so first contact is measured, not the
+	// host puts a new host where side s says: on the Internet, or behind
+	// a new router of its kind (two for CGNAT: NAT444).
+	host := func(s benchSide) *labtest.Host {
+		seq++
+		if s.public {
+			return w.lab.PublicHost(fmt.Sprintf("p%d", seq))
+		}
+		r := w.lab.NATRouter(fmt.Sprintf("r%d", seq), s.nat, nil)
+		if s.nat == netlab.CGNAT {
+			r = w.lab.NATRouter(fmt.Sprintf("h%d", seq), netlab.EIM, r) // a home router behind the carrier's
+		}
+		return r.PrivateHost(fmt.Sprintf("n%d", seq))
+	}
+	boot443 := strings.Replace(w.pubs[1].BootstrapAddr(), "/tcp/4242/", "/tcp/443/", 1)
+	// A kadlan node is pinged once the DHT can find it (a public node that
+	// is not its relay looks it up), so first contact is measured, not the
 	// node's start; the time from start to findable is reported apart.
 	var findMs []float64
 	unfindable := 0
@@ -70,62 +99,55 @@ func TestBenchConnect(t *testing.T) {
 		}
 		findMs = append(findMs, float64(time.Since(started).Microseconds())/1000)
 	}
-	behind := func(kind netlab.NAT, args ...string) func() *labtest.Node {
-		return func() *labtest.Node {
-			seq++
-			r := w.lab.NATRouter(fmt.Sprintf("r%d", seq), kind, nil)
-			if kind == netlab.CGNAT {
-				r = w.lab.NATRouter(fmt.Sprintf("h%d", seq), netlab.EIM, r) // NAT444: a home router behind the carrier's
-			}
-			{
-				// A node AutoNAT finds reachable (full cone, say) is public
-				// and holds no relay reservations: wait for either.
-				h := r.PrivateHost(fmt.Sprintf("n%d", seq))
-				if len(args) == 0 {
-					args = []string{"--bootstrap", w.pubs[0].BootstrapAddr()}
-				}
-				started := time.Now()
-				n := h.StartNode(t, args...)
-				defer func() { findable(n, started) }()
-				err := netlab.Eventually(45*time.Second, 250*time.Millisecond, func() error {
-					var st api.Status
-					if err := n.JSON(&st, "status"); err != nil {
-						return err
-					}
-					if st.Reachability != "public" && len(st.RelayAddrs) == 0 {
-						return fmt.Errorf("%s: reachability %s, no relay addresses", n.Host.Name, st.Reachability)
-					}
-					return nil
-				})
-				if err != nil {
-					t.Fatal(err)
-				}
-				return n
-			}
+	kadlanNode := func(h *labtest.Host, i int, s benchSide) *labtest.Node {
+		if s.public {
+			// Public nodes in DHT client mode: as servers in a lab this
+			// small they would all be connected through their routing
+			// tables before the first ping, which would measure nothing.
+			return h.StartNode(t, "--dht-mode", "client", "--bootstrap", w.pubs[(i+1)%4].BootstrapAddr())
 		}
+		args := []string{"--bootstrap", w.pubs[0].BootstrapAddr()}
+		if s.via443 {
+			args = []string{"--bootstrap", boot443}
+		}
+		if s.dhtClient {
+			args = append([]string{"--dht-mode", "client"}, args...)
+		}
+		started := time.Now()
+		n := h.StartNode(t, args...)
+		defer func() { findable(n, started) }()
+		// A node AutoNAT finds reachable (full cone, say) is public and
+		// holds no relay reservations: wait for either.
+		err := netlab.Eventually(45*time.Second, 250*time.Millisecond, func() error {
+			var st api.Status
+			if err := n.JSON(&st, "status"); err != nil {
+				return err
+			}
+			if st.Reachability != "public" && len(st.RelayAddrs) == 0 {
+				return fmt.Errorf("%s: reachability %s, no relay addresses", n.Host.Name, st.Reachability)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
 	}
-	// Public nodes in DHT client mode: as servers in a lab this small
-	// they would all be connected through their routing tables before
-	// the first ping, which would measure nothing.
-	public := func() *labtest.Node {
-		seq++
-		return w.lab.PublicHost(fmt.Sprintf("p%d", seq)).StartNode(t, "--dht-mode", "client", "--bootstrap", w.pubs[seq%4].BootstrapAddr())
-	}
-	boot443 := strings.Replace(w.pubs[1].BootstrapAddr(), "/tcp/4242/", "/tcp/443/", 1)
+	nat := func(kind netlab.NAT) *benchSide { return &benchSide{nat: kind} }
 	classes := []struct {
 		name string
-		a, b func() *labtest.Node // b nil: pairs within a's nodes
+		a, b *benchSide // b nil: pairs within a's nodes
 	}{
-		{"public-public", public, nil},
-		{"eim-eim", behind(netlab.EIM), nil},
+		{"public-public", &benchSide{public: true}, nil},
+		{"eim-eim", nat(netlab.EIM), nil},
 		// Full-cone nodes are public (AutoNAT): DHT clients, as public-public.
-		{"fullcone-fullcone", behind(netlab.FullCone, "--dht-mode", "client", "--bootstrap", w.pubs[0].BootstrapAddr()), nil},
-		{"addrrestricted-addrrestricted", behind(netlab.AddressRestricted, "--dht-mode", "client", "--bootstrap", w.pubs[0].BootstrapAddr()), nil},
-		{"cgnat-cgnat", behind(netlab.CGNAT), nil},
-		{"udpblocked-eim", behind(netlab.UDPBlocked), behind(netlab.EIM)},
-		{"only443-eim", behind(netlab.Only443, "--bootstrap", boot443), behind(netlab.EIM)},
-		{"symmetric-eim", behind(netlab.Symmetric), behind(netlab.EIM)},
-		{"symmetric-symmetric", behind(netlab.Symmetric), nil},
+		{"fullcone-fullcone", &benchSide{nat: netlab.FullCone, dhtClient: true}, nil},
+		{"addrrestricted-addrrestricted", &benchSide{nat: netlab.AddressRestricted, dhtClient: true}, nil},
+		{"cgnat-cgnat", nat(netlab.CGNAT), nil},
+		{"udpblocked-eim", nat(netlab.UDPBlocked), nat(netlab.EIM)},
+		{"only443-eim", &benchSide{nat: netlab.Only443, via443: true}, nat(netlab.EIM)},
+		{"symmetric-eim", nat(netlab.Symmetric), nat(netlab.EIM)},
+		{"symmetric-symmetric", nat(netlab.Symmetric), nil},
 	}
 	if !with443 {
 		keep := classes[:0]
@@ -146,103 +168,81 @@ func TestBenchConnect(t *testing.T) {
 		}
 		classes = keep
 	}
-	type row struct {
-		System      string             `json:"system"`
-		Class       string             `json:"class"`
-		RTTms       float64            `json:"rtt_ms"`
-		Pairs       int                `json:"pairs"`
-		Failed      int                `json:"failed"`
-		FirstReply  map[string]float64 `json:"first_reply_ms"`
-		InDaemon    map[string]float64 `json:"in_daemon_ms"`
-		DirectShare float64            `json:"direct_share"`
-		ToDirect    map[string]float64 `json:"time_to_direct_ms"`
-		Findable    map[string]float64 `json:"start_to_findable_ms"` // NATed nodes: daemon start until the DHT finds it
-		Unfindable  int                `json:"unfindable_nodes"`     // not found 30 s after start
-	}
-	var rows []row
+	var rows []benchRow
 	var report strings.Builder
-	fmt.Fprintf(&report, "\n%-30s %5s %6s  %-29s %8s %7s  %s\n", "pairs (never connected)", "n", "failed", "first reply ms mean/p50/p95/max", "daemon", "direct", "to direct p50/p95   findable p50")
+	fmt.Fprintf(&report, "\n%-9s %-30s %5s %6s  %-29s %8s %7s  %s\n", "system", "pairs (never connected)", "n", "failed", "first reply ms mean/p50/p95/max", "in node", "direct", "to direct p50/p95   findable p50")
+	fr := func(m map[string]float64, keys ...string) string {
+		if m == nil {
+			return "-"
+		}
+		var out []string
+		for _, k := range keys {
+			out = append(out, fmt.Sprintf("%.0f", m[k]))
+		}
+		return strings.Join(out, "/")
+	}
 	for _, c := range classes {
-		findMs, unfindable = nil, 0
-		var as, bs []*labtest.Node
+		// kadlan, then each anchor, one after the other on the same hosts
+		// behind the same routers (the same class, side and pairs); a
+		// system's nodes are stopped before the next one's start, so each
+		// is measured alone.
+		var ha, hb []*labtest.Host
 		for i := 0; i < side; i++ {
-			as = append(as, c.a())
+			ha = append(ha, host(*c.a))
 			if c.b != nil {
-				bs = append(bs, c.b())
+				hb = append(hb, host(*c.b))
 			}
 		}
-		type pair struct{ a, b *labtest.Node }
-		var pairs []pair
-		for i := range as {
-			if c.b == nil {
-				for j := i + 1; j < len(as); j++ {
-					pairs = append(pairs, pair{as[i], as[j]})
-				}
-			} else {
-				for j := range bs {
-					pairs = append(pairs, pair{as[i], bs[j]})
+		sets := []func() benchSet{func() benchSet {
+			findMs, unfindable = nil, 0
+			var as, bs []*benchPeer
+			for i := 0; i < side; i++ {
+				as = append(as, kadlanPeer(kadlanNode(ha[i], i, *c.a)))
+				if c.b != nil {
+					bs = append(bs, kadlanPeer(kadlanNode(hb[i], i, *c.b)))
 				}
 			}
-		}
-		var first, internal []float64
-		starts := map[int]time.Time{}
-		failed := 0
-		for k, p := range pairs {
-			if pp, err := pathTo(p.a, p.b); err == nil {
-				t.Fatalf("%s: %s and %s are already connected (%s): not a first contact", c.name, p.a.Host.Name, p.b.Host.Name, pp.Path)
-			}
-			start := time.Now()
-			var pr api.PingResult
-			if err := p.a.JSON(&pr, "ping", "-c", "1", "--timeout", "10s", p.b.Address); err != nil {
-				failed++
-				t.Logf("%s: %s -> %s: %v", c.name, p.a.Host.Name, p.b.Host.Name, err)
-				continue
-			}
-			starts[k] = start
-			first = append(first, float64(time.Since(start).Microseconds())/1000)
-			internal = append(internal, pr.ConnectMs+pr.RTTms[0])
-		}
-		// Direct paths: all pairs polled together for 10 s.
-		var toDirect []float64
-		isDirect := map[int]bool{}
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) && len(isDirect) < len(starts) {
-			for k, st := range starts {
-				if isDirect[k] {
-					continue
+			return benchSet{system: "kadlan", as: as, bs: bs, findMs: findMs, unfindable: unfindable}
+		}}
+		for _, sys := range anchors {
+			sets = append(sets, func() benchSet {
+				set := benchSet{system: sys.name, err: sys.err}
+				if sys.err == nil {
+					var fa, fb []float64
+					var ua, ub int
+					set.as, fa, ua = anchorSide(t, sys, ha, *c.a)
+					if c.b != nil {
+						set.bs, fb, ub = anchorSide(t, sys, hb, *c.b)
+					}
+					set.findMs, set.unfindable = append(fa, fb...), ua+ub
 				}
-				if pp, err := pathTo(pairs[k].a, pairs[k].b); err == nil && pp.Path == "direct" {
-					isDirect[k] = true
-					toDirect = append(toDirect, float64(time.Since(st).Microseconds())/1000)
-				}
-			}
-			time.Sleep(20 * time.Millisecond)
+				return set
+			})
 		}
-		r := row{System: "kadlan", Class: c.name, RTTms: rttMs, Pairs: len(pairs), Failed: failed,
-			FirstReply: dist(first), InDaemon: dist(internal), ToDirect: dist(toDirect), Findable: dist(findMs), Unfindable: unfindable}
-		if len(pairs) > 0 {
-			r.DirectShare = float64(len(isDirect)) / float64(len(pairs))
-		}
-		rows = append(rows, r)
-		fr := func(m map[string]float64, keys ...string) string {
-			if m == nil {
-				return "-"
+		for _, mk := range sets {
+			set := mk()
+			r := measurePairs(t, set, c.name, side, c.b == nil)
+			r.RTTms = rttMs
+			rows = append(rows, r)
+			for _, p := range append(set.as, set.bs...) {
+				p.stop() // the next system's and class's pings find only their own
 			}
-			var out []string
-			for _, k := range keys {
-				out = append(out, fmt.Sprintf("%.0f", m[k]))
+			direct := "-"
+			if r.Note == "" {
+				direct = fmt.Sprintf("%6.0f%%", 100*r.DirectShare)
 			}
-			return strings.Join(out, "/")
-		}
-		fmt.Fprintf(&report, "%-30s %5d %6d  %-29s %8s %6.0f%%  %s\n", c.name, len(pairs), failed, fr(r.FirstReply, "mean", "p50", "p95", "max"),
-			fr(r.InDaemon, "p50"), 100*r.DirectShare, fr(r.ToDirect, "p50", "p95")+"   "+fr(r.Findable, "p50")+fmt.Sprintf(" (%d unfindable)", r.Unfindable))
-		for _, n := range append(as, bs...) {
-			n.Stop() // the next class's pings find only their own
+			line := fmt.Sprintf("%-9s %-30s %5d %6d  %-29s %8s %7s  %s\n", r.System, c.name, r.Pairs, r.Failed, fr(r.FirstReply, "mean", "p50", "p95", "max"),
+				fr(r.InDaemon, "p50"), direct, fr(r.ToDirect, "p50", "p95")+"   "+fr(r.Findable, "p50")+fmt.Sprintf(" (%d unfindable)", r.Unfindable)+r.Note)
+			report.WriteString(line)
+			fmt.Print(line) // progress: the table is printed whole at the end
 		}
 	}
-	fmt.Fprintf(&report, "first reply: wall time of `kadlan ping -c 1` (includes starting the CLI); failed: no reply within 10 s; daemon: lookup + connect + first RTT (p50).\n")
-	fmt.Fprintf(&report, "findable: a NATed node's daemon start until the bootstrap node's lookup finds it (pings wait for it).\n")
-	fmt.Fprintf(&report, "direct: share of pairs whose path became direct within 10 s of the ping; to direct: time from the ping (polled every 20 ms).\n")
+	fmt.Fprintf(&report, "first reply: kadlan: wall time of `kadlan ping -c 1` (includes starting the CLI); go-libp2p, hyperdht: wall time of the node's /ping over its Unix-socket API\n")
+	fmt.Fprintf(&report, "  (go-libp2p: DHT FindPeer, Connect, one echo round trip; hyperdht: dht.connect(publicKey), one echo round trip). failed: no reply within 10 s.\n")
+	fmt.Fprintf(&report, "in node: the node's own measure of the same (kadlan: lookup + connect + first RTT), p50.\n")
+	fmt.Fprintf(&report, "findable: a node's start until a public node's lookup finds it (pings wait for it); anchors' nodes of one side start together.\n")
+	fmt.Fprintf(&report, "direct: share of pairs whose path became direct within 10 s of their ping; to direct: time from the ping (each pair polled every 20 ms from its reply on;\n")
+	fmt.Fprintf(&report, "  hyperdht carries no relayed data, so its path is the punched one from the first reply).\n")
 	if opts.Link != nil {
 		if st, err := w.lab.SwitchStats(); err == nil {
 			fmt.Fprintf(&report, "lab switch: %d frames received, %d delivered, %d lost, %d overflowed, %d write errors\n", st.Received, st.Delivered, st.Lost, st.Overflow, st.WriteErrors)
@@ -251,6 +251,181 @@ func TestBenchConnect(t *testing.T) {
 	t.Log(report.String())
 	fmt.Println(report.String())
 	writeBenchJSON(t, "bench-connect.json", rows)
+}
+
+// benchSide is where the nodes of one side of a class sit.
+type benchSide struct {
+	public    bool       // on the Internet, no NAT
+	nat       netlab.NAT // else behind a new router of this kind
+	dhtClient bool       // a node AutoNAT may find public: DHT client
+	via443    bool       // kadlan bootstraps over TCP 443
+}
+
+// benchRow is one row of bench-connect.json.
+type benchRow struct {
+	System      string             `json:"system"`
+	Class       string             `json:"class"`
+	RTTms       float64            `json:"rtt_ms"`
+	Pairs       int                `json:"pairs"`
+	Failed      int                `json:"failed"`
+	FirstReply  map[string]float64 `json:"first_reply_ms"`
+	InDaemon    map[string]float64 `json:"in_daemon_ms"`
+	DirectShare float64            `json:"direct_share"`
+	ToDirect    map[string]float64 `json:"time_to_direct_ms"`
+	Findable    map[string]float64 `json:"start_to_findable_ms"` // NATed nodes: start until the DHT finds it
+	Unfindable  int                `json:"unfindable_nodes"`     // not found 30 s after start
+	Note        string             `json:"note,omitempty"`       // why a system has no figures here
+}
+
+// benchPeer is one node of any system, as the pair loop sees it.
+type benchPeer struct {
+	name string
+	id   string
+	// ping makes first contact with to and round-trips one message.
+	ping func(to *benchPeer) (benchPing, error)
+	// path is "direct", "relayed" or "" (not connected); nil: the path
+	// never changes after the first reply (benchPing.direct says it).
+	path func(to *benchPeer) string
+	stop func()
+}
+
+type benchPing struct {
+	inNode float64 // the node's own measure of first contact, ms
+	direct bool    // with path nil: the first reply came over a direct path
+}
+
+// benchSet is one system's nodes for a class.
+type benchSet struct {
+	system     string
+	err        error // the system cannot run here
+	as, bs     []*benchPeer
+	findMs     []float64
+	unfindable int
+}
+
+func kadlanPeer(n *labtest.Node) *benchPeer {
+	c := api.NewClient(n.API)
+	p := &benchPeer{name: n.Host.Name, id: n.Address, stop: n.Stop}
+	p.ping = func(to *benchPeer) (benchPing, error) {
+		var pr api.PingResult
+		if err := n.JSON(&pr, "ping", "-c", "1", "--timeout", "10s", to.id); err != nil {
+			return benchPing{}, err
+		}
+		return benchPing{inNode: pr.ConnectMs + pr.RTTms[0]}, nil
+	}
+	p.path = func(to *benchPeer) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		var ps []api.Peer
+		if c.Do(ctx, "GET", "/v1/peers", nil, &ps) != nil {
+			return ""
+		}
+		for _, q := range ps {
+			if q.Address == to.id {
+				return q.Path
+			}
+		}
+		return ""
+	}
+	return p
+}
+
+// measurePairs pings across the pairs of set (within as when within, else
+// as x bs), one pair after the other, and watches each pair's path for 10 s
+// from its ping while the next pairs are pinged.
+func measurePairs(t *testing.T, set benchSet, class string, side int, within bool) benchRow {
+	pairs := side * (side - 1) / 2
+	if !within {
+		pairs = side * side
+	}
+	r := benchRow{System: set.system, Class: class, Pairs: pairs}
+	if set.err != nil {
+		r.Failed, r.Note = pairs, " not run: "+set.err.Error()
+		return r
+	}
+	type pair struct{ a, b *benchPeer }
+	var ps []pair
+	for i := range set.as {
+		if within {
+			for j := i + 1; j < len(set.as); j++ {
+				ps = append(ps, pair{set.as[i], set.as[j]})
+			}
+		} else {
+			for _, b := range set.bs {
+				ps = append(ps, pair{set.as[i], b})
+			}
+		}
+	}
+	var first, internal, toDirect []float64
+	var mu sync.Mutex
+	watching := map[int]time.Time{}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			mu.Lock()
+			ks := map[int]time.Time{}
+			for k, st := range watching {
+				ks[k] = st
+			}
+			mu.Unlock()
+			select {
+			case <-stop:
+				if len(ks) == 0 {
+					return
+				}
+			default:
+			}
+			for k, st := range ks {
+				direct := ps[k].a.path(ps[k].b) == "direct"
+				mu.Lock()
+				if direct {
+					toDirect = append(toDirect, float64(time.Since(st).Microseconds())/1000)
+				}
+				if direct || time.Since(st) > 10*time.Second {
+					delete(watching, k)
+				}
+				mu.Unlock()
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	for k, p := range ps {
+		if p.a.path != nil {
+			if path := p.a.path(p.b); path != "" {
+				if set.system == "kadlan" {
+					t.Fatalf("%s: %s and %s are already connected (%s): not a first contact", class, p.a.name, p.b.name, path)
+				}
+				t.Logf("%s %s: %s and %s are already connected (%s): not a first contact", set.system, class, p.a.name, p.b.name, path)
+			}
+		}
+		start := time.Now()
+		res, err := p.a.ping(p.b)
+		if err != nil {
+			r.Failed++
+			t.Logf("%s %s: %s -> %s: %v", set.system, class, p.a.name, p.b.name, err)
+			continue
+		}
+		ms := float64(time.Since(start).Microseconds()) / 1000
+		first = append(first, ms)
+		internal = append(internal, res.inNode)
+		mu.Lock()
+		if p.a.path != nil {
+			watching[k] = start
+		} else if res.direct {
+			toDirect = append(toDirect, ms)
+		}
+		mu.Unlock()
+	}
+	close(stop)
+	<-done
+	r.FirstReply, r.InDaemon, r.ToDirect = dist(first), dist(internal), dist(toDirect)
+	r.Findable, r.Unfindable = dist(set.findMs), set.unfindable
+	if pairs > 0 {
+		r.DirectShare = float64(len(toDirect)) / float64(pairs)
+	}
+	return r
 }
 
 func median(xs []float64) float64 {
