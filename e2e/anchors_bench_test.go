@@ -143,7 +143,7 @@ func (a *anchor) benchPeer() *benchPeer {
 			var r struct {
 				Path string `json:"path"`
 			}
-			if a.do(2*time.Second, "GET", "/path?id="+to.id, nil, &r) != nil {
+			if a.do(2*time.Second, "GET", "/path?id="+to.id, nil, &r) != nil || r.Path == "none" {
 				return ""
 			}
 			return r.Path

@@ -275,6 +275,7 @@ type benchRow struct {
 	Findable    map[string]float64 `json:"start_to_findable_ms"` // NATed nodes: start until the DHT finds it
 	Unfindable  int                `json:"unfindable_nodes"`     // not found 30 s after start
 	Note        string             `json:"note,omitempty"`       // why a system has no figures here
+	Errors      map[string]int     `json:"errors,omitempty"`     // failed pings by error (first 100 characters)
 }
 
 // benchPeer is one node of any system, as the pair loop sees it.
@@ -405,6 +406,11 @@ func measurePairs(t *testing.T, set benchSet, class string, side int, within boo
 		if err != nil {
 			r.Failed++
 			t.Logf("%s %s: %s -> %s: %v", set.system, class, p.a.name, p.b.name, err)
+			if r.Errors == nil {
+				r.Errors = map[string]int{}
+			}
+			e := err.Error()
+			r.Errors[e[:min(len(e), 100)]]++
 			continue
 		}
 		ms := float64(time.Since(start).Microseconds()) / 1000
