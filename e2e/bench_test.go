@@ -24,7 +24,8 @@ import (
 // for 10 s from its ping. Beside kadlan, on the same hosts behind the same
 // routers and with the same pairs, it measures two anchors (issue 12):
 // stock go-libp2p with DCUtR and HyperDHT (see anchors_bench_test.go;
-// KADLAN_BENCH_ANCHORS=0 skips them).
+// KADLAN_BENCH_ANCHORS=0 skips them; KADLAN_BENCH_SYSTEMS=go-libp2p,...
+// runs only the systems named).
 // Timing goals are read off the figures, not asserted. KADLAN_BENCH_RTT=80ms
 // runs it over netlab's userspace Internet with that RTT between any two
 // hosts (a quarter on each link). Writes bench-connect.json.
@@ -58,9 +59,11 @@ func TestBenchConnect(t *testing.T) {
 		listen = nil
 	}
 	w := newNATWorldWith(t, opts, listen...)
+	only := os.Getenv("KADLAN_BENCH_SYSTEMS")
+	run := func(system string) bool { return only == "" || strings.Contains(","+only+",", ","+system+",") }
 	var anchors []*anchorSystem
 	if os.Getenv("KADLAN_BENCH_ANCHORS") != "0" {
-		anchors = startAnchors(t, w)
+		anchors = startAnchors(t, w, run)
 		for _, a := range anchors {
 			if a.err != nil {
 				fmt.Printf("%s: cannot run here: %v\n", a.name, a.err)
@@ -193,7 +196,8 @@ func TestBenchConnect(t *testing.T) {
 				hb = append(hb, host(*c.b))
 			}
 		}
-		sets := []func() benchSet{func() benchSet {
+		var sets []func() benchSet
+		kadlanSet := func() benchSet {
 			findMs, unfindable = nil, 0
 			var as, bs []*benchPeer
 			for i := 0; i < side; i++ {
@@ -203,7 +207,10 @@ func TestBenchConnect(t *testing.T) {
 				}
 			}
 			return benchSet{system: "kadlan", as: as, bs: bs, findMs: findMs, unfindable: unfindable}
-		}}
+		}
+		if run("kadlan") {
+			sets = append(sets, kadlanSet)
+		}
 		for _, sys := range anchors {
 			sets = append(sets, func() benchSet {
 				set := benchSet{system: sys.name, err: sys.err}
@@ -275,7 +282,7 @@ type benchRow struct {
 	Findable    map[string]float64 `json:"start_to_findable_ms"` // NATed nodes: start until the DHT finds it
 	Unfindable  int                `json:"unfindable_nodes"`     // not found 30 s after start
 	Note        string             `json:"note,omitempty"`       // why a system has no figures here
-	Errors      map[string]int     `json:"errors,omitempty"`     // failed pings by error (first 100 characters)
+	Errors      map[string]int     `json:"errors,omitempty"`     // failed pings by error (up to " (", at most 100 characters)
 }
 
 // benchPeer is one node of any system, as the pair loop sees it.
@@ -410,6 +417,9 @@ func measurePairs(t *testing.T, set benchSet, class string, side int, within boo
 				r.Errors = map[string]int{}
 			}
 			e := err.Error()
+			if i := strings.Index(e, " ("); i > 0 {
+				e = e[:i] // go-libp2p's lookup trace follows in parentheses
+			}
 			r.Errors[e[:min(len(e), 100)]]++
 			continue
 		}

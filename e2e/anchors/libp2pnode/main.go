@@ -46,6 +46,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/core/routing"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -269,9 +270,32 @@ func (n *node) mux() *http.ServeMux {
 // DCUtR then runs by itself), and round-trip one message.
 func (n *node) ping(ctx context.Context, id peer.ID) (map[string]any, error) {
 	start := time.Now()
-	ai, err := n.d.FindPeer(ctx, id)
+	// The lookup's events say, when it fails, which servers named the
+	// peer and what dialling it gave.
+	ectx, endEvents := context.WithCancel(ctx)
+	qctx, events := routing.RegisterForQueryEvents(ectx)
+	var trace []string
+	traced := make(chan struct{})
+	go func() {
+		defer close(traced)
+		for e := range events {
+			switch {
+			case e.Type == routing.PeerResponse:
+				for _, r := range e.Responses {
+					if r.ID == id {
+						trace = append(trace, fmt.Sprintf("%s named it with %v", shortID(e.ID), r.Addrs))
+					}
+				}
+			case e.Type == routing.QueryError && e.ID == id:
+				trace = append(trace, "querying it: "+e.Extra)
+			}
+		}
+	}()
+	ai, err := n.d.FindPeer(qctx, id)
+	endEvents()
+	<-traced
 	if err != nil {
-		return nil, fmt.Errorf("find: %w", err)
+		return nil, fmt.Errorf("find: %w (%s; connectedness %s)", err, strings.Join(trace, "; "), n.h.Network().Connectedness(id))
 	}
 	found := time.Since(start)
 	if err := n.h.Connect(ctx, ai); err != nil {
@@ -319,6 +343,11 @@ func (n *node) path(id peer.ID) string {
 		}
 	}
 	return "relayed"
+}
+
+func shortID(p peer.ID) string {
+	s := p.String()
+	return s[max(0, len(s)-6):]
 }
 
 func isCircuit(a ma.Multiaddr) bool {
