@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -416,11 +417,7 @@ func measurePairs(t *testing.T, set benchSet, class string, side int, within boo
 			if r.Errors == nil {
 				r.Errors = map[string]int{}
 			}
-			e := err.Error()
-			if i := strings.Index(e, " ("); i > 0 {
-				e = e[:i] // go-libp2p's lookup trace follows in parentheses
-			}
-			r.Errors[e[:min(len(e), 100)]]++
+			r.Errors[errKind(err)]++
 			continue
 		}
 		ms := float64(time.Since(start).Microseconds()) / 1000
@@ -443,6 +440,23 @@ func measurePairs(t *testing.T, set benchSet, class string, side int, within boo
 	}
 	return r
 }
+
+// errKind is an error without what differs between pairs: the CLI command,
+// peer IDs, go-libp2p's lookup trace (in parentheses); at most 100
+// characters.
+func errKind(err error) string {
+	e := err.Error()
+	if i := strings.Index(e, "exit status 1: "); i >= 0 {
+		e = e[i+len("exit status 1: "):]
+	}
+	if i := strings.Index(e, " ("); i > 0 {
+		e = e[:i]
+	}
+	e = peerIDRE.ReplaceAllString(e, "ID")
+	return e[:min(len(e), 100)]
+}
+
+var peerIDRE = regexp.MustCompile(`12D3Koo[1-9A-HJ-NP-Za-km-z]+|[0-9a-f]{64}`)
 
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
