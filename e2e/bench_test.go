@@ -133,7 +133,9 @@ func TestBenchConnect(t *testing.T) {
 			return nil
 		})
 		if err != nil {
-			t.Fatal(err)
+			// Not fatal: the node is measured as it is (its pings may
+			// fail), so that the row says so rather than the run ending.
+			t.Logf("not ready after 45 s: %v", err)
 		}
 		return n
 	}
