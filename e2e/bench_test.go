@@ -108,7 +108,25 @@ func TestBenchConnect(t *testing.T) {
 			// Public nodes in DHT client mode: as servers in a lab this
 			// small they would all be connected through their routing
 			// tables before the first ping, which would measure nothing.
-			return h.StartNode(t, "--dht-mode", "client", "--bootstrap", w.pubs[(i+1)%4].BootstrapAddr())
+			n := h.StartNode(t, "--dht-mode", "client", "--bootstrap", w.pubs[(i+1)%4].BootstrapAddr())
+			// Pinged before its first DHT server is in its table, a node
+			// fails at once ("failed to find any peer in table"; all 10
+			// pairs at 80 ms RTT once): wait for one, as the anchors' public
+			// nodes are waited for.
+			err := netlab.Eventually(30*time.Second, 100*time.Millisecond, func() error {
+				var st api.Status
+				if err := n.JSON(&st, "status"); err != nil {
+					return err
+				}
+				if st.RoutingTable == 0 {
+					return fmt.Errorf("%s: routing table empty", n.Host.Name)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Logf("not joined after 30 s: %v", err)
+			}
+			return n
 		}
 		args := []string{"--bootstrap", w.pubs[0].BootstrapAddr()}
 		if s.via443 {
