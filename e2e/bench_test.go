@@ -469,8 +469,8 @@ func errKind(err error) string {
 	if i := strings.Index(e, "exit status 1: "); i >= 0 {
 		e = e[i+len("exit status 1: "):]
 	}
-	if i := strings.Index(e, " ("); i > 0 {
-		e = e[:i]
+	if i := strings.IndexAny(e, "(\n"); i > 0 {
+		e = strings.TrimSpace(e[:i]) // go-libp2p's lookup trace, swarm's list of dial errors
 	}
 	e = peerIDRE.ReplaceAllString(e, "ID")
 	return e[:min(len(e), 100)]
