@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -19,7 +21,12 @@ import (
 // before (KADLAN_BENCH_SIDE nodes per side, default 5: 10 pairs within a
 // class, 25 across two), and reports the distribution (mean, p50, p95,
 // max) of the time from `kadlan ping` to the first reply, the share of
-// pairs that end up direct and the time until they are, polled for 10 s.
+// pairs that end up direct and the time until they are, each pair polled
+// for 10 s from its ping. Beside kadlan, on the same hosts behind the same
+// routers and with the same pairs, it measures two anchors (issue 12):
+// stock go-libp2p with DCUtR and HyperDHT (see anchors_bench_test.go;
+// KADLAN_BENCH_ANCHORS=0 skips them; KADLAN_BENCH_SYSTEMS=go-libp2p,...
+// runs only the systems named).
 // Timing goals are read off the figures, not asserted. KADLAN_BENCH_RTT=80ms
 // runs it over netlab's userspace Internet with that RTT between any two
 // hosts (a quarter on each link). Writes bench-connect.json.
@@ -43,9 +50,34 @@ func TestBenchConnect(t *testing.T) {
 		listen = nil
 	}
 	w := newNATWorldWith(t, opts, listen...)
+	only := os.Getenv("KADLAN_BENCH_SYSTEMS")
+	run := func(system string) bool { return only == "" || strings.Contains(","+only+",", ","+system+",") }
+	var anchors []*anchorSystem
+	if os.Getenv("KADLAN_BENCH_ANCHORS") != "0" {
+		anchors = startAnchors(t, w, run)
+		for _, a := range anchors {
+			if a.err != nil {
+				fmt.Printf("%s: cannot run here: %v\n", a.name, a.err)
+			}
+		}
+	}
 	seq := 0
-	// A node is pinged once the DHT can find it (a public node that is
-	// not its relay looks it up), so first contact is measured, not the
+	// host puts a new host where side s says: on the Internet, or behind
+	// a new router of its kind (two for CGNAT: NAT444).
+	host := func(s benchSide) *labtest.Host {
+		seq++
+		if s.public {
+			return w.lab.PublicHost(fmt.Sprintf("p%d", seq))
+		}
+		r := w.lab.NATRouter(fmt.Sprintf("r%d", seq), s.nat, nil)
+		if s.nat == netlab.CGNAT {
+			r = w.lab.NATRouter(fmt.Sprintf("h%d", seq), netlab.EIM, r) // a home router behind the carrier's
+		}
+		return r.PrivateHost(fmt.Sprintf("n%d", seq))
+	}
+	boot443 := strings.Replace(w.pubs[1].BootstrapAddr(), "/tcp/4242/", "/tcp/443/", 1)
+	// A kadlan node is pinged once the DHT can find it (a public node that
+	// is not its relay looks it up), so first contact is measured, not the
 	// node's start; the time from start to findable is reported apart.
 	var findMs []float64
 	unfindable := 0
@@ -61,62 +93,75 @@ func TestBenchConnect(t *testing.T) {
 		}
 		findMs = append(findMs, float64(time.Since(started).Microseconds())/1000)
 	}
-	behind := func(kind netlab.NAT, args ...string) func() *labtest.Node {
-		return func() *labtest.Node {
-			seq++
-			r := w.lab.NATRouter(fmt.Sprintf("r%d", seq), kind, nil)
-			if kind == netlab.CGNAT {
-				r = w.lab.NATRouter(fmt.Sprintf("h%d", seq), netlab.EIM, r) // NAT444: a home router behind the carrier's
-			}
-			{
-				// A node AutoNAT finds reachable (full cone, say) is public
-				// and holds no relay reservations: wait for either.
-				h := r.PrivateHost(fmt.Sprintf("n%d", seq))
-				if len(args) == 0 {
-					args = []string{"--bootstrap", w.pubs[0].BootstrapAddr()}
+	kadlanNode := func(h *labtest.Host, i int, s benchSide) *labtest.Node {
+		if s.public {
+			// Public nodes in DHT client mode: as servers in a lab this
+			// small they would all be connected through their routing
+			// tables before the first ping, which would measure nothing.
+			n := h.StartNode(t, "--dht-mode", "client", "--bootstrap", w.pubs[(i+1)%4].BootstrapAddr())
+			// Pinged before its first DHT server is in its table, a node
+			// fails at once ("failed to find any peer in table"; all 10
+			// pairs at 80 ms RTT once): wait for one, as the anchors' public
+			// nodes are waited for.
+			err := netlab.Eventually(30*time.Second, 100*time.Millisecond, func() error {
+				var st api.Status
+				if err := n.JSON(&st, "status"); err != nil {
+					return err
 				}
-				started := time.Now()
-				n := h.StartNode(t, args...)
-				defer func() { findable(n, started) }()
-				err := netlab.Eventually(45*time.Second, 250*time.Millisecond, func() error {
-					var st api.Status
-					if err := n.JSON(&st, "status"); err != nil {
-						return err
-					}
-					if st.Reachability != "public" && len(st.RelayAddrs) == 0 {
-						return fmt.Errorf("%s: reachability %s, no relay addresses", n.Host.Name, st.Reachability)
-					}
-					return nil
-				})
-				if err != nil {
-					t.Fatal(err)
+				if st.RoutingTable == 0 {
+					return fmt.Errorf("%s: routing table empty", n.Host.Name)
 				}
-				return n
+				return nil
+			})
+			if err != nil {
+				t.Logf("not joined after 30 s: %v", err)
 			}
+			return n
 		}
+		args := []string{"--bootstrap", w.pubs[0].BootstrapAddr()}
+		if s.via443 {
+			args = []string{"--bootstrap", boot443}
+		}
+		if s.dhtClient {
+			args = append([]string{"--dht-mode", "client"}, args...)
+		}
+		started := time.Now()
+		n := h.StartNode(t, args...)
+		defer func() { findable(n, started) }()
+		// A node AutoNAT finds reachable (full cone, say) is public and
+		// holds no relay reservations: wait for either.
+		err := netlab.Eventually(45*time.Second, 250*time.Millisecond, func() error {
+			var st api.Status
+			if err := n.JSON(&st, "status"); err != nil {
+				return err
+			}
+			if st.Reachability != "public" && len(st.RelayAddrs) == 0 {
+				return fmt.Errorf("%s: reachability %s, no relay addresses", n.Host.Name, st.Reachability)
+			}
+			return nil
+		})
+		if err != nil {
+			// Not fatal: the node is measured as it is (its pings may
+			// fail), so that the row says so rather than the run ending.
+			t.Logf("not ready after 45 s: %v", err)
+		}
+		return n
 	}
-	// Public nodes in DHT client mode: as servers in a lab this small
-	// they would all be connected through their routing tables before
-	// the first ping, which would measure nothing.
-	public := func() *labtest.Node {
-		seq++
-		return w.lab.PublicHost(fmt.Sprintf("p%d", seq)).StartNode(t, "--dht-mode", "client", "--bootstrap", w.pubs[seq%4].BootstrapAddr())
-	}
-	boot443 := strings.Replace(w.pubs[1].BootstrapAddr(), "/tcp/4242/", "/tcp/443/", 1)
+	nat := func(kind netlab.NAT) *benchSide { return &benchSide{nat: kind} }
 	classes := []struct {
 		name string
-		a, b func() *labtest.Node // b nil: pairs within a's nodes
+		a, b *benchSide // b nil: pairs within a's nodes
 	}{
-		{"public-public", public, nil},
-		{"eim-eim", behind(netlab.EIM), nil},
+		{"public-public", &benchSide{public: true}, nil},
+		{"eim-eim", nat(netlab.EIM), nil},
 		// Full-cone nodes are public (AutoNAT): DHT clients, as public-public.
-		{"fullcone-fullcone", behind(netlab.FullCone, "--dht-mode", "client", "--bootstrap", w.pubs[0].BootstrapAddr()), nil},
-		{"addrrestricted-addrrestricted", behind(netlab.AddressRestricted, "--dht-mode", "client", "--bootstrap", w.pubs[0].BootstrapAddr()), nil},
-		{"cgnat-cgnat", behind(netlab.CGNAT), nil},
-		{"udpblocked-eim", behind(netlab.UDPBlocked), behind(netlab.EIM)},
-		{"only443-eim", behind(netlab.Only443, "--bootstrap", boot443), behind(netlab.EIM)},
-		{"symmetric-eim", behind(netlab.Symmetric), behind(netlab.EIM)},
-		{"symmetric-symmetric", behind(netlab.Symmetric), nil},
+		{"fullcone-fullcone", &benchSide{nat: netlab.FullCone, dhtClient: true}, nil},
+		{"addrrestricted-addrrestricted", &benchSide{nat: netlab.AddressRestricted, dhtClient: true}, nil},
+		{"cgnat-cgnat", nat(netlab.CGNAT), nil},
+		{"udpblocked-eim", nat(netlab.UDPBlocked), nat(netlab.EIM)},
+		{"only443-eim", &benchSide{nat: netlab.Only443, via443: true}, nat(netlab.EIM)},
+		{"symmetric-eim", nat(netlab.Symmetric), nat(netlab.EIM)},
+		{"symmetric-symmetric", nat(netlab.Symmetric), nil},
 	}
 	if !with443 {
 		keep := classes[:0]
@@ -137,95 +182,85 @@ func TestBenchConnect(t *testing.T) {
 		}
 		classes = keep
 	}
-	type row struct {
-		System      string             `json:"system"`
-		Class       string             `json:"class"`
-		RTTms       float64            `json:"rtt_ms"`
-		Pairs       int                `json:"pairs"`
-		Failed      int                `json:"failed"`
-		FirstReply  map[string]float64 `json:"first_reply_ms"`
-		InDaemon    map[string]float64 `json:"in_daemon_ms"`
-		DirectShare float64            `json:"direct_share"`
-		ToDirect    map[string]float64 `json:"time_to_direct_ms"`
-		Findable    map[string]float64 `json:"start_to_findable_ms"` // NATed nodes: daemon start until the DHT finds it
-		Unfindable  int                `json:"unfindable_nodes"`     // not found 30 s after start
-	}
-	var rows []row
+	var rows []benchRow
 	var report strings.Builder
-	fmt.Fprintf(&report, "\n%-30s %5s %6s  %-29s %8s %7s  %s\n", "pairs (never connected)", "n", "failed", "first reply ms mean/p50/p95/max", "daemon", "direct", "to direct p50/p95   findable p50")
+	fmt.Fprintf(&report, "\n%-9s %-30s %5s %6s  %-29s %8s %7s  %s\n", "system", "pairs (never connected)", "n", "failed", "first reply ms mean/p50/p95/max", "in node", "direct", "to direct p50/p95   findable p50")
+	fr := func(m map[string]float64, keys ...string) string {
+		if m == nil {
+			return "-"
+		}
+		var out []string
+		for _, k := range keys {
+			out = append(out, fmt.Sprintf("%.0f", m[k]))
+		}
+		return strings.Join(out, "/")
+	}
 	for _, c := range classes {
-		findMs, unfindable = nil, 0
-		var as, bs []*labtest.Node
+		// kadlan, then each anchor, one after the other on the same hosts
+		// behind the same routers (the same class, side and pairs); a
+		// system's nodes are stopped before the next one's start, so each
+		// is measured alone.
+		var ha, hb []*labtest.Host
 		for i := 0; i < side; i++ {
-			as = append(as, c.a())
+			ha = append(ha, host(*c.a))
 			if c.b != nil {
-				bs = append(bs, c.b())
+				hb = append(hb, host(*c.b))
 			}
 		}
-		type pair struct{ a, b *labtest.Node }
-		var pairs []pair
-		for i := range as {
-			if c.b == nil {
-				for j := i + 1; j < len(as); j++ {
-					pairs = append(pairs, pair{as[i], as[j]})
-				}
-			} else {
-				for j := range bs {
-					pairs = append(pairs, pair{as[i], bs[j]})
+		var sets []func() benchSet
+		kadlanSet := func() benchSet {
+			findMs, unfindable = nil, 0
+			var as, bs []*benchPeer
+			for i := 0; i < side; i++ {
+				as = append(as, kadlanPeer(kadlanNode(ha[i], i, *c.a)))
+				if c.b != nil {
+					bs = append(bs, kadlanPeer(kadlanNode(hb[i], i, *c.b)))
 				}
 			}
+			return benchSet{system: "kadlan", as: as, bs: bs, findMs: findMs, unfindable: unfindable}
 		}
-		var first, internal []float64
-		// Direct paths are polled while the pings go on, each pair for 10 s
-		// from its own ping: polling only after the last ping counted the
-		// later pairs' pings into the earlier pairs' time to direct.
-		poll := newDirectPoller(func(k int) bool {
-			pp, err := pathTo(pairs[k].a, pairs[k].b)
-			return err == nil && pp.Path == "direct"
-		}, 10*time.Second)
-		failed := 0
-		for k, p := range pairs {
-			if pp, err := pathTo(p.a, p.b); err == nil {
-				poll.stop()
-				t.Fatalf("%s: %s and %s are already connected (%s): not a first contact", c.name, p.a.Host.Name, p.b.Host.Name, pp.Path)
-			}
-			start := time.Now()
-			var pr api.PingResult
-			if err := p.a.JSON(&pr, "ping", "-c", "1", "--timeout", "10s", p.b.Address); err != nil {
-				failed++
-				t.Logf("%s: %s -> %s: %v", c.name, p.a.Host.Name, p.b.Host.Name, err)
-				continue
-			}
-			poll.add(k, start)
-			first = append(first, float64(time.Since(start).Microseconds())/1000)
-			internal = append(internal, pr.ConnectMs+pr.RTTms[0])
+		if run("kadlan") {
+			sets = append(sets, kadlanSet)
 		}
-		toDirect := poll.wait()
-		r := row{System: "kadlan", Class: c.name, RTTms: rttMs, Pairs: len(pairs), Failed: failed,
-			FirstReply: dist(first), InDaemon: dist(internal), ToDirect: dist(toDirect), Findable: dist(findMs), Unfindable: unfindable}
-		if len(pairs) > 0 {
-			r.DirectShare = float64(len(toDirect)) / float64(len(pairs))
+		for _, sys := range anchors {
+			sets = append(sets, func() benchSet {
+				set := benchSet{system: sys.name, err: sys.err}
+				if sys.err == nil {
+					var fa, fb []float64
+					var ua, ub int
+					set.as, fa, ua = anchorSide(t, sys, ha, *c.a)
+					if c.b != nil {
+						set.bs, fb, ub = anchorSide(t, sys, hb, *c.b)
+					}
+					set.findMs, set.unfindable = append(fa, fb...), ua+ub
+				}
+				return set
+			})
 		}
-		rows = append(rows, r)
-		fr := func(m map[string]float64, keys ...string) string {
-			if m == nil {
-				return "-"
+		for _, mk := range sets {
+			set := mk()
+			r := measurePairs(t, set, c.name, side, c.b == nil)
+			r.RTTms = rttMs
+			rows = append(rows, r)
+			for _, p := range append(set.as, set.bs...) {
+				p.stop() // the next system's and class's pings find only their own
 			}
-			var out []string
-			for _, k := range keys {
-				out = append(out, fmt.Sprintf("%.0f", m[k]))
+			direct := "-"
+			if r.Note == "" {
+				direct = fmt.Sprintf("%6.0f%%", 100*r.DirectShare)
 			}
-			return strings.Join(out, "/")
-		}
-		fmt.Fprintf(&report, "%-30s %5d %6d  %-29s %8s %6.0f%%  %s\n", c.name, len(pairs), failed, fr(r.FirstReply, "mean", "p50", "p95", "max"),
-			fr(r.InDaemon, "p50"), 100*r.DirectShare, fr(r.ToDirect, "p50", "p95")+"   "+fr(r.Findable, "p50")+fmt.Sprintf(" (%d unfindable)", r.Unfindable))
-		for _, n := range append(as, bs...) {
-			n.Stop() // the next class's pings find only their own
+			line := fmt.Sprintf("%-9s %-30s %5d %6d  %-29s %8s %7s  %s\n", r.System, c.name, r.Pairs, r.Failed, fr(r.FirstReply, "mean", "p50", "p95", "max"),
+				fr(r.InDaemon, "p50"), direct, fr(r.ToDirect, "p50", "p95")+"   "+fr(r.Findable, "p50")+fmt.Sprintf(" (%d unfindable)", r.Unfindable)+r.Note)
+			report.WriteString(line)
+			fmt.Print(line) // progress: the table is printed whole at the end
 		}
 	}
-	fmt.Fprintf(&report, "first reply: wall time of `kadlan ping -c 1` (includes starting the CLI); failed: no reply within 10 s; daemon: lookup + connect + first RTT (p50).\n")
-	fmt.Fprintf(&report, "findable: a NATed node's daemon start until the bootstrap node's lookup finds it (pings wait for it).\n")
-	fmt.Fprintf(&report, "direct: share of pairs whose path became direct within 10 s of the ping; to direct: time from the ping (polled every 20 ms).\n")
+	fmt.Fprintf(&report, "first reply: kadlan: wall time of `kadlan ping -c 1` (includes starting the CLI); go-libp2p, hyperdht: wall time of the node's /ping over its Unix-socket API\n")
+	fmt.Fprintf(&report, "  (go-libp2p: DHT FindPeer, Connect, one echo round trip; hyperdht: dht.connect(publicKey), one echo round trip). failed: no reply within 10 s.\n")
+	fmt.Fprintf(&report, "in node: the node's own measure of the same (kadlan: lookup + connect + first RTT), p50.\n")
+	fmt.Fprintf(&report, "findable: a node's start until a public node's lookup finds it (pings wait for it); anchors' nodes of one side start together.\n")
+	fmt.Fprintf(&report, "direct: share of pairs whose path became direct within 10 s of their ping; to direct: time from the ping (each pair polled every 20 ms from its reply on;\n")
+	fmt.Fprintf(&report, "  hyperdht carries no relayed data, so its path is the punched one from the first reply).\n")
 	if opts.Link != nil {
 		if st, err := w.lab.SwitchStats(); err == nil {
 			fmt.Fprintf(&report, "lab switch: %d frames received, %d delivered, %d lost, %d overflowed, %d write errors\n", st.Received, st.Delivered, st.Lost, st.Overflow, st.WriteErrors)
@@ -235,6 +270,203 @@ func TestBenchConnect(t *testing.T) {
 	fmt.Println(report.String())
 	writeBenchJSON(t, "bench-connect.json", rows)
 }
+
+// benchSide is where the nodes of one side of a class sit.
+type benchSide struct {
+	public    bool       // on the Internet, no NAT
+	nat       netlab.NAT // else behind a new router of this kind
+	dhtClient bool       // a node AutoNAT may find public: DHT client
+	via443    bool       // kadlan bootstraps over TCP 443
+}
+
+// benchRow is one row of bench-connect.json.
+type benchRow struct {
+	System      string             `json:"system"`
+	Class       string             `json:"class"`
+	RTTms       float64            `json:"rtt_ms"`
+	Pairs       int                `json:"pairs"`
+	Failed      int                `json:"failed"`
+	FirstReply  map[string]float64 `json:"first_reply_ms"`
+	InDaemon    map[string]float64 `json:"in_daemon_ms"`
+	DirectShare float64            `json:"direct_share"`
+	ToDirect    map[string]float64 `json:"time_to_direct_ms"`
+	Findable    map[string]float64 `json:"start_to_findable_ms"` // NATed nodes: start until the DHT finds it
+	Unfindable  int                `json:"unfindable_nodes"`     // not found 30 s after start
+	Note        string             `json:"note,omitempty"`       // why a system has no figures here
+	Errors      map[string]int     `json:"errors,omitempty"`     // failed pings by error (up to " (", at most 100 characters)
+}
+
+// benchPeer is one node of any system, as the pair loop sees it.
+type benchPeer struct {
+	name string
+	id   string
+	// ping makes first contact with to and round-trips one message.
+	ping func(to *benchPeer) (benchPing, error)
+	// path is "direct", "relayed" or "" (not connected); nil: the path
+	// never changes after the first reply (benchPing.direct says it).
+	path func(to *benchPeer) string
+	stop func()
+}
+
+type benchPing struct {
+	inNode float64 // the node's own measure of first contact, ms
+	direct bool    // with path nil: the first reply came over a direct path
+}
+
+// benchSet is one system's nodes for a class.
+type benchSet struct {
+	system     string
+	err        error // the system cannot run here
+	as, bs     []*benchPeer
+	findMs     []float64
+	unfindable int
+}
+
+func kadlanPeer(n *labtest.Node) *benchPeer {
+	c := api.NewClient(n.API)
+	p := &benchPeer{name: n.Host.Name, id: n.Address, stop: n.Stop}
+	p.ping = func(to *benchPeer) (benchPing, error) {
+		var pr api.PingResult
+		if err := n.JSON(&pr, "ping", "-c", "1", "--timeout", "10s", to.id); err != nil {
+			return benchPing{}, err
+		}
+		return benchPing{inNode: pr.ConnectMs + pr.RTTms[0]}, nil
+	}
+	p.path = func(to *benchPeer) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		var ps []api.Peer
+		if c.Do(ctx, "GET", "/v1/peers", nil, &ps) != nil {
+			return ""
+		}
+		for _, q := range ps {
+			if q.Address == to.id {
+				return q.Path
+			}
+		}
+		return ""
+	}
+	return p
+}
+
+// measurePairs pings across the pairs of set (within as when within, else
+// as x bs), one pair after the other, and watches each pair's path for 10 s
+// from its ping while the next pairs are pinged.
+func measurePairs(t *testing.T, set benchSet, class string, side int, within bool) benchRow {
+	pairs := side * (side - 1) / 2
+	if !within {
+		pairs = side * side
+	}
+	r := benchRow{System: set.system, Class: class, Pairs: pairs}
+	if set.err != nil {
+		r.Failed, r.Note = pairs, " not run: "+set.err.Error()
+		return r
+	}
+	type pair struct{ a, b *benchPeer }
+	var ps []pair
+	for i := range set.as {
+		if within {
+			for j := i + 1; j < len(set.as); j++ {
+				ps = append(ps, pair{set.as[i], set.as[j]})
+			}
+		} else {
+			for _, b := range set.bs {
+				ps = append(ps, pair{set.as[i], b})
+			}
+		}
+	}
+	var first, internal, toDirect []float64
+	var mu sync.Mutex
+	watching := map[int]time.Time{}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			mu.Lock()
+			ks := map[int]time.Time{}
+			for k, st := range watching {
+				ks[k] = st
+			}
+			mu.Unlock()
+			select {
+			case <-stop:
+				if len(ks) == 0 {
+					return
+				}
+			default:
+			}
+			for k, st := range ks {
+				direct := ps[k].a.path(ps[k].b) == "direct"
+				mu.Lock()
+				if direct {
+					toDirect = append(toDirect, float64(time.Since(st).Microseconds())/1000)
+				}
+				if direct || time.Since(st) > 10*time.Second {
+					delete(watching, k)
+				}
+				mu.Unlock()
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	for k, p := range ps {
+		if p.a.path != nil {
+			if path := p.a.path(p.b); path != "" {
+				if set.system == "kadlan" {
+					t.Fatalf("%s: %s and %s are already connected (%s): not a first contact", class, p.a.name, p.b.name, path)
+				}
+				t.Logf("%s %s: %s and %s are already connected (%s): not a first contact", set.system, class, p.a.name, p.b.name, path)
+			}
+		}
+		start := time.Now()
+		res, err := p.a.ping(p.b)
+		if err != nil {
+			r.Failed++
+			t.Logf("%s %s: %s -> %s: %v", set.system, class, p.a.name, p.b.name, err)
+			if r.Errors == nil {
+				r.Errors = map[string]int{}
+			}
+			r.Errors[errKind(err)]++
+			continue
+		}
+		ms := float64(time.Since(start).Microseconds()) / 1000
+		first = append(first, ms)
+		internal = append(internal, res.inNode)
+		mu.Lock()
+		if p.a.path != nil {
+			watching[k] = start
+		} else if res.direct {
+			toDirect = append(toDirect, ms)
+		}
+		mu.Unlock()
+	}
+	close(stop)
+	<-done
+	r.FirstReply, r.InDaemon, r.ToDirect = dist(first), dist(internal), dist(toDirect)
+	r.Findable, r.Unfindable = dist(set.findMs), set.unfindable
+	if pairs > 0 {
+		r.DirectShare = float64(len(toDirect)) / float64(pairs)
+	}
+	return r
+}
+
+// errKind is an error without what differs between pairs: the CLI command,
+// peer IDs, go-libp2p's lookup trace (in parentheses); at most 100
+// characters.
+func errKind(err error) string {
+	e := err.Error()
+	if i := strings.Index(e, "exit status 1: "); i >= 0 {
+		e = e[i+len("exit status 1: "):]
+	}
+	if i := strings.IndexAny(e, "(\n"); i > 0 {
+		e = strings.TrimSpace(e[:i]) // go-libp2p's lookup trace, swarm's list of dial errors
+	}
+	e = peerIDRE.ReplaceAllString(e, "ID")
+	return e[:min(len(e), 100)]
+}
+
+var peerIDRE = regexp.MustCompile(`12D3Koo[1-9A-HJ-NP-Za-km-z]+|[0-9a-f]{64}`)
 
 func median(xs []float64) float64 {
 	if len(xs) == 0 {
@@ -253,80 +485,4 @@ func msOrDash(xs []float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.1f ms", median(xs))
-}
-
-// directPoller polls pairs, each from its own start for a window, until
-// their path is direct. One goroutine, owned by the poller: wait (or stop)
-// ends it and waits for it.
-type directPoller struct {
-	mu       sync.Mutex
-	started  map[int]time.Time
-	toDirect []float64
-	done     map[int]bool
-	window   time.Duration
-	noMore   chan struct{}
-	quit     chan struct{}
-	finished chan struct{}
-}
-
-func newDirectPoller(direct func(k int) bool, window time.Duration) *directPoller {
-	p := &directPoller{started: map[int]time.Time{}, done: map[int]bool{}, window: window,
-		noMore: make(chan struct{}), quit: make(chan struct{}), finished: make(chan struct{})}
-	go func() {
-		defer close(p.finished)
-		tick := time.NewTicker(50 * time.Millisecond)
-		defer tick.Stop()
-		last, noMore := false, p.noMore
-		for {
-			select {
-			case <-p.quit:
-				return
-			case <-noMore:
-				last, noMore = true, nil
-			case <-tick.C:
-			}
-			p.mu.Lock()
-			var open []int
-			now := time.Now()
-			for k, st := range p.started {
-				if !p.done[k] && now.Sub(st) < p.window {
-					open = append(open, k)
-				}
-			}
-			p.mu.Unlock()
-			if last && len(open) == 0 {
-				return
-			}
-			for _, k := range open {
-				if direct(k) {
-					p.mu.Lock()
-					p.done[k] = true
-					p.toDirect = append(p.toDirect, float64(time.Since(p.started[k]).Microseconds())/1000)
-					p.mu.Unlock()
-				}
-			}
-		}
-	}()
-	return p
-}
-
-func (p *directPoller) add(k int, start time.Time) {
-	p.mu.Lock()
-	p.started[k] = start
-	p.mu.Unlock()
-}
-
-// wait returns each pair's time to direct (ms) once every pair's window
-// has passed.
-func (p *directPoller) wait() []float64 {
-	close(p.noMore)
-	<-p.finished
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.toDirect
-}
-
-func (p *directPoller) stop() {
-	close(p.quit)
-	<-p.finished
 }
