@@ -20,6 +20,7 @@ import (
 	"github.com/kadlan/kadlan/internal/group"
 	"github.com/kadlan/kadlan/overlay/netrec"
 	kaddht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -75,6 +76,9 @@ type Config struct {
 	// /metrics (the node's, its networks', libp2p's); empty: off. The host
 	// must be given (see checkMetricsAddr).
 	Metrics string
+	// Bandwidth, if set, counts the node's stream bytes (dht.Config.
+	// Bandwidth; benchmarks). Nil: none.
+	Bandwidth metrics.Reporter
 }
 
 // Daemon is a running node with its control API.
@@ -208,6 +212,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 		DHTOptions:      []kaddht.Option{kaddht.NamespacedValidator(netrec.Namespace, netrec.RecordValidator{Now: time.Now})},
 		Metrics:         nodeReg,
 		IgnoreInterface: isOwnInterface,
+		Bandwidth:       cfg.Bandwidth,
 	})
 	if err != nil {
 		return err

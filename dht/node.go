@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -99,6 +100,9 @@ type Config struct {
 	// Metrics receives libp2p's Prometheus collectors and the node's own
 	// (metrics.go). Nil disables libp2p's metrics.
 	Metrics prometheus.Registerer
+	// Bandwidth, if set, counts the bytes of every stream the host reads
+	// and writes (libp2p's metrics.BandwidthCounter; benchmarks). Nil: none.
+	Bandwidth metrics.Reporter
 }
 
 // PeerSource supplies a node's first peers.
@@ -201,6 +205,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.EnableNATService(),
 	}
 	opts = append(opts, metricsOptions(cfg.Metrics)...)
+	if cfg.Bandwidth != nil {
+		opts = append(opts, libp2p.BandwidthReporter(cfg.Bandwidth))
+	}
 	acl := &relayACL{nodeRef: nodeRef}
 	natOpts, err := natOptions(cfg, nodeRef, acl)
 	if err != nil {
