@@ -66,6 +66,7 @@ func (j *joined) info() api.Network {
 	b := &api.LinkBounds{OnDemand: j.mgr.linkIdle > 0, SocialNeighbours: sp.Neighbours, PendingMembers: vswitch.MaxPending}
 	if b.OnDemand {
 		b.MinLinks, b.LinkIdle = overlay.DefaultMinLinks, j.mgr.linkIdle.Seconds()
+		b.MaxIdleInbound = overlay.DefaultMaxIdleInbound
 	}
 	out.Bounds = b
 	for _, mi := range ni.Members {
