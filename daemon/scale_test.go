@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/kadlan/kadlan/api"
+	"github.com/kadlan/kadlan/e2e/netlab" // Eventually only
 	"github.com/kadlan/kadlan/tap/ether"
 	"github.com/kadlan/kadlan/tap/taptest"
 	"github.com/libp2p/go-libp2p/core/metrics"
@@ -96,19 +97,6 @@ func newScaleWorld(t *testing.T, n int, idle time.Duration, logs bool) *scaleWor
 		t.Cleanup(func() { sn.kern.Close(); <-sn.done })
 	}
 	return w
-}
-
-// eventually calls f every interval until it returns nil, and returns its
-// last error after timeout.
-func eventually(timeout, interval time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(interval)
-	}
 }
 
 // waitStatusFor is waitStatus with a deadline.
@@ -397,7 +385,7 @@ func TestScaleLinksBounded(t *testing.T) {
 	}
 	t.Logf("%d nodes: %d first contacts, %d failed, mean %.0f ms, p95 %.0f ms, max %.0f ms; links after them mean %.1f max %d",
 		n, f.Contacts, f.Failed, f.ContactMean, f.ContactP95, f.ContactMax, f.LinksMean, f.LinksMax)
-	err := eventually(idle+30*time.Second, 250*time.Millisecond, func() error {
+	err := netlab.Eventually(idle+30*time.Second, 250*time.Millisecond, func() error {
 		links, _ := w.links(t)
 		for i, l := range links {
 			if l > quiet {
