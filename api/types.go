@@ -201,6 +201,7 @@ type LinkBounds struct {
 	LinkIdle         float64 `json:"link_idle_s"`       // a link without unicast frames this long closes
 	SocialNeighbours int     `json:"social_neighbours"` // most recent contacts remembered
 	PendingMembers   int     `json:"pending_members"`   // unauthorized entries kept
+	KnownMembers     int     `json:"known_members"`     // members of a public network kept (0: private, bounded by certificates)
 }
 
 // Member is one entry of `kadlan members NETWORK --json`.

@@ -57,6 +57,11 @@ type Config struct {
 	// frame with for LinkIdle (the social neighbour age, too). 0 links to
 	// every authorized member and keeps the links.
 	LinkIdle time.Duration
+	// MaxKnownMembers bounds the members of a public network this node
+	// holds (vswitch.Membership.TrimKnown): those heard of least recently
+	// are forgotten, never those with a link nor social neighbours. 0
+	// means vswitch.DefaultMaxKnown.
+	MaxKnownMembers int
 	// Device is the kind of network interface (DeviceAuto if empty); see
 	// SystemDevices.
 	Device string
@@ -228,7 +233,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	bdone := make(chan struct{})
 	go func() { defer close(bdone); boot.Run(bctx, node.Host, routing{node}) }()
 	d.nets = newNetManager(bctx, node, key, cfg.StateDir, cfg.NewDevice, linked, logf, func(nm *netManager) {
-		nm.linkIdle = cfg.LinkIdle
+		nm.linkIdle, nm.maxKnown = cfg.LinkIdle, cfg.MaxKnownMembers
 		nm.name, nm.dns, nm.dnsSuffix = cfg.Name, cfg.DNS, cfg.DNSSuffix
 		if cfg.DNS {
 			nm.resolved = ResolvedRegistrar(nil, logf)

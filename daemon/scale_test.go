@@ -54,8 +54,9 @@ type scaleWorld struct {
 // newScaleWorld starts n daemons (each bootstraps from one of the first
 // five), creates a public network on the first, joins the others and
 // waits until it is ok on every node. logs says whether daemons log to
-// the test (off at large n: the test's log buffer would be in the heap).
-func newScaleWorld(t *testing.T, n int, idle time.Duration, logs bool) *scaleWorld {
+// the test (off at large n: the test's log buffer would be in the heap);
+// maxKnown is Config.MaxKnownMembers.
+func newScaleWorld(t *testing.T, n int, idle time.Duration, logs bool, maxKnown int) *scaleWorld {
 	t.Helper()
 	w := &scaleWorld{idle: idle}
 	var boots []string
@@ -63,7 +64,7 @@ func newScaleWorld(t *testing.T, n int, idle time.Duration, logs bool) *scaleWor
 	for i := 0; i < n; i++ {
 		sn := &scaleNode{bw: metrics.NewBandwidthCounter(), arp: map[netip.Addr]chan ether.MAC{}, got: map[uint64]chan struct{}{}, done: make(chan struct{})}
 		testConfigs[t] = func(c *Config) {
-			c.LinkIdle, c.Bandwidth = idle, sn.bw
+			c.LinkIdle, c.Bandwidth, c.MaxKnownMembers = idle, sn.bw, maxKnown
 			if !logs {
 				c.Logf = nil
 			}
@@ -358,14 +359,15 @@ func quietBound(b *api.LinkBounds) int { return b.MinLinks + b.MaxIdleInbound }
 
 // TestScaleLinksBounded: twenty daemons on one public network with links
 // on demand hold a bounded number of links each (the bounds their
-// networks report, not N-1); every node reaches two members it had no
-// link with through the on-demand path (lookup, link, frame), and once
+// networks report, not N-1) and know at most 8 members (--max-members 8,
+// those with a link kept on top); every node reaches two members it had
+// no link with through the on-demand path (lookup, link, frame), and once
 // idle every node is back within the quiet bound.
 func TestScaleLinksBounded(t *testing.T) {
-	const n, idle = 20, 3 * time.Second
-	w := newScaleWorld(t, n, idle, false)
+	const n, idle, maxKnown = 20, 3 * time.Second, 8
+	w := newScaleWorld(t, n, idle, false, maxKnown)
 	x, _ := w.nodes[0].td.network(t, w.id)
-	if x.Bounds == nil || !x.Bounds.OnDemand || x.Bounds.MaxIdleInbound == 0 {
+	if x.Bounds == nil || !x.Bounds.OnDemand || x.Bounds.MaxIdleInbound == 0 || x.Bounds.KnownMembers != maxKnown {
 		t.Fatalf("bounds %+v, want links on demand", x.Bounds)
 	}
 	quiet, talking := quietBound(x.Bounds), quietBound(x.Bounds)+x.Bounds.SocialNeighbours
@@ -386,10 +388,14 @@ func TestScaleLinksBounded(t *testing.T) {
 	t.Logf("%d nodes: %d first contacts, %d failed, mean %.0f ms, p95 %.0f ms, max %.0f ms; links after them mean %.1f max %d",
 		n, f.Contacts, f.Failed, f.ContactMean, f.ContactP95, f.ContactMax, f.LinksMean, f.LinksMax)
 	err := netlab.Eventually(idle+30*time.Second, 250*time.Millisecond, func() error {
-		links, _ := w.links(t)
+		links, known := w.links(t)
 		for i, l := range links {
 			if l > quiet {
 				return fmt.Errorf("node %d holds %d links once idle, want <= %d (MinLinks + MaxIdleInbound)", i, l, quiet)
+			}
+			// Members with a link are kept beyond the bound.
+			if known[i] > maxKnown+l {
+				return fmt.Errorf("node %d knows %d members with %d links, want <= %d + links", i, known[i], l, maxKnown)
 			}
 		}
 		f.LinksMean, f.LinksMax = meanMax(links)
@@ -430,7 +436,7 @@ func TestBenchScale(t *testing.T) {
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
 			started := time.Now()
-			w := newScaleWorld(t, n, 10*time.Minute, false)
+			w := newScaleWorld(t, n, 10*time.Minute, false, 0)
 			f := scaleFigures{N: n}
 			t.Logf("%d daemons up and joined in %v", n, time.Since(started).Round(time.Second))
 			links, known := w.links(t)
