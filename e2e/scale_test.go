@@ -16,11 +16,36 @@ import (
 // with a short --link-idle, puts them all on one public network and waits
 // until it is ok everywhere. It returns the nodes and the network.
 func onDemandNet(t *testing.T, n int, idle string) ([]*labtest.Node, string, map[*labtest.Node]string) {
+	_, nodes, id, ips := scaleNet(t, n, false, "--link-idle", idle)
+	return nodes, id, ips
+}
+
+// natMix are the NAT classes of scaleNet's nodes behind NATs, in turn.
+var natMix = []netlab.NAT{netlab.EIM, netlab.FullCone, netlab.CGNAT, netlab.Symmetric, netlab.AddressRestricted}
+
+// scaleNet starts n nodes in a new lab with args: public hosts, and with
+// nat every third behind a router of the NAT zoo of its own (natMix in
+// turn; CGNAT in front of a home EIM NAT). The first is everyone's
+// bootstrap and creates a public network that all join; scaleNet waits
+// until it is ok everywhere and returns the lab, the nodes, the network
+// and each node's IPv4 address on it.
+func scaleNet(t *testing.T, n int, nat bool, args ...string) (*labtest.Lab, []*labtest.Node, string, map[*labtest.Node]string) {
 	lab := labtest.New(t)
 	var nodes []*labtest.Node
-	nodes = append(nodes, lab.PublicHost("n0").StartNode(t, "--link-idle", idle))
+	nodes = append(nodes, lab.PublicHost("n0").StartNode(t, args...))
+	boot := append([]string{"--bootstrap", nodes[0].BootstrapAddr()}, args...)
 	for i := 1; i < n; i++ {
-		nodes = append(nodes, lab.PublicHost(fmt.Sprintf("n%d", i)).StartNode(t, "--bootstrap", nodes[0].BootstrapAddr(), "--link-idle", idle))
+		name := fmt.Sprintf("n%d", i)
+		if !nat || i%3 != 2 {
+			nodes = append(nodes, lab.PublicHost(name).StartNode(t, boot...))
+			continue
+		}
+		kind := natMix[(i/3)%len(natMix)]
+		r := lab.NATRouter(fmt.Sprintf("r%d", i), kind, nil)
+		if kind == netlab.CGNAT {
+			r = lab.NATRouter(fmt.Sprintf("h%d", i), netlab.EIM, r)
+		}
+		nodes = append(nodes, r.PrivateHost(name).StartNode(t, boot...))
 	}
 	id := createNet(t, nodes[0], "--name", "city", "--ipv4", "10.80.0.0/16")
 	for _, nd := range nodes[1:] {
@@ -32,7 +57,7 @@ func onDemandNet(t *testing.T, n int, idle string) ([]*labtest.Node, string, map
 	for _, nd := range nodes {
 		ips[nd] = addrOf(waitNet(t, nd, id, "ok", 1).IPv4[0])
 	}
-	return nodes, id, ips
+	return lab, nodes, id, ips
 }
 
 type engineStats struct {
