@@ -12,8 +12,7 @@ import (
 	"github.com/kadlan/kadlan/e2e/netlab/labtest"
 )
 
-// onDemandNet starts n public nodes (the first is everyone's bootstrap)
-// with a short --link-idle, puts them all on one public network and waits
+// onDemandNet starts n public nodes (see scaleNet) with a short --link-idle, puts them all on one public network and waits
 // until it is ok everywhere. It returns the nodes and the network.
 func onDemandNet(t *testing.T, n int, idle string) ([]*labtest.Node, string, map[*labtest.Node]string) {
 	_, nodes, id, ips := scaleNet(t, n, false, "--link-idle", idle)
@@ -25,16 +24,21 @@ var natMix = []netlab.NAT{netlab.EIM, netlab.FullCone, netlab.CGNAT, netlab.Symm
 
 // scaleNet starts n nodes in a new lab with args: public hosts, and with
 // nat every third behind a router of the NAT zoo of its own (natMix in
-// turn; CGNAT in front of a home EIM NAT). The first is everyone's
-// bootstrap and creates a public network that all join; scaleNet waits
+// turn; CGNAT in front of a home EIM NAT). Each bootstraps from one of the
+// first five public nodes (one node would meet every newcomer's dials at
+// once); the first creates a public network that all join; scaleNet waits
 // until it is ok everywhere and returns the lab, the nodes, the network
 // and each node's IPv4 address on it.
 func scaleNet(t *testing.T, n int, nat bool, args ...string) (*labtest.Lab, []*labtest.Node, string, map[*labtest.Node]string) {
 	lab := labtest.New(t)
 	var nodes []*labtest.Node
 	nodes = append(nodes, lab.PublicHost("n0").StartNode(t, args...))
-	boot := append([]string{"--bootstrap", nodes[0].BootstrapAddr()}, args...)
+	var boots []string // the first five public nodes, in turn
 	for i := 1; i < n; i++ {
+		if last := nodes[len(nodes)-1]; len(boots) < 5 && last.Host.IPv6 != "" { // public
+			boots = append(boots, last.BootstrapAddr())
+		}
+		boot := append([]string{"--bootstrap", boots[i%len(boots)]}, args...)
 		name := fmt.Sprintf("n%d", i)
 		if !nat || i%3 != 2 {
 			nodes = append(nodes, lab.PublicHost(name).StartNode(t, boot...))
