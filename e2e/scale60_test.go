@@ -13,6 +13,14 @@ import (
 	"github.com/kadlan/kadlan/e2e/netlab/labtest"
 )
 
+// scaleListen makes scale worlds' daemons listen on IPv4 only: the lab's
+// public hosts share one IPv6 /64, and libp2p's resource manager admits
+// at most 8 connections at once from one /56 (and 16 new ones at once,
+// then one per 5 s: rcmgr's defaults), so 60 nodes on IPv6 refuse each
+// other ("rate limit exceeded") where on the Internet most would come
+// from different prefixes (see README).
+var scaleListen = []string{"--listen", "/ip4/0.0.0.0/tcp/4242", "--listen", "/ip4/0.0.0.0/udp/4242/quic-v1"}
+
 // scaleIdle is --link-idle in the scale test and benchmark: short, so
 // that a minute without traffic is past it and shows the quiet bound.
 const scaleIdle = 30 * time.Second
@@ -52,12 +60,7 @@ func TestScale(t *testing.T) {
 	}
 	n := envInt("KADLAN_SCALE_N", 60)
 	churnFor := time.Duration(envInt("KADLAN_SCALE_CHURN_MIN", 5)) * time.Minute
-	// IPv4 only: the lab's public hosts share one IPv6 /64, and libp2p's
-	// connection rate limiter admits 16 new connections at once and one
-	// per 5 s from a /56 (rcmgr's defaults), so 60 nodes dialling over
-	// IPv6 are refused ("rate limit exceeded") where on the Internet
-	// they would come from different prefixes (see README).
-	args := []string{"--link-idle", scaleIdle.String(), "--listen", "/ip4/0.0.0.0/tcp/4242", "--listen", "/ip4/0.0.0.0/udp/4242/quic-v1"}
+	args := append([]string{"--link-idle", scaleIdle.String()}, scaleListen...)
 	started := time.Now()
 	_, nodes, id, ips := scaleNet(t, n, false, args...)
 	t.Logf("%d daemons up and on the network in %v", n, time.Since(started).Round(time.Second))

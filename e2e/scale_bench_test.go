@@ -56,7 +56,7 @@ func firstPing(n *labtest.Node, ip string) (float64, error) {
 // TestBenchScale is the e2e half of `make bench-scale` (KADLAN_BENCH=1):
 // for each size of KADLAN_BENCH_SCALE_E2E (default 10,30,60) a lab with
 // that many real daemons, a third of them behind NATs of the zoo (natMix),
-// on one public network with --link-idle 30s; after 45 s of settling
+// on one public network with --link-idle 30s (IPv4 only: scaleListen); after 45 s of settling
 // (past the idle time) a 30 s window without traffic gives the bytes per
 // second on every host's interface, then links and RSS per daemon; then
 // every node pings two members it has no link with (one echo each). It
@@ -117,7 +117,7 @@ func TestBenchScale(t *testing.T) {
 
 func benchScaleE2E(t *testing.T, n int) scaleRow {
 	started := time.Now()
-	lab, nodes, id, ips := scaleNet(t, n, true, "--link-idle", scaleIdle.String())
+	lab, nodes, id, ips := scaleNet(t, n, true, append([]string{"--link-idle", scaleIdle.String()}, scaleListen...)...)
 	r := scaleRow{Kind: "e2e", N: n, Behind: n / 3, Setup: time.Since(started).Seconds()}
 	time.Sleep(scaleIdle + 15*time.Second) // settling past the idle time is part of the method
 	before := make([]uint64, n)
