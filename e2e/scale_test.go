@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/e2e/netlab"
 	"github.com/kadlan/kadlan/e2e/netlab/labtest"
 )
@@ -58,9 +59,26 @@ func scaleNet(t *testing.T, n int, nat bool, args ...string) (*labtest.Lab, []*l
 		}
 	}
 	ips := map[*labtest.Node]string{}
+	joined := time.Now()
+	within := lanBound + time.Duration(n)*time.Second // 60 nodes on 2 shared cores join slowly
 	for _, nd := range nodes {
-		ips[nd] = addrOf(waitNet(t, nd, id, "ok", 1).IPv4[0])
+		var x api.Network
+		err := netlab.Eventually(within-time.Since(joined), 250*time.Millisecond, func() error {
+			var err error
+			if x, err = network(nd, id); err != nil {
+				return err
+			}
+			if x.Status != "ok" || x.Links < 1 || len(x.IPv4) == 0 {
+				return fmt.Errorf("%s, %v after the joins: status %s, %d links, ipv4 %v; want ok with a link", nd.Host.Name, time.Since(joined).Round(time.Second), x.Status, x.Links, x.IPv4)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ips[nd] = addrOf(x.IPv4[0])
 	}
+	t.Logf("%d nodes ok on the network %v after the joins", n, time.Since(joined).Round(time.Second))
 	return lab, nodes, id, ips
 }
 
