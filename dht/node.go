@@ -183,7 +183,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dht: connection manager: %w", err)
 	}
-	filter := addrFilter(cfg.AllowLoopback)
+	filter := addrFilter(cfg.AllowLoopback, cfg.IgnoreInterface)
 	nodeRef := &atomic.Pointer[Node]{} // set once the node exists
 	opts := []libp2p.Option{
 		libp2p.Identity(cfg.Key),
@@ -416,9 +416,10 @@ func hasPublicInterfaceAddr(listen []ma.Multiaddr) bool {
 
 // addrFilter drops addresses nobody else can use: unspecified, link-local
 // and (unless allowed) loopback.
-func addrFilter(allowLoopback bool) func([]ma.Multiaddr) []ma.Multiaddr {
+func addrFilter(allowLoopback bool, ignore func(name string) bool) func([]ma.Multiaddr) []ma.Multiaddr {
 	return func(in []ma.Multiaddr) []ma.Multiaddr {
 		out := make([]ma.Multiaddr, 0, len(in))
+		own := ignoredIPs(ignore)
 		for _, a := range in {
 			if manet.IsIP6LinkLocal(a) {
 				continue
@@ -428,6 +429,12 @@ func addrFilter(allowLoopback bool) func([]ma.Multiaddr) []ma.Multiaddr {
 					continue
 				}
 				if ip.IsLoopback() && !allowLoopback {
+					continue
+				}
+				// An address of the node's own virtual LANs: a peer that
+				// dialled it would reach this node through the network it
+				// is the link of (and make it look the address up).
+				if own[ip.String()] {
 					continue
 				}
 			}
