@@ -434,7 +434,8 @@ func addrFilter(allowLoopback bool, ignore func(name string) bool) func([]ma.Mul
 				// An address of the node's own virtual LANs: a peer that
 				// dialled it would reach this node through the network it
 				// is the link of (and make it look the address up).
-				if own[ip.String()] {
+				// Loopback is allowLoopback's.
+				if own[ip.String()] && !ip.IsLoopback() {
 					continue
 				}
 			}
