@@ -60,8 +60,9 @@ func firstPing(n *labtest.Node, ip string) (float64, error) {
 // (past the idle time) a 30 s window without traffic gives the bytes per
 // second on every host's interface, then links and RSS per daemon; then
 // every node pings two members it has no link with (one echo each). It
-// prints the table with the in-process rows that make bench-scale's first
-// step wrote (bench-scale-inprocess.jsonl) and writes bench-scale.json.
+// appends its row to bench-scale-e2e.jsonl, then prints the table of
+// those rows and the in-process rows that make bench-scale's first step
+// wrote (bench-scale-inprocess.jsonl) and writes bench-scale.json.
 func TestBenchScale(t *testing.T) {
 	if os.Getenv("KADLAN_BENCH") == "" {
 		t.Skip("benchmark; run with KADLAN_BENCH=1 (make bench-scale)")
@@ -70,18 +71,23 @@ func TestBenchScale(t *testing.T) {
 	if sizes == "" {
 		sizes = "10,30,60"
 	}
-	var rows []scaleRow
 	for _, s := range strings.Split(sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 3 {
 			t.Fatalf("KADLAN_BENCH_SCALE_E2E: %q is not a size", s)
 		}
-		t.Run(fmt.Sprint(n), func(t *testing.T) { rows = append(rows, benchScaleE2E(t, n)) })
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			r := benchScaleE2E(t, n)
+			if out := os.Getenv("KADLAN_BENCH_OUT"); out != "" {
+				appendRow(t, filepath.Join(out, "bench-scale-e2e.jsonl"), r)
+			}
+		})
 	}
 	out := os.Getenv("KADLAN_BENCH_OUT")
-	if out != "" {
-		rows = append(rows, readInProcess(t, filepath.Join(out, "bench-scale-inprocess.jsonl"))...)
+	if out == "" {
+		return // the rows were logged
 	}
+	rows := append(readRows(t, filepath.Join(out, "bench-scale-e2e.jsonl")), readInProcess(t, filepath.Join(out, "bench-scale-inprocess.jsonl"))...)
 	fmt.Println("| kind | N | behind NAT | links mean / max | memory per node MiB | background B/s per node | first pings (failed) | first ping ms mean / p95 / max | setup s |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rows {
@@ -107,11 +113,9 @@ func TestBenchScale(t *testing.T) {
 				last.MemPerNode/first.MemPerNode, last.BytesPerSec/first.BytesPerSec, last.LinksMean/first.LinksMean, last.PingMean/first.PingMean)
 		}
 	}
-	if out != "" {
-		b, _ := json.MarshalIndent(rows, "", "  ")
-		if err := os.WriteFile(filepath.Join(out, "bench-scale.json"), append(b, '\n'), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	b, _ := json.MarshalIndent(rows, "", "  ")
+	if err := os.WriteFile(filepath.Join(out, "bench-scale.json"), append(b, '\n'), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -194,6 +198,35 @@ func benchScaleE2E(t *testing.T, n int) scaleRow {
 	}
 	t.Logf("e2e %d: %+v", n, r)
 	return r
+}
+
+// appendRow appends r to the JSON lines file path (the rows of earlier
+// runs stay, so that sizes can be run apart).
+func appendRow(t *testing.T, path string, r scaleRow) {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, _ := json.Marshal(r)
+	fmt.Fprintf(f, "%s\n", b)
+}
+
+// readRows reads the rows appendRow wrote (none if the file is missing).
+func readRows(t *testing.T, path string) []scaleRow {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil
+	}
+	var rows []scaleRow
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		var r scaleRow
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		rows = append(rows, r)
+	}
+	return rows
 }
 
 // readInProcess reads the rows the in-process half wrote (none if the
