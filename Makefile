@@ -79,6 +79,7 @@ bench-sim: build ## simulator: nodes simulated, lookups/s and peak memory at 10^
 bench-scale: build ## links, memory, background bytes and first-ping latency per node at N = 10, 30, 60 (real daemons in namespaces, a third behind NATs; root) and 10, 100, 250 (in-process); SCALE_E2E=, SCALE_INPROCESS= pick sizes; writes bench-scale.json
 	@rm -f $(CURDIR)/bench-scale-inprocess.jsonl $(CURDIR)/bench-scale-e2e.jsonl
 	@nice -n 10 flock /tmp/kadlan-timing.lock bash -c '\
+	  ulimit -n 1048576 2>/dev/null; \
 	  KADLAN_BENCH_SCALE=$(SCALE_INPROCESS) KADLAN_BENCH_OUT=$(CURDIR) $(GO) test -count=1 -v -timeout 120m -run "^TestBenchScale$$" ./daemon/ | grep -v "^        \|^---\|^ok\|^PASS\|^=== "; \
 	  KADLAN_BENCH=1 KADLAN_BENCH_SCALE_E2E=$(SCALE_E2E) KADLAN_BENCH_OUT=$(CURDIR) KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 60m -run "^TestBenchScale$$" ./e2e/ | grep -v "^        \|^---\|^ok\|^PASS\|^=== "'
 
