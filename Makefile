@@ -10,6 +10,9 @@ UNITDIR ?= $(if $(filter /usr,$(PREFIX)),/usr/lib/systemd/system,/etc/systemd/sy
 DESTDIR ?=
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
+# Sizes of make bench-scale: in-process daemons, and real ones in namespaces.
+SCALE_INPROCESS ?= 10,100,250
+SCALE_E2E       ?= 10,30,60
 # Packages without the namespace tests; e2e needs root and builds the binary.
 UNIT_PKGS = $(shell $(GO) list ./... | grep -v /e2e)
 
@@ -76,8 +79,18 @@ bench-dataplane: build ## TAP-to-TAP throughput, RTT, CPU-s/GB, RSS: raw veth, k
 bench-sim: build ## simulator: nodes simulated, lookups/s and peak memory at 10^4, 10^5, 10^6 nodes (one process each)
 	@for n in 10000 100000 1000000; do nice $(BIN) sim bench --nodes $$n --lookups 20000 || exit 1; done
 
+bench-scale: build ## links, memory, background bytes and first-ping latency per node at N = 10, 30, 60 (real daemons in namespaces, a third behind NATs; root) and 10, 100, 250 (in-process); SCALE_E2E=, SCALE_INPROCESS= pick sizes; writes bench-scale.json
+	@rm -f $(CURDIR)/bench-scale-inprocess.jsonl $(CURDIR)/bench-scale-e2e.jsonl
+	@nice -n 10 flock /tmp/kadlan-timing.lock bash -c '\
+	  ulimit -n 1048576 2>/dev/null; \
+	  KADLAN_BENCH_SCALE=$(SCALE_INPROCESS) KADLAN_BENCH_OUT=$(CURDIR) $(GO) test -count=1 -v -timeout 120m -run "^TestBenchScale$$" ./daemon/ | grep -v "^        \|^---\|^ok\|^PASS\|^=== "; \
+	  KADLAN_BENCH=1 KADLAN_BENCH_SCALE_E2E=$(SCALE_E2E) KADLAN_BENCH_OUT=$(CURDIR) KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 60m -run "^TestBenchScale$$" ./e2e/ | grep -v "^        \|^---\|^ok\|^PASS\|^=== "'
+
+test-scale: build ## 60 daemons on one public network (root, ~12 min, not in make test): links bounded after a quiet minute, 5 pings each, 5 minutes of 30%/min kill-and-restart with >= 99% of pings answered, a broadcast reaching contacts
+	KADLAN_SCALE=1 KADLAN_BIN=$(CURDIR)/$(BIN) nice -n 10 $(GO) test -count=1 -timeout 30m -v -run '^TestScale$$' ./e2e/ 2>&1 | grep -v '^        20'; exit $${PIPESTATUS[0]}
+
 clean: ## remove build output
 	rm -rf bin
 
 SHELL := /bin/bash
-.PHONY: help build install uninstall check-unit check test fuzz demo bench bench-connect bench-roam bench-start bench-dataplane bench-sim clean
+.PHONY: help build install uninstall check-unit check test fuzz demo bench bench-connect bench-roam bench-start bench-dataplane bench-sim bench-scale test-scale clean

@@ -238,9 +238,11 @@ type Web struct {
 type LinkBounds struct {
 	OnDemand         bool    `json:"on_demand"`         // false: a link to every member
 	MinLinks         int     `json:"min_links"`         // links kept on a quiet network
+	MaxIdleInbound   int     `json:"max_idle_inbound"`  // links others dialled, without frames, kept past link_idle_s
 	LinkIdle         float64 `json:"link_idle_s"`       // a link without unicast frames this long closes
 	SocialNeighbours int     `json:"social_neighbours"` // most recent contacts remembered
 	PendingMembers   int     `json:"pending_members"`   // unauthorized entries kept
+	KnownMembers     int     `json:"known_members"`     // members of a public network kept (0: private, bounded by certificates)
 }
 
 // Member is one entry of `kadlan members NETWORK --json`.

@@ -22,6 +22,7 @@ import (
 	"github.com/kadlan/kadlan/internal/group"
 	"github.com/kadlan/kadlan/overlay/netrec"
 	kaddht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -58,6 +59,11 @@ type Config struct {
 	// frame with for LinkIdle (the social neighbour age, too). 0 links to
 	// every authorized member and keeps the links.
 	LinkIdle time.Duration
+	// MaxKnownMembers bounds the members of a public network this node
+	// holds (vswitch.Membership.TrimKnown): those heard of least recently
+	// are forgotten, never those with a link nor social neighbours. 0
+	// means vswitch.DefaultMaxKnown.
+	MaxKnownMembers int
 	// Device is the kind of network interface (DeviceAuto if empty); see
 	// SystemDevices.
 	Device string
@@ -82,6 +88,9 @@ type Config struct {
 	// a loopback one unless WebInsecureRemote (see web.CheckAddr).
 	Web               string
 	WebInsecureRemote bool
+	// Bandwidth, if set, counts the node's stream bytes (dht.Config.
+	// Bandwidth; benchmarks). Nil: none.
+	Bandwidth metrics.Reporter
 }
 
 // Daemon is a running node with its control API.
@@ -240,6 +249,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 		DHTOptions:      []kaddht.Option{kaddht.NamespacedValidator(netrec.Namespace, netrec.RecordValidator{Now: time.Now})},
 		Metrics:         nodeReg,
 		IgnoreInterface: isOwnInterface,
+		Bandwidth:       cfg.Bandwidth,
 	})
 	if err != nil {
 		return err
@@ -255,7 +265,7 @@ func Run(ctx context.Context, cfg Config, ready func(*Daemon)) error {
 	bdone := make(chan struct{})
 	go func() { defer close(bdone); boot.Run(bctx, node.Host, routing{node}) }()
 	d.nets = newNetManager(bctx, node, key, cfg.StateDir, cfg.NewDevice, linked, logf, func(nm *netManager) {
-		nm.linkIdle = cfg.LinkIdle
+		nm.linkIdle, nm.maxKnown = cfg.LinkIdle, cfg.MaxKnownMembers
 		nm.name, nm.dns, nm.dnsSuffix = cfg.Name, cfg.DNS, cfg.DNSSuffix
 		if cfg.DNS {
 			nm.resolved = ResolvedRegistrar(nil, logf)

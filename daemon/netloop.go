@@ -302,7 +302,21 @@ func (j *joined) syncSwitch() {
 		return
 	}
 	var removed []peer.ID
-	j.eng.Update(func(sw *vswitch.Switch) { removed = j.m.Sync(sw, now) })
+	links, _ := j.eng.Links()
+	linked := map[peer.ID]bool{}
+	for _, l := range links {
+		linked[l.Peer] = true
+	}
+	j.eng.Update(func(sw *vswitch.Switch) {
+		fresh := map[peer.ID]bool{}
+		for _, p := range sw.Neighbours(now) {
+			fresh[p] = true
+		}
+		if len(j.m.TrimKnown(j.mgr.maxKnown, func(p peer.ID) bool { return linked[p] || fresh[p] })) > 0 {
+			j.dirty = true
+		}
+		removed = j.m.Sync(sw, now)
+	})
 	j.refreshNames(now)
 	for _, p := range removed {
 		j.eng.RemoveLink(p)

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"cmp"
 	"encoding/json"
 	"sort"
 	"time"
@@ -66,8 +67,12 @@ func (j *joined) info() api.Network {
 	out.KnownMembers = len(ni.Members)
 	sp := vswitch.SocialOf(ni.Broadcast)
 	b := &api.LinkBounds{OnDemand: j.mgr.linkIdle > 0, SocialNeighbours: sp.Neighbours, PendingMembers: vswitch.MaxPending}
+	if !ni.Private {
+		b.KnownMembers = cmp.Or(j.mgr.maxKnown, vswitch.DefaultMaxKnown)
+	}
 	if b.OnDemand {
 		b.MinLinks, b.LinkIdle = overlay.DefaultMinLinks, j.mgr.linkIdle.Seconds()
+		b.MaxIdleInbound = overlay.DefaultMaxIdleInbound
 	}
 	out.Bounds = b
 	for _, mi := range ni.Members {

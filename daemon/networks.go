@@ -65,6 +65,7 @@ type netManager struct {
 	g         group.Group
 	linked    *memberIndex
 	linkIdle  time.Duration // Config.LinkIdle; set by newNetManager's configure
+	maxKnown  int           // Config.MaxKnownMembers (0: vswitch.DefaultMaxKnown); set likewise
 	// name is this node's self-chosen member name ("" for none); dns
 	// turns the per-network responders on, under dnsSuffix; resolved, if
 	// not nil, registers a responder with systemd-resolved. Set by

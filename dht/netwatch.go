@@ -68,6 +68,31 @@ func (n *Node) reconnect(ctx context.Context, peers []peer.ID) {
 	}
 }
 
+// ignoredIPs returns the addresses of the interfaces ignore names (nil:
+// none).
+func ignoredIPs(ignore func(name string) bool) map[string]bool {
+	if ignore == nil {
+		return nil
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	out := map[string]bool{}
+	for _, ifc := range ifs {
+		if !ignore(ifc.Name) {
+			continue
+		}
+		addrs, _ := ifc.Addrs()
+		for _, a := range addrs {
+			if ipn, ok := a.(*net.IPNet); ok {
+				out[ipn.IP.String()] = true
+			}
+		}
+	}
+	return out
+}
+
 // interfaceFingerprint lists the global unicast addresses of the machine's
 // interfaces, leaving out those that ignore names (kadlan's own network
 // interfaces: their addresses appear when a network comes up, which is not

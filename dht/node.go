@@ -17,6 +17,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/metrics"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
@@ -102,6 +103,9 @@ type Config struct {
 	// Metrics receives libp2p's Prometheus collectors and the node's own
 	// (metrics.go). Nil disables libp2p's metrics.
 	Metrics prometheus.Registerer
+	// Bandwidth, if set, counts the bytes of every stream the host reads
+	// and writes (libp2p's metrics.BandwidthCounter; benchmarks). Nil: none.
+	Bandwidth metrics.Reporter
 }
 
 // PeerSource supplies a node's first peers.
@@ -189,7 +193,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dht: connection manager: %w", err)
 	}
-	filter := addrFilter(cfg.AllowLoopback)
+	filter := addrFilter(cfg.AllowLoopback, cfg.IgnoreInterface)
 	nodeRef := &atomic.Pointer[Node]{} // set once the node exists
 	opts := []libp2p.Option{
 		libp2p.Identity(cfg.Key),
@@ -222,6 +226,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		quicCM = cm
 		return cm, nil
 	}))
+	if cfg.Bandwidth != nil {
+		opts = append(opts, libp2p.BandwidthReporter(cfg.Bandwidth))
+	}
 	acl := &relayACL{nodeRef: nodeRef}
 	natOpts, err := natOptions(cfg, nodeRef, acl)
 	if err != nil {
@@ -467,9 +474,10 @@ func hasPublicInterfaceAddr(listen []ma.Multiaddr) bool {
 
 // addrFilter drops addresses nobody else can use: unspecified, link-local
 // and (unless allowed) loopback.
-func addrFilter(allowLoopback bool) func([]ma.Multiaddr) []ma.Multiaddr {
+func addrFilter(allowLoopback bool, ignore func(name string) bool) func([]ma.Multiaddr) []ma.Multiaddr {
 	return func(in []ma.Multiaddr) []ma.Multiaddr {
 		out := make([]ma.Multiaddr, 0, len(in))
+		own := ignoredIPs(ignore)
 		for _, a := range in {
 			if manet.IsIP6LinkLocal(a) {
 				continue
@@ -479,6 +487,13 @@ func addrFilter(allowLoopback bool) func([]ma.Multiaddr) []ma.Multiaddr {
 					continue
 				}
 				if ip.IsLoopback() && !allowLoopback {
+					continue
+				}
+				// An address of the node's own virtual LANs: a peer that
+				// dialled it would reach this node through the network it
+				// is the link of (and make it look the address up).
+				// Loopback is allowLoopback's.
+				if own[ip.String()] && !ip.IsLoopback() {
 					continue
 				}
 			}

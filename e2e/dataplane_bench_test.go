@@ -963,32 +963,34 @@ func TestBenchRelayed(t *testing.T) {
 // DHT refreshes, record republishing and link pings of two joined members.
 func idleTraffic(t *testing.T, lab *labtest.Lab, h *labtest.Host, secs int) float64 {
 	t.Helper()
-	bytesNow := func() (uint64, error) {
-		out, err := lab.Exec(h.NS, "ip", "-j", "-s", "link", "show", "eth0")
-		if err != nil {
-			return 0, err
-		}
-		var links []struct {
-			Stats struct {
-				RX struct{ Bytes uint64 } `json:"rx"`
-				TX struct{ Bytes uint64 } `json:"tx"`
-			} `json:"stats64"`
-		}
-		if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
-			return 0, fmt.Errorf("ip -j -s link: %v: %s", err, out)
-		}
-		return links[0].Stats.RX.Bytes + links[0].Stats.TX.Bytes, nil
-	}
-	before, err := bytesNow()
+	before, err := ifaceBytes(lab, h)
 	if err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(time.Duration(secs) * time.Second) // a measurement window, not a wait for state
-	after, err := bytesNow()
+	after, err := ifaceBytes(lab, h)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return float64(after-before) / float64(secs)
+}
+
+// ifaceBytes returns the bytes received and sent on h's eth0 so far.
+func ifaceBytes(lab *labtest.Lab, h *labtest.Host) (uint64, error) {
+	out, err := lab.Exec(h.NS, "ip", "-j", "-s", "link", "show", "eth0")
+	if err != nil {
+		return 0, err
+	}
+	var links []struct {
+		Stats struct {
+			RX struct{ Bytes uint64 } `json:"rx"`
+			TX struct{ Bytes uint64 } `json:"tx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal([]byte(out), &links); err != nil || len(links) != 1 {
+		return 0, fmt.Errorf("ip -j -s link: %v: %s", err, out)
+	}
+	return links[0].Stats.RX.Bytes + links[0].Stats.TX.Bytes, nil
 }
 
 // spread prints the smallest and largest of xs.

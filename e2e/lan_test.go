@@ -234,7 +234,6 @@ func udpcast(t *testing.T) string {
 // it talks to.
 func TestBroadcastReachesContacts(t *testing.T) {
 	l := newLAN(t)
-	bin := udpcast(t)
 	nodes := []*labtest.Node{l.owner, l.a, l.b}
 	info := map[*labtest.Node]api.Network{}
 	for _, n := range nodes {
@@ -248,33 +247,10 @@ func TestBroadcastReachesContacts(t *testing.T) {
 	}
 	bcast := "10.99.0.255"
 	for i, dst := range []string{"255.255.255.255", bcast} {
-		port := fmt.Sprint(9000 + i)
-		var wg sync.WaitGroup
-		got := map[string]string{}
-		var mu sync.Mutex
-		for _, y := range []*labtest.Node{l.owner, l.b} {
-			wg.Add(1)
-			go func(y *labtest.Node) {
-				defer wg.Done()
-				out, err := y.Host.Lab.Exec(y.Host.NS, bin, "recv", port, "8s")
-				mu.Lock()
-				defer mu.Unlock()
-				if err == nil {
-					got[y.Host.Name] = strings.TrimSpace(out)
-				}
-			}(y)
-		}
-		time.Sleep(500 * time.Millisecond) // receivers bound
-		for k := 0; k < 3; k++ {
-			// Bound to a's LAN address, as a game or discovery protocol on
-			// that interface would be: the limited broadcast then leaves
-			// through the kadlan interface, not the default route.
-			if _, err := l.a.Host.Lab.Exec(l.a.Host.NS, bin, "send", dst+":"+port, "hello-"+dst, addrOf(info[l.a].IPv4[0])); err != nil {
-				t.Fatal(err)
-			}
-			time.Sleep(300 * time.Millisecond)
-		}
-		wg.Wait()
+		// Bound to a's LAN address, as a game or discovery protocol on
+		// that interface would be: the limited broadcast then leaves
+		// through the kadlan interface, not the default route.
+		got := broadcastTo(t, l.a, addrOf(info[l.a].IPv4[0]), []*labtest.Node{l.owner, l.b}, dst, fmt.Sprint(9000+i))
 		for _, y := range []*labtest.Node{l.owner, l.b} {
 			if !strings.Contains(got[y.Host.Name], "hello-"+dst) {
 				t.Errorf("broadcast to %s from a did not reach %s (got %q)", dst, y.Host.Name, got[y.Host.Name])

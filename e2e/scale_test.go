@@ -8,19 +8,49 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/e2e/netlab"
 	"github.com/kadlan/kadlan/e2e/netlab/labtest"
 )
 
-// onDemandNet starts n public nodes (the first is everyone's bootstrap)
-// with a short --link-idle, puts them all on one public network and waits
+// onDemandNet starts n public nodes (see scaleNet) with a short --link-idle, puts them all on one public network and waits
 // until it is ok everywhere. It returns the nodes and the network.
 func onDemandNet(t *testing.T, n int, idle string) ([]*labtest.Node, string, map[*labtest.Node]string) {
+	_, nodes, id, ips := scaleNet(t, n, false, "--link-idle", idle)
+	return nodes, id, ips
+}
+
+// natMix are the NAT classes of scaleNet's nodes behind NATs, in turn.
+var natMix = []netlab.NAT{netlab.EIM, netlab.FullCone, netlab.CGNAT, netlab.Symmetric, netlab.AddressRestricted}
+
+// scaleNet starts n nodes in a new lab with args: public hosts, and with
+// nat every third behind a router of the NAT zoo of its own (natMix in
+// turn; CGNAT in front of a home EIM NAT). Each bootstraps from one of the
+// first five public nodes (one node would meet every newcomer's dials at
+// once); the first creates a public network that all join; scaleNet waits
+// until it is ok everywhere and returns the lab, the nodes, the network
+// and each node's IPv4 address on it.
+func scaleNet(t *testing.T, n int, nat bool, args ...string) (*labtest.Lab, []*labtest.Node, string, map[*labtest.Node]string) {
 	lab := labtest.New(t)
 	var nodes []*labtest.Node
-	nodes = append(nodes, lab.PublicHost("n0").StartNode(t, "--link-idle", idle))
+	nodes = append(nodes, lab.PublicHost("n0").StartNode(t, args...))
+	var boots []string // the first five public nodes, in turn
 	for i := 1; i < n; i++ {
-		nodes = append(nodes, lab.PublicHost(fmt.Sprintf("n%d", i)).StartNode(t, "--bootstrap", nodes[0].BootstrapAddr(), "--link-idle", idle))
+		if last := nodes[len(nodes)-1]; len(boots) < 5 && last.Host.IPv6 != "" { // public
+			boots = append(boots, last.BootstrapAddr())
+		}
+		boot := append([]string{"--bootstrap", boots[i%len(boots)]}, args...)
+		name := fmt.Sprintf("n%d", i)
+		if !nat || i%3 != 2 {
+			nodes = append(nodes, lab.PublicHost(name).StartNode(t, boot...))
+			continue
+		}
+		kind := natMix[(i/3)%len(natMix)]
+		r := lab.NATRouter(fmt.Sprintf("r%d", i), kind, nil)
+		if kind == netlab.CGNAT {
+			r = lab.NATRouter(fmt.Sprintf("h%d", i), netlab.EIM, r)
+		}
+		nodes = append(nodes, r.PrivateHost(name).StartNode(t, boot...))
 	}
 	id := createNet(t, nodes[0], "--name", "city", "--ipv4", "10.80.0.0/16")
 	for _, nd := range nodes[1:] {
@@ -29,10 +59,27 @@ func onDemandNet(t *testing.T, n int, idle string) ([]*labtest.Node, string, map
 		}
 	}
 	ips := map[*labtest.Node]string{}
+	joined := time.Now()
+	within := lanBound + time.Duration(n)*time.Second // 60 nodes on 2 shared cores join slowly
 	for _, nd := range nodes {
-		ips[nd] = addrOf(waitNet(t, nd, id, "ok", 1).IPv4[0])
+		var x api.Network
+		err := netlab.Eventually(within-time.Since(joined), 250*time.Millisecond, func() error {
+			var err error
+			if x, err = network(nd, id); err != nil {
+				return err
+			}
+			if x.Status != "ok" || x.Links < 1 || len(x.IPv4) == 0 {
+				return fmt.Errorf("%s, %v after the joins: status %s, %d links, ipv4 %v; want ok with a link", nd.Host.Name, time.Since(joined).Round(time.Second), x.Status, x.Links, x.IPv4)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ips[nd] = addrOf(x.IPv4[0])
 	}
-	return nodes, id, ips
+	t.Logf("%d nodes ok on the network %v after the joins", n, time.Since(joined).Round(time.Second))
+	return lab, nodes, id, ips
 }
 
 type engineStats struct {

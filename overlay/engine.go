@@ -72,6 +72,13 @@ type EngineConfig struct {
 	// DefaultMinLinks), so that broadcasts (DHCP, mDNS) still reach a few
 	// members on a quiet network.
 	MinLinks int
+	// MaxIdleInbound is how many links other members dialled that carry
+	// no unicast frames (their seeds: see MinLinks) idle closing keeps
+	// once they are older than LinkIdle (0 means DefaultMaxIdleInbound),
+	// so that a member many others happen to pick as a seed (the first
+	// members of a network, which every newcomer knows) does not hold a
+	// link with each of them. The dialler then picks another seed.
+	MaxIdleInbound int
 	// VnetHdr says that the device's frames carry a virtio-net header
 	// (tap.Linux opened with Config.VnetHdr and TSO offloads). The engine
 	// then sends TCP super-frames whole (MsgFrameGSO), completes checksums
@@ -112,6 +119,10 @@ type EngineStats struct {
 
 // DefaultMinLinks is the default of EngineConfig.MinLinks.
 const DefaultMinLinks = 3
+
+// DefaultMaxIdleInbound is the default of EngineConfig.MaxIdleInbound:
+// twice the seeds a member chooses, so that on average every seed is kept.
+const DefaultMaxIdleInbound = 2 * DefaultMinLinks
 
 // Bounds of the frames held for members whose link is being dialled.
 const (
@@ -201,6 +212,9 @@ func New(dev tap.Device, tr Transport, sw *vswitch.Switch, cfg EngineConfig) *En
 	}
 	if cfg.MinLinks <= 0 {
 		cfg.MinLinks = DefaultMinLinks
+	}
+	if cfg.MaxIdleInbound <= 0 {
+		cfg.MaxIdleInbound = DefaultMaxIdleInbound
 	}
 	e := &Engine{cfg: cfg, dev: dev, tr: tr, sw: sw, links: map[peer.ID]*engineLink{}, asked: map[peer.ID]time.Time{},
 		dialing: map[peer.ID]bool{}, pending: map[peer.ID]*pendingMsgs{}, lookups: map[netip.Addr]time.Time{}, stop: make(chan struct{}), records: make(chan engineRecord, cfg.RecordQueue), recHash: maphash.MakeSeed()}

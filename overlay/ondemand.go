@@ -15,8 +15,8 @@ import (
 // the first packet to a never-contacted member is delayed by the dial,
 // not lost; a link whose member has not been a social neighbour for the
 // idle time is closed (closeIdle). What a node holds is then bounded by its
-// social neighbours (SocialParams.Neighbours) and MinLinks, not by the size
-// of the network.
+// social neighbours (SocialParams.Neighbours), MinLinks and
+// MaxIdleInbound, not by the size of the network.
 
 // pendingMsgs are the messages held for one member.
 type pendingMsgs struct {
@@ -78,7 +78,8 @@ func (e *Engine) expirePending(now time.Time) {
 
 // closeIdle closes links this node dialled whose member is no longer a
 // fresh social neighbour and that are older than LinkIdle, keeping
-// MinLinks; e.mu is held.
+// MinLinks, and such links that others dialled beyond MaxIdleInbound;
+// e.mu is held.
 func (e *Engine) closeIdle(now time.Time) {
 	if e.cfg.LinkIdle <= 0 || len(e.links) <= e.cfg.MinLinks {
 		return
@@ -87,17 +88,27 @@ func (e *Engine) closeIdle(now time.Time) {
 	for _, p := range e.sw.Neighbours(now) {
 		fresh[p] = true
 	}
-	var idle []peer.ID
+	var idle, idleIn []peer.ID
 	for p, l := range e.links {
-		// Only the node that dialled a link closes it for idleness: the
-		// other end may keep it as one of its MinLinks, and closing it
-		// there would only make that node dial again.
-		if l.outbound && !fresh[p] && now.Sub(l.opened) >= e.cfg.LinkIdle {
+		if fresh[p] || now.Sub(l.opened) < e.cfg.LinkIdle {
+			continue
+		}
+		if l.outbound {
 			idle = append(idle, p)
+		} else {
+			idleIn = append(idleIn, p)
 		}
 	}
 	// Oldest links go first; the ones kept are the newest.
-	slices.SortFunc(idle, func(a, b peer.ID) int { return e.links[a].opened.Compare(e.links[b].opened) })
+	oldest := func(a, b peer.ID) int { return e.links[a].opened.Compare(e.links[b].opened) }
+	slices.SortFunc(idle, oldest)
+	slices.SortFunc(idleIn, oldest)
+	// A link the other end dialled may be one of its MinLinks: closing it
+	// would only make that node dial again, so such links close only
+	// beyond MaxIdleInbound (and the dialler picks another seed).
+	if extra := len(idleIn) - e.cfg.MaxIdleInbound; extra > 0 {
+		idle = append(idle, idleIn[:extra]...)
+	}
 	for _, p := range idle {
 		if len(e.links) <= e.cfg.MinLinks {
 			return

@@ -73,26 +73,35 @@ func TestEnginePendingBounded(t *testing.T) {
 	waitUntil(t, "held frames expired", func() bool { return ea.Stats().PendingDropped == 100 })
 }
 
+// idleWorld starts n engines; the first runs with cfg (its ticker every
+// 5 ms, closing idle links), the others keep their links. t's cleanup
+// closes them.
+func idleWorld(t *testing.T, n int, cfg EngineConfig) []*engineNode {
+	w := newTestWorld(t, n, false)
+	var nodes []*engineNode
+	for i, nd := range w.nodes {
+		host, dev := taptest.NewPair(nd.mac, nd.mac, 0, 256)
+		c := EngineConfig{Logf: t.Logf, TickEvery: time.Hour}
+		if i == 0 {
+			c = cfg
+			c.Logf, c.TickEvery = t.Logf, 5*time.Millisecond
+		}
+		nodes = append(nodes, &engineNode{testNode: nd, host: host, eng: New(dev, nil, nd.sw, c)})
+	}
+	t.Cleanup(func() {
+		for _, e := range nodes {
+			e.eng.Close()
+		}
+	})
+	return nodes
+}
+
 // A link whose member is no longer a social neighbour is closed after the
 // idle time, down to MinLinks; a member still talked to keeps its link.
 func TestEngineClosesIdleLinks(t *testing.T) {
 	const n = 6
-	w := newTestWorld(t, n, false)
 	clock := &fakeClock{t: time.Unix(1e9, 0)}
-	var nodes []*engineNode
-	for i, nd := range w.nodes {
-		host, dev := taptest.NewPair(nd.mac, nd.mac, 0, 256)
-		cfg := EngineConfig{Logf: t.Logf, TickEvery: time.Hour}
-		if i == 0 {
-			cfg = EngineConfig{Logf: t.Logf, TickEvery: 5 * time.Millisecond, Now: clock.Now, LinkIdle: 30 * time.Second, MinLinks: 2}
-		}
-		nodes = append(nodes, &engineNode{testNode: nd, host: host, eng: New(dev, nil, nd.sw, cfg)})
-	}
-	defer func() {
-		for _, e := range nodes {
-			e.eng.Close()
-		}
-	}()
+	nodes := idleWorld(t, n, EngineConfig{Now: clock.Now, LinkIdle: 30 * time.Second, MinLinks: 2})
 	a := nodes[0]
 	for _, b := range nodes[1:] {
 		link(t, a, b)
@@ -118,6 +127,52 @@ func TestEngineClosesIdleLinks(t *testing.T) {
 	}
 	if st := a.eng.Stats(); st.IdleClosed != n-3 {
 		t.Fatalf("closed %d idle links, want %d", st.IdleClosed, n-3)
+	}
+}
+
+// Links that others dialled and that carry no unicast frames (their
+// seeds) are kept up to MaxIdleInbound once older than LinkIdle, the
+// newest first; one that carries frames stays whatever its age.
+func TestEngineShedsIdleInboundLinks(t *testing.T) {
+	const n = 7
+	clock := &fakeClock{t: time.Unix(1e9, 0)}
+	nodes := idleWorld(t, n, EngineConfig{Now: clock.Now, LinkIdle: 30 * time.Second, MinLinks: 1, MaxIdleInbound: 2})
+	a := nodes[0]
+	for _, b := range nodes[1:] {
+		link(t, b, a) // b dials a
+		clock.Add(time.Second)
+	}
+	links := func() map[peer.ID]bool {
+		ls, _ := a.eng.Links()
+		out := map[peer.ID]bool{}
+		for _, l := range ls {
+			out[l.Peer] = true
+		}
+		return out
+	}
+	if got := len(links()); got != n-1 {
+		t.Fatalf("%d links, want %d", got, n-1)
+	}
+	// Past LinkIdle, but every member is still a fresh social neighbour
+	// (the test switches' neighbour age is 600 s from the link's start):
+	// the oldest link carries frames; then only it stays fresh.
+	clock.Add(590 * time.Second)
+	talk := nodes[1]
+	a.host.Write(ipv4Frame(talk.mac, a.mac, a.ipv4, talk.ipv4, "still talking"))
+	hostRead(t, talk.host, func(f []byte) bool { return isIPv4(f) && bytes.Contains(f, []byte("still talking")) })
+	if got := len(links()); got != n-1 {
+		t.Fatalf("%d links while all are fresh neighbours, want %d", got, n-1)
+	}
+	clock.Add(20 * time.Second)
+	waitUntil(t, "idle inbound links closed", func() bool { return len(links()) == 3 })
+	got := links()
+	for _, want := range []*engineNode{talk, nodes[n-2], nodes[n-1]} {
+		if !got[want.peer] {
+			t.Fatalf("links %v: the link from %s (talking or among the newest two) was closed", got, want.peer)
+		}
+	}
+	if st := a.eng.Stats(); st.IdleClosed != n-4 {
+		t.Fatalf("closed %d idle links, want %d", st.IdleClosed, n-4)
 	}
 }
 

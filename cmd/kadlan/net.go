@@ -180,8 +180,8 @@ func networksCommand() *cli.Command {
 			}
 			if len(nets) > 0 && nets[0].Bounds != nil {
 				if b := nets[0].Bounds; b.OnDemand {
-					fmt.Fprintf(c.App.Writer, "links on demand: at least %d kept, others close after %s without unicast; %d social neighbours at most (MEMBERS: members known here)\n",
-						b.MinLinks, time.Duration(b.LinkIdle*float64(time.Second)), b.SocialNeighbours)
+					fmt.Fprintf(c.App.Writer, "links on demand: at least %d kept, others close after %s without unicast (%d dialled by others kept); %d social neighbours at most (MEMBERS: members known here, at most %d on a public network)\n",
+						b.MinLinks, time.Duration(b.LinkIdle*float64(time.Second)), b.MaxIdleInbound, b.SocialNeighbours, b.KnownMembers)
 				} else {
 					fmt.Fprintln(c.App.Writer, "links to every member (kadlan daemon --link-idle 0)")
 				}

@@ -148,6 +148,7 @@ func New(opts Options) (*Lab, error) {
 		}
 	}
 	sweepStale()
+	raiseNeighbourLimits()
 	l := &Lab{Prefix: fmt.Sprintf("kl%d-%d-", os.Getpid(), seq), bin: opts.Bin, dir: opts.Dir}
 	if l.dir == "" {
 		dir, err := os.MkdirTemp("", "kadlan-netlab-")
@@ -202,6 +203,32 @@ func sweepStale() {
 			continue
 		}
 		exec.Command("ip", "netns", "del", f[0]).Run()
+	}
+}
+
+// neighbourLimit is the size of the kernel's ARP and NDP tables that
+// raiseNeighbourLimits ensures. The tables are shared by every network
+// namespace of the machine (gc_thresh3, 1024 by default, counts all
+// entries), and a lab of 60 hosts that all talk to each other holds
+// about 60 x 60: beyond the limit the kernel refuses new entries
+// ("neighbor table overflow!", sendmsg: No buffer space available) and
+// hosts of the lab cannot reach each other.
+const neighbourLimit = 32768
+
+// raiseNeighbourLimits raises (never lowers) the neighbour table limits
+// to neighbourLimit; a failure leaves them as they are.
+func raiseNeighbourLimits() {
+	for _, fam := range []string{"ipv4", "ipv6"} {
+		for i, want := range []int{neighbourLimit / 8, neighbourLimit / 2, neighbourLimit} {
+			path := fmt.Sprintf("/proc/sys/net/%s/neigh/default/gc_thresh%d", fam, i+1)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				continue
+			}
+			if cur, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && cur < want {
+				os.WriteFile(path, []byte(strconv.Itoa(want)), 0o644)
+			}
+		}
 	}
 }
 

@@ -32,18 +32,63 @@ func (m *Membership) trimPendingTo(max int) {
 	if len(pend) <= max {
 		return
 	}
-	last := func(mem *Member) time.Time {
-		t := mem.LastSeen
-		if mem.Announcement != nil && mem.Announcement.Time.After(t) {
-			t = mem.Announcement.Time
-		}
-		return t
+	m.dropLeastRecent(pend, len(pend)-max)
+}
+
+// lastHeard is when this node last saw mem connected, mem announced
+// itself or this node stored that announcement, whichever is latest.
+func lastHeard(mem *Member) time.Time {
+	t := mem.LastSeen
+	if mem.Announcement != nil && mem.Announcement.Time.After(t) {
+		t = mem.Announcement.Time
 	}
-	slices.SortFunc(pend, func(a, b *Member) int { return last(a).Compare(last(b)) })
-	for _, mem := range pend[:len(pend)-max] {
+	if mem.heard.After(t) {
+		t = mem.heard
+	}
+	return t
+}
+
+// dropLeastRecent forgets the n of mems heard of least recently and
+// returns their addresses.
+func (m *Membership) dropLeastRecent(mems []*Member, n int) []peer.ID {
+	slices.SortFunc(mems, func(a, b *Member) int { return lastHeard(a).Compare(lastHeard(b)) })
+	var out []peer.ID
+	for _, mem := range mems[:n] {
 		delete(m.members, mem.Peer)
+		out = append(out, mem.Peer)
 	}
 	m.gen++
+	return out
+}
+
+// DefaultMaxKnown is the default bound of TrimKnown: the members of a
+// public network a node holds.
+const DefaultMaxKnown = 1024
+
+// TrimKnown keeps at most max members of a public network (max <= 0:
+// DefaultMaxKnown), forgetting those heard of least recently (seen
+// connected, announced, or their announcement stored by AddRecord), but never the owner nor a member keep
+// reports (the daemon keeps members with a link and social neighbours),
+// and returns the members forgotten. Anyone may join a public network,
+// so without it what a node holds would grow with the network; a
+// forgotten member is found again by its address record when a host asks
+// for it. A private network's members are bounded by its owner's
+// certificates and are not trimmed.
+func (m *Membership) TrimKnown(max int, keep func(peer.ID) bool) []peer.ID {
+	if max <= 0 {
+		max = DefaultMaxKnown
+	}
+	if m.Def == nil || m.Def.Private || len(m.members) <= max {
+		return nil
+	}
+	owner, _ := m.Owner()
+	var cand []*Member
+	for p, mem := range m.members {
+		if p != owner && !keep(p) {
+			cand = append(cand, mem)
+		}
+	}
+	return m.dropLeastRecent(cand, min(len(cand), len(m.members)-max))
 }
 
 // Pending is the number of entries of members that are not authorized.

@@ -38,6 +38,10 @@ type Member struct {
 	Certificate  *netrec.Certificate  // nil when none is known
 	Announcement *netrec.Announcement // nil when none is known
 	LastSeen     time.Time            // zero when never connected
+	// heard is when AddRecord last stored an announcement of the member
+	// (not saved): a member just looked up counts as recent for
+	// TrimKnown even if it announced itself long ago.
+	heard time.Time
 }
 
 // Membership is the state of one joined network: its definition, this
@@ -333,6 +337,10 @@ func (m *Membership) Sync(sw *Switch, now time.Time) (removed []peer.ID) {
 		m.LastIPv4 = ip
 	}
 	for p := range sw.members {
+		if _, known := m.members[p]; !known && p != m.Self {
+			sw.RemoveMember(p) // forgotten (TrimKnown), not unauthorized
+			continue
+		}
 		if !m.MemberStatus(p, now).Admitted() {
 			sw.RemoveMember(p)
 			removed = append(removed, p)
@@ -439,7 +447,11 @@ func (m *Membership) AddRecord(b []byte, now time.Time) (bool, error) {
 	case *netrec.Revocation:
 		return m.SetRevocation(r)
 	case *netrec.Announcement:
-		return m.AddAnnouncement(r)
+		ok, err := m.AddAnnouncement(r)
+		if ok {
+			m.members[r.Member].heard = now
+		}
+		return ok, err
 	case *netrec.RedemptionSet:
 		return m.AddRedemptions(r, now)
 	}

@@ -127,6 +127,80 @@ func TestMembershipPublicAndSync(t *testing.T) {
 	}
 }
 
+// TestTrimKnown: a public network's members are bounded; those heard of
+// least recently go first, never the owner nor members the caller keeps
+// (linked, social neighbours), and the switch forgets them too without
+// counting them as removed (unauthorized). A private network is not
+// trimmed.
+func TestTrimKnown(t *testing.T) {
+	owner, ownerID := testKey(t, 1)
+	_, self := testKey(t, 3)
+	def := testDef(t, owner, false)
+	m := NewMembership(def.ID(), self, t0)
+	m.SetDefinition(def)
+	sw, err := NewSwitch(m.SwitchConfig(t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Seen(ownerID, t0) // the oldest entry
+	var peers []peer.ID
+	for i := range 10 {
+		k, p := testKey(t, uint64(100+i))
+		a, _ := netrec.NewAnnouncement(k, def.ID(), netip.Addr{}, t0.Add(time.Duration(i+1)*time.Minute))
+		if _, err := m.AddAnnouncement(a); err != nil {
+			t.Fatal(err)
+		}
+		peers = append(peers, p)
+	}
+	m.Sync(sw, t0)
+	if sw.NumMembers() != 11 {
+		t.Fatalf("%d members in the switch, want 11", sw.NumMembers())
+	}
+	linked := peers[0] // heard of least recently, but linked
+	dropped := m.TrimKnown(5, func(p peer.ID) bool { return p == linked })
+	if len(dropped) != 6 {
+		t.Fatalf("dropped %d members, want 6: %v", len(dropped), dropped)
+	}
+	for _, p := range append([]peer.ID{ownerID, linked}, peers[7:]...) {
+		if _, ok := m.Member(p); !ok {
+			t.Errorf("%s forgotten (the owner, a kept member or among the three heard of last)", p)
+		}
+	}
+	for _, p := range peers[1:7] {
+		if _, ok := m.Member(p); ok {
+			t.Errorf("%s kept, want it forgotten (heard of before the others)", p)
+		}
+	}
+	if removed := m.Sync(sw, t0); len(removed) != 0 || sw.NumMembers() != 5 {
+		t.Fatalf("sync after trimming: removed %v, %d members in the switch, want none and 5", removed, sw.NumMembers())
+	}
+	if again := m.TrimKnown(5, func(peer.ID) bool { return false }); len(again) != 0 {
+		t.Fatalf("trimmed again at the bound: %v", again)
+	}
+	// A member just looked up (its old announcement stored by AddRecord
+	// now) is recent: another goes instead.
+	k, looked := testKey(t, 101)
+	old, _ := netrec.NewAnnouncement(k, def.ID(), netip.Addr{}, t0)
+	if ok, err := m.AddRecord(mustMarshal(t, old), t0.Add(time.Hour)); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	if dropped := m.TrimKnown(5, func(peer.ID) bool { return false }); len(dropped) != 1 || dropped[0] == looked {
+		t.Fatalf("after a lookup: dropped %v, want one member other than the one looked up", dropped)
+	}
+	// A private network: its owner's certificates bound it.
+	pdef := testDef(t, owner, true)
+	priv := NewMembership(pdef.ID(), self, t0)
+	if ok, err := priv.SetDefinition(pdef); !ok || err != nil {
+		t.Fatal(ok, err)
+	}
+	for _, p := range peers {
+		priv.Seen(p, t0)
+	}
+	if dropped := priv.TrimKnown(1, func(peer.ID) bool { return false }); len(dropped) != 0 {
+		t.Fatalf("private network trimmed: %v", dropped)
+	}
+}
+
 func TestMembershipInfoJSON(t *testing.T) {
 	owner, ownerID := testKey(t, 1)
 	def := testDef(t, owner, false)
