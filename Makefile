@@ -87,6 +87,7 @@ bench-scale: build ## links, memory, background bytes and first-ping latency per
 	  KADLAN_BENCH=1 KADLAN_BENCH_SCALE_E2E=$(SCALE_E2E) KADLAN_BENCH_OUT=$(CURDIR) KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 60m -run "^TestBenchScale$$" ./e2e/ | grep -v "^        \|^---\|^ok\|^PASS\|^=== "'
 
 test-scale: build ## 60 daemons on one public network (root, ~12 min, not in make test): links bounded after a quiet minute, 5 pings each, 5 minutes of 30%/min kill-and-restart with >= 99% of pings answered, a broadcast reaching contacts
+	KADLAN_SCALE=1 $(GO) test -race -count=1 -timeout 10m -run '^TestScaleLinksBounded$$' ./daemon/
 	KADLAN_SCALE=1 KADLAN_BIN=$(CURDIR)/$(BIN) nice -n 10 $(GO) test -count=1 -timeout 30m -v -run '^TestScale$$' ./e2e/ 2>&1 | grep -v '^        20'; exit $${PIPESTATUS[0]}
 
 clean: ## remove build output
