@@ -38,11 +38,12 @@ var (
 type inboundGater struct {
 	lim    *rate.Limiter
 	reach  *reachGuard // told of dials and accepts (reach.go); may be nil
+	gates  *relayGates // circuits waiting for their relay (relaydial.go); may be nil
 	onLink func(net.IP) bool
 }
 
-func newInboundGater(reach *reachGuard) *inboundGater {
-	return &inboundGater{reach: reach, onLink: onLinkNow, lim: &rate.Limiter{
+func newInboundGater(reach *reachGuard, gates *relayGates) *inboundGater {
+	return &inboundGater{reach: reach, gates: gates, onLink: onLinkNow, lim: &rate.Limiter{
 		NetworkPrefixLimits: []rate.PrefixLimit{
 			{Prefix: netip.MustParsePrefix("127.0.0.0/8")},
 			{Prefix: netip.MustParsePrefix("::1/128")},
@@ -71,7 +72,10 @@ func (g *inboundGater) InterceptAccept(cm network.ConnMultiaddrs) bool {
 }
 
 func (g *inboundGater) InterceptPeerDial(peer.ID) bool { return true }
-func (g *inboundGater) InterceptAddrDial(_ peer.ID, a ma.Multiaddr) bool {
+func (g *inboundGater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
+	if !g.gates.allow(p, a) {
+		return false
+	}
 	if g.reach != nil {
 		if ip, ok := publicIP(a); ok {
 			g.reach.sentTo(ip)

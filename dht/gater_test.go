@@ -37,7 +37,7 @@ func TestDialsNotRateLimited(t *testing.T) {
 // Inbound connections are limited per source IP after a burst; other
 // sources and loopback are not affected.
 func TestInboundRateLimited(t *testing.T) {
-	g := newInboundGater(nil)
+	g := newInboundGater(nil, nil)
 	onLink := netip.MustParsePrefix("2001:2:0:9::/64")
 	g.onLink = func(ip net.IP) bool { a, _ := netip.AddrFromSlice(ip); return onLink.Contains(a) }
 	local := ma.StringCast("/ip4/192.0.0.130/tcp/4242")

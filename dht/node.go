@@ -136,6 +136,8 @@ type Node struct {
 	acl     *relayACL
 	connMgr *connmgr.BasicConnMgr // trimmed directly by tests
 	punch   *puncher              // DCUtR, punched again while relayed
+	vouch   *vouch                // peers holding reservations on this relay (vouch.go)
+	gates   *relayGates           // circuits waiting for their relay during Connect (relaydial.go)
 	reach   *reachGuard           // who this node sent to; a stranger's connection
 	// reachEm emits reachability overrides (reach.go); nil when not needed.
 	reachEm      event.Emitter
@@ -173,6 +175,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 
 	guard := newReachGuard()
+	gates := newRelayGates()
 	reach, err := decideReachability(cfg.Reachability, listenMA)
 	if err != nil {
 		return nil, err
@@ -209,7 +212,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
-		libp2p.ConnectionGater(newInboundGater(guard)),
+		libp2p.ConnectionGater(newInboundGater(guard, gates)),
 		libp2p.ConnectionManager(cm),
 		libp2p.UserAgent("kadlan/" + cfg.Version),
 		libp2p.AddrsFactory(addrsFactory(filter, nodeRef)),
@@ -276,7 +279,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("dht: hole punching: %w", err)
 	}
 	cctx, cancel := context.WithCancel(context.Background())
-	n := &Node{Host: h, DHT: d, LAN: lan, cfg: cfg, started: time.Now(), logf: logf, ctx: cctx, cancel: cancel, reachability: reach, acl: acl, connMgr: cm, punch: punch, bday: bday, reach: guard, reachChanged: make(chan struct{}, 1)}
+	n := &Node{Host: h, DHT: d, LAN: lan, cfg: cfg, started: time.Now(), logf: logf, ctx: cctx, cancel: cancel, reachability: reach, acl: acl, connMgr: cm, punch: punch, vouch: newVouch(), gates: gates, bday: bday, reach: guard, reachChanged: make(chan struct{}, 1)}
 	if err := n.registerMetrics(cfg.Metrics); err != nil {
 		n.Close()
 		return nil, fmt.Errorf("dht: metrics: %w", err)
@@ -299,11 +302,15 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		// reachability event, and AutoNAT emits its first one after a 15 s
 		// boot delay plus dial-backs. Say "unknown" now (it is the truth)
 		// so that a node behind NAT reserves relay slots within a second;
-		// AutoNAT's verdict follows and overrides it.
-		if em, err := h.EventBus().Emitter(new(event.EvtLocalReachabilityChanged), eventbus.Stateful); err == nil {
-			em.Emit(event.EvtLocalReachabilityChanged{Reachability: network.ReachabilityUnknown})
-			em.Close()
+		// AutoNAT's verdict follows, filtered by the reach guard, which
+		// emits on the same emitter (reach.go).
+		em, err := h.EventBus().Emitter(new(event.EvtLocalReachabilityChanged), eventbus.Stateful)
+		if err != nil {
+			n.Close()
+			return nil, fmt.Errorf("dht: reachability events: %w", err)
 		}
+		n.reachEm = em
+		em.Emit(event.EvtLocalReachabilityChanged{Reachability: network.ReachabilityUnknown})
 	}
 	if cfg.Relay == "on" {
 		if err := n.startRelay(); err != nil {
@@ -318,20 +325,15 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	n.watchReconnects(cctx)
 	h.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) { guard.connected(c) }})
 	bday.sentTo = guard.sentTo
-	if reach == network.ReachabilityUnknown {
+	if n.reachEm != nil {
 		// Behind NAT (no public interface address, nothing forced): AutoNAT's
 		// "public" needs a stranger's connection to confirm it (reach.go).
-		em, err := h.EventBus().Emitter(new(event.EvtLocalReachabilityChanged), eventbus.Stateful)
-		if err != nil {
-			n.Close()
-			return nil, fmt.Errorf("dht: reachability events: %w", err)
-		}
-		n.reachEm = em
 		n.wg.Add(1)
-		go func() { defer n.wg.Done(); n.guardReachability(cctx, em, n.reachChanged) }()
+		go func() { defer n.wg.Done(); n.guardReachability(cctx, n.reachEm, n.reachChanged) }()
 	}
 	h.SetStreamHandler(BirthdayProtocol, func(s network.Stream) { bday.handle(cctx, s) })
-	n.wg.Add(4)
+	n.wg.Add(5)
+	go func() { defer n.wg.Done(); n.runVouch(cctx) }()
 	go func() { defer n.wg.Done(); bday.run(cctx, &n.wg) }()
 	go func() { defer n.wg.Done(); n.punch.run(cctx, &n.wg, punchTick) }()
 	go func() { defer n.wg.Done(); n.watchInterfaces(cctx, time.Second) }()

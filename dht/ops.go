@@ -301,17 +301,39 @@ func (n *Node) Connect(ctx context.Context, id peer.ID) error {
 	errs := make(chan error)
 	var mu sync.Mutex
 	attempts := 0
-	dial := func(addrs []ma.Multiaddr) {
+	report := func(err error) {
+		select {
+		case errs <- err:
+		case <-ctx.Done():
+		}
+	}
+	attempt := func(f func() error) {
 		mu.Lock()
 		attempts++
 		mu.Unlock()
-		go func() {
-			err := n.Host.Connect(ctx, peer.AddrInfo{ID: id, Addrs: addrs})
-			select {
-			case errs <- err:
-			case <-ctx.Done():
-			}
-		}()
+		go func() { report(f()) }()
+	}
+	// Circuits through relays this node is not connected to wait for
+	// their relay, which is dialled on the side (relaydial.go).
+	gate, release := n.gates.open(n, id)
+	defer release()
+	dial := func(addrs []ma.Multiaddr) {
+		known := addrs
+		if known == nil {
+			known = n.Host.Peerstore().Addrs(id)
+		}
+		attempt(func() error { return n.Host.Connect(ctx, peer.AddrInfo{ID: id, Addrs: addrs}) })
+		for _, r := range gate.split(known) {
+			attempt(func() error {
+				rctx, cancel := context.WithTimeout(ctx, relayDialTimeout)
+				defer cancel()
+				circ, err := gate.connect(rctx, r)
+				if err != nil {
+					return fmt.Errorf("relay %s: %w", r.ID, err)
+				}
+				return n.Host.Connect(ctx, peer.AddrInfo{ID: id, Addrs: circ})
+			})
+		}
 	}
 	if len(n.Host.Peerstore().Addrs(id)) > 0 {
 		dial(nil)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/netip"
 	"sync"
-	"time"
 
 	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -31,16 +30,20 @@ import (
 const sentToMax = 8192 // remote IPs remembered as "sent to"
 
 // reachGuard keeps the IPs this node sent to and whether a stranger got in.
+// The IPs are kept in two generations of at most sentToMax/2 each: when the
+// newer is full it becomes the older and the older is dropped, so memory is
+// bounded and an IP sent to within the last sentToMax/2 distinct IPs is
+// always remembered, at O(1) per dial.
 type reachGuard struct {
 	mu        sync.Mutex
-	sent      map[netip.Addr]time.Time
+	sent, old map[netip.Addr]struct{}
 	strangers map[netip.Addr]bool // accepted from a stranger, not yet connected
 	confirmed netip.Addr          // the first stranger that connected
 	kick      chan struct{}
 }
 
 func newReachGuard() *reachGuard {
-	return &reachGuard{sent: map[netip.Addr]time.Time{}, strangers: map[netip.Addr]bool{}, kick: make(chan struct{}, 1)}
+	return &reachGuard{sent: map[netip.Addr]struct{}{}, strangers: map[netip.Addr]bool{}, kick: make(chan struct{}, 1)}
 }
 
 func publicIP(a ma.Multiaddr) (netip.Addr, bool) {
@@ -62,19 +65,18 @@ func (g *reachGuard) sentTo(ip netip.Addr) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	now := time.Now()
-	if _, ok := g.sent[ip]; !ok && len(g.sent) >= sentToMax {
-		var oldIP netip.Addr
-		var old time.Time
-		for k, t := range g.sent {
-			if !oldIP.IsValid() || t.Before(old) {
-				oldIP, old = k, t
-			}
-		}
-		delete(g.sent, oldIP)
+	if _, ok := g.sent[ip]; !ok && len(g.sent) >= sentToMax/2 {
+		g.old, g.sent = g.sent, make(map[netip.Addr]struct{}, sentToMax/2)
 	}
-	g.sent[ip] = now
+	g.sent[ip] = struct{}{}
 	delete(g.strangers, ip)
+}
+
+// hasSent says whether ip is remembered as sent to; g.mu is held.
+func (g *reachGuard) hasSent(ip netip.Addr) bool {
+	_, a := g.sent[ip]
+	_, b := g.old[ip]
+	return a || b
 }
 
 // accepted is called for every inbound connection attempt.
@@ -85,7 +87,7 @@ func (g *reachGuard) accepted(a ma.Multiaddr) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if _, sent := g.sent[ip]; !sent && len(g.strangers) < 64 {
+	if !g.hasSent(ip) && len(g.strangers) < 64 {
 		g.strangers[ip] = true
 	}
 }

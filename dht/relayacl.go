@@ -44,6 +44,9 @@ func (a *relayACL) AllowReserve(p peer.ID, addr ma.Multiaddr) bool {
 	ok := a.isKadlanPeer(p, addr)
 	if ok {
 		a.allowedReservations.Add(1)
+		if n := a.nodeRef.Load(); n != nil {
+			n.vouch.reserved(n, p)
+		}
 	} else {
 		// Log the first refusals and then one in 1024: a stranger
 		// asking in a loop must not write a line per request.
