@@ -149,19 +149,23 @@ func TestBenchConnect(t *testing.T) {
 	}
 	nat := func(kind netlab.NAT) *benchSide { return &benchSide{nat: kind} }
 	classes := []struct {
-		name string
-		a, b *benchSide // b nil: pairs within a's nodes
+		name      string
+		a, b      *benchSide // b nil: pairs within a's nodes
+		relayDied bool       // kadlan only, last: the bootstrap node and a relay of the targets die before the pings
 	}{
-		{"public-public", &benchSide{public: true}, nil},
-		{"eim-eim", nat(netlab.EIM), nil},
+		{"public-public", &benchSide{public: true}, nil, false},
+		{"eim-eim", nat(netlab.EIM), nil, false},
 		// Full-cone nodes are public (AutoNAT): DHT clients, as public-public.
-		{"fullcone-fullcone", &benchSide{nat: netlab.FullCone, dhtClient: true}, nil},
-		{"addrrestricted-addrrestricted", &benchSide{nat: netlab.AddressRestricted, dhtClient: true}, nil},
-		{"cgnat-cgnat", nat(netlab.CGNAT), nil},
-		{"udpblocked-eim", nat(netlab.UDPBlocked), nat(netlab.EIM)},
-		{"only443-eim", &benchSide{nat: netlab.Only443, via443: true}, nat(netlab.EIM)},
-		{"symmetric-eim", nat(netlab.Symmetric), nat(netlab.EIM)},
-		{"symmetric-symmetric", nat(netlab.Symmetric), nil},
+		{"fullcone-fullcone", &benchSide{nat: netlab.FullCone, dhtClient: true}, nil, false},
+		{"addrrestricted-addrrestricted", &benchSide{nat: netlab.AddressRestricted, dhtClient: true}, nil, false},
+		{"cgnat-cgnat", nat(netlab.CGNAT), nil, false},
+		{"udpblocked-eim", nat(netlab.UDPBlocked), nat(netlab.EIM), false},
+		{"only443-eim", &benchSide{nat: netlab.Only443, via443: true}, nat(netlab.EIM), false},
+		{"symmetric-eim", nat(netlab.Symmetric), nat(netlab.EIM), false},
+		{"symmetric-symmetric", nat(netlab.Symmetric), nil, false},
+		// Right after the bootstrap node and the public node that relays
+		// for most targets died: the targets' records still name it.
+		{"eim-eim-relaydied", nat(netlab.EIM), nat(netlab.EIM), true},
 	}
 	if !with443 {
 		keep := classes[:0]
@@ -223,6 +227,9 @@ func TestBenchConnect(t *testing.T) {
 			sets = append(sets, kadlanSet)
 		}
 		for _, sys := range anchors {
+			if c.relayDied {
+				break // kills public nodes: kadlan only, and last
+			}
 			sets = append(sets, func() benchSet {
 				set := benchSet{system: sys.name, err: sys.err}
 				if sys.err == nil {
@@ -239,6 +246,9 @@ func TestBenchConnect(t *testing.T) {
 		}
 		for _, mk := range sets {
 			set := mk()
+			if c.relayDied && set.system == "kadlan" {
+				killRelayOfMost(t, w, set.bs)
+			}
 			r := measurePairs(t, set, c.name, side, c.b == nil)
 			r.RTTms = rttMs
 			rows = append(rows, r)
@@ -300,6 +310,7 @@ type benchRow struct {
 type benchPeer struct {
 	name string
 	id   string
+	node *labtest.Node // kadlan's; nil for the anchors
 	// ping makes first contact with to and round-trips one message.
 	ping func(to *benchPeer) (benchPing, error)
 	// path is "direct", "relayed" or "" (not connected); nil: the path
@@ -324,7 +335,7 @@ type benchSet struct {
 
 func kadlanPeer(n *labtest.Node) *benchPeer {
 	c := api.NewClient(n.API)
-	p := &benchPeer{name: n.Host.Name, id: n.Address, stop: n.Stop}
+	p := &benchPeer{name: n.Host.Name, id: n.Address, node: n, stop: n.Stop}
 	p.ping = func(to *benchPeer) (benchPing, error) {
 		var pr api.PingResult
 		if err := n.JSON(&pr, "ping", "-c", "1", "--timeout", "10s", to.id); err != nil {
@@ -485,4 +496,41 @@ func msOrDash(xs []float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.1f ms", median(xs))
+}
+
+// killRelayOfMost kills the bootstrap node and the public node that holds
+// relay reservations for most of the kadlan nodes of targets.
+func killRelayOfMost(t *testing.T, w *natWorld, targets []*benchPeer) {
+	count := map[*labtest.Node]int{}
+	for _, tp := range targets {
+		n := tp.node
+		if n == nil {
+			continue
+		}
+		var st api.Status
+		if err := n.JSON(&st, "status"); err != nil {
+			continue
+		}
+		for _, p := range w.pubs {
+			for _, a := range st.RelayAddrs {
+				if strings.Contains(a, "/p2p/"+p.Address+"/") {
+					count[p]++
+					break
+				}
+			}
+		}
+	}
+	var dead *labtest.Node
+	for p, c := range count {
+		if dead == nil || c > count[dead] {
+			dead = p
+		}
+	}
+	w.boot.Kill()
+	if dead == nil {
+		t.Logf("relay died: no target holds a reservation on a public node; only the bootstrap node was killed")
+		return
+	}
+	dead.Kill()
+	t.Logf("relay died: killed the bootstrap node and %s, a relay of %d of %d targets", dead.Host.Name, count[dead], len(targets))
 }
