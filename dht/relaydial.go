@@ -16,7 +16,7 @@ import (
 // connects to its relay: a circuit through a dead relay, which a target's
 // records still name after the relay died, held every other circuit to
 // that target until the dial to the dead relay timed out (5 s in
-// TestNATZoo's relay-died case, with a live relay's circuit queued behind
+// TestEveryNATClass's relay-died case, with a live relay's circuit queued behind
 // it). kad-dht's lookup dials the target too (it queries the peer it looks
 // for), with every address the lookup heard. So while Connect runs for a
 // target, the connection gater refuses circuits to it through relays this

@@ -11,7 +11,7 @@ import (
 	"github.com/kadlan/kadlan/e2e/netlab/labtest"
 )
 
-// TestNATZoo: behind a router of every class of the lab's zoo, two nodes
+// TestEveryNATClass: behind a router of every class of the lab's zoo, two nodes
 // start one after another; every one of them is findable by a public node
 // within 10 s of holding relay reservations, answers a first ping from a
 // node behind an endpoint-independent NAT that never contacted it, and
@@ -31,7 +31,7 @@ import (
 // Last, the relay-died case: the bootstrap node and one of a target's
 // relays are killed, and a node that never contacted the target reaches it
 // through the others (the target's records still name the dead one).
-func TestNATZoo(t *testing.T) {
+func TestEveryNATClass(t *testing.T) {
 	w := newNATWorld(t)
 	ref := w.behind(t, w.lab.NATRouter("zref", netlab.EIM, nil), "ref")
 	cgnat := w.lab.NATRouter("carrier", netlab.CGNAT, nil)
