@@ -43,6 +43,9 @@ type RelayService struct {
 	RefusedReservations uint64  `json:"refused_reservations"` // requests from peers that are not kadlan nodes
 	AllowedCircuits     uint64  `json:"allowed_circuits"`
 	RefusedCircuits     uint64  `json:"refused_circuits"`
+	// Serving counts the peers holding a reservation here that this relay
+	// names, in answers to FIND_PEER, by its circuit addresses.
+	Serving int `json:"serving"`
 }
 
 // ConnLimits: the connection manager trims to LowWater above HighWater

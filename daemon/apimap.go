@@ -33,7 +33,7 @@ func apiStatus(st dht.Status, rs dht.RelayStatus, cl dht.ConnLimits) api.Status 
 			ReservationsPerASN: rs.Limits.ReservationsPerASN, CircuitsPerPeer: rs.Limits.CircuitsPerPeer,
 			CircuitDuration: rs.Limits.CircuitDuration.Seconds(), CircuitBytes: rs.Limits.CircuitBytes,
 			AllowedReservations: rs.AllowedReservations, RefusedReservations: rs.RefusedReservations,
-			AllowedCircuits: rs.AllowedCircuits, RefusedCircuits: rs.RefusedCircuits},
+			AllowedCircuits: rs.AllowedCircuits, RefusedCircuits: rs.RefusedCircuits, Serving: rs.Serving},
 		ConnLimits: &api.ConnLimits{LowWater: cl.LowWater, HighWater: cl.HighWater, GracePeriod: cl.GracePeriod.Seconds(),
 			Inbound: cl.Inbound, Outbound: cl.Outbound, Total: cl.Total},
 	}

@@ -159,6 +159,7 @@ type RelayStatus struct {
 	AllowedCircuits     uint64      `json:"allowed_circuits"`
 	RefusedCircuits     uint64      `json:"refused_circuits"` // circuit requests from peers that are not kadlan nodes
 	RefusedStranger     uint64      `json:"refused_stranger"` // circuit requests from non-members over CircuitsPerStranger
+	Serving             int         `json:"serving"`          // peers this relay names by circuit addresses through itself (vouch.go)
 }
 
 // RelayLimits are the effective limits of this node's relay service
@@ -174,5 +175,6 @@ func (n *Node) RelayStatus() RelayStatus {
 		AllowedCircuits:     n.acl.allowedCircuits.Load(),
 		RefusedCircuits:     n.acl.refusedCircuits.Load(),
 		RefusedStranger:     n.acl.refusedStranger.Load(),
+		Serving:             n.vouch.count(),
 	}
 }

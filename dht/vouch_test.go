@@ -34,6 +34,9 @@ func TestRelayVouchesForReservations(t *testing.T) {
 	if got := circuitsVia(relay, member.ID()); len(got) == 0 {
 		t.Fatalf("after the reservation the relay holds %v for the member: no circuit address through itself", relay.Host.Peerstore().Addrs(member.ID()))
 	}
+	if got := relay.RelayStatus().Serving; got != 1 {
+		t.Fatalf("relay status says it serves %d peers, want 1", got)
+	}
 
 	other := clientNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

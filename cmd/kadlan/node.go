@@ -184,9 +184,9 @@ func statusCommand() *cli.Command {
 					"conn limits:", cl.LowWater, cl.HighWater, cl.Inbound, cl.Outbound)
 			}
 			if rs := st.RelayService; rs != nil {
-				fmt.Fprintf(w, "%-14s %s: kadlan nodes only, %d slots (%d per IP), %d circuits per peer, %s or %d MiB per circuit; refused %d reservations, %d circuits\n",
+				fmt.Fprintf(w, "%-14s %s: kadlan nodes only, %d slots (%d per IP), %d circuits per peer, %s or %d MiB per circuit; serving %d; refused %d reservations, %d circuits\n",
 					"relay:", st.Relay, rs.Reservations, rs.ReservationsPerIP, rs.CircuitsPerPeer,
-					time.Duration(rs.CircuitDuration*float64(time.Second)), rs.CircuitBytes>>20, rs.RefusedReservations, rs.RefusedCircuits)
+					time.Duration(rs.CircuitDuration*float64(time.Second)), rs.CircuitBytes>>20, rs.Serving, rs.RefusedReservations, rs.RefusedCircuits)
 			}
 			fmtAddrs(w, "listening", st.ListenAddrs)
 			fmtAddrs(w, "observed", st.ObservedAddrs)
