@@ -71,7 +71,7 @@ func (g *inboundGater) InterceptAccept(cm network.ConnMultiaddrs) bool {
 	return g.lim.Allow(a.Unmap())
 }
 
-func (g *inboundGater) InterceptPeerDial(peer.ID) bool { return true }
+func (g *inboundGater) InterceptPeerDial(p peer.ID) bool { return !g.gates.isDead(p) }
 func (g *inboundGater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
 	if !g.gates.allow(p, a) {
 		return false

@@ -323,7 +323,11 @@ func (n *Node) Connect(ctx context.Context, id peer.ID) error {
 			known = n.Host.Peerstore().Addrs(id)
 		}
 		attempt(func() error { return n.Host.Connect(ctx, peer.AddrInfo{ID: id, Addrs: addrs}) })
-		for _, r := range gate.split(known) {
+		relays, probe := gate.split(known)
+		for _, r := range probe {
+			go n.probeRelay(ctx, r) // ends with ctx, i.e. with Connect
+		}
+		for _, r := range relays {
 			attempt(func() error {
 				rctx, cancel := context.WithTimeout(ctx, relayDialTimeout)
 				defer cancel()
