@@ -51,6 +51,9 @@ func (n *Node) DialLink(ctx context.Context, p peer.ID, proto protocol.ID, first
 			return nil, fmt.Errorf("link to %s: %w", p, err)
 		}
 	}
+	if s.Conn().Stat().Limited {
+		n.relayedLink(p, s)
+	}
 	if c := s.Conn(); isQUIC(c.RemoteMultiaddr()) && !c.Stat().Limited {
 		n.wg.Add(1)
 		go func() {

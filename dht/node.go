@@ -138,6 +138,7 @@ type Node struct {
 	punch   *puncher              // DCUtR, punched again while relayed
 	vouch   *vouch                // peers holding reservations on this relay (vouch.go)
 	gates   *relayGates           // circuits waiting for their relay during Connect (relaydial.go)
+	relayed relayedLinks          // member links on relayed connections (linkmove.go)
 	reach   *reachGuard           // who this node sent to; a stranger's connection
 	// reachEm emits reachability overrides (reach.go); nil when not needed.
 	reachEm      event.Emitter
@@ -317,6 +318,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			n.Close()
 			return nil, err
 		}
+	}
+	if err := n.watchRelayedLinks(cctx); err != nil {
+		n.Close()
+		return nil, err
 	}
 	if err := n.watchObserved(cctx); err != nil {
 		n.Close()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kadlan/kadlan/api"
 	"github.com/kadlan/kadlan/e2e/netlab"
+	"github.com/kadlan/kadlan/e2e/netlab/labtest"
 )
 
 // TestHolePunchAgain: the direct path between two endpoint-independent
@@ -15,7 +16,9 @@ import (
 // fail and the pair stays relayed. Once the block is lifted, kadlan's own
 // later rounds (20 s after connecting, then with a doubling backoff) make
 // the path direct; libp2p alone would stay relayed for the connection's
-// life.
+// life. The two are members of a network whose link opened on the relayed
+// connection: once the pair is direct, the link moves to the direct path
+// (before, it stayed on the relay until the circuit's limit).
 func TestHolePunchAgain(t *testing.T) {
 	w := newNATWorld(t)
 	natA := w.lab.NATRouter("natA", netlab.EIM, nil)
@@ -77,6 +80,25 @@ func TestHolePunchAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("relayed after %v: %d rounds, %d failed (%s), next in %.0f s", time.Since(start).Round(time.Millisecond), pu.Attempts, pu.Failures, pu.LastError, pu.NextInS)
+	id := createNet(t, a, "--name", "punched", "--ipv4", "10.79.0.0/24")
+	if _, err := b.CLI("join", id); err != nil {
+		t.Fatal(err)
+	}
+	waitNet(t, a, id, "ok", 1)
+	waitNet(t, b, id, "ok", 1)
+	linkPath := func(x, y *labtest.Node) (string, error) {
+		m, err := memberStatus(x, id, y.Address)
+		if err != nil {
+			return "", err
+		}
+		if !m.Link {
+			return "", fmt.Errorf("%s has no link to %s", x.Host.Name, y.Host.Name)
+		}
+		return m.Path, nil
+	}
+	if p, err := linkPath(a, b); err != nil || p != "relayed" {
+		t.Fatalf("a's member link to b while blocked: %q %v; want relayed", p, err)
+	}
 	block(false)
 	lifted := time.Now()
 	if _, err := waitDirect(a, b, 90*time.Second, 250*time.Millisecond); err != nil {
@@ -86,6 +108,22 @@ func TestHolePunchAgain(t *testing.T) {
 	if pr, err := pingOnce(a, b, "5s"); err != nil || pr.Path != "direct" {
 		t.Fatalf("ping after the punch: %+v %v", pr, err)
 	}
+	err = netlab.Eventually(30*time.Second, 250*time.Millisecond, func() error {
+		for _, pair := range [][2]*labtest.Node{{a, b}, {b, a}} {
+			p, err := linkPath(pair[0], pair[1])
+			if err != nil {
+				return err
+			}
+			if p != "direct" {
+				return fmt.Errorf("%s's member link to %s is %s", pair[0].Host.Name, pair[1].Host.Name, p)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the pair is direct, its member link is not: %v", err)
+	}
+	t.Logf("member link direct %v after the block was lifted", time.Since(lifted).Round(time.Millisecond))
 }
 
 // TestAddressRestrictedNAT: behind an address-restricted NAT (endpoint-
