@@ -100,7 +100,7 @@ func (d *dpNAT) setup(t *testing.T, lab *labtest.Lab, v punchVariant, i int) ([]
 		return nil, "after the reconnect: " + err.Error()
 	}
 	ver, _ := x.CLI("--version")
-	wire := fmt.Sprintf("crosses a %s NAT router, the lab's Internet bridge and a %s NAT router (nftables masquerade and conntrack on both): not the raw veth's wire", v.kindA, v.kindB)
+	wire := fmt.Sprintf("crosses two NAT routers (%s, then %s; nftables masquerade and conntrack) and the lab's Internet bridge: not the raw veth's wire", v.kindA, v.kindB)
 	s := &dpSystem{name: v.name, ip: addrOf(net.IPv4[0]), addresses: "nat", version: strings.TrimSpace(ver),
 		nodes: []*labtest.Node{x, y}, netID: id, pidsA: nodePids(x), pidsB: nodePids(y), from: x.Host, to: y.Host, wire: wire}
 	s.rssIdle = [2]string{rssDetail(s.pidsA), rssDetail(s.pidsB)}
