@@ -1073,24 +1073,7 @@ func spread(xs []float64, format string) string {
 // KADLAN_BENCH_PINGS pings (default 100) KADLAN_BENCH_PING_INTERVAL
 // seconds apart (default 0.02); medians in µs.
 func TestBenchPingPath(t *testing.T) {
-	if os.Getenv("KADLAN_BENCH") == "" {
-		t.Skip("benchmark; run with KADLAN_BENCH=1")
-	}
-	if _, err := exec.LookPath("tcpdump"); err != nil {
-		t.Skip("tcpdump not installed (apt-get install tcpdump)")
-	}
-	lab := labtest.New(t)
-	a, b := vethHosts(t, lab)
-	s, why := setupKadlan(t, a, b, kadlanVariants["tcp/public"], 0)
-	if s == nil {
-		t.Fatal(why)
-	}
-	if err := netlab.Eventually(20*time.Second, 200*time.Millisecond, func() error {
-		_, err := lab.Exec(a.NS, "ping", "-c", "1", "-W", "1", s.ip)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	lab, a, b, s := dumpedLink(t, "tcp/public")
 	dir := t.TempDir()
 	var dumps []*netlab.Proc
 	for _, h := range []*labtest.Host{a, b} {
@@ -1223,4 +1206,30 @@ func pct(xs []float64, p float64) float64 {
 	s := append([]float64(nil), xs...)
 	sort.Float64s(s)
 	return s[max(0, min(len(s)-1, int(p*float64(len(s)))))]
+}
+
+// dumpedLink is the set-up of the benchmarks that watch one kadlan row
+// with tcpdump (KADLAN_BENCH=1; skipped without tcpdump): the veth pair,
+// the row's two daemons on it, and a first ping across.
+func dumpedLink(t *testing.T, row string) (*labtest.Lab, *labtest.Host, *labtest.Host, *dpSystem) {
+	t.Helper()
+	if os.Getenv("KADLAN_BENCH") == "" {
+		t.Skip("benchmark; run with KADLAN_BENCH=1")
+	}
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		t.Skip("tcpdump not installed (apt-get install tcpdump)")
+	}
+	lab := labtest.New(t)
+	a, b := vethHosts(t, lab)
+	s, why := setupKadlan(t, a, b, kadlanVariants[row], 0)
+	if s == nil {
+		t.Fatal(why)
+	}
+	if err := netlab.Eventually(20*time.Second, 200*time.Millisecond, func() error {
+		_, err := lab.Exec(a.NS, "ping", "-c", "1", "-W", "1", s.ip)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return lab, a, b, s
 }
