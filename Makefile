@@ -73,7 +73,7 @@ bench-roam: build ## a NATed node moves between NAT sites (root): time until a p
 bench-start: build ## daemon start to first ping over the TAP, on a LAN and on public addresses (root; writes bench-start.json)
 	@KADLAN_BENCH=1 KADLAN_BENCH_OUT=$(CURDIR) KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -v -count=1 -timeout 10m -run TestBenchStart ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
 
-bench-dataplane: build ## TAP-to-TAP throughput, RTT, CPU-s/GB, RSS: raw veth, kadlan (TCP, QUIC; public, LAN), upstream wireguard-go, tinc (root; 3 interleaved rounds; writes bench-dataplane.json)
+bench-dataplane: build ## TAP-to-TAP throughput, RTT, CPU-s/GB, RSS: raw veth, kadlan (TCP, QUIC; public, LAN; QUIC hole-punched between two NATs, beside raw iperf3 across them), upstream wireguard-go, tinc (root; 3 interleaved rounds; writes bench-dataplane.json)
 	@KADLAN_BENCH=1 KADLAN_BENCH_OUT=$(CURDIR) KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -v -count=1 -timeout 30m -run TestBenchDataplane ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
 
 bench-sim: build ## simulator: nodes simulated, lookups/s and peak memory at 10^4, 10^5, 10^6 nodes (one process each)

@@ -44,7 +44,10 @@ import (
 // Goals are read off the table, not asserted. KADLAN_BENCH_ROUNDS and
 // KADLAN_BENCH_SECS change the defaults (3 rounds, 5 s per iperf3 run);
 // KADLAN_BENCH_ONLY=kadlan skips the other systems; KADLAN_BENCH_KADLAN
-// lists the kadlan rows (default "tcp/public,quic/public,tcp/lan,quic/lan");
+// lists the kadlan rows (default "tcp/public,quic/public,tcp/lan,quic/lan,
+// quic/punched"; quic/punched and quic/birthday run between two NAT sites
+// over a hole-punched path, see punchVariants, with quic/punched's raw
+// reference row "raw via 2 NATs" across the same routers);
 // KADLAN_BENCH_BASE=BIN adds a row "kadlan base" (as tcp/public) run by
 // another kadlan binary (or the same one), for a before/after in one run;
 // KADLAN_BENCH_DAEMON_ENV and KADLAN_BENCH_BASE_ENV ("GOGC=50 ...") set the
@@ -70,7 +73,7 @@ func TestBenchDataplane(t *testing.T) {
 	systems := []*dpSystem{{name: "raw veth", ip: b.IPv4, addresses: "public"}}
 	want := os.Getenv("KADLAN_BENCH_KADLAN")
 	if want == "" {
-		want = "tcp/public,quic/public,tcp/lan,quic/lan"
+		want = "tcp/public,quic/public,tcp/lan,quic/lan,quic/punched"
 	}
 	base := os.Getenv("KADLAN_BENCH_BASE")
 	if base != "" {
@@ -78,13 +81,24 @@ func TestBenchDataplane(t *testing.T) {
 	}
 	var idle float64
 	idleSecs := envInt("KADLAN_BENCH_IDLE_SECS", 30)
+	var nat dpNAT // the punched rows' NAT sites and public nodes
 	for i, v := range strings.Split(want, ",") {
+		if pv, ok := punchVariants[v]; ok {
+			ss, why := nat.setup(t, lab, pv, i)
+			if ss == nil {
+				note("kadlan %s: skipped: %s", v, why)
+				continue
+			}
+			ss[0].perfDone = len(systems) > 1
+			systems = append(systems, ss...)
+			continue
+		}
 		kv, ok := kadlanVariants[v]
 		if v == "base/public" {
 			kv.bin, kv.base = base, true
 		}
 		if !ok {
-			t.Fatalf("KADLAN_BENCH_KADLAN: unknown row %q (known: tcp/public, quic/public, tcp/lan, quic/lan)", v)
+			t.Fatalf("KADLAN_BENCH_KADLAN: unknown row %q (known: tcp/public, quic/public, tcp/lan, quic/lan, quic/punched, quic/birthday)", v)
 		}
 		s, why := setupKadlan(t, a, b, kv, i)
 		if s == nil {
@@ -127,21 +141,36 @@ func TestBenchDataplane(t *testing.T) {
 			note("tinc: skipped: %s", why)
 		}
 	}
-	srv := b.Start(filepath.Join(t.TempDir(), "iperf3-server.log"), "iperf3", "-s")
-	defer srv.Kill()
+	servers := map[*labtest.Host]bool{}
+	for _, s := range systems {
+		if s.from == nil {
+			s.from, s.to = a, b
+		}
+		if !servers[s.to] {
+			servers[s.to] = true
+			srv := s.to.Start(filepath.Join(t.TempDir(), "iperf3-server.log"), "iperf3", "-s")
+			defer srv.Kill()
+		}
+	}
 	for _, s := range systems {
 		// Warm up ARP/NDP, MAC learning and the links.
 		if err := netlab.Eventually(20*time.Second, 200*time.Millisecond, func() error {
-			_, err := lab.Exec(a.NS, "ping", "-c", "1", "-W", "1", s.ip)
+			_, err := lab.Exec(s.from.NS, "ping", "-c", "1", "-W", "1", s.ip)
 			return err
 		}); err != nil {
 			t.Fatalf("%s: %s unreachable: %v", s.name, s.ip, err)
 		}
 	}
+	bg, roundsStart := nat.bgPids(), time.Now()
+	bgCPU := cpuPids(bg)
 	for r := 0; r < rounds; r++ {
 		for _, s := range systems {
-			s.measure(t, lab, a, b, secs)
+			s.measure(t, lab, secs)
 		}
+	}
+	if len(bg) > 0 {
+		note("the NAT rows' %d public daemons (bootstrap, relays), idle beside every row: %.1f CPU-s over the %.0f s of rounds",
+			len(bg), cpuPids(bg)-bgCPU, time.Since(roundsStart).Seconds())
 	}
 	for _, s := range systems {
 		s.rssA, s.rssB = rssPids(s.pidsA), rssPids(s.pidsB)
@@ -151,6 +180,9 @@ func TestBenchDataplane(t *testing.T) {
 		if len(s.nodes) == 2 { // the link as it ended the run
 			if m, err := memberStatus(s.nodes[0], s.netID, s.nodes[1].Address); err == nil {
 				s.transport, s.scope, s.path = m.Transport, m.Scope, m.Path
+			}
+			if s.wire != "" {
+				s.detail = append(s.detail, fmt.Sprintf("after the run: kadlan members: %s %s/%s; %s", s.path, s.transport, s.scope, peersPath(s.nodes[0], s.nodes[1])))
 			}
 		}
 	}
@@ -191,6 +223,15 @@ func TestBenchDataplane(t *testing.T) {
 		}
 		if s.rssIdle[0] != "" {
 			fmt.Fprintf(&rep, "  RSS sender / receiver: joined, before traffic %s / %s; after the run %s / %s\n", s.rssIdle[0], s.rssIdle[1], s.rssEnd[0], s.rssEnd[1])
+		}
+		if s.wire != "" {
+			fmt.Fprintf(&rep, "%s: %s\n", s.name, s.wire)
+		}
+		for _, l := range s.detail {
+			fmt.Fprintf(&rep, "  %s\n", l)
+		}
+		if l := s.refLine(); l != "" {
+			fmt.Fprintf(&rep, "  %s\n", l)
 		}
 		for _, l := range kadlanLinks(s.nodes) {
 			fmt.Fprintf(&rep, "  %s\n", l)
@@ -234,6 +275,12 @@ type dpRow struct {
 	Transport string `json:"transport,omitempty"` // kadlan: of the member link after the run
 	Scope     string `json:"scope,omitempty"`
 	Path      string `json:"path,omitempty"`
+	Wire      string `json:"wire,omitempty"` // when not the raw veth's: what the row crosses
+	// Reference is the raw row across the same wire, with the ratios to it.
+	Reference string   `json:"reference,omitempty"`
+	RatioRef1 float64  `json:"ratio_reference_1_stream,omitempty"`
+	RatioRef4 float64  `json:"ratio_reference_4_streams,omitempty"`
+	Detail    []string `json:"detail,omitempty"`
 
 	Mbps1       dpStat     `json:"mbps_1_stream"`
 	Mbps4       dpStat     `json:"mbps_4_streams"`
@@ -276,7 +323,11 @@ func (s *dpSystem) row(raw, raw4, wg1, rawIdle float64) dpRow {
 	r := dpRow{System: s.name, Version: s.version, Addresses: s.addresses, Transport: s.transport, Scope: s.scope, Path: s.path,
 		Mbps1: stat(s.mbps1), Mbps4: stat(s.mbps4), PingIdleMs: stat(s.pingIdle), PingLoadMs: stat(s.pingLoad),
 		CPUPerGB: [2]float64{median(s.cpuA), median(s.cpuB)}, RSSMiB: [2]float64{s.rssA, s.rssB},
-		RSSBefore: s.rssIdle, RSSAfter: s.rssEnd}
+		RSSBefore: s.rssIdle, RSSAfter: s.rssEnd, Wire: s.wire, Detail: s.detail}
+	if s.ref != nil && median(s.ref.mbps1) > 0 && median(s.ref.mbps4) > 0 {
+		r.Reference = s.ref.name
+		r.RatioRef1, r.RatioRef4 = r.Mbps1.Median/median(s.ref.mbps1), r.Mbps4.Median/median(s.ref.mbps4)
+	}
 	if raw > 0 {
 		r.RatioRaw1 = r.Mbps1.Median / raw
 	}
@@ -369,6 +420,14 @@ type dpSystem struct {
 	rssA, rssB                       float64   // MiB after the run
 	rssIdle, rssEnd                  [2]string // kadlan: anon/file split before and after the run
 	perfDone                         bool
+	// from and to run the ping and iperf3 client and server (nil: the veth
+	// pair's two namespaces); wire says what lies between them when it is
+	// not the veth; ref is the raw row across the same wire; detail lines
+	// go under the table.
+	from, to *labtest.Host
+	wire     string
+	ref      *dpSystem
+	detail   []string
 }
 
 // link is the member link's transport and scope, or the kind of
@@ -731,8 +790,9 @@ func setupTinc(t *testing.T, a, b *labtest.Host) (*dpSystem, string) {
 }
 
 // measure runs one round for s.
-func (s *dpSystem) measure(t *testing.T, lab *labtest.Lab, a, b *labtest.Host, secs int) {
+func (s *dpSystem) measure(t *testing.T, lab *labtest.Lab, secs int) {
 	t.Helper()
+	a := s.from
 	if rtt, err := pingAvg(lab, a.NS, s.ip, 20, "0.01"); err == nil {
 		s.pingIdle = append(s.pingIdle, rtt)
 	} else {
@@ -1013,24 +1073,7 @@ func spread(xs []float64, format string) string {
 // KADLAN_BENCH_PINGS pings (default 100) KADLAN_BENCH_PING_INTERVAL
 // seconds apart (default 0.02); medians in µs.
 func TestBenchPingPath(t *testing.T) {
-	if os.Getenv("KADLAN_BENCH") == "" {
-		t.Skip("benchmark; run with KADLAN_BENCH=1")
-	}
-	if _, err := exec.LookPath("tcpdump"); err != nil {
-		t.Skip("tcpdump not installed (apt-get install tcpdump)")
-	}
-	lab := labtest.New(t)
-	a, b := vethHosts(t, lab)
-	s, why := setupKadlan(t, a, b, kadlanVariants["tcp/public"], 0)
-	if s == nil {
-		t.Fatal(why)
-	}
-	if err := netlab.Eventually(20*time.Second, 200*time.Millisecond, func() error {
-		_, err := lab.Exec(a.NS, "ping", "-c", "1", "-W", "1", s.ip)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	lab, a, b, s := dumpedLink(t, "tcp/public")
 	dir := t.TempDir()
 	var dumps []*netlab.Proc
 	for _, h := range []*labtest.Host{a, b} {
@@ -1163,4 +1206,30 @@ func pct(xs []float64, p float64) float64 {
 	s := append([]float64(nil), xs...)
 	sort.Float64s(s)
 	return s[max(0, min(len(s)-1, int(p*float64(len(s)))))]
+}
+
+// dumpedLink is the set-up of the benchmarks that watch one kadlan row
+// with tcpdump (KADLAN_BENCH=1; skipped without tcpdump): the veth pair,
+// the row's two daemons on it, and a first ping across.
+func dumpedLink(t *testing.T, row string) (*labtest.Lab, *labtest.Host, *labtest.Host, *dpSystem) {
+	t.Helper()
+	if os.Getenv("KADLAN_BENCH") == "" {
+		t.Skip("benchmark; run with KADLAN_BENCH=1")
+	}
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		t.Skip("tcpdump not installed (apt-get install tcpdump)")
+	}
+	lab := labtest.New(t)
+	a, b := vethHosts(t, lab)
+	s, why := setupKadlan(t, a, b, kadlanVariants[row], 0)
+	if s == nil {
+		t.Fatal(why)
+	}
+	if err := netlab.Eventually(20*time.Second, 200*time.Millisecond, func() error {
+		_, err := lab.Exec(a.NS, "ping", "-c", "1", "-W", "1", s.ip)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return lab, a, b, s
 }

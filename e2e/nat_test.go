@@ -28,7 +28,11 @@ func newNATWorld(t *testing.T, pubArgs ...string) *natWorld {
 // newNATWorldWith is newNATWorld in a lab built with opts (say, an
 // Internet with latency).
 func newNATWorldWith(t *testing.T, opts netlab.Options, pubArgs ...string) *natWorld {
-	lab := labtest.NewWith(t, opts)
+	return newNATWorldIn(t, labtest.NewWith(t, opts), pubArgs...)
+}
+
+// newNATWorldIn builds the public segment's nodes in an existing lab.
+func newNATWorldIn(t *testing.T, lab *labtest.Lab, pubArgs ...string) *natWorld {
 	w := &natWorld{lab: lab, byAddr: map[string]string{}}
 	w.boot = lab.PublicHost("boot").StartNode(t, pubArgs...)
 	for i := 0; i < 4; i++ {
