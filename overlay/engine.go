@@ -355,6 +355,7 @@ func (e *Engine) addLink(p peer.ID, rw io.ReadWriteCloser, outbound bool) error 
 	if !e.sw.IsMember(p) {
 		return fmt.Errorf("overlay: link to %s: not a member", p)
 	}
+	var replaced *engineLink
 	if old, ok := e.links[p]; ok {
 		if old.outbound != outbound {
 			selfOpens := e.sw.Self() < p
@@ -364,9 +365,15 @@ func (e *Engine) addLink(p peer.ID, rw io.ReadWriteCloser, outbound bool) error 
 		}
 		e.retire(old)
 		old.close()
+		replaced = old
 	}
 	delete(e.asked, p)
 	l := &engineLink{peer: p, outbound: outbound, opened: e.cfg.Now(), rw: rw, q: NewQueue(e.cfg.QueueBytes), done: make(chan struct{})}
+	if replaced != nil {
+		// What waited on the replaced link (the first frames, when both
+		// ends dialled at once) goes out on this one, first.
+		replaced.q.MoveTo(l.q)
+	}
 	e.links[p] = l
 	e.wg.Add(2)
 	go e.readLink(l)
