@@ -124,6 +124,8 @@ type joined struct {
 	pubFailed     bool
 
 	lastDef, lastRev, lastCert, lastPub, lastDiscover, lastRedemptions time.Time
+
+	disc discoverState // member discovery's caches and period (its own lock)
 }
 
 // configure, if not nil, sets the manager's options before any saved

@@ -242,6 +242,9 @@ type scaleFigures struct {
 	// ByProtocol is each protocol's bytes per node since the start (join
 	// included), where the background goes.
 	ByProtocol map[string]float64 `json:"bytes_per_node_by_protocol"`
+	// WindowByProtocol is each protocol's bytes per second per node in
+	// the quiet window.
+	WindowByProtocol map[string]float64 `json:"window_bytes_per_s_per_node_by_protocol"`
 }
 
 // links returns the links and known members of every node.
@@ -266,8 +269,12 @@ func meanMax(xs []int) (float64, int) {
 // stream bytes per second per node.
 func (w *scaleWorld) quiet(window time.Duration, base uint64, f *scaleFigures) {
 	before := make([]metrics.Stats, len(w.nodes))
+	protoBefore := map[string]int64{}
 	for i, sn := range w.nodes {
 		before[i] = sn.bw.GetBandwidthTotals()
+		for p, st := range sn.bw.GetBandwidthByProtocol() {
+			protoBefore[string(p)] += st.TotalIn + st.TotalOut
+		}
 	}
 	start := time.Now()
 	time.Sleep(window) // the window is the measurement, not a wait for state
@@ -285,8 +292,12 @@ func (w *scaleWorld) quiet(window time.Duration, base uint64, f *scaleFigures) {
 		}
 	}
 	f.ByProtocol = map[string]float64{}
+	f.WindowByProtocol = map[string]float64{}
 	for p, b := range byProto {
 		f.ByProtocol[p] = float64(b) / float64(len(w.nodes))
+		if d := b - protoBefore[p]; d > 0 {
+			f.WindowByProtocol[p] = float64(d) / secs / float64(len(w.nodes))
+		}
 	}
 	f.BytesPerSec = float64(bytes) / secs / float64(len(w.nodes))
 	runtime.GC()
