@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync"
 	"testing"
+
+	"github.com/kadlan/kadlan/overlay/vswitch"
 )
 
 // stalledConn is a link stream whose writes block until it is closed (a
@@ -69,5 +71,41 @@ func TestEngineReplacedLinkKeepsQueue(t *testing.T) {
 		if !bytes.Contains(got, want) {
 			t.Fatalf("frame %d: got %q, want the frames queued on the replaced link, in order", i, got)
 		}
+	}
+}
+
+// Frames the other end wrote on a link before it learned that the link
+// was replaced (both ends dialled at once: each side writes on the stream
+// it has until the winner arrives) are still read and delivered: the
+// replaced link stops sending and drains what was sent to it.
+func TestEngineReplacedLinkDrains(t *testing.T) {
+	ns := newEngineWorld(t, 2)
+	a, b := ns[0], ns[1]
+	selfOpens := b.peer < a.peer // whether b's own stream wins
+	loserB, loserA := tcpPair(t)
+	defer loserA.Close()
+	if err := b.eng.AddLink(a.peer, loserB, !selfOpens); err != nil {
+		t.Fatal(err)
+	}
+	winB, winA := tcpPair(t)
+	defer winA.Close()
+	if err := b.eng.AddLink(a.peer, winB, selfOpens); err != nil {
+		t.Fatal(err)
+	}
+	// a, not yet aware, still sends on the losing stream, then closes it.
+	f := ipv4Frame(b.mac, a.mac, a.ipv4, b.ipv4, "in flight")
+	m, err := vswitch.AppendMessage(nil, vswitch.Message{Kind: vswitch.MsgFrame, Payload: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loserA.Write(m); err != nil {
+		t.Fatal(err)
+	}
+	loserA.(*net.TCPConn).CloseWrite()
+	if got := hostRead(t, b.host, isIPv4); !bytes.Equal(got, f) {
+		t.Fatalf("got %q, want the frame sent on the replaced link", got)
+	}
+	if ls, _ := b.eng.Links(); len(ls) != 1 || ls[0].Stream != winB {
+		t.Fatalf("links %+v, want the winning stream only", ls)
 	}
 }
