@@ -23,8 +23,10 @@ import (
 //   - once linked, a round that finds nobody new (and had budget left)
 //     doubles the period, from linkedDiscoverEvery to maxDiscoverEvery;
 //     one that does resets it;
-//   - a node that holds its bound of members (--max-members) looks only
-//     every maxDiscoverEvery.
+//   - a node that holds its sample of members looks only every
+//     maxDiscoverEvery: --max-members, and with links on demand at most
+//     discoverSample (a node links to whom it talks to; a member it does
+//     not know yet is looked up by address when a host asks for it).
 //
 // New members are still found: the period is back at its start as soon
 // as one is, a member that links to this node is known from its Hello,
@@ -34,6 +36,7 @@ const (
 	fetchAgain       = republishEvery
 	fetchRetryFirst  = 10 * time.Second
 	maxDiscoverEvery = republishEvery
+	discoverSample   = 32
 	// discoverTried bounds the fetch cache: beyond it the oldest entries
 	// go (they are at most refetched early).
 	discoverTried = 4096
@@ -136,14 +139,19 @@ func (d *discoverState) prune(now time.Time) {
 }
 
 // holdsSample reports whether a public network's node knows as many
-// members as it keeps (--max-members): looking for more only trims them.
+// members as it keeps (--max-members; looking for more only trims them),
+// or with links on demand discoverSample.
 func (j *joined) holdsSample() bool {
+	bound := cmp.Or(j.mgr.maxKnown, vswitch.DefaultMaxKnown)
+	if j.mgr.linkIdle > 0 {
+		bound = min(bound, discoverSample)
+	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.m.Def == nil || j.m.Def.Private {
 		return false
 	}
-	return len(j.m.Members(time.Now())) >= cmp.Or(j.mgr.maxKnown, vswitch.DefaultMaxKnown)
+	return len(j.m.Members(time.Now())) >= bound
 }
 
 // discover finds members as providers of the network's key and fetches
