@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kadlan/kadlan/overlay/netrec"
@@ -167,6 +168,7 @@ func (j *joined) discover(ctx context.Context) int {
 	found, started := 0, 0
 	fctx, stop := context.WithCancel(dctx) // the walk ends once the budget is spent
 	defer stop()
+	j.mgr.walks.providerWalks.Add(1)
 	for ai := range j.mgr.node.FindProviders(fctx, netrec.MembersCID(id), 64) {
 		if ai.ID == j.mgr.node.ID() || started >= discoverFetches {
 			continue // draining
@@ -187,9 +189,9 @@ func (j *joined) discover(ctx context.Context) int {
 		wg.Add(1)
 		go func(p peer.ID) {
 			defer wg.Done()
-			changed, err := j.fetch(dctx, netrec.AnnouncementKey(id, p))
+			changed, err := j.fetchFirst(dctx, netrec.AnnouncementKey(id, p))
 			if private {
-				c, cerr := j.fetch(dctx, netrec.CertificateKey(id, p))
+				c, cerr := j.fetchFirst(dctx, netrec.CertificateKey(id, p))
 				changed, err = changed || c, cmp.Or(cerr, err)
 			}
 			j.disc.fetched(p, err == nil)
@@ -205,4 +207,12 @@ func (j *joined) discover(ctx context.Context) int {
 		found = max(found, 1) // more may wait: keep the period
 	}
 	return found
+}
+
+// dhtWalks counts the DHT operations of a node's networks by kind: record
+// fetches (and those that failed), provider walks (discovery), address
+// lookups (resolve) and publications (PutValue and Provide); the scale
+// benchmark reports them per node.
+type dhtWalks struct {
+	fetches, fetchesFailed, providerWalks, lookups, publications atomic.Int64
 }

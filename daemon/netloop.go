@@ -134,6 +134,7 @@ func (j *joined) step(ctx context.Context) bool {
 			if cert != nil {
 				j.publish(pctx, netrec.CertificateKey(id, j.mgr.node.ID()), cert)
 			}
+			j.mgr.walks.publications.Add(1)
 			if perr := j.mgr.node.Provide(pctx, netrec.MembersCID(id)); perr != nil {
 				j.mgr.logf("networks: %s: announcing membership (will retry): %v", id.Short(), perr)
 				err = perr

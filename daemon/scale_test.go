@@ -245,6 +245,9 @@ type scaleFigures struct {
 	// WindowByProtocol is each protocol's bytes per second per node in
 	// the quiet window.
 	WindowByProtocol map[string]float64 `json:"window_bytes_per_s_per_node_by_protocol"`
+	// WindowWalks is the DHT operations the networks started in the
+	// window, per node, by kind.
+	WindowWalks map[string]float64 `json:"window_dht_ops_per_node"`
 }
 
 // links returns the links and known members of every node.
@@ -264,11 +267,26 @@ func meanMax(xs []int) (float64, int) {
 	return float64(s) / float64(max(1, len(xs))), m
 }
 
+// walks sums the DHT operations the nodes' networks started, by kind.
+func (w *scaleWorld) walks() map[string]int64 {
+	out := map[string]int64{}
+	for _, sn := range w.nodes {
+		wk := &sn.td.d.nets.walks
+		out["fetches"] += wk.fetches.Load()
+		out["provider_walks"] += wk.providerWalks.Load()
+		out["address_lookups"] += wk.lookups.Load()
+		out["publications"] += wk.publications.Load()
+		out["fetches_failed"] += wk.fetchesFailed.Load()
+	}
+	return out
+}
+
 // quiet measures over a window without frames: heap per node (after a
 // GC, less base, the heap before the daemons started) and background
 // stream bytes per second per node.
 func (w *scaleWorld) quiet(window time.Duration, base uint64, f *scaleFigures) {
 	before := make([]metrics.Stats, len(w.nodes))
+	walksBefore := w.walks()
 	protoBefore := map[string]int64{}
 	for i, sn := range w.nodes {
 		before[i] = sn.bw.GetBandwidthTotals()
@@ -285,6 +303,11 @@ func (w *scaleWorld) quiet(window time.Duration, base uint64, f *scaleFigures) {
 		bytes += a.TotalIn - before[i].TotalIn + a.TotalOut - before[i].TotalOut
 	}
 	f.QuietSeconds = secs
+	walksAfter := w.walks()
+	f.WindowWalks = map[string]float64{}
+	for k, v := range walksAfter {
+		f.WindowWalks[k] = float64(v-walksBefore[k]) / float64(len(w.nodes))
+	}
 	byProto := map[string]int64{}
 	for _, sn := range w.nodes {
 		for p, st := range sn.bw.GetBandwidthByProtocol() {
@@ -480,6 +503,7 @@ func TestBenchScale(t *testing.T) {
 			}
 			links, _ = w.links(t)
 			f.LinksAfter, f.LinksMaxAft = meanMax(links)
+
 			b, _ := json.Marshal(f)
 			fmt.Printf("scale-inprocess: %s\n", b)
 			if dir := os.Getenv("KADLAN_BENCH_OUT"); dir != "" {
