@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/kadlan/kadlan/overlay"
@@ -135,6 +134,7 @@ func (j *joined) step(ctx context.Context) bool {
 			if cert != nil {
 				j.publish(pctx, netrec.CertificateKey(id, j.mgr.node.ID()), cert)
 			}
+			j.mgr.walks.publications.Add(1)
 			if perr := j.mgr.node.Provide(pctx, netrec.MembersCID(id)); perr != nil {
 				j.mgr.logf("networks: %s: announcing membership (will retry): %v", id.Short(), perr)
 				err = perr
@@ -148,10 +148,18 @@ func (j *joined) step(ctx context.Context) bool {
 	}
 	// Look for members every discoverEvery, and every 2 s while authorized
 	// but without any link (just joined, or every link lost).
+	// Linked, the period grows while rounds find nobody new (see
+	// discoverState), and a node that holds its bound of members stops.
 	lonely := status == vswitch.StatusOK && j.linkCount() == 0
+	if !lonely && j.linkCount() > 0 {
+		discEvery = j.disc.period()
+		if j.holdsSample() {
+			discEvery = republishEvery
+		}
+	}
 	if def != nil && now.Sub(j.lastDiscover) > discEvery || lonely && now.Sub(j.lastDiscover) > 2*time.Second {
 		j.lastDiscover = now
-		j.discover(ctx)
+		j.disc.roundDone(j.discover(ctx), lonely)
 	}
 	j.syncSwitch()
 	j.dnsStep(now)
@@ -201,36 +209,6 @@ func (j *joined) announcement(now time.Time) (*netrec.Announcement, bool) {
 	}
 	j.ann, j.annIPv4 = a, ip
 	return a, true
-}
-
-// discover finds members as providers of the network's key and fetches
-// their records.
-func (j *joined) discover(ctx context.Context) {
-	dctx, cancel := context.WithTimeout(ctx, dhtOpTimeout)
-	defer cancel()
-	id := j.m.ID
-	var wg sync.WaitGroup
-	for ai := range j.mgr.node.FindProviders(dctx, netrec.MembersCID(id), 64) {
-		if ai.ID == j.mgr.node.ID() {
-			continue
-		}
-		j.mgr.node.Host.Peerstore().AddAddrs(ai.ID, ai.Addrs, time.Hour)
-		j.mu.Lock()
-		mem, known := j.m.Member(ai.ID)
-		j.mu.Unlock()
-		if known && mem.Announcement != nil && (mem.Certificate != nil || !j.isPrivate()) {
-			continue
-		}
-		wg.Add(1)
-		go func(p peer.ID) {
-			defer wg.Done()
-			j.fetch(dctx, netrec.AnnouncementKey(id, p))
-			if j.isPrivate() {
-				j.fetch(dctx, netrec.CertificateKey(id, p))
-			}
-		}(ai.ID)
-	}
-	wg.Wait()
 }
 
 func (j *joined) isPrivate() bool {

@@ -21,6 +21,7 @@ func (j *joined) publish(ctx context.Context, key string, r marshaler) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, dhtOpTimeout)
 	defer cancel()
+	j.mgr.walks.publications.Add(1)
 	if err := j.mgr.node.PutValue(ctx, key, b); err != nil {
 		return fmt.Errorf("publishing %s: %w", key, err)
 	}
@@ -29,10 +30,25 @@ func (j *joined) publish(ctx context.Context, key string, r marshaler) error {
 
 // fetch gets a record from the DHT and hands it to the membership.
 func (j *joined) fetch(ctx context.Context, key string) (bool, error) {
+	return j.fetchWith(ctx, key, j.mgr.node.GetValue)
+}
+
+// fetchFirst is fetch that takes the first valid record (kad-dht's
+// Quorum(1)) rather than asking all the key's closest peers for the
+// newest: discovery's, where any valid announcement of a member will do
+// (its links carry the current one) and a full walk per member found
+// was most of a node's background bytes (issue 13).
+func (j *joined) fetchFirst(ctx context.Context, key string) (bool, error) {
+	return j.fetchWith(ctx, key, j.mgr.node.GetFirstValue)
+}
+
+func (j *joined) fetchWith(ctx context.Context, key string, get func(context.Context, string) ([]byte, error)) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, dhtOpTimeout)
 	defer cancel()
-	b, err := j.mgr.node.GetValue(ctx, key)
+	j.mgr.walks.fetches.Add(1)
+	b, err := get(ctx, key)
 	if err != nil {
+		j.mgr.walks.fetchesFailed.Add(1)
 		return false, err
 	}
 	j.mu.Lock()
@@ -61,6 +77,7 @@ func (j *joined) resolve(ip netip.Addr) {
 		defer j.resolving.Add(-1)
 		ctx, cancel := context.WithTimeout(ctx, dhtOpTimeout)
 		defer cancel()
+		j.mgr.walks.lookups.Add(1)
 		b, err := j.mgr.node.GetFirstValue(ctx, netrec.AddressKey(j.m.ID, ip))
 		if err != nil {
 			// Not filed (yet): look for members as providers instead,

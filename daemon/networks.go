@@ -75,6 +75,10 @@ type netManager struct {
 	dnsSuffix string
 	resolved  func(ctx context.Context, iface string, addr netip.Addr, zone string)
 
+	// walks counts the DHT operations networks started, by kind (what
+	// the scale benchmark attributes background bytes to).
+	walks dhtWalks
+
 	mu   sync.Mutex
 	nets map[netrec.NetworkID]*joined
 	// broken are saved networks that could not be loaded (a corrupt
@@ -124,6 +128,8 @@ type joined struct {
 	pubFailed     bool
 
 	lastDef, lastRev, lastCert, lastPub, lastDiscover, lastRedemptions time.Time
+
+	disc discoverState // member discovery's caches and period (its own lock)
 }
 
 // configure, if not nil, sets the manager's options before any saved

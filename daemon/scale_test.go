@@ -242,6 +242,12 @@ type scaleFigures struct {
 	// ByProtocol is each protocol's bytes per node since the start (join
 	// included), where the background goes.
 	ByProtocol map[string]float64 `json:"bytes_per_node_by_protocol"`
+	// WindowByProtocol is each protocol's bytes per second per node in
+	// the quiet window.
+	WindowByProtocol map[string]float64 `json:"window_bytes_per_s_per_node_by_protocol"`
+	// WindowWalks is the DHT operations the networks started in the
+	// window, per node, by kind.
+	WindowWalks map[string]float64 `json:"window_dht_ops_per_node"`
 }
 
 // links returns the links and known members of every node.
@@ -261,13 +267,32 @@ func meanMax(xs []int) (float64, int) {
 	return float64(s) / float64(max(1, len(xs))), m
 }
 
+// walks sums the DHT operations the nodes' networks started, by kind.
+func (w *scaleWorld) walks() map[string]int64 {
+	out := map[string]int64{}
+	for _, sn := range w.nodes {
+		wk := &sn.td.d.nets.walks
+		out["fetches"] += wk.fetches.Load()
+		out["provider_walks"] += wk.providerWalks.Load()
+		out["address_lookups"] += wk.lookups.Load()
+		out["publications"] += wk.publications.Load()
+		out["fetches_failed"] += wk.fetchesFailed.Load()
+	}
+	return out
+}
+
 // quiet measures over a window without frames: heap per node (after a
 // GC, less base, the heap before the daemons started) and background
 // stream bytes per second per node.
 func (w *scaleWorld) quiet(window time.Duration, base uint64, f *scaleFigures) {
 	before := make([]metrics.Stats, len(w.nodes))
+	walksBefore := w.walks()
+	protoBefore := map[string]int64{}
 	for i, sn := range w.nodes {
 		before[i] = sn.bw.GetBandwidthTotals()
+		for p, st := range sn.bw.GetBandwidthByProtocol() {
+			protoBefore[string(p)] += st.TotalIn + st.TotalOut
+		}
 	}
 	start := time.Now()
 	time.Sleep(window) // the window is the measurement, not a wait for state
@@ -278,6 +303,11 @@ func (w *scaleWorld) quiet(window time.Duration, base uint64, f *scaleFigures) {
 		bytes += a.TotalIn - before[i].TotalIn + a.TotalOut - before[i].TotalOut
 	}
 	f.QuietSeconds = secs
+	walksAfter := w.walks()
+	f.WindowWalks = map[string]float64{}
+	for k, v := range walksAfter {
+		f.WindowWalks[k] = float64(v-walksBefore[k]) / float64(len(w.nodes))
+	}
 	byProto := map[string]int64{}
 	for _, sn := range w.nodes {
 		for p, st := range sn.bw.GetBandwidthByProtocol() {
@@ -285,8 +315,12 @@ func (w *scaleWorld) quiet(window time.Duration, base uint64, f *scaleFigures) {
 		}
 	}
 	f.ByProtocol = map[string]float64{}
+	f.WindowByProtocol = map[string]float64{}
 	for p, b := range byProto {
 		f.ByProtocol[p] = float64(b) / float64(len(w.nodes))
+		if d := b - protoBefore[p]; d > 0 {
+			f.WindowByProtocol[p] = float64(d) / secs / float64(len(w.nodes))
+		}
 	}
 	f.BytesPerSec = float64(bytes) / secs / float64(len(w.nodes))
 	runtime.GC()
@@ -469,6 +503,7 @@ func TestBenchScale(t *testing.T) {
 			}
 			links, _ = w.links(t)
 			f.LinksAfter, f.LinksMaxAft = meanMax(links)
+
 			b, _ := json.Marshal(f)
 			fmt.Printf("scale-inprocess: %s\n", b)
 			if dir := os.Getenv("KADLAN_BENCH_OUT"); dir != "" {

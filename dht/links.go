@@ -30,13 +30,24 @@ const linkDialTimeout = 20 * time.Second
 // DialLink connects to p, opens a stream for proto on the best connection
 // and writes first (a hello) on it before returning the stream. When the
 // connection is direct QUIC to a peer that also listens on TCP, the node
-// then moves it to TCP in the background (see upgradeTCP): the link drops
-// once and the caller dials again, this time over TCP.
+// first moves it to TCP (see upgradeTCP), so that the link starts on the
+// transport it keeps: moving it later closed the QUIC connection under
+// the fresh link, and the first frames on it were lost (issue 13). That
+// costs a first link the TCP probe and handshake; if the move fails the
+// link runs over QUIC.
 func (n *Node) DialLink(ctx context.Context, p peer.ID, proto protocol.ID, first []byte) (network.Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, linkDialTimeout)
 	defer cancel()
 	if err := n.Connect(ctx, p); err != nil {
 		return nil, err
+	}
+	if tcpConn(n.Host.Network().ConnsToPeer(p)) == nil {
+		for _, c := range n.Host.Network().ConnsToPeer(p) {
+			if isQUIC(c.RemoteMultiaddr()) && !c.Stat().Limited {
+				n.upgradeTCP(ctx, p, c)
+				break
+			}
+		}
 	}
 	s, err := n.linkStream(ctx, p, proto)
 	if err != nil {
@@ -54,13 +65,6 @@ func (n *Node) DialLink(ctx context.Context, p peer.ID, proto protocol.ID, first
 	if s.Conn().Stat().Limited {
 		n.relayedLink(p, s)
 	}
-	if c := s.Conn(); isQUIC(c.RemoteMultiaddr()) && !c.Stat().Limited {
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
-			n.upgradeTCP(n.ctx, p, c)
-		}()
-	}
 	return s, nil
 }
 
@@ -74,9 +78,9 @@ const tcpUpgradeEvery = 5 * time.Minute
 // libp2p's dialer never opens a second direct connection to a peer, and
 // ranks QUIC first, so: a probe dial over TCP outside the swarm proves
 // that TCP gets through; then the QUIC connections are closed and the
-// peer is dialled with its QUIC addresses hidden. The link drops with the
-// QUIC connection and is reopened over TCP at once (Engine.NeedLink); if
-// anything fails the node simply stays on QUIC. Connections that carry
+// peer is dialled with its QUIC addresses hidden. DialLink does this
+// before it opens the link's stream; if anything fails the node simply
+// stays on QUIC. Connections that carry
 // relaying (carriesRelay) are left alone.
 func (n *Node) upgradeTCP(ctx context.Context, p peer.ID, qc network.Conn) {
 	if t, ok := n.tcpTried.Load(p); ok && time.Since(t.(time.Time)) < tcpUpgradeEvery {
@@ -105,9 +109,14 @@ func (n *Node) upgradeTCP(ctx context.Context, p peer.ID, qc network.Conn) {
 	if tpt == nil {
 		return
 	}
+	// A public node answers the probe (TCP, Noise, yamux) in a few RTTs;
+	// a peer behind NAT never does (its NAT drops the SYN): the link's
+	// first frames must not wait out a long timeout for it.
+	pctx, pcancel := context.WithTimeout(ctx, probeWait(h.Peerstore().LatencyEWMA(p)))
+	probe, err := tpt.Dial(pctx, tcps[0], p)
+	pcancel()
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	probe, err := tpt.Dial(ctx, tcps[0], p)
 	if err != nil {
 		n.tcpTried.Store(p, time.Now())
 		return

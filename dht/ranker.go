@@ -19,7 +19,8 @@ import (
 // use both ends up on QUIC. Member links run at about twice the speed on
 // TCP (the kernel segments and checksums it; quic-go does per-packet work
 // in user space), so a QUIC connection was later closed and redialled over
-// TCP (upgradeTCP), and the link went down once on the way: most of the
+// TCP (upgradeTCP, now before the link opens; it used to take the link
+// down once on the way): most of the
 // time from start to first ping on a LAN. On addresses that are not
 // public (private, CGNAT, loopback, benchmarking ranges) a TCP handshake
 // costs a fraction of a millisecond more than QUIC's, so kadlanRanker dials

@@ -158,21 +158,22 @@ type Engine struct {
 	cfg EngineConfig
 	dev tap.Device
 
-	mu      sync.Mutex // guards sw, links, noLink and closed; held while dispatching
-	sw      *vswitch.Switch
-	links   map[peer.ID]*engineLink
-	noLink  uint64
-	stats   EngineStats
-	gone    Traffic               // of the links closed so far
-	tr      Transport             // nil: links only come from AddLink
-	asked   map[peer.ID]time.Time // last dial started per member
-	dialing map[peer.ID]bool
-	pending map[peer.ID]*pendingMsgs // frames waiting for a link being dialled
-	lookups map[netip.Addr]time.Time // last OnUnresolved per address
-	ctx     context.Context          // ends with Close: cancels dials
-	cancel  context.CancelFunc
-	closed  bool
-	seg     []byte // segmentation scratch of the device reader
+	mu       sync.Mutex // guards sw, links, noLink and closed; held while dispatching
+	sw       *vswitch.Switch
+	links    map[peer.ID]*engineLink
+	noLink   uint64
+	stats    EngineStats
+	gone     Traffic               // of the links closed so far
+	tr       Transport             // nil: links only come from AddLink
+	asked    map[peer.ID]time.Time // last dial started per member
+	dialing  map[peer.ID]bool
+	pending  map[peer.ID]*pendingMsgs // frames waiting for a link being dialled
+	draining map[*engineLink]bool     // replaced links still read (drain)
+	lookups  map[netip.Addr]time.Time // last OnUnresolved per address
+	ctx      context.Context          // ends with Close: cancels dials
+	cancel   context.CancelFunc
+	closed   bool
+	seg      []byte // segmentation scratch of the device reader
 
 	// wmu serialises device writes (tap.Device allows one writer at a
 	// time); it may be taken with mu held, never the other way round, so
@@ -217,7 +218,7 @@ func New(dev tap.Device, tr Transport, sw *vswitch.Switch, cfg EngineConfig) *En
 		cfg.MaxIdleInbound = DefaultMaxIdleInbound
 	}
 	e := &Engine{cfg: cfg, dev: dev, tr: tr, sw: sw, links: map[peer.ID]*engineLink{}, asked: map[peer.ID]time.Time{},
-		dialing: map[peer.ID]bool{}, pending: map[peer.ID]*pendingMsgs{}, lookups: map[netip.Addr]time.Time{}, stop: make(chan struct{}), records: make(chan engineRecord, cfg.RecordQueue), recHash: maphash.MakeSeed()}
+		dialing: map[peer.ID]bool{}, pending: map[peer.ID]*pendingMsgs{}, draining: map[*engineLink]bool{}, lookups: map[netip.Addr]time.Time{}, stop: make(chan struct{}), records: make(chan engineRecord, cfg.RecordQueue), recHash: maphash.MakeSeed()}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.logs = ratelog.New(cfg.Logf, cfg.Now, logEvery)
 	sw.BeginBroadcasts(cfg.Now()) // broadcasts from before now may have been delivered by a previous run
@@ -319,13 +320,6 @@ func (e *Engine) Traffic() Traffic {
 	return t
 }
 
-// retire adds the counts of l, just removed from e.links, to e.gone; e.mu
-// is held.
-func (e *Engine) retire(l *engineLink) {
-	s, _ := l.q.Stats()
-	e.gone.add(l.rxMsgs, l.rxBytes, s)
-}
-
 // ErrDuplicateLink is returned by AddLink for a stream that loses to the
 // existing link; the caller closes it.
 var ErrDuplicateLink = errors.New("overlay: duplicate link")
@@ -355,6 +349,7 @@ func (e *Engine) addLink(p peer.ID, rw io.ReadWriteCloser, outbound bool) error 
 	if !e.sw.IsMember(p) {
 		return fmt.Errorf("overlay: link to %s: not a member", p)
 	}
+	var replaced *engineLink
 	if old, ok := e.links[p]; ok {
 		if old.outbound != outbound {
 			selfOpens := e.sw.Self() < p
@@ -363,10 +358,16 @@ func (e *Engine) addLink(p peer.ID, rw io.ReadWriteCloser, outbound bool) error 
 			}
 		}
 		e.retire(old)
-		old.close()
+		e.drain(old)
+		replaced = old
 	}
 	delete(e.asked, p)
 	l := &engineLink{peer: p, outbound: outbound, opened: e.cfg.Now(), rw: rw, q: NewQueue(e.cfg.QueueBytes), done: make(chan struct{})}
+	if replaced != nil {
+		// What waited on the replaced link (the first frames, when both
+		// ends dialled at once) goes out on this one, first.
+		replaced.q.MoveTo(l.q)
+	}
 	e.links[p] = l
 	e.wg.Add(2)
 	go e.readLink(l)
@@ -585,6 +586,7 @@ func (e *Engine) Close() error {
 			e.retire(l)
 			l.close()
 		}
+		e.closeDraining()
 		e.mu.Unlock()
 		e.wg.Wait()
 	})

@@ -20,21 +20,72 @@ type engineLink struct {
 	q        *Queue
 	done     chan struct{}
 	once     sync.Once
+	rwOnce   sync.Once
+	// draining: replaced by another link, it sends nothing more but
+	// delivers what the member sent on it before (see drain); guarded by
+	// the engine's lock.
+	draining bool
 	// Messages and bytes read, counted under the engine's lock while the
 	// link is current.
 	rxMsgs, rxBytes uint64
 }
 
-func (l *engineLink) close() {
+// stop ends sending on l: its writer returns, its queue takes nothing.
+func (l *engineLink) stop() {
 	l.once.Do(func() {
 		close(l.done)
 		l.q.Close()
-		l.rw.Close()
 	})
+}
+
+func (l *engineLink) close() {
+	l.stop()
+	l.rwOnce.Do(func() { l.rw.Close() })
+}
+
+// drainFor bounds how long a replaced link is read after it stopped
+// sending.
+const drainFor = 5 * time.Second
+
+// drain retires l, replaced by a successor: when both ends dial at once,
+// each writes its first frames on the stream it has until the winning
+// one arrives, so the loser is closed for writing (the other end reads
+// its end) and read until the other end closes it too, or drainFor. A
+// stream that cannot half-close is closed. e.mu is held.
+func (e *Engine) drain(l *engineLink) {
+	cw, ok := l.rw.(interface{ CloseWrite() error })
+	dl, ok2 := l.rw.(interface{ SetReadDeadline(time.Time) error })
+	if !ok || !ok2 || e.closed {
+		l.close()
+		return
+	}
+	l.stop()
+	if cw.CloseWrite() != nil || dl.SetReadDeadline(time.Now().Add(drainFor)) != nil {
+		l.close()
+		return
+	}
+	l.draining = true
+	e.draining[l] = true
+}
+
+// closeDraining closes the links still draining (Close); e.mu is held.
+func (e *Engine) closeDraining() {
+	for l := range e.draining {
+		delete(e.draining, l)
+		l.close()
+	}
+}
+
+// retire adds the counts of l, just removed from e.links, to e.gone; e.mu
+// is held.
+func (e *Engine) retire(l *engineLink) {
+	s, _ := l.q.Stats()
+	e.gone.add(l.rxMsgs, l.rxBytes, s)
 }
 
 func (e *Engine) dropLink(l *engineLink, err error) {
 	e.mu.Lock()
+	delete(e.draining, l)
 	if e.links[l.peer] == l {
 		delete(e.links, l.peer)
 		e.retire(l)
@@ -70,8 +121,9 @@ func (e *Engine) readLink(l *engineLink) {
 				l.rxMsgs++
 				l.rxBytes += size
 			}
+			live := current || l.draining
 			e.mu.Unlock()
-			if !current {
+			if !live {
 				return
 			}
 			e.queueRecord(l.peer, m.Payload)
@@ -107,12 +159,13 @@ func (e *Engine) readLink(l *engineLink) {
 		}
 		local = local[:0]
 		e.mu.Lock()
-		if e.links[l.peer] != l {
+		if current := e.links[l.peer] == l; current {
+			l.rxMsgs++
+			l.rxBytes += size
+		} else if !l.draining {
 			e.mu.Unlock()
 			return
 		}
-		l.rxMsgs++
-		l.rxBytes += size
 		if good {
 			e.sw.AddVerified(chk)
 		} else if chk.Needed() {

@@ -145,6 +145,34 @@ func (q *Queue) Take(spare []byte) []byte {
 	return b
 }
 
+// MoveTo hands what q holds and no writer took yet to dst, ahead of
+// anything pushed to dst later (a replaced link's queue to its successor);
+// what does not fit dst is dropped and counted in q. Call it once q is
+// closed, so nothing is pushed to q meanwhile.
+func (q *Queue) MoveTo(dst *Queue) {
+	q.mu.Lock()
+	b, n := q.buf, q.msgs
+	q.buf, q.msgs = q.buf[:0], 0
+	q.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	dst.mu.Lock()
+	defer dst.mu.Unlock()
+	if dst.closed || len(dst.buf)+len(b) > dst.limit {
+		q.mu.Lock()
+		q.stats.Dropped += uint64(n)
+		q.mu.Unlock()
+		return
+	}
+	dst.buf = append(dst.buf, b...)
+	dst.msgs += n
+	select {
+	case dst.ready <- struct{}{}:
+	default:
+	}
+}
+
 // Close makes later Pushes drop; queued data can still be taken.
 func (q *Queue) Close() {
 	q.mu.Lock()
