@@ -272,7 +272,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		h.Close()
 		return nil, fmt.Errorf("dht: starting the LAN's Kademlia: %w", err)
 	}
-	punch, err := newPuncher(h, 5*time.Second, cfg.Metrics, logf)
+	punch, err := newPuncher(h, punchDialTimeout, cfg.Metrics, logf)
 	if err != nil {
 		lan.Close()
 		d.Close()
