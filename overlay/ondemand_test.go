@@ -111,11 +111,18 @@ func TestEngineClosesIdleLinks(t *testing.T) {
 		t.Fatalf("%d links, want %d", links(), n-1)
 	}
 	// The social neighbour age of the test switches is the default
-	// (600 s): past it, only a member a talks to stays fresh.
-	clock.Add(601 * time.Second)
+	// (600 s): past it, only a member a talks to stays fresh. a talks to
+	// one member just before that age and the clock then passes it: had
+	// the clock passed it first, the 5 ms ticker could close that link
+	// before a's frame reached the switch (seen under load).
+	clock.Add(599 * time.Second)
 	talk := nodes[3]
 	a.host.Write(ipv4Frame(talk.mac, a.mac, a.ipv4, talk.ipv4, "still talking"))
 	hostRead(t, talk.host, func(f []byte) bool { return isIPv4(f) && bytes.Contains(f, []byte("still talking")) })
+	if links() != n-1 {
+		t.Fatalf("%d links before the neighbour age passed, want %d", links(), n-1)
+	}
+	clock.Add(2 * time.Second)
 	waitUntil(t, "idle links closed", func() bool { return links() == 2 })
 	ls, _ := a.eng.Links()
 	kept := false
