@@ -78,11 +78,17 @@ func TestQueueConcurrent(t *testing.T) {
 				q.mu.Lock()
 				closed := q.closed
 				q.mu.Unlock()
-				if closed && q.Take(nil) == nil {
+				if !closed {
+					<-q.Ready()
+					continue
+				}
+				// Closed: what the producers pushed after the Take
+				// above is still queued, and Take drained its token;
+				// take it now (discarding it hung the test, once in
+				// a fresh-clone run under load).
+				if b = q.Take(spare); b == nil {
 					return
 				}
-				<-q.Ready()
-				continue
 			}
 			for len(b) > 0 {
 				m, n, err := vswitch.DecodeMessage(b)
