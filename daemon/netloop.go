@@ -301,18 +301,22 @@ func (j *joined) syncSwitch() {
 		j.unprotect(p)
 		j.mgr.logf("networks: %s: %s is no longer authorized: link closed", j.m.ID.Short(), p)
 	}
+	// The device holds the member's IPv4 only while the node is an
+	// authorized member: a status that drops from ok (a token found used
+	// up, a revocation) takes the address off even when the claim stays.
 	ip := j.m.IPv4(now)
+	if j.m.Status(now) != vswitch.StatusOK {
+		ip = netip.Prefix{}
+	}
 	if ip != j.devIPv4 {
 		if a, ok := j.dev.(tap.Addresser); ok {
 			if j.devIPv4.IsValid() {
 				a.RemoveAddr(j.devIPv4)
 			}
-			if ip.IsValid() && j.m.Status(now) == vswitch.StatusOK {
+			if ip.IsValid() {
 				if err := a.AddAddr(ip); err != nil {
 					j.mgr.logf("networks: %s: IPv4 %s: %v", j.m.ID.Short(), ip, err)
 				}
-			} else {
-				ip = netip.Prefix{}
 			}
 		}
 		j.devIPv4 = ip
