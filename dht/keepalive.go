@@ -80,19 +80,28 @@ func (n *Node) probe(ctx context.Context, r peer.ID) {
 	if n.Host.Network().Connectedness(r) != network.Connected {
 		return
 	}
-	pctx, cancel := context.WithTimeout(ctx, keepaliveTimeout)
-	defer cancel()
-	s, err := n.Host.NewStream(network.WithNoDial(pctx, "keepalive"), r, ping.ID)
-	if err != nil {
+	c, err := n.pingConnected(ctx, r, keepaliveTimeout)
+	if err == nil || c == nil || ctx.Err() != nil {
 		return
+	}
+	n.logf("dht: relay %s does not answer: closing its connection", r)
+	c.Close()
+}
+
+// pingConnected pings r over a connection it already has, within wait. On
+// failure it returns the connection the ping went over (nil when no stream
+// could be opened on one).
+func (n *Node) pingConnected(ctx context.Context, r peer.ID, wait time.Duration) (network.Conn, error) {
+	pctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	s, err := n.Host.NewStream(network.WithNoDial(pctx, "relay probe"), r, ping.ID)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := pingStream(pctx, s); err != nil {
 		s.Reset()
-		if ctx.Err() == nil {
-			n.logf("dht: relay %s does not answer: closing its connection", r)
-			s.Conn().Close()
-		}
-		return
+		return s.Conn(), err
 	}
 	s.Close()
+	return nil, nil
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
-	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -169,18 +168,8 @@ func (g *relayGate) split(addrs []ma.Multiaddr) (relays []peer.AddrInfo, probe [
 // probeWait, its connections are closed (ending any circuit dial waiting on
 // them) and it is refused as a relay for deadRelayFor.
 func (n *Node) probeRelay(ctx context.Context, r peer.ID) {
-	pctx, cancel := context.WithTimeout(ctx, probeWait(n.Host.Peerstore().LatencyEWMA(r)))
-	defer cancel()
-	s, err := n.Host.NewStream(network.WithNoDial(pctx, "relay probe"), r, ping.ID)
-	if err == nil {
-		_, err = pingStream(pctx, s)
-		if err == nil {
-			s.Close()
-			return
-		}
-		s.Reset()
-	}
-	if ctx.Err() != nil {
+	_, err := n.pingConnected(ctx, r, probeWait(n.Host.Peerstore().LatencyEWMA(r)))
+	if err == nil || ctx.Err() != nil {
 		return // the Connect is over, not the relay
 	}
 	n.logf("dht: relay %s does not answer (%v): closing its connection", r, err)

@@ -21,9 +21,9 @@ import (
 // a handful of starting nodes exhaust that burst at every relay: a node's
 // relays then held no address of it until its addresses next changed
 // (AutoNAT's verdict 15 s later, or never), and it was not findable (in
-// bench-connect at 0 ms, one NATed node in five per class for 30 s; in
-// TestDebugFindable with six nodes behind one symmetric NAT, one of six:
-// every push from it was reset with "rate limited").
+// bench-connect at 0 ms, one NATed node in five per class for 30 s; with
+// six nodes started behind one symmetric NAT, one of six: every push from
+// it was reset with "rate limited"; TestEveryNATClass).
 //
 // So the relay does not wait to be told: a reservation it grants makes it
 // add, to its own peerstore, the circuit addresses through itself for the
@@ -66,13 +66,13 @@ func newVouch() *vouch { return &vouch{peers: map[peer.ID]vouched{}} }
 // one TCP and one QUIC address, public ones when this node has any (its
 // advertised addresses: loopback only where the node allows it).
 func circuitAddrsVia(n *Node) []ma.Multiaddr {
+	c, err := ma.NewMultiaddr("/p2p/" + n.ID().String() + "/p2p-circuit")
+	if err != nil {
+		return nil
+	}
 	var public, all []ma.Multiaddr
 	for _, a := range n.Host.Addrs() {
 		if isCircuit(a) {
-			continue
-		}
-		c, err := ma.NewMultiaddr("/p2p/" + n.ID().String() + "/p2p-circuit")
-		if err != nil {
 			continue
 		}
 		ca := a.Encapsulate(c)

@@ -511,13 +511,8 @@ func killRelayOfMost(t *testing.T, w *natWorld, targets []*benchPeer) {
 		if err := n.JSON(&st, "status"); err != nil {
 			continue
 		}
-		for _, p := range w.pubs {
-			for _, a := range st.RelayAddrs {
-				if strings.Contains(a, "/p2p/"+p.Address+"/") {
-					count[p]++
-					break
-				}
-			}
+		for _, p := range w.relaysOf(st) {
+			count[p]++
 		}
 	}
 	var dead *labtest.Node

@@ -104,14 +104,9 @@ func TestInviteToken(t *testing.T) {
 	// The device gives up the address it claimed at the next step of the
 	// network's loop after the status dropped: wait for that state.
 	err = netlab.Eventually(lanBound, 250*time.Millisecond, func() error {
-		var nets []api.Network
-		if err := d.JSON(&nets, "networks"); err != nil {
+		var err error
+		if dx, err = network(d, id); err != nil {
 			return err
-		}
-		for _, x := range nets {
-			if x.Network == id {
-				dx = x
-			}
 		}
 		if dx.Invite != "used up" || len(dx.IPv4) != 0 {
 			return fmt.Errorf("second redeemer: status %s, invite %q, IPv4 %v; want unauthorized, used up, none", dx.Status, dx.Invite, dx.IPv4)

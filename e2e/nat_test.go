@@ -92,6 +92,21 @@ func pingOnce(a, b *labtest.Node, timeout string) (api.PingResult, error) {
 	return pr, err
 }
 
+// relaysOf lists the public nodes (not the bootstrap node) that hold
+// relay reservations for the node whose status is st, in w.pubs' order.
+func (w *natWorld) relaysOf(st api.Status) []*labtest.Node {
+	var out []*labtest.Node
+	for _, p := range w.pubs {
+		for _, a := range st.RelayAddrs {
+			if strings.Contains(a, "/p2p/"+p.Address+"/") {
+				out = append(out, p)
+				break
+			}
+		}
+	}
+	return out
+}
+
 func (w *natWorld) isPublic(addr string) bool {
 	for _, p := range append([]*labtest.Node{w.boot}, w.pubs...) {
 		if p.Address == addr {

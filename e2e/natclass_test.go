@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -94,17 +93,11 @@ func TestEveryNATClass(t *testing.T) {
 	// The relay-died case.
 	target, from := sites["eim"][1], sites["udpblocked"][1]
 	st := waitRelayed(t, target)
-	var dead *labtest.Node
-	for _, p := range w.pubs {
-		for _, a := range st.RelayAddrs {
-			if strings.Contains(a, "/p2p/"+p.Address+"/") {
-				dead = p
-			}
-		}
-	}
-	if dead == nil {
+	relays := w.relaysOf(st)
+	if len(relays) == 0 {
 		t.Fatalf("none of the target's relay addresses %v is a public node's", st.RelayAddrs)
 	}
+	dead := relays[len(relays)-1]
 	t.Logf("target %s relays %v; killing boot %s and %s %s", target.Address, st.RelayAddrs, w.boot.Address, dead.Host.Name, dead.Address)
 	w.boot.Kill()
 	dead.Kill()
