@@ -43,12 +43,15 @@ import (
 // local port that others saw on different ports mean a mapping per
 // destination. E knows it is EIM when several observers agree. S starts
 // the exchange (within a second of a relayed connection to a peer, then
-// with a backoff); both sides say what they are, so a symmetric pair ends
+// after bdayFirstRetry, doubling); both sides say what they are, so a symmetric pair ends
 // at once, and `kadlan peers` says so.
 //
-// Bounds: one exchange at a time as the symmetric side, bdayResponders
-// as the EIM side (a busy answer makes the other retry in 2 s); each lasts at
-// most bdayDeadline; S opens at most bdaySockets sockets, closes all but
+// Bounds: bdayInitiators exchanges at once as the symmetric side (several
+// peers often contact a node within seconds, and one at a time each
+// waited for the exchanges before it, up to bdayDeadline each),
+// bdayResponders as the EIM side (a busy answer makes the other retry in
+// 2 s); each lasts at most bdayDeadline; S opens at most bdaySockets
+// sockets per exchange, closes all but
 // the winner when a probe hits or the deadline passes, and the winner when
 // its connection has gone; E sends at most bdayMaxProbes probes at
 // bdayProbeRate, only to the public IPv4 address S gave over the relayed
@@ -64,7 +67,8 @@ const (
 	bdayMinPort       = 1024 // NAT port range probed: bdayMinPort..65535
 	bdayDeadline      = 10 * time.Second
 	bdayDialTimeout   = 4 * time.Second
-	bdayFirstRetry    = 30 * time.Second
+	bdayInitiators    = 3
+	bdayFirstRetry    = 5 * time.Second // after a failed exchange; doubles to punchMaxBackoff
 	bdayRespPerMinute = 20
 	bdayResponders    = 2 // exchanges answered at once (each sends at bdayProbeRate)
 	bdayBusyRetry     = 2 * time.Second
@@ -108,7 +112,7 @@ type birthday struct {
 	mu         sync.Mutex
 	obs        map[obsKey]mapObs
 	peers      map[peer.ID]*bdayPeer
-	initiating bool
+	initiating int // exchanges running as the symmetric side
 	responding int
 	respStarts []time.Time
 	lent       []*lentSocket
@@ -181,7 +185,7 @@ func (b *birthday) finish(rp peer.ID, r bdayReason, peerNAT natClass, initiator 
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if initiator {
-		b.initiating = false
+		b.initiating--
 	} else {
 		b.responding--
 	}
@@ -220,51 +224,57 @@ func (b *birthday) run(ctx context.Context, wg *sync.WaitGroup) {
 		if c, _ := b.class(); c != natSymmetric {
 			return
 		}
-		rp, ok := b.due()
-		if !ok {
-			return
+		for _, rp := range b.due() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, peerNAT := b.initiate(ctx, rp)
+				b.finish(rp, r, peerNAT, true)
+				if ctx.Err() == nil {
+					b.logf("dht: birthday punch with %s: %v", rp, r)
+				}
+			}()
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r, peerNAT := b.initiate(ctx, rp)
-			b.finish(rp, r, peerNAT, true)
-			if ctx.Err() == nil {
-				b.logf("dht: birthday punch with %s: %v", rp, r)
-			}
-		}()
 	})
 	b.reap(true)
 }
 
-// due picks one relayed peer whose next exchange is due, and forgets
-// peers that are gone or direct.
-func (b *birthday) due() (peer.ID, bool) {
+// due picks the relayed peers whose next exchange is due, as many as
+// free initiator slots allow, and forgets peers that are gone or direct.
+func (b *birthday) due() []peer.ID {
+	var relayed []peer.ID
+	for _, rp := range b.h.Network().Peers() {
+		if r, _ := relayedOnly(b.h.Network().ConnsToPeer(rp)); r {
+			relayed = append(relayed, rp)
+		}
+	}
+	return b.dueAmong(relayed)
+}
+
+// dueAmong is due for the given relayed peers; it marks the picked ones
+// running.
+func (b *birthday) dueAmong(relayed []peer.ID) []peer.ID {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	live := map[peer.ID]bool{}
-	var pick peer.ID
-	found := false
+	var picks []peer.ID
 	now := b.now()
-	for _, rp := range b.h.Network().Peers() {
-		if relayed, _ := relayedOnly(b.h.Network().ConnsToPeer(rp)); !relayed {
-			continue
-		}
+	for _, rp := range relayed {
 		live[rp] = true
 		bp := b.peerLocked(rp)
-		if found || b.initiating || bp == nil || bp.running || now.Before(bp.next) {
+		if b.initiating >= bdayInitiators || bp == nil || bp.running || now.Before(bp.next) {
 			continue
 		}
 		bp.running = true
-		b.initiating = true
-		pick, found = rp, true
+		b.initiating++
+		picks = append(picks, rp)
 	}
 	for rp, bp := range b.peers {
 		if !live[rp] && !bp.running {
 			delete(b.peers, rp)
 		}
 	}
-	return pick, found
+	return picks
 }
 
 // reap closes lent sockets that quicreuse gave back and no connection

@@ -2,10 +2,14 @@ package dht
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"testing"
+	"time"
 
+	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -161,5 +165,57 @@ func TestIPPort(t *testing.T) {
 		if ok != tc.ok || (ok && (udp != tc.udp || got.String() != tc.ap)) {
 			t.Errorf("ipPort(%s) = %v %v %v", tc.a, udp, got, ok)
 		}
+	}
+}
+
+// TestBirthdayDue: the symmetric side runs up to bdayInitiators exchanges
+// at once, one per peer, and a failed exchange is retried after
+// bdayFirstRetry, then a doubled backoff.
+func TestBirthdayDue(t *testing.T) {
+	now := time.Unix(1000, 0)
+	b := &birthday{now: func() time.Time { return now }, peers: map[peer.ID]*bdayPeer{}}
+	var ps []peer.ID
+	for i := 0; i < 5; i++ {
+		ps = append(ps, peer.ID(fmt.Sprintf("peer-%d", i)))
+	}
+	got := b.dueAmong(ps)
+	if len(got) != bdayInitiators {
+		t.Fatalf("first pick: %d peers, want %d", len(got), bdayInitiators)
+	}
+	if again := b.dueAmong(ps); len(again) != 0 {
+		t.Fatalf("all slots busy, yet picked %v", again)
+	}
+	b.finish(got[0], reasonNoHit, natEIM, true)
+	next := b.dueAmong(ps)
+	if len(next) != 1 || next[0] == got[0] || next[0] == got[1] || next[0] == got[2] {
+		t.Fatalf("after one finished: picked %v, want one peer not yet tried", next)
+	}
+	// got[0] failed: not before bdayFirstRetry.
+	for _, p := range next {
+		b.finish(p, reasonDirect, natEIM, true)
+	}
+	now = now.Add(bdayFirstRetry - time.Millisecond)
+	for _, p := range b.dueAmong(ps) {
+		if p == got[0] {
+			t.Fatalf("%s picked again before bdayFirstRetry", p)
+		}
+		b.finish(p, reasonDirect, natEIM, true)
+	}
+	now = now.Add(time.Millisecond)
+	if !slices.Contains(b.dueAmong(ps), got[0]) {
+		t.Fatalf("%s not picked again after bdayFirstRetry", got[0])
+	}
+	b.finish(got[0], reasonNoHit, natEIM, true)
+	now = now.Add(bdayFirstRetry)
+	if slices.Contains(b.dueAmong(ps), got[0]) {
+		t.Fatalf("%s picked again after bdayFirstRetry; the backoff should have doubled", got[0])
+	}
+	// A peer no longer relayed is forgotten.
+	b.dueAmong(ps[:1])
+	b.mu.Lock()
+	n := len(b.peers)
+	b.mu.Unlock()
+	if n > bdayInitiators+1 {
+		t.Fatalf("%d peers kept after 4 went direct", n)
 	}
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -35,4 +36,46 @@ func TestDebugRoam(t *testing.T) {
 	os.WriteFile("/tmp/dbg/r.log", b, 0o644)
 	b, _ = os.ReadFile(p.Log)
 	os.WriteFile("/tmp/dbg/p.log", b, 0o644)
+}
+
+// TestDebugYoungPunch is a manual aid (KADLAN_DEBUG=young): nodes behind
+// new routers of one class (KADLAN_DEBUG_NAT, default udpblocked) are
+// pinged from an EIM node as soon as they hold relay reservations, and the
+// time until the pair is direct is logged with the punch state. Daemon
+// logs (GOLOG_LOG_LEVEL as set by the caller) and a tcpdump of each new
+// router's WAN go to /tmp/dbg.
+func TestDebugYoungPunch(t *testing.T) {
+	if os.Getenv("KADLAN_DEBUG") != "young" {
+		t.Skip("manual debugging aid; set KADLAN_DEBUG=young")
+	}
+	kinds := map[string]netlab.NAT{"udpblocked": netlab.UDPBlocked, "eim": netlab.EIM, "cgnat": netlab.CGNAT, "symmetric": netlab.Symmetric}
+	kind, ok := kinds[os.Getenv("KADLAN_DEBUG_NAT")]
+	if !ok {
+		kind = netlab.UDPBlocked
+	}
+	os.MkdirAll("/tmp/dbg", 0o755)
+	w := newNATWorld(t)
+	a := w.behind(t, w.lab.NATRouter("natA", netlab.EIM, nil), "a")
+	for i := 0; i < 6; i++ {
+		r := w.lab.NATRouter(fmt.Sprintf("y%d", i), kind, nil)
+		if kind == netlab.CGNAT {
+			r = w.lab.NATRouter(fmt.Sprintf("yh%d", i), netlab.EIM, r)
+		}
+		dump := r.Start(fmt.Sprintf("/tmp/dbg/y%d.pcap.txt", i), "tcpdump", "-n", "-i", "any", "-tt", "not", "arp")
+		started := time.Now()
+		u := w.behind(t, r, fmt.Sprintf("u%d", i))
+		age := time.Since(started)
+		pr, err := pingOnce(a, u, "10s")
+		pinged := time.Now()
+		p, derr := waitDirect(a, u, 10*time.Second, 100*time.Millisecond)
+		t.Logf("u%d: relayed after %v, ping %v connect %.0f ms (%v), direct after %v: %v, path %s punch %+v", i, age.Round(time.Millisecond), pr.RTTms, pr.ConnectMs, err, time.Since(pinged).Round(time.Millisecond), derr, p.Path, p.Punch)
+		if q, err := pathTo(u, a); err == nil {
+			t.Logf("u%d's view: path %s punch %+v", i, q.Path, q.Punch)
+		}
+		dump.Kill()
+		b, _ := os.ReadFile(u.Log)
+		os.WriteFile(fmt.Sprintf("/tmp/dbg/u%d.log", i), b, 0o644)
+	}
+	b, _ := os.ReadFile(a.Log)
+	os.WriteFile("/tmp/dbg/a.log", b, 0o644)
 }
