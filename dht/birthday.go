@@ -104,6 +104,7 @@ type lentSocket struct {
 type birthday struct {
 	// sentTo is told of addresses probed (reach.go); may be nil.
 	sentTo func(netip.Addr)
+	gate   *punchGate // opened for the dial of the punched port; may be nil
 	h      host.Host
 	cm     *quicreuse.ConnManager
 	logf   func(string, ...any)

@@ -434,6 +434,9 @@ func (b *birthday) probeAndDial(ctx context.Context, x *exchange, rp peer.ID, no
 	if err != nil {
 		return reasonFailed
 	}
+	if b.gate != nil {
+		b.gate.opened(rp)
+	}
 	dctx, cancel := context.WithTimeout(ctx, bdayDialTimeout)
 	defer cancel()
 	err = b.h.Connect(network.WithForceDirectDial(dctx, "kadlan-birthday"), peer.AddrInfo{ID: rp, Addrs: []ma.Multiaddr{addr}})

@@ -177,6 +177,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 
 	guard := newReachGuard()
 	gates := newRelayGates()
+	pgate := newPunchGate()
+	gater := newInboundGater(guard, gates)
+	gater.punch = pgate
 	reach, err := decideReachability(cfg.Reachability, listenMA)
 	if err != nil {
 		return nil, err
@@ -213,7 +216,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
-		libp2p.ConnectionGater(newInboundGater(guard, gates)),
+		libp2p.ConnectionGater(gater),
 		libp2p.ConnectionManager(cm),
 		libp2p.UserAgent("kadlan/" + cfg.Version),
 		libp2p.AddrsFactory(addrsFactory(filter, nodeRef)),
@@ -251,7 +254,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	// Before anyone identifies us: relays admit kadlan nodes only.
 	h.SetStreamHandler(NodeProtocol, handleNodeProtocol)
+	pgate.setPeerstore(h.Peerstore())
 	bday := newBirthday(h, quicCM, logf)
+	bday.gate = pgate
 	dopts := []kaddht.Option{
 		kaddht.ProtocolPrefix(ProtocolPrefix),
 		kaddht.Mode(mode),
@@ -279,6 +284,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		h.Close()
 		return nil, fmt.Errorf("dht: hole punching: %w", err)
 	}
+	punch.gate = pgate
 	cctx, cancel := context.WithCancel(context.Background())
 	n := &Node{Host: h, DHT: d, LAN: lan, cfg: cfg, started: time.Now(), logf: logf, ctx: cctx, cancel: cancel, reachability: reach, acl: acl, connMgr: cm, punch: punch, vouch: newVouch(), gates: gates, bday: bday, reach: guard, reachChanged: make(chan struct{}, 1)}
 	if err := n.registerMetrics(cfg.Metrics); err != nil {

@@ -83,6 +83,7 @@ type puncher struct {
 	h    host.Host
 	svc  *holepunch.Service
 	logf func(string, ...any)
+	gate *punchGate // opened for a punch's dials; may be nil
 
 	mu       sync.Mutex
 	observed map[string]observedAddr
@@ -164,6 +165,10 @@ func (p *puncher) observe(a ma.Multiaddr) {
 
 // Trace records the outcome of every DCUtR round (holepunch.EventTracer).
 func (p *puncher) Trace(evt *holepunch.Event) {
+	if _, ok := evt.Evt.(*holepunch.StartHolePunchEvt); ok && p.gate != nil {
+		p.gate.opened(evt.Remote) // the round's dials follow at once
+		return
+	}
 	end, ok := evt.Evt.(*holepunch.EndHolePunchEvt)
 	if !ok {
 		return

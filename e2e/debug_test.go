@@ -41,7 +41,8 @@ func TestDebugRoam(t *testing.T) {
 // TestDebugYoungPunch is a manual aid (KADLAN_DEBUG=young): nodes behind
 // new routers of one class (KADLAN_DEBUG_NAT, default udpblocked) are
 // pinged from an EIM node as soon as they hold relay reservations, and the
-// time until the pair is direct is logged with the punch state. Daemon
+// time until the pair is direct is logged with the punch state
+// (KADLAN_DEBUG_FROM=u: they ping the EIM node instead). Daemon
 // logs (GOLOG_LOG_LEVEL as set by the caller) and a tcpdump of each new
 // router's WAN go to /tmp/dbg.
 func TestDebugYoungPunch(t *testing.T) {
@@ -55,7 +56,10 @@ func TestDebugYoungPunch(t *testing.T) {
 	}
 	os.MkdirAll("/tmp/dbg", 0o755)
 	w := newNATWorld(t)
-	a := w.behind(t, w.lab.NATRouter("natA", netlab.EIM, nil), "a")
+	natA := w.lab.NATRouter("natA", netlab.EIM, nil)
+	dumpA := natA.Start("/tmp/dbg/natA.pcap.txt", "tcpdump", "-n", "-i", "any", "-tt", "not", "arp")
+	defer dumpA.Kill()
+	a := w.behind(t, natA, "a")
 	for i := 0; i < 6; i++ {
 		r := w.lab.NATRouter(fmt.Sprintf("y%d", i), kind, nil)
 		if kind == netlab.CGNAT {
@@ -65,9 +69,13 @@ func TestDebugYoungPunch(t *testing.T) {
 		started := time.Now()
 		u := w.behind(t, r, fmt.Sprintf("u%d", i))
 		age := time.Since(started)
-		pr, err := pingOnce(a, u, "10s")
+		from, to := a, u
+		if os.Getenv("KADLAN_DEBUG_FROM") == "u" {
+			from, to = u, a
+		}
+		pr, err := pingOnce(from, to, "10s")
 		pinged := time.Now()
-		p, derr := waitDirect(a, u, 10*time.Second, 100*time.Millisecond)
+		p, derr := waitDirect(from, to, 10*time.Second, 100*time.Millisecond)
 		t.Logf("u%d: relayed after %v, ping %v connect %.0f ms (%v), direct after %v: %v, path %s punch %+v", i, age.Round(time.Millisecond), pr.RTTms, pr.ConnectMs, err, time.Since(pinged).Round(time.Millisecond), derr, p.Path, p.Punch)
 		if q, err := pathTo(u, a); err == nil {
 			t.Logf("u%d's view: path %s punch %+v", i, q.Path, q.Punch)
