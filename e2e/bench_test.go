@@ -64,13 +64,17 @@ func TestBenchConnect(t *testing.T) {
 	seq := 0
 	// host puts a new host where side s says: on the Internet, or behind
 	// a new router of its kind (two for CGNAT: NAT444).
-	host := func(s benchSide) *labtest.Host {
+	host := func(s benchSide, i int) *labtest.Host {
 		seq++
 		if s.public {
 			return w.lab.PublicHost(fmt.Sprintf("p%d", seq))
 		}
-		r := w.lab.NATRouter(fmt.Sprintf("r%d", seq), s.nat, nil)
-		if s.nat == netlab.CGNAT {
+		kind := s.nat
+		if len(s.zoo) > 0 {
+			kind = s.zoo[i%len(s.zoo)]
+		}
+		r := w.lab.NATRouter(fmt.Sprintf("r%d", seq), kind, nil)
+		if kind == netlab.CGNAT {
 			r = w.lab.NATRouter(fmt.Sprintf("h%d", seq), netlab.EIM, r) // a home router behind the carrier's
 		}
 		return r.PrivateHost(fmt.Sprintf("n%d", seq))
@@ -161,6 +165,10 @@ func TestBenchConnect(t *testing.T) {
 		{"cgnat-cgnat", nat(netlab.CGNAT), nil, false},
 		{"udpblocked-eim", nat(netlab.UDPBlocked), nat(netlab.EIM), false},
 		{"only443-eim", &benchSide{nat: netlab.Only443, via443: true}, nat(netlab.EIM), false},
+		// TCP/443-only sites to a target of every other class, whichever
+		// relays it chose (DHT clients: full-cone and address-restricted
+		// nodes may turn public).
+		{"only443-zoo", &benchSide{nat: netlab.Only443, via443: true}, &benchSide{dhtClient: true, zoo: []netlab.NAT{netlab.FullCone, netlab.AddressRestricted, netlab.CGNAT, netlab.UDPBlocked, netlab.Symmetric}}, false},
 		{"symmetric-eim", nat(netlab.Symmetric), nat(netlab.EIM), false},
 		{"symmetric-symmetric", nat(netlab.Symmetric), nil, false},
 		// Right after the bootstrap node and the public node that relays
@@ -170,12 +178,12 @@ func TestBenchConnect(t *testing.T) {
 	if !with443 {
 		keep := classes[:0]
 		for _, c := range classes {
-			if c.name != "only443-eim" {
+			if !strings.HasPrefix(c.name, "only443-") {
 				keep = append(keep, c)
 			}
 		}
 		classes = keep
-		fmt.Println("only443-eim: skipped (KADLAN_BENCH_443=1 makes public nodes listen on TCP 443 and runs it)")
+		fmt.Println("only443-eim, only443-zoo: skipped (KADLAN_BENCH_443=1 makes public nodes listen on TCP 443 and runs them)")
 	}
 	if only := os.Getenv("KADLAN_BENCH_CLASSES"); only != "" {
 		var keep = classes[:0]
@@ -206,9 +214,9 @@ func TestBenchConnect(t *testing.T) {
 		// is measured alone.
 		var ha, hb []*labtest.Host
 		for i := 0; i < side; i++ {
-			ha = append(ha, host(*c.a))
+			ha = append(ha, host(*c.a, i))
 			if c.b != nil {
-				hb = append(hb, host(*c.b))
+				hb = append(hb, host(*c.b, i))
 			}
 		}
 		var sets []func() benchSet
@@ -283,10 +291,11 @@ func TestBenchConnect(t *testing.T) {
 
 // benchSide is where the nodes of one side of a class sit.
 type benchSide struct {
-	public    bool       // on the Internet, no NAT
-	nat       netlab.NAT // else behind a new router of this kind
-	dhtClient bool       // a node AutoNAT may find public: DHT client
-	via443    bool       // kadlan bootstraps over TCP 443
+	public    bool         // on the Internet, no NAT
+	nat       netlab.NAT   // else behind a new router of this kind
+	dhtClient bool         // a node AutoNAT may find public: DHT client
+	via443    bool         // kadlan bootstraps over TCP 443
+	zoo       []netlab.NAT // node i behind a router of kind zoo[i % len], not nat
 }
 
 // benchRow is one row of bench-connect.json.
