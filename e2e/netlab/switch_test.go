@@ -72,14 +72,14 @@ func TestLine(t *testing.T) {
 
 var rttRE = regexp.MustCompile(`rtt min/avg/max/mdev = ([0-9.]+)/([0-9.]+)/([0-9.]+)/([0-9.]+) ms`)
 
-// pingAvg pings to from h count times (after one warm-up ping that
-// resolves the neighbour) and returns the average RTT.
-func pingAvg(t *testing.T, h *Host, to string, count int) time.Duration {
+// pingMin pings to from h count times (after one warm-up ping that
+// resolves the neighbour) and returns the smallest and the average RTT.
+func pingMin(t *testing.T, h *Host, to string, count int, interval string) (minRTT, avg time.Duration) {
 	t.Helper()
 	if out, err := h.Lab.Exec(h.NS, "ping", "-c", "1", "-W", "3", to); err != nil {
 		t.Fatalf("warm-up ping %s -> %s: %v: %s", h.Name, to, err, out)
 	}
-	out, err := h.Lab.Exec(h.NS, "ping", "-q", "-c", strconv.Itoa(count), "-i", "0.1", "-W", "3", to)
+	out, err := h.Lab.Exec(h.NS, "ping", "-q", "-c", strconv.Itoa(count), "-i", interval, "-W", "3", to)
 	if err != nil {
 		t.Fatalf("ping %s -> %s: %v: %s", h.Name, to, err, out)
 	}
@@ -87,8 +87,11 @@ func pingAvg(t *testing.T, h *Host, to string, count int) time.Duration {
 	if m == nil {
 		t.Fatalf("ping output: %s", out)
 	}
-	avg, _ := strconv.ParseFloat(m[2], 64)
-	return time.Duration(avg * float64(time.Millisecond))
+	ms := func(s string) time.Duration {
+		v, _ := strconv.ParseFloat(s, 64)
+		return time.Duration(v * float64(time.Millisecond))
+	}
+	return ms(m[1]), ms(m[2])
 }
 
 func within(got, want time.Duration, frac float64) bool {
@@ -99,23 +102,24 @@ func within(got, want time.Duration, frac float64) bool {
 	return d <= frac*float64(want) && -d <= frac*float64(want)
 }
 
-// pingWithin measures the average RTT from h to to (count pings) until it
-// is within frac of want, at most three rounds, and reports the last
-// average and whether it was. A loaded machine (say, go test running the
-// e2e package beside this one) wakes the switch's goroutines late, which
-// only ever adds delay, so a round that meets the bound is the one that
-// shows what the switch does.
+// pingWithin measures the smallest RTT from h to to (count pings) until
+// it is within frac of want, at most three rounds, and reports the last
+// and whether it was. The delay the switch adds is a floor that a loaded
+// machine (say, go test running the e2e package beside this one) only
+// adds to, by waking the switch's goroutines late: the fastest ping of a
+// round is the one that shows what the switch does (its average rose by
+// 15 to 50% with two CPU hogs and a second e2e run beside make test).
 func pingWithin(t *testing.T, h *Host, to string, count int, want time.Duration, frac float64) (time.Duration, bool) {
 	t.Helper()
-	var got time.Duration
+	var got, avg time.Duration
 	for round := 0; round < 3; round++ {
-		if got = pingAvg(t, h, to, count); within(got, want, frac) {
+		if got, avg = pingMin(t, h, to, count, "0.1"); within(got, want, frac) {
 			return got, true
 		}
 		if got < want {
 			break // early: no load explains that
 		}
-		t.Logf("ping %s -> %s: avg %v, want %v ±%.0f%%; measuring again", h.Name, to, got, want, 100*frac)
+		t.Logf("ping %s -> %s: min %v (avg %v), want %v ±%.0f%%; measuring again", h.Name, to, got, avg, want, 100*frac)
 	}
 	return got, false
 }
@@ -131,7 +135,7 @@ func TestSwitchRTT(t *testing.T) {
 	if got, ok := pingWithin(t, a, b.IPv4, 10, 80*time.Millisecond, 0.1); !ok {
 		t.Errorf("RTT %v, want 80ms ±10%%", got)
 	} else {
-		t.Logf("configured 80ms: ping avg %v", got)
+		t.Logf("configured 80ms: fastest ping %v", got)
 	}
 	if got, ok := pingWithin(t, a, b.IPv6, 5, 80*time.Millisecond, 0.1); !ok {
 		t.Errorf("IPv6 RTT %v, want 80ms ±10%%", got)
@@ -144,25 +148,35 @@ func TestSwitchRTT(t *testing.T) {
 	if got, ok := pingWithin(t, a, b.IPv4, 5, 200*time.Millisecond, 0.1); !ok {
 		t.Errorf("RTT %v, want 200ms ±10%%", got)
 	} else {
-		t.Logf("configured 200ms: ping avg %v", got)
+		t.Logf("configured 200ms: fastest ping %v", got)
 	}
-	// Jitter spreads the RTTs (mdev) around the same average.
+	// Jitter spreads the RTTs (mdev): with ±5 ms per link crossing (four
+	// per round trip) some of 20 pings come back faster than 80 ms, none
+	// faster than 60 ms. Load only adds delay, so a round whose fastest
+	// ping is not below 80 ms is measured again.
 	for _, h := range []*Host{a, b} {
 		if err := l.SetLink(h, LinkShape{Delay: 20 * time.Millisecond, Jitter: 5 * time.Millisecond}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	out, err := l.Exec(a.NS, "ping", "-q", "-c", "20", "-i", "0.05", "-W", "3", b.IPv4)
-	m := rttRE.FindStringSubmatch(out)
-	if err != nil || m == nil {
-		t.Fatalf("ping with jitter: %v: %s", err, out)
-	}
-	avg, _ := strconv.ParseFloat(m[2], 64)
-	mdev, _ := strconv.ParseFloat(m[4], 64)
-	if avg < 72 || avg > 92 || mdev < 1 {
-		t.Errorf("jitter 5ms per link crossing: avg %.1f ms, mdev %.1f ms; want ~80 and > 1", avg, mdev)
-	} else {
-		t.Logf("configured 80ms, jitter 5ms per crossing: avg %.1f ms, mdev %.1f ms", avg, mdev)
+	for round := 0; ; round++ {
+		out, err := l.Exec(a.NS, "ping", "-q", "-c", "20", "-i", "0.05", "-W", "3", b.IPv4)
+		m := rttRE.FindStringSubmatch(out)
+		if err != nil || m == nil {
+			t.Fatalf("ping with jitter: %v: %s", err, out)
+		}
+		lo, _ := strconv.ParseFloat(m[1], 64)
+		avg, _ := strconv.ParseFloat(m[2], 64)
+		mdev, _ := strconv.ParseFloat(m[4], 64)
+		if lo >= 60 && lo < 80 && mdev > 1 {
+			t.Logf("configured 80ms, jitter 5ms per crossing: min %.1f ms, avg %.1f ms, mdev %.1f ms", lo, avg, mdev)
+			break
+		}
+		if lo < 60 || round == 2 {
+			t.Errorf("jitter 5ms per link crossing: min %.1f ms, avg %.1f ms, mdev %.1f ms; want min in [60, 80) and mdev > 1", lo, avg, mdev)
+			break
+		}
+		t.Logf("jitter: min %.1f ms, mdev %.1f ms; measuring again", lo, mdev)
 	}
 	for _, h := range []*Host{a, b} {
 		if err := l.SetLink(h, LinkShape{}); err != nil {
@@ -172,7 +186,7 @@ func TestSwitchRTT(t *testing.T) {
 	if got, ok := pingWithin(t, a, b.IPv4, 10, 0, 0); !ok && got > 5*time.Millisecond {
 		t.Errorf("zero-delay RTT %v, want < 5ms", got)
 	} else {
-		t.Logf("configured 0: ping avg %v", got)
+		t.Logf("configured 0: fastest ping %v", got)
 	}
 	if err := l.SetLink(b, LinkShape{Loss: 1}); err != nil {
 		t.Fatal(err)
