@@ -23,6 +23,9 @@ const (
 	// seeds a member chooses, so that on average every seed is kept
 	// (overlay.DefaultMaxIdleInbound).
 	MaxIdleInbound = 2 * MinLinks
+	// DefaultLinkIdle is --link-idle's default: a link without unicast
+	// frames either way this long closes (also the social neighbour age).
+	DefaultLinkIdle = 10 * time.Minute
 	// TickEvery is how often the engine closes idle links
 	// (overlay.EngineConfig.TickEvery's default).
 	TickEvery = 5 * time.Second
