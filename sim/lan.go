@@ -41,8 +41,9 @@ import (
 type lanLink struct {
 	opened   int64
 	outbound bool
-	lazyEnd  bool // a lazy member dialled it (it closes it when idle)
-	mirrored bool // the mirror of another member's seed link to a lazy member
+	lazyEnd  bool  // a lazy member dialled it (it closes it when idle)
+	lastUse  int64 // lazyEnd: the last exchange over it
+	mirrored bool  // the mirror of another member's seed link to a lazy member
 	// mirrorTo, mirrorPeer: a seed link to a lazy member whose mirror is
 	// held by active member mirrorTo (-1: none) as a link to mirrorPeer.
 	mirrorTo, mirrorPeer int32
@@ -445,9 +446,12 @@ func (w *lanWorld) lazyMember() int32 {
 
 // inbound is lazy member x's frame to active member o.
 func (w *lanWorld) inbound(o *lanMember, x int32, now int64) {
-	if _, ok := o.links[x]; !ok {
-		o.links[x] = &lanLink{opened: now, lazyEnd: true, mirrorTo: -1}
+	l := o.links[x]
+	if l == nil {
+		l = &lanLink{opened: now, lazyEnd: true, mirrorTo: -1}
+		o.links[x] = l
 	}
+	l.lastUse = now
 	w.touch(o, x, now)
 	o.known[x] = now
 }

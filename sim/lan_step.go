@@ -32,8 +32,10 @@ func (w *lanWorld) tick(m *lanMember, now int64) {
 		w.closeLink(m, p)
 	}
 	for _, p := range peers {
-		// The lazy end of a link it dialled closes it once idle.
-		if l := m.links[p]; l != nil && l.lazyEnd && !fresh(p) && now-l.opened >= w.idle && w.idle > 0 {
+		// The lazy end of a link it dialled closes it once idle: no
+		// exchange over it within the neighbour age (its own list, not
+		// m's, which may be full), older than the idle time.
+		if l := m.links[p]; l != nil && l.lazyEnd && now-l.lastUse >= int64(w.sp.NeighbourAgeSec)*1e9 && now-l.opened >= w.idle && w.idle > 0 {
 			w.closeLink(m, p)
 		}
 	}
