@@ -26,9 +26,6 @@ func lanConfig(nodes int) Config {
 func TestLanBoundsHold(t *testing.T) {
 	c := lanConfig(300)
 	c.ContactsPerMin, c.NewContactsPerMin, c.LinkIdleS, c.MaxKnown = 4, 2, 30, 40
-	if raceEnabled {
-		c.DurationS = 300
-	}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
