@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kadlan/kadlan/overlay/bounds"
 	"github.com/kadlan/kadlan/overlay/netrec"
 	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -33,11 +34,11 @@ import (
 // as one is, a member that links to this node is known from its Hello,
 // and an address nobody known holds is looked up at once (resolve).
 const (
-	discoverFetches  = 8
+	discoverFetches  = bounds.DiscoverFetches
 	fetchAgain       = republishEvery
 	fetchRetryFirst  = 10 * time.Second
 	maxDiscoverEvery = republishEvery
-	discoverSample   = 32
+	discoverSample   = bounds.DiscoverSample
 	// discoverTried bounds the fetch cache: beyond it the oldest entries
 	// go (they are at most refetched early).
 	discoverTried = 4096
@@ -169,7 +170,7 @@ func (j *joined) discover(ctx context.Context) int {
 	fctx, stop := context.WithCancel(dctx) // the walk ends once the budget is spent
 	defer stop()
 	j.mgr.walks.providerWalks.Add(1)
-	for ai := range j.mgr.node.FindProviders(fctx, netrec.MembersCID(id), 64) {
+	for ai := range j.mgr.node.FindProviders(fctx, netrec.MembersCID(id), bounds.DiscoverProviders) {
 		if ai.ID == j.mgr.node.ID() || started >= discoverFetches {
 			continue // draining
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/kadlan/kadlan/internal/group"
 	"github.com/kadlan/kadlan/internal/ratelog"
 	"github.com/kadlan/kadlan/overlay"
+	"github.com/kadlan/kadlan/overlay/bounds"
 	"github.com/kadlan/kadlan/overlay/netrec"
 	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap"
@@ -27,12 +28,12 @@ import (
 const (
 	netTickFast     = time.Second
 	netTickSlow     = 10 * time.Second
-	republishEvery  = 10 * time.Minute
+	republishEvery  = bounds.RepublishEvery
 	revocationEvery = 15 * time.Second
 	discoverEvery   = 20 * time.Second
 	// With at least one member link up (records arrive along links).
-	linkedRevocationEvery = 2 * time.Minute
-	linkedDiscoverEvery   = time.Minute
+	linkedRevocationEvery = bounds.LinkedRevocationEvery
+	linkedDiscoverEvery   = bounds.DiscoverEvery
 	dhtOpTimeout          = 10 * time.Second
 	helloTimeout          = 10 * time.Second
 )

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kadlan/kadlan/internal/ratelog"
+	"github.com/kadlan/kadlan/overlay/bounds"
 	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap"
 	"github.com/kadlan/kadlan/tap/ether"
@@ -118,11 +119,11 @@ type EngineStats struct {
 }
 
 // DefaultMinLinks is the default of EngineConfig.MinLinks.
-const DefaultMinLinks = 3
+const DefaultMinLinks = bounds.MinLinks
 
 // DefaultMaxIdleInbound is the default of EngineConfig.MaxIdleInbound:
 // twice the seeds a member chooses, so that on average every seed is kept.
-const DefaultMaxIdleInbound = 2 * DefaultMinLinks
+const DefaultMaxIdleInbound = bounds.MaxIdleInbound
 
 // Bounds of the frames held for members whose link is being dialled.
 const (
@@ -203,7 +204,7 @@ func New(dev tap.Device, tr Transport, sw *vswitch.Switch, cfg EngineConfig) *En
 		cfg.Now = time.Now
 	}
 	if cfg.TickEvery == 0 {
-		cfg.TickEvery = 5 * time.Second
+		cfg.TickEvery = bounds.TickEvery
 	}
 	if cfg.MaxWait == 0 {
 		cfg.MaxWait = 20 * time.Millisecond

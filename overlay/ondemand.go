@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/kadlan/kadlan/overlay/bounds"
 	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
@@ -78,8 +79,8 @@ func (e *Engine) expirePending(now time.Time) {
 
 // closeIdle closes links this node dialled whose member is no longer a
 // fresh social neighbour and that are older than LinkIdle, keeping
-// MinLinks, and such links that others dialled beyond MaxIdleInbound;
-// e.mu is held.
+// MinLinks, and such links that others dialled beyond MaxIdleInbound
+// (bounds.IdleLinks, which the simulator runs too); e.mu is held.
 func (e *Engine) closeIdle(now time.Time) {
 	if e.cfg.LinkIdle <= 0 || len(e.links) <= e.cfg.MinLinks {
 		return
@@ -88,31 +89,11 @@ func (e *Engine) closeIdle(now time.Time) {
 	for _, p := range e.sw.Neighbours(now) {
 		fresh[p] = true
 	}
-	var idle, idleIn []peer.ID
+	ls := make([]bounds.Link[peer.ID], 0, len(e.links))
 	for p, l := range e.links {
-		if fresh[p] || now.Sub(l.opened) < e.cfg.LinkIdle {
-			continue
-		}
-		if l.outbound {
-			idle = append(idle, p)
-		} else {
-			idleIn = append(idleIn, p)
-		}
+		ls = append(ls, bounds.Link[peer.ID]{Peer: p, Opened: l.opened, Outbound: l.outbound})
 	}
-	// Oldest links go first; the ones kept are the newest.
-	oldest := func(a, b peer.ID) int { return e.links[a].opened.Compare(e.links[b].opened) }
-	slices.SortFunc(idle, oldest)
-	slices.SortFunc(idleIn, oldest)
-	// A link the other end dialled may be one of its MinLinks: closing it
-	// would only make that node dial again, so such links close only
-	// beyond MaxIdleInbound (and the dialler picks another seed).
-	if extra := len(idleIn) - e.cfg.MaxIdleInbound; extra > 0 {
-		idle = append(idle, idleIn[:extra]...)
-	}
-	for _, p := range idle {
-		if len(e.links) <= e.cfg.MinLinks {
-			return
-		}
+	for _, p := range bounds.IdleLinks(ls, func(p peer.ID) bool { return fresh[p] }, now, e.cfg.LinkIdle, e.cfg.MinLinks, e.cfg.MaxIdleInbound) {
 		l := e.links[p]
 		delete(e.links, p)
 		e.retire(l)

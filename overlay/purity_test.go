@@ -14,7 +14,7 @@ import (
 // pureDirs are overlay's pure packages: the logic that the daemon, the
 // tests and the simulator share. They do no I/O and keep no time of their
 // own, so they run the same anywhere: callers pass the time and do the I/O.
-var pureDirs = []string{"netrec", "relaychoice", "social", "vswitch"}
+var pureDirs = []string{"bounds", "netrec", "relaychoice", "social", "vswitch"}
 
 // forbiddenImports would give a pure package I/O, locks or goroutine
 // plumbing (net/netip is fine: it is only address arithmetic).

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/kadlan/kadlan/overlay/bounds"
 	"github.com/kadlan/kadlan/overlay/social"
 )
 
@@ -20,7 +21,7 @@ import (
 type Config struct {
 	Preset      string `json:"preset,omitempty"`
 	Description string `json:"description,omitempty"`
-	// Model: lookup, sybil, churn, nat, broadcast, rooted or triangle.
+	// Model: lookup, sybil, churn, nat, broadcast, lan, rooted or triangle.
 	Model string `json:"model"`
 	Nodes int    `json:"nodes"`
 	Seed  uint64 `json:"seed"`
@@ -142,6 +143,27 @@ type Config struct {
 	ReplicationLimit int                 `json:"replication_limit"` // ZeroTier multicastLimit
 	Social           social.SocialParams `json:"social"`
 
+	// One network with links on demand (model lan, lan.go): the bounds
+	// are the node's (overlay/bounds, vswitch.DefaultMaxKnown); these are
+	// the traffic and the simulation's inputs. social.neighbour_age_s is
+	// replaced by link_idle_s, as the daemon does.
+	ContactsPerMin float64 `json:"contacts_per_min"` // unicast exchanges a member starts per minute
+	Partners       int     `json:"partners"`         // members each member talks to (drawn once)
+	// NewContactsPerMin: further exchanges a member starts per minute,
+	// each with a member drawn afresh (by the same law as partners).
+	NewContactsPerMin float64 `json:"new_contacts_per_min"`
+	// ContactSkew: 0 draws partners uniformly; > 1 is the exponent of a
+	// Zipf law over a random popularity rank (a few members everyone
+	// talks to).
+	ContactSkew float64 `json:"contact_skew"`
+	Active      int     `json:"active"`      // members simulated event by event (0 or >= nodes: all), the rest lazily
+	LinkIdleS   float64 `json:"link_idle_s"` // --link-idle: a link without unicast frames this long closes
+	LinkRTTs    float64 `json:"link_rtts"`   // round trips of a link's set-up once the address is known
+	MaxKnown    int     `json:"max_known"`   // --max-members (0: vswitch.DefaultMaxKnown)
+	DurationS   float64 `json:"duration_s"`  // simulated time; everyone joins at 0
+	WarmupS     float64 `json:"warmup_s"`    // measured from here on
+	SampleS     float64 `json:"sample_s"`    // what each member holds is sampled this often
+
 	Sweep *Sweep `json:"sweep,omitempty"`
 	// Grid: further sweeps; the points are every combination of their
 	// values with sweep's (sweep varies fastest).
@@ -172,7 +194,9 @@ func Defaults() Config {
 		ConnectRate: 200, RootCapacity: 100, KeepaliveBytesS: 8,
 		Load: 0.9, CentralShare: 0.1, MaxEvents: 3e8, Stations0: 20,
 		Community: 40, InDegree: 8, OutDegree: 1, Affinity: 0.5, Broadcasts: 200, ReplicationLimit: 32,
-		Social: social.DefaultSocialParams()}
+		Social:         social.DefaultSocialParams(),
+		ContactsPerMin: 1, Partners: 8, NewContactsPerMin: 0.1, Active: 10000, LinkIdleS: bounds.DefaultLinkIdle.Seconds(), LinkRTTs: 3,
+		DurationS: 1800, WarmupS: 600, SampleS: 60}
 }
 
 //go:embed presets/*.json
@@ -247,6 +271,12 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("sim: config: churn %q: want weibull or exponential", c.Churn)
 	case c.LookupRate <= 0 || c.RefreshS <= 0 || c.SessionMedianS <= 0:
 		return fmt.Errorf("sim: config: rates and durations must be positive")
+	case c.Model == "lan" && (c.Partners < 1 || c.ContactsPerMin < 0 || c.NewContactsPerMin < 0 || c.Active < 0 || c.MaxKnown < 0 || c.LinkRTTs < 0 || c.LinkIdleS < 0):
+		return fmt.Errorf("sim: config: lan: partners must be >= 1; contacts_per_min, new_contacts_per_min, active, max_known, link_rtts, link_idle_s >= 0")
+	case c.Model == "lan" && c.ContactSkew != 0 && c.ContactSkew <= 1:
+		return fmt.Errorf("sim: config: lan: contact_skew %v: want 0 (uniform) or a Zipf exponent > 1", c.ContactSkew)
+	case c.Model == "lan" && (c.DurationS <= 0 || c.WarmupS < 0 || c.WarmupS >= c.DurationS || c.SampleS < bounds.TickEvery.Seconds()):
+		return fmt.Errorf("sim: config: lan: want 0 <= warmup_s < duration_s and sample_s >= %v", bounds.TickEvery.Seconds())
 	}
 	if _, err := advCode(c.Adversary); err != nil {
 		return fmt.Errorf("sim: config: %w", err)

@@ -57,6 +57,9 @@ type bcast struct {
 	r      *rand.Rand
 	method string
 	social []*social.Social[int32]
+	// nodeOf, when set, gives each node's social state instead of social
+	// and the contact graph (the lan model's members).
+	nodeOf func(int32) *social.Social[int32]
 	fanout int
 
 	got     []int64 // first delivery time, -1: none
@@ -71,6 +74,9 @@ type bcast struct {
 var simEpoch = time.Unix(0, 0).UTC()
 
 func (b *bcast) node(v int32) *social.Social[int32] {
+	if b.nodeOf != nil {
+		return b.nodeOf(v)
+	}
 	if s := b.social[v]; s != nil {
 		return s
 	}
@@ -173,6 +179,28 @@ func (b *bcast) Fire(now, arg int64) {
 // run does one broadcast from origin and returns (reached, community
 // members reached, community size-1, community latencies in ms).
 func (b *bcast) run(origin int32) (int, int, int, []float64) {
+	now := b.eng.Now()
+	b.spread(origin)
+	cm := b.g.Community[origin]
+	commN, commGot := 0, 0
+	var lat []float64
+	for _, v := range b.comms[cm] {
+		if v == origin {
+			continue
+		}
+		commN++
+		if b.got[v] >= 0 {
+			commGot++
+			lat = append(lat, float64(b.got[v]-now)/1e6)
+		}
+	}
+	return len(b.touched), commGot, commN, lat
+}
+
+// spread does one broadcast from origin at the engine's time, until no
+// message is in flight: b.touched lists the nodes reached, b.got their
+// times, b.msgs the messages sent.
+func (b *bcast) spread(origin int32) {
 	for _, v := range b.touched {
 		b.got[v] = -1
 	}
@@ -206,20 +234,6 @@ func (b *bcast) run(origin int32) (int, int, int, []float64) {
 		}
 	}
 	b.eng.Run(-1)
-	cm := b.g.Community[origin]
-	commN, commGot := 0, 0
-	var lat []float64
-	for _, v := range b.comms[cm] {
-		if v == origin {
-			continue
-		}
-		commN++
-		if b.got[v] >= 0 {
-			commGot++
-			lat = append(lat, float64(b.got[v]-now)/1e6)
-		}
-	}
-	return len(b.touched), commGot, commN, lat
 }
 
 // runBroadcastModel compares implicit social switching (overlay's own code)

@@ -44,6 +44,9 @@ type modelDef struct {
 	// bytesPerNode is the peak memory per node of one point, measured
 	// (/usr/bin/time at 10^5-10^6 nodes), for the memory check of Run.
 	bytesPerNode float64
+	// bytesPerActive, when > 0, is the measured peak memory of each member
+	// a model simulates event by event (Config.Active, at most Nodes).
+	bytesPerActive float64
 	// run computes one point; progress gets the done fraction (0..1).
 	run   func(c Config, progress func(float64)) (Metrics, error)
 	plots []PlotSpec
@@ -228,9 +231,14 @@ func Run(c Config, o Options) (*Results, error) {
 }
 
 // pointBytes estimates the peak memory of one point: 64 MiB of runtime
-// and tables, plus 1.5 times the model's measured bytes per node.
+// and tables, plus 1.5 times the model's measured bytes per node (and per
+// active member).
 func pointBytes(md modelDef, c Config) float64 {
-	return 64<<20 + 1.5*md.bytesPerNode*float64(c.Nodes)
+	active := c.Nodes
+	if c.Active > 0 {
+		active = min(c.Active, c.Nodes)
+	}
+	return 64<<20 + 1.5*(md.bytesPerNode*float64(c.Nodes)+md.bytesPerActive*float64(active))
 }
 
 // memAvailable is MemAvailable of /proc/meminfo in bytes (0: unknown).

@@ -14,6 +14,7 @@ import (
 	"github.com/kadlan/kadlan/daemon"
 	"github.com/kadlan/kadlan/dht"
 	"github.com/kadlan/kadlan/internal/logs"
+	"github.com/kadlan/kadlan/overlay/bounds"
 	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/gologshim"
@@ -77,7 +78,7 @@ func daemonCommand() *cli.Command {
 			&cli.IntFlag{Name: "relay-circuits-stranger", Value: dht.DefaultRelayLimits.CircuitsPerStranger, Usage: "relayed connections per peer that is not (as their source)"},
 			&cli.DurationFlag{Name: "relay-circuit-duration", Value: dht.DefaultRelayLimits.CircuitDuration, Usage: "reset a relayed connection after `DURATION` (the link reconnects)"},
 			&cli.Int64Flag{Name: "relay-circuit-mib", Value: dht.DefaultRelayLimits.CircuitBytes >> 20, Usage: "reset a relayed connection after this many MiB each way"},
-			&cli.DurationFlag{Name: "link-idle", Value: 10 * time.Minute, Usage: "links on demand: a node links to a few members and to those it sends to, and closes a link after this long without unicast frames either way (0: link to every member and keep the links)"},
+			&cli.DurationFlag{Name: "link-idle", Value: bounds.DefaultLinkIdle, Usage: "links on demand: a node links to a few members and to those it sends to, and closes a link after this long without unicast frames either way (0: link to every member and keep the links)"},
 			&cli.IntFlag{Name: "max-members", Value: vswitch.DefaultMaxKnown, Usage: "members of a public network this node holds at most (those heard of least recently are forgotten, never linked members or social neighbours; a forgotten member is looked up again by its address when needed)"},
 			&cli.StringFlag{Name: "name", Usage: "this node's member `NAME` on its networks, resolvable as NAME.NETWORK.kadlan (a DNS label: a-z, 0-9, '-'; default: the host name made one; a name in the owner's certificate wins)"},
 			&cli.BoolFlag{Name: "dns", Value: true, Usage: "answer DNS for members' names on each network's interface address, port 53 (registered with systemd-resolved when it runs here; see README, Names)"},

@@ -38,7 +38,15 @@ func simCommand() *cli.Command {
 			"  kadlan sim --preset lookup --out runs/lookup\n" +
 			"  kadlan sim --preset sybil --set nodes=20000 --sweep sybil_share=0,0.1,0.2,0.3\n" +
 			"  kadlan sim --preset lookup --sweep nodes=1e4,1e5,1e6 --shard 0/3 --out part0\n" +
-			"  kadlan sim merge part0 part1 part2 --out merged",
+			"  kadlan sim merge part0 part1 part2 --out merged\n\n" +
+			"Model lan (--preset lan): one network with links on demand, with the node's bounds\n" +
+			"(overlay/bounds). Its inputs, as --set KEY=VALUE: contacts_per_min (exchanges a member\n" +
+			"starts per minute with its partners, default 1), partners (members each talks to, 8),\n" +
+			"new_contacts_per_min (exchanges with a member drawn afresh, 0.1), contact_skew (0: uniform;\n" +
+			"> 1: Zipf exponent over a popularity rank), link_idle_s (--link-idle, 600), link_rtts (round\n" +
+			"trips of a link's set-up once the address is known, 3), max_known (--max-members, 0: 1024),\n" +
+			"active (members simulated event by event, the rest lazily; 0: all; default 10000),\n" +
+			"duration_s, warmup_s, sample_s (1800, 600, 60), broadcasts (per point).",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "preset", Aliases: []string{"p"}, Usage: "preset `NAME` (default quick)"},
 			&cli.StringFlag{Name: "config", Usage: "config `FILE` (JSON, as printed by 'kadlan sim presets NAME')"},
