@@ -543,6 +543,7 @@ func (e *Engine) tick() {
 				}
 			}
 			e.closeIdle(now)
+			e.keepSeeds(now)
 			e.mu.Unlock()
 		}
 	}

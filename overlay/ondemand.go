@@ -123,3 +123,27 @@ func (e *Engine) unresolved() []netip.Addr {
 	}
 	return out
 }
+
+// keepSeeds makes links social neighbours again while the node has fewer
+// fresh ones than MinLinks (bounds.StaleSeeds, which the simulator runs
+// too); e.mu is held. Touching a link is the switch's Connected: it also
+// announces the local groups to that member. Found by the simulator's lan
+// model: a quiet member's broadcasts reached nobody once its seeds were
+// older than the neighbour age.
+func (e *Engine) keepSeeds(now time.Time) {
+	fresh := e.sw.Neighbours(now)
+	if len(fresh) >= e.cfg.MinLinks {
+		return
+	}
+	isFresh := make(map[peer.ID]bool, len(fresh))
+	for _, p := range fresh {
+		isFresh[p] = true
+	}
+	ls := make([]bounds.Link[peer.ID], 0, len(e.links))
+	for p, l := range e.links {
+		ls = append(ls, bounds.Link[peer.ID]{Peer: p, Opened: l.opened, Outbound: l.outbound})
+	}
+	for _, p := range bounds.StaleSeeds(ls, func(p peer.ID) bool { return isFresh[p] }, len(fresh), e.cfg.MinLinks) {
+		e.dispatch(e.sw.Connected(p, now))
+	}
+}

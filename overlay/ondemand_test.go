@@ -81,7 +81,7 @@ func idleWorld(t *testing.T, n int, cfg EngineConfig) []*engineNode {
 	var nodes []*engineNode
 	for i, nd := range w.nodes {
 		host, dev := taptest.NewPair(nd.mac, nd.mac, 0, 256)
-		c := EngineConfig{Logf: t.Logf, TickEvery: time.Hour}
+		c := EngineConfig{Logf: t.Logf, TickEvery: time.Hour, Now: cfg.Now} // one clock: broadcasts carry their origin's time
 		if i == 0 {
 			c = cfg
 			c.Logf, c.TickEvery = t.Logf, 5*time.Millisecond
@@ -223,5 +223,30 @@ func TestEngineReportsUnresolved(t *testing.T) {
 	case ip := <-asked:
 		t.Fatalf("asked again for %v within a second", ip)
 	default:
+	}
+}
+
+// A member that sends no unicast frames keeps MinLinks links, and its
+// broadcasts still reach them once the social neighbour age has passed
+// (the seeds are made neighbours again).
+func TestEngineQuietBroadcastReachesSeeds(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(1e9, 0)}
+	nodes := idleWorld(t, 3, EngineConfig{Now: clock.Now, LinkIdle: 30 * time.Second, MinLinks: 2})
+	a := nodes[0]
+	for _, b := range nodes[1:] {
+		link(t, a, b)
+	}
+	clock.Add(700 * time.Second) // past the neighbour age (600 s): nobody is fresh
+	waitUntil(t, "seeds made neighbours again", func() bool {
+		a.eng.mu.Lock()
+		defer a.eng.mu.Unlock()
+		return len(a.eng.sw.Neighbours(clock.Now())) == 2
+	})
+	a.host.Write(bcastFrame(a.testNode, "anyone on a quiet network"))
+	for _, b := range nodes[1:] {
+		hostRead(t, b.host, func(f []byte) bool { return bytes.Contains(f, []byte("anyone on a quiet network")) })
+	}
+	if ls, _ := a.eng.Links(); len(ls) != 2 {
+		t.Fatalf("%d links, want the 2 seeds", len(ls))
 	}
 }

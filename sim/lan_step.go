@@ -42,6 +42,17 @@ func (w *lanWorld) tick(m *lanMember, now int64) {
 	w.trimKnown(m, fresh)
 	w.discover(m, now)
 	w.seed(m, now)
+	// Seeds made neighbours again while fewer than MinLinks are fresh, as
+	// the engine's keepSeeds does.
+	cur := make([]bounds.Link[int32], 0, len(m.links))
+	for p, l := range m.links {
+		cur = append(cur, bounds.Link[int32]{Peer: p, Opened: simEpoch.Add(time.Duration(l.opened)), Outbound: l.outbound})
+	}
+	slices.SortFunc(cur, func(a, b bounds.Link[int32]) int { return cmp.Compare(a.Peer, b.Peer) })
+	nb = m.soc.Neighbours(t) // after this tick's closes and seeds
+	for _, p := range bounds.StaleSeeds(cur, fresh, len(nb), bounds.MinLinks) {
+		w.touch(m, p, now)
+	}
 	if now >= w.warm && m.ticks%max(1, int(w.c.SampleS/bounds.TickEvery.Seconds())) == 0 {
 		if m.hot {
 			w.hotLinks = append(w.hotLinks, float64(len(m.links)))

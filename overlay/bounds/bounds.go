@@ -98,3 +98,29 @@ func IdleLinks[K comparable](links []Link[K], fresh func(K) bool, now time.Time,
 	}
 	return keys
 }
+
+// StaleSeeds returns the links to make social neighbours again while a
+// node has fewer than minLinks fresh ones (nFresh): the newest links whose
+// member is not fresh, as many as are missing. Only unicast frames and a
+// link's opening make a member fresh, so without this a member that sends
+// no unicast frames had no neighbours after the neighbour age, and its
+// broadcasts (DHCP, ARP, mDNS) reached nobody, although IdleLinks keeps
+// minLinks links for them.
+func StaleSeeds[K comparable](links []Link[K], fresh func(K) bool, nFresh, minLinks int) []K {
+	need := minLinks - nFresh
+	if need <= 0 {
+		return nil
+	}
+	var stale []Link[K]
+	for _, l := range links {
+		if !fresh(l.Peer) {
+			stale = append(stale, l)
+		}
+	}
+	slices.SortStableFunc(stale, func(a, b Link[K]) int { return b.Opened.Compare(a.Opened) })
+	out := make([]K, 0, min(need, len(stale)))
+	for _, l := range stale[:min(need, len(stale))] {
+		out = append(out, l.Peer)
+	}
+	return out
+}

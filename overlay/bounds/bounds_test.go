@@ -36,3 +36,18 @@ func TestIdleLinks(t *testing.T) {
 		t.Errorf("idle 0 closed %v", got)
 	}
 }
+
+func TestStaleSeeds(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	ls := []Link[string]{{Peer: "old", Opened: t0}, {Peer: "new", Opened: t0.Add(2 * time.Second)}, {Peer: "mid", Opened: t0.Add(time.Second)}, {Peer: "talk", Opened: t0}}
+	fresh := func(p string) bool { return p == "talk" }
+	if got := StaleSeeds(ls, fresh, 1, 3); !slices.Equal(got, []string{"new", "mid"}) {
+		t.Fatalf("StaleSeeds = %v, want the two newest stale links [new mid]", got)
+	}
+	if got := StaleSeeds(ls, fresh, 3, 3); len(got) != 0 {
+		t.Fatalf("enough fresh neighbours, yet %v", got)
+	}
+	if got := StaleSeeds(ls[:1], fresh, 0, 3); !slices.Equal(got, []string{"old"}) {
+		t.Fatalf("fewer links than missing: %v", got)
+	}
+}
