@@ -171,6 +171,34 @@ func udpFrame(dstMAC, srcMAC ether.MAC, src, dst netip.Addr, payload []byte) []b
 	return f
 }
 
+// kernelOf returns the kernel side of td's device on network n.
+func (td *testDaemon) kernelOf(n api.Network) *taptest.Device {
+	td.mu.Lock()
+	defer td.mu.Unlock()
+	return td.kernel[n.Interface]
+}
+
+// arrival reads k (a device's kernel side) until a frame containing
+// payload arrives and sends a copy of it on the channel it returns; the
+// reader ends there or when k is closed.
+func arrival(k *taptest.Device, payload []byte) <-chan []byte {
+	got := make(chan []byte, 1)
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, err := k.Read(buf)
+			if err != nil {
+				return
+			}
+			if bytes.Contains(buf[:n], payload) {
+				got <- bytes.Clone(buf[:n])
+				return
+			}
+		}
+	}()
+	return got
+}
+
 func mustMAC(t *testing.T, s string) ether.MAC {
 	m, err := ether.ParseMAC(s)
 	if err != nil {
@@ -232,28 +260,10 @@ func TestNetworkLifecycle(t *testing.T) {
 	}
 
 	// A frame written on the owner's device arrives on the member's.
-	owner.mu.Lock()
-	ok := owner.kernel[on.Interface]
-	owner.mu.Unlock()
-	member.mu.Lock()
-	mk := member.kernel[mn.Interface]
-	member.mu.Unlock()
+	ok, mk := owner.kernelOf(on), member.kernelOf(mn)
 	payload := []byte("hello over kadlan")
 	frame := udpFrame(mustMAC(t, mn.MAC), mustMAC(t, on.MAC), netip.MustParsePrefix(on.IPv4[0]).Addr(), netip.MustParsePrefix(mn.IPv4[0]).Addr(), payload)
-	got := make(chan []byte, 1)
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, err := mk.Read(buf)
-			if err != nil {
-				return
-			}
-			if bytes.Contains(buf[:n], payload) {
-				got <- append([]byte(nil), buf[:n]...)
-				return
-			}
-		}
-	}()
+	got := arrival(mk, payload)
 	if _, err := ok.Write(frame); err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"net/http"
@@ -99,28 +98,10 @@ func TestMetricsEndpoint(t *testing.T) {
 	before := scrape(t, owner)
 
 	// One frame from the owner's device to the member's.
-	owner.mu.Lock()
-	ok := owner.kernel[on.Interface]
-	owner.mu.Unlock()
-	member.mu.Lock()
-	mk := member.kernel[mn.Interface]
-	member.mu.Unlock()
+	ok, mk := owner.kernelOf(on), member.kernelOf(mn)
 	payload := []byte("counted by prometheus")
 	frame := udpFrame(mustMAC(t, mn.MAC), mustMAC(t, on.MAC), netip.MustParsePrefix(on.IPv4[0]).Addr(), netip.MustParsePrefix(mn.IPv4[0]).Addr(), payload)
-	got := make(chan bool, 1)
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, err := mk.Read(buf)
-			if err != nil {
-				return
-			}
-			if bytes.Contains(buf[:n], payload) {
-				got <- true
-				return
-			}
-		}
-	}()
+	got := arrival(mk, payload)
 	if _, err := ok.Write(frame); err != nil {
 		t.Fatal(err)
 	}

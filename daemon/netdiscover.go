@@ -212,8 +212,8 @@ func (j *joined) discover(ctx context.Context) int {
 
 // dhtWalks counts the DHT operations of a node's networks by kind: record
 // fetches (and those that failed), provider walks (discovery), address
-// lookups (resolve) and publications (PutValue and Provide); the scale
-// benchmark reports them per node.
+// and MAC lookups (resolve) and publications (PutValue and Provide); the
+// scale benchmark reports them per node.
 type dhtWalks struct {
-	fetches, fetchesFailed, providerWalks, lookups, publications atomic.Int64
+	fetches, fetchesFailed, providerWalks, lookups, macLookups, publications atomic.Int64
 }

@@ -77,6 +77,7 @@ func (nm *netManager) handleStream(s network.Stream) {
 	invited := false
 	if err == nil {
 		j.dirty = true
+		j.keepLinking(p, now)
 		invited = j.m.MemberStatus(p, now) == vswitch.StatusInvited
 	}
 	j.mu.Unlock()

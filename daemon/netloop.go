@@ -118,13 +118,15 @@ func (j *joined) step(ctx context.Context) bool {
 			defer cancel()
 			rerr := j.publishRedemptions(pctx)
 			err := j.publish(pctx, netrec.AnnouncementKey(id, j.mgr.node.ID()), ann)
-			// Filed under its addresses too: links on demand find a
-			// member by the IP a host asks for (resolve).
+			// Filed under its addresses and its MAC too: links on
+			// demand find a member by the IP a host asks for, or the
+			// MAC it sends a frame to (resolve).
 			// A failure here is retried soon like the announcement's.
 			if ann.IPv4.IsValid() {
 				err = errors.Join(err, j.publish(pctx, netrec.AddressKey(id, ann.IPv4), ann))
 			}
 			err = errors.Join(err, j.publish(pctx, netrec.AddressKey(id, netrec.MemberIPv6(id, j.mgr.node.ID())), ann))
+			err = errors.Join(err, j.publish(pctx, netrec.MACKey(id, netrec.MemberMAC(id, j.mgr.node.ID())), ann))
 			if err == nil {
 				err = rerr
 			}
@@ -290,7 +292,12 @@ func (j *joined) syncSwitch() {
 		for _, p := range sw.Neighbours(now) {
 			fresh[p] = true
 		}
-		if len(j.m.TrimKnown(j.mgr.maxKnown, func(p peer.ID) bool { return linked[p] || fresh[p] })) > 0 {
+		for p, t := range j.linking {
+			if now.Sub(t) > linkingKeep {
+				delete(j.linking, p)
+			}
+		}
+		if len(j.m.TrimKnown(j.mgr.maxKnown, func(p peer.ID) bool { return linked[p] || fresh[p] || !j.linking[p].IsZero() })) > 0 {
 			j.dirty = true
 		}
 		removed = j.m.Sync(sw, now)

@@ -3,7 +3,6 @@ package daemon
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"time"
 
 	"github.com/kadlan/kadlan/overlay/netrec"
@@ -60,15 +59,38 @@ func (j *joined) fetchWith(ctx context.Context, key string, get func(context.Con
 	return changed, err
 }
 
-// maxResolving bounds the address lookups one network runs at once.
+// maxResolving bounds the address and MAC lookups one network runs at
+// once.
 const maxResolving = 4
 
-// resolve looks up the member holding ip (an address the local host asked
-// for that no known member holds: links on demand) in the DHT, and adds it
-// with its certificate on a private network; the host's next ARP or NDP
-// request is then answered and the frame that follows dials the link.
-// Called by the engine's device reader: it only starts the work.
-func (j *joined) resolve(ip netip.Addr) {
+// linkingKeep is how long a member whose link is coming up is kept from
+// TrimKnown (the link is up well before: then the link keeps it), and
+// maxLinking how many such members are kept at once.
+const (
+	linkingKeep = 30 * time.Second
+	maxLinking  = 64
+)
+
+// keepLinking keeps p, whose link is coming up, from TrimKnown for a
+// while: a member just found or just heard from would otherwise be the
+// one forgotten when the others are kept (linked, social neighbours), as
+// at a small --max-members, before its link is up; j.mu is held.
+func (j *joined) keepLinking(p peer.ID, now time.Time) {
+	if j.linking == nil {
+		j.linking = map[peer.ID]time.Time{}
+	}
+	if _, ok := j.linking[p]; ok || len(j.linking) < maxLinking {
+		j.linking[p] = now
+	}
+}
+
+// resolve looks up the member behind u in the DHT (an address the local
+// host asked for, or the MAC of a unicast frame it sent, that no known
+// member holds: links on demand), and adds it with its certificate on a
+// private network; the host's next ARP or NDP request is then answered,
+// and the frames the engine holds for the MAC go to the member. Called
+// by the engine's device reader: it only starts the work.
+func (j *joined) resolve(u vswitch.Unresolved) {
 	if j.resolving.Add(1) > maxResolving {
 		j.resolving.Add(-1)
 		return
@@ -77,8 +99,14 @@ func (j *joined) resolve(ip netip.Addr) {
 		defer j.resolving.Add(-1)
 		ctx, cancel := context.WithTimeout(ctx, dhtOpTimeout)
 		defer cancel()
-		j.mgr.walks.lookups.Add(1)
-		b, err := j.mgr.node.GetFirstValue(ctx, netrec.AddressKey(j.m.ID, ip))
+		key := netrec.MACKey(j.m.ID, u.MAC)
+		if u.IP.IsValid() {
+			key = netrec.AddressKey(j.m.ID, u.IP)
+			j.mgr.walks.lookups.Add(1)
+		} else {
+			j.mgr.walks.macLookups.Add(1)
+		}
+		b, err := j.mgr.node.GetFirstValue(ctx, key)
 		if err != nil {
 			// Not filed (yet): look for members as providers instead,
 			// which also brings their announcements.
@@ -99,17 +127,23 @@ func (j *joined) resolve(ip netip.Addr) {
 		if changed {
 			j.dirty = true
 		}
-		holds := j.m.Holds(a.Member, ip, now)
+		holds := j.m.HoldsMAC(a.Member, u.MAC, now)
+		if u.IP.IsValid() {
+			holds = j.m.Holds(a.Member, u.IP, now)
+		}
+		if holds {
+			j.keepLinking(a.Member, now)
+		}
 		j.mu.Unlock()
 		if !holds {
 			// The record names someone who is no member, or who does not
-			// hold ip by the network's rules (anyone can file a record
+			// hold the address or MAC by the network's rules (anyone can file a record
 			// under any key, and the latest wins): ask the members, as
 			// providers, instead of trusting it.
 			j.discover(ctx)
 			changed = true
 		}
-		if changed {
+		if changed || holds {
 			j.syncSwitch()
 		}
 	})

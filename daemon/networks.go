@@ -97,7 +97,7 @@ type joined struct {
 
 	logs       *ratelog.Limiter // lines caused by what members send
 	publishing atomic.Bool      // a DHT publication runs (one at a time)
-	resolving  atomic.Int32     // address lookups running (resolve)
+	resolving  atomic.Int32     // address and MAC lookups running (resolve)
 	pubPending bool             // the announcement changed since the last publication started (run loop only)
 	dns        dnsState         // the DNS responder (run loop only)
 	// nameMiss wakes the run loop when the responder was asked for a name
@@ -121,7 +121,11 @@ type joined struct {
 	// protected are the members whose connections the connection manager
 	// must not trim (a link was up with them).
 	protected map[peer.ID]bool
-	dirty     bool
+	// linking are members whose link is coming up (a lookup found them,
+	// or their hello was just accepted), kept from TrimKnown for
+	// linkingKeep (see keepLinking).
+	linking map[peer.ID]time.Time
+	dirty   bool
 	// devErr says why the device could not be created (no CAP_NET_ADMIN,
 	// say); pubFailed that the last announcement did not reach the DHT.
 	devErr        string

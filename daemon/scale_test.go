@@ -276,6 +276,7 @@ func (w *scaleWorld) walks() map[string]int64 {
 		out["fetches"] += wk.fetches.Load()
 		out["provider_walks"] += wk.providerWalks.Load()
 		out["address_lookups"] += wk.lookups.Load()
+		out["mac_lookups"] += wk.macLookups.Load()
 		out["publications"] += wk.publications.Load()
 		out["fetches_failed"] += wk.fetchesFailed.Load()
 	}

@@ -7,7 +7,6 @@ import (
 	"hash/maphash"
 	"io"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -65,10 +64,12 @@ type EngineConfig struct {
 	// until they fail.
 	LinkIdle time.Duration
 	// OnUnresolved is called, from the device reader without the engine's
-	// lock, with an address the local host asked for (ARP, NDP) that no
-	// known member holds, at most once per address per second: the daemon
-	// looks the member up (links on demand). It must not block. May be nil.
-	OnUnresolved func(ip netip.Addr)
+	// lock, with a destination the local host wanted that no known member
+	// holds (an address it asked for by ARP or NDP, the MAC of a unicast
+	// frame, which is held meanwhile), at most once per destination per
+	// second: the daemon looks the member up (links on demand) and adds
+	// it (Update). It must not block. May be nil (frames are not held).
+	OnUnresolved func(u vswitch.Unresolved)
 	// MinLinks is how many links idle closing keeps (0 means
 	// DefaultMinLinks), so that broadcasts (DHCP, mDNS) still reach a few
 	// members on a quiet network.
@@ -168,10 +169,11 @@ type Engine struct {
 	tr       Transport             // nil: links only come from AddLink
 	asked    map[peer.ID]time.Time // last dial started per member
 	dialing  map[peer.ID]bool
-	pending  map[peer.ID]*pendingMsgs // frames waiting for a link being dialled
-	draining map[*engineLink]bool     // replaced links still read (drain)
-	lookups  map[netip.Addr]time.Time // last OnUnresolved per address
-	ctx      context.Context          // ends with Close: cancels dials
+	pending  map[peer.ID]*pendingMsgs         // frames waiting for a link being dialled
+	heldMAC  map[ether.MAC]*pendingMsgs       // frames waiting for an unknown MAC's member
+	draining map[*engineLink]bool             // replaced links still read (drain)
+	lookups  map[vswitch.Unresolved]time.Time // last OnUnresolved per destination
+	ctx      context.Context                  // ends with Close: cancels dials
 	cancel   context.CancelFunc
 	closed   bool
 	seg      []byte // segmentation scratch of the device reader
@@ -219,7 +221,7 @@ func New(dev tap.Device, tr Transport, sw *vswitch.Switch, cfg EngineConfig) *En
 		cfg.MaxIdleInbound = DefaultMaxIdleInbound
 	}
 	e := &Engine{cfg: cfg, dev: dev, tr: tr, sw: sw, links: map[peer.ID]*engineLink{}, asked: map[peer.ID]time.Time{},
-		dialing: map[peer.ID]bool{}, pending: map[peer.ID]*pendingMsgs{}, draining: map[*engineLink]bool{}, lookups: map[netip.Addr]time.Time{}, stop: make(chan struct{}), records: make(chan engineRecord, cfg.RecordQueue), recHash: maphash.MakeSeed()}
+		dialing: map[peer.ID]bool{}, pending: map[peer.ID]*pendingMsgs{}, heldMAC: map[ether.MAC]*pendingMsgs{}, draining: map[*engineLink]bool{}, lookups: map[vswitch.Unresolved]time.Time{}, stop: make(chan struct{}), records: make(chan engineRecord, cfg.RecordQueue), recHash: maphash.MakeSeed()}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.logs = ratelog.New(cfg.Logf, cfg.Now, logEvery)
 	sw.BeginBroadcasts(cfg.Now()) // broadcasts from before now may have been delivered by a previous run
@@ -235,11 +237,13 @@ func New(dev tap.Device, tr Transport, sw *vswitch.Switch, cfg EngineConfig) *En
 
 // Update runs fn with the switch under the engine's lock (SetMember,
 // RemoveMember, Membership.Sync, JoinGroup, reading counters) and then
-// closes the links of peers that are no longer members.
+// closes the links of peers that are no longer members and sends the
+// frames held for a MAC whose member is now known.
 func (e *Engine) Update(fn func(sw *vswitch.Switch)) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	fn(e.sw)
+	e.resolveHeld()
 	for p, l := range e.links {
 		if !e.sw.IsMember(p) {
 			delete(e.links, p)
@@ -426,6 +430,8 @@ func (e *Engine) dispatchOne(o vswitch.Output, wait *[]blocked) {
 			return
 		}
 		l.q.Push(o.Msg)
+	case vswitch.ToUnresolved:
+		e.holdMAC(o.MAC, o.Msg)
 	}
 }
 
@@ -507,7 +513,7 @@ func (e *Engine) handleLocal(frame, whole []byte, canWait bool, wait []blocked) 
 	}
 	e.mu.Lock()
 	for _, o := range e.sw.HandleLocal(e.cfg.Now(), frame) {
-		if whole != nil && o.Input && o.Kind == vswitch.ToPeer {
+		if whole != nil && o.Input && (o.Kind == vswitch.ToPeer || o.Kind == vswitch.ToUnresolved) {
 			o.Msg = vswitch.Message{Kind: vswitch.MsgFrameGSO, Payload: whole}
 			e.stats.GSOSent++
 		}
@@ -515,38 +521,13 @@ func (e *Engine) handleLocal(frame, whole []byte, canWait bool, wait []blocked) 
 	}
 	unresolved := e.unresolved()
 	e.mu.Unlock()
-	for _, ip := range unresolved {
-		e.cfg.OnUnresolved(ip)
+	for _, u := range unresolved {
+		e.cfg.OnUnresolved(u)
 	}
 	for _, b := range wait {
 		b.l.q.PushWait(b.m, e.cfg.MaxWait, b.l.done)
 	}
 	return wait
-}
-
-func (e *Engine) tick() {
-	defer e.wg.Done()
-	t := time.NewTicker(e.cfg.TickEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-e.stop:
-			return
-		case <-t.C:
-			e.mu.Lock()
-			now := e.cfg.Now()
-			e.dispatch(e.sw.Tick(now))
-			e.expirePending(now)
-			for ip, t := range e.lookups {
-				if now.Sub(t) > lookupEvery {
-					delete(e.lookups, ip)
-				}
-			}
-			e.closeIdle(now)
-			e.keepSeeds(now)
-			e.mu.Unlock()
-		}
-	}
 }
 
 // Send queues a message (for example a MsgRecord) to member p's link and

@@ -1,12 +1,12 @@
 package overlay
 
 import (
-	"net/netip"
 	"slices"
 	"time"
 
 	"github.com/kadlan/kadlan/overlay/bounds"
 	"github.com/kadlan/kadlan/overlay/vswitch"
+	"github.com/kadlan/kadlan/tap/ether"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -14,12 +14,14 @@ import (
 // member. A frame for a member without a link starts a dial (connect) and
 // waits, with a few others, until the link is up (hold, flushPending), so
 // the first packet to a never-contacted member is delayed by the dial,
-// not lost; a link whose member has not been a social neighbour for the
-// idle time is closed (closeIdle). What a node holds is then bounded by its
-// social neighbours (SocialParams.Neighbours), MinLinks and
-// MaxIdleInbound, not by the size of the network.
+// not lost. A frame for a MAC no known member holds waits the same way
+// (holdMAC) while the daemon looks the member up (OnUnresolved) and adds
+// it (resolveHeld). A link whose member has not been a social neighbour
+// for the idle time is closed (closeIdle). What a node holds is then
+// bounded by its social neighbours (SocialParams.Neighbours), MinLinks
+// and MaxIdleInbound, not by the size of the network.
 
-// pendingMsgs are the messages held for one member.
+// pendingMsgs are the messages held for one member or MAC.
 type pendingMsgs struct {
 	since time.Time
 	msgs  []vswitch.Message
@@ -33,23 +35,77 @@ func (e *Engine) hold(p peer.ID, m vswitch.Message) {
 	if m.Kind != vswitch.MsgFrame && m.Kind != vswitch.MsgFrameGSO {
 		return
 	}
-	pf := e.pending[p]
+	holdIn(e, e.pending, p, m, e.tr != nil)
+}
+
+// holdMAC keeps a copy of m, a frame for mac that no known member holds,
+// while OnUnresolved looks the member up (resolveHeld); e.mu is held.
+func (e *Engine) holdMAC(mac ether.MAC, m vswitch.Message) {
+	holdIn(e, e.heldMAC, mac, m, e.tr != nil && e.cfg.OnUnresolved != nil)
+}
+
+// holdIn keeps a copy of m under k in pending, within the bounds (members
+// and MACs with frames held count together); e.mu is held.
+func holdIn[K comparable](e *Engine, pending map[K]*pendingMsgs, k K, m vswitch.Message, canHold bool) {
+	pf := pending[k]
 	if pf == nil {
-		if len(e.pending) >= pendingPeers || e.tr == nil {
+		if len(e.pending)+len(e.heldMAC) >= pendingPeers || !canHold {
 			e.stats.PendingDropped++
 			return
 		}
 		pf = &pendingMsgs{since: e.cfg.Now()}
-		e.pending[p] = pf
+		pending[k] = pf
 	}
-	if len(pf.msgs) >= pendingFrames || pf.bytes+len(m.Payload) > pendingBytes {
+	if !pf.fits(m) {
 		e.stats.PendingDropped++
 		return
 	}
 	m.Payload = slices.Clone(m.Payload) // the caller's buffer is reused
+	pf.add(m)
+	e.stats.PendingHeld++
+}
+
+func (pf *pendingMsgs) fits(m vswitch.Message) bool {
+	return len(pf.msgs) < pendingFrames && pf.bytes+len(m.Payload) <= pendingBytes
+}
+
+func (pf *pendingMsgs) add(m vswitch.Message) {
 	pf.msgs = append(pf.msgs, m)
 	pf.bytes += len(m.Payload)
-	e.stats.PendingHeld++
+}
+
+// resolveHeld moves the frames held for MACs whose member is now known to
+// that member: onto its link, or held for it while it is dialled; e.mu is
+// held.
+func (e *Engine) resolveHeld() {
+	if len(e.heldMAC) == 0 {
+		return
+	}
+	now := e.cfg.Now()
+	for mac, held := range e.heldMAC {
+		p, ok := e.sw.Resolve(now, mac, len(held.msgs))
+		if !ok {
+			continue
+		}
+		delete(e.heldMAC, mac)
+		pf := e.pending[p]
+		if pf == nil {
+			e.pending[p], pf = held, held
+		} else {
+			for _, m := range held.msgs {
+				if !pf.fits(m) {
+					e.stats.PendingDropped++
+					continue
+				}
+				pf.add(m)
+			}
+		}
+		if l, ok := e.links[p]; ok {
+			e.flushPending(l)
+		} else {
+			e.connect(p)
+		}
+	}
 }
 
 // flushPending queues the frames held for l's member; e.mu is held.
@@ -66,15 +122,20 @@ func (e *Engine) flushPending(l *engineLink) {
 	}
 }
 
-// expirePending drops frames held longer than pendingMaxAge (no link came);
-// e.mu is held.
+// expirePending drops frames held longer than pendingMaxAge (no link came,
+// no member was found); e.mu is held.
 func (e *Engine) expirePending(now time.Time) {
-	for p, pf := range e.pending {
+	e.stats.PendingDropped += expireIn(e.pending, now) + expireIn(e.heldMAC, now)
+}
+
+func expireIn[K comparable](pending map[K]*pendingMsgs, now time.Time) (dropped uint64) {
+	for k, pf := range pending {
 		if now.Sub(pf.since) > pendingMaxAge {
-			e.stats.PendingDropped += uint64(len(pf.msgs))
-			delete(e.pending, p)
+			dropped += uint64(len(pf.msgs))
+			delete(pending, k)
 		}
 	}
+	return dropped
 }
 
 // closeIdle closes links this node dialled whose member is no longer a
@@ -102,24 +163,24 @@ func (e *Engine) closeIdle(now time.Time) {
 	}
 }
 
-// lookupEvery rate-limits OnUnresolved per address.
+// lookupEvery rate-limits OnUnresolved per destination.
 const lookupEvery = time.Second
 
-// unresolved takes the switch's unresolved addresses that are due for a
-// lookup; e.mu is held.
-func (e *Engine) unresolved() []netip.Addr {
-	ips := e.sw.TakeUnresolved()
-	if e.cfg.OnUnresolved == nil || len(ips) == 0 {
+// unresolved takes the switch's unresolved destinations that are due for
+// a lookup; e.mu is held.
+func (e *Engine) unresolved() []vswitch.Unresolved {
+	us := e.sw.TakeUnresolved()
+	if e.cfg.OnUnresolved == nil || len(us) == 0 {
 		return nil
 	}
 	now := e.cfg.Now()
-	out := ips[:0]
-	for _, ip := range ips {
-		if t, ok := e.lookups[ip]; ok && now.Sub(t) < lookupEvery {
+	out := us[:0]
+	for _, u := range us {
+		if t, ok := e.lookups[u]; ok && now.Sub(t) < lookupEvery {
 			continue
 		}
-		e.lookups[ip] = now
-		out = append(out, ip)
+		e.lookups[u] = now
+		out = append(out, u)
 	}
 	return out
 }
@@ -145,5 +206,32 @@ func (e *Engine) keepSeeds(now time.Time) {
 	}
 	for _, p := range bounds.StaleSeeds(ls, func(p peer.ID) bool { return isFresh[p] }, len(fresh), e.cfg.MinLinks) {
 		e.dispatch(e.sw.Connected(p, now))
+	}
+}
+
+// tick runs the engine's periodic work (the switch's tick, expiry of
+// held frames and lookups, idle closing, seeds) every TickEvery.
+func (e *Engine) tick() {
+	defer e.wg.Done()
+	t := time.NewTicker(e.cfg.TickEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			e.mu.Lock()
+			now := e.cfg.Now()
+			e.dispatch(e.sw.Tick(now))
+			e.expirePending(now)
+			for u, t := range e.lookups {
+				if now.Sub(t) > lookupEvery {
+					delete(e.lookups, u)
+				}
+			}
+			e.closeIdle(now)
+			e.keepSeeds(now)
+			e.mu.Unlock()
+		}
 	}
 }

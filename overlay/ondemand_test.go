@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap/ether"
 	"github.com/kadlan/kadlan/tap/taptest"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -202,7 +203,7 @@ func TestEngineReportsUnresolved(t *testing.T) {
 	a := w.nodes[0]
 	hostA, devA := taptest.NewPair(a.mac, a.mac, 0, 16)
 	asked := make(chan netip.Addr, 16)
-	ea := New(devA, nil, a.sw, EngineConfig{OnUnresolved: func(ip netip.Addr) { asked <- ip }})
+	ea := New(devA, nil, a.sw, EngineConfig{OnUnresolved: func(u vswitch.Unresolved) { asked <- u.IP }})
 	defer ea.Close()
 	unknown := netip.MustParseAddr("10.0.0.99")
 	for range 3 {
@@ -248,5 +249,81 @@ func TestEngineQuietBroadcastReachesSeeds(t *testing.T) {
 	}
 	if ls, _ := a.eng.Links(); len(ls) != 2 {
 		t.Fatalf("%d links, want the 2 seeds", len(ls))
+	}
+}
+
+// A unicast frame to a MAC no known member holds is held, not flooded,
+// and the MAC handed to OnUnresolved (once per second); once the member is
+// added (Update) the engine dials it and the held frames arrive, in order.
+// Without OnUnresolved (nobody looks up), such a frame is dropped.
+func TestEngineHoldsFramesForUnknownMAC(t *testing.T) {
+	w := newTestWorld(t, 3, false)
+	a, b, c := w.nodes[0], w.nodes[1], w.nodes[2]
+	a.sw.RemoveMember(c.peer) // a has not heard of c
+	hostA, devA := taptest.NewPair(a.mac, a.mac, 0, 16)
+	hostB, devB := taptest.NewPair(b.mac, b.mac, 0, 16)
+	hostC, devC := taptest.NewPair(c.mac, c.mac, 0, 16)
+	tr := &pipeTransport{t: t, to: map[peer.ID]*Engine{}, from: a.peer}
+	asked := make(chan vswitch.Unresolved, 16)
+	ea := New(devA, tr, a.sw, EngineConfig{Hello: func() ([]byte, error) { return nil, nil }, LinkIdle: time.Minute,
+		OnUnresolved: func(u vswitch.Unresolved) { asked <- u }})
+	eb := New(devB, nil, b.sw, EngineConfig{})
+	ec := New(devC, nil, c.sw, EngineConfig{})
+	tr.to[b.peer], tr.to[c.peer] = eb, ec
+	defer ea.Close()
+	defer eb.Close()
+	defer ec.Close()
+	link(t, &engineNode{testNode: a, host: hostA, eng: ea}, &engineNode{testNode: b, host: hostB, eng: eb})
+	for i := range 3 {
+		hostA.Write(ipv4Frame(c.mac, a.mac, a.ipv4, c.ipv4, fmt.Sprintf("frame-%d", i)))
+	}
+	select {
+	case u := <-asked:
+		if u != (vswitch.Unresolved{MAC: c.mac}) {
+			t.Fatalf("asked for %+v, want c's MAC", u)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("OnUnresolved not called for the unknown MAC")
+	}
+	waitUntil(t, "frames held", func() bool { return ea.Stats().PendingHeld == 3 })
+	if n := len(asked); n != 0 {
+		t.Fatalf("asked %d more times within a second", n)
+	}
+	tr.mu.Lock()
+	dials := tr.dials
+	tr.mu.Unlock()
+	if dials != 0 {
+		t.Fatalf("%d dials before the member was known", dials)
+	}
+	ea.Update(func(sw *vswitch.Switch) { sw.SetMember(vswitch.SwitchMember{Peer: c.peer, IPv4: c.ipv4}) })
+	for i := range 3 {
+		want := []byte(fmt.Sprintf("frame-%d", i))
+		hostRead(t, hostC, func(f []byte) bool { return isIPv4(f) && bytes.Contains(f, want) })
+	}
+	if st := ea.Stats(); st.PendingDropped != 0 {
+		t.Fatalf("dropped %d held frames", st.PendingDropped)
+	}
+	if c := ea.Counters(); c.UnicastUnresolved != 3 || c.UnicastOut != 3 || c.DropUnknownDest != 0 {
+		t.Fatalf("counters %+v: want 3 held, then sent", c)
+	}
+	// Nothing went to b, the one member a had a link to: a frame sent to
+	// it now arrives after anything sent before (one stream) and alone.
+	hostA.Write(ipv4Frame(b.mac, a.mac, a.ipv4, b.ipv4, "marker"))
+	hostRead(t, hostB, func(f []byte) bool { return isIPv4(f) && bytes.Contains(f, []byte("marker")) })
+	if cb := eb.Counters(); cb.UnicastDelivered != 1 || cb.DropNotForUs != 0 || cb.BroadcastDelivered != 0 {
+		t.Fatalf("b's counters %+v: the frames for c reached b", cb)
+	}
+
+	// Nobody to look the member up: dropped at once, not held.
+	w2 := newTestWorld(t, 2, false)
+	x, y := w2.nodes[0], w2.nodes[1]
+	x.sw.RemoveMember(y.peer)
+	hostX, devX := taptest.NewPair(x.mac, x.mac, 0, 16)
+	ex := New(devX, tr, x.sw, EngineConfig{Hello: func() ([]byte, error) { return nil, nil }})
+	defer ex.Close()
+	hostX.Write(ipv4Frame(y.mac, x.mac, x.ipv4, y.ipv4, "lost"))
+	waitUntil(t, "frame dropped", func() bool { return ex.Stats().PendingDropped == 1 })
+	if st := ex.Stats(); st.PendingHeld != 0 {
+		t.Fatalf("held %d frames with nobody to look their member up", st.PendingHeld)
 	}
 }

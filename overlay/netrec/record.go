@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	"github.com/kadlan/kadlan/tap/ether"
 	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/peer"
 	mh "github.com/multiformats/go-multihash"
@@ -27,6 +28,8 @@ import (
 //	/kadlan-net/<network>/revoked          Revocation   (owner-signed, highest Seq wins)
 //	/kadlan-net/<network>/member/<address> Announcement (member-signed, latest Time wins)
 //	/kadlan-net/<network>/ip/<ip>          Announcement of the member holding ip (latest Time wins)
+//	/kadlan-net/<network>/mac/<mac>        Announcement of the member whose derived MAC is mac
+//	                                       (latest Time wins)
 //	/kadlan-net/<network>/invite/<capid>   RedemptionSet (owner-signed capability, redeemer-signed
 //	                                       entries; the fullest, then earliest, set wins)
 const Namespace = "kadlan-net"
@@ -46,6 +49,12 @@ func RevocationKey(id NetworkID) string { return "/" + Namespace + "/" + id.Stri
 // files its announcement (see KindAddress).
 func AddressKey(id NetworkID, ip netip.Addr) string {
 	return "/" + Namespace + "/" + id.String() + "/ip/" + ip.Unmap().String()
+}
+
+// MACKey is the DHT key under which the member whose derived MAC
+// (MemberMAC) is mac on a network files its announcement (see KindMAC).
+func MACKey(id NetworkID, mac ether.MAC) string {
+	return "/" + Namespace + "/" + id.String() + "/mac/" + mac.String()
 }
 
 // AnnouncementKey is the DHT key of member's announcement on a network.
@@ -83,6 +92,11 @@ const (
 	// addresses (IPv4 claimed, IPv6 derived), so that a node finds the
 	// member behind an IP it has never heard of (links on demand).
 	KindAddress
+	// KindMAC: a member's announcement filed under its derived MAC, so
+	// that a node finds the member behind a unicast frame its host sends
+	// to a MAC no known member holds. The MAC is derived from network and
+	// member, so the record is checked without trusting anyone.
+	KindMAC
 )
 
 // Key is a parsed DHT key of this namespace.
@@ -92,6 +106,7 @@ type Key struct {
 	Member     peer.ID      // certificate and announcement keys
 	Capability CapabilityID // redemption keys
 	Addr       netip.Addr   // address keys
+	MAC        ether.MAC    // MAC keys
 }
 
 // String re-encodes the key.
@@ -109,6 +124,8 @@ func (k Key) String() string {
 		return RedemptionsKey(k.Network, k.Capability)
 	case KindAddress:
 		return AddressKey(k.Network, k.Addr)
+	case KindMAC:
+		return MACKey(k.Network, k.MAC)
 	}
 	return ""
 }
@@ -154,6 +171,13 @@ func ParseFullKey(key string) (Key, error) {
 			return Key{}, fmt.Errorf("overlay: key %q: bad address", key)
 		}
 		k.Kind, k.Addr = KindAddress, ip
+		return k, nil
+	case len(parts) == 3 && parts[1] == "mac":
+		mac, err := ether.ParseMAC(parts[2])
+		if err != nil || mac.String() != parts[2] {
+			return Key{}, fmt.Errorf("overlay: key %q: bad MAC", key)
+		}
+		k.Kind, k.MAC = KindMAC, mac
 		return k, nil
 	case len(parts) == 3 && (parts[1] == "cert" || parts[1] == "member"):
 		member, err := peer.Decode(parts[2])
@@ -242,33 +266,8 @@ func (v RecordValidator) parse(key string, value []byte) (parsed, error) {
 			return parsed{}, errors.New("overlay: certificate issued in the future")
 		}
 		return parsed{timeField(c.Issued), timeField(c.Expires)}, nil
-	case KindAnnouncement:
-		a, err := ParseAnnouncement(value)
-		if err != nil {
-			return parsed{}, err
-		}
-		if a.Network != id || a.Member != member {
-			return parsed{}, errors.New("overlay: announcement does not match its key")
-		}
-		if a.Time.After(now.Add(maxClockSkew)) {
-			return parsed{}, errors.New("overlay: announcement from the future")
-		}
-		return parsed{timeField(a.Time), 0}, nil
-	case KindAddress:
-		a, err := ParseAnnouncement(value)
-		if err != nil {
-			return parsed{}, err
-		}
-		if a.Network != id {
-			return parsed{}, errors.New("overlay: announcement does not match its key")
-		}
-		if k.Addr.Is4() && a.IPv4 != k.Addr || k.Addr.Is6() && MemberIPv6(id, a.Member) != k.Addr {
-			return parsed{}, errors.New("overlay: announcement's member does not hold the key's address")
-		}
-		if a.Time.After(now.Add(maxClockSkew)) {
-			return parsed{}, errors.New("overlay: announcement from the future")
-		}
-		return parsed{timeField(a.Time), 0}, nil
+	case KindAnnouncement, KindAddress, KindMAC:
+		return filedAnnouncement(k, value, now)
 	case KindRedemptions:
 		s, err := ParseRedemptionSet(value)
 		if err != nil {
@@ -293,6 +292,27 @@ func (v RecordValidator) parse(key string, value []byte) (parsed, error) {
 		return parsed{uint64(len(s.Entries)), first}, nil
 	}
 	return parsed{}, fmt.Errorf("overlay: key %q: unknown record", key)
+}
+
+// filedAnnouncement validates an announcement filed under k (its member's
+// key, one of its addresses, its derived MAC) and ranks it by time.
+func filedAnnouncement(k Key, value []byte, now time.Time) (parsed, error) {
+	a, err := ParseAnnouncement(value)
+	if err != nil {
+		return parsed{}, err
+	}
+	id := k.Network
+	switch {
+	case a.Network != id || k.Kind == KindAnnouncement && a.Member != k.Member:
+		return parsed{}, errors.New("overlay: announcement does not match its key")
+	case k.Kind == KindAddress && (k.Addr.Is4() && a.IPv4 != k.Addr || k.Addr.Is6() && MemberIPv6(id, a.Member) != k.Addr):
+		return parsed{}, errors.New("overlay: announcement's member does not hold the key's address")
+	case k.Kind == KindMAC && MemberMAC(id, a.Member) != k.MAC:
+		return parsed{}, errors.New("overlay: announcement's member does not have the key's MAC")
+	case a.Time.After(now.Add(maxClockSkew)):
+		return parsed{}, errors.New("overlay: announcement from the future")
+	}
+	return parsed{timeField(a.Time), 0}, nil
 }
 
 // Select implements record.Validator: the valid record with the highest

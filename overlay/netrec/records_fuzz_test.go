@@ -23,7 +23,7 @@ func FuzzRecords(f *testing.F) {
 	f.Add(b) // a revocation with one entry
 	a, _ := NewAnnouncement(mk, def.ID(), netip.Addr{}, t0)
 	b, _ = a.Marshal()
-	f.Add(b) // an announcement
+	f.Add(b) // an announcement (valid under m's MAC key: see below)
 	a, _ = NewNamedAnnouncement(mk, def.ID(), netip.MustParseAddr("10.9.0.3"), "bob", t0)
 	b, _ = a.Marshal()
 	f.Add(b) // an announcement with a name
@@ -72,6 +72,12 @@ func FuzzRecords(f *testing.F) {
 		v := RecordValidator{Now: func() time.Time { return t0 }}
 		_ = v.Validate(DefinitionKey(def.ID()), b)
 		_ = v.Validate(CertificateKey(def.ID(), m), b)
+		if v.Validate(MACKey(def.ID(), MemberMAC(def.ID(), m)), b) == nil {
+			a, err := ParseAnnouncement(b)
+			if err != nil || a.Member != m || a.Network != def.ID() {
+				t.Fatalf("a MAC record accepted that is not the member's announcement")
+			}
+		}
 	})
 }
 
@@ -84,6 +90,9 @@ func FuzzParseKey(f *testing.F) {
 	f.Add(AnnouncementKey(id, m))
 	f.Add("/kadlan-net//")
 	f.Add(RedemptionsKey(id, CapabilityID{1, 2}))
+	f.Add(MACKey(id, MemberMAC(id, m)))
+	f.Add("/kadlan-net/" + id.String() + "/mac/02-00-00-00-00-01") // dashes: not canonical
+	f.Add("/kadlan-net/" + id.String() + "/mac/02:00:00:00:00:0G")
 	f.Fuzz(func(t *testing.T, key string) {
 		k, err := ParseFullKey(key)
 		if err != nil {

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/kadlan/kadlan/tap/ether"
 	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -436,5 +438,70 @@ func TestAddressRecords(t *testing.T) {
 	nb, _ := newer.Marshal()
 	if i, err := v.Select(AddressKey(id, ip4), [][]byte{b, nb}); err != nil || i != 1 {
 		t.Errorf("Select chose %d (%v), want the newer", i, err)
+	}
+}
+
+// MAC records: a member's announcement filed under its derived MAC is
+// valid there and nowhere else; the MAC is derived from network and
+// member, so nobody can file a record that names another member's MAC.
+func TestMACRecords(t *testing.T) {
+	owner, _ := testKey(t, 1)
+	mk, m := testKey(t, 3)
+	ok, o := testKey(t, 4)
+	id := testDef(t, owner, false).ID()
+	v := RecordValidator{Now: func() time.Time { return t0.Add(time.Minute) }}
+	a, _ := NewAnnouncement(mk, id, netip.MustParseAddr("10.9.0.9"), t0)
+	b, _ := a.Marshal()
+	mac := MemberMAC(id, m)
+	key := MACKey(id, mac)
+	if err := v.Validate(key, b); err != nil {
+		t.Fatalf("%s: the member's own announcement refused: %v", key, err)
+	}
+	k, err := ParseFullKey(key)
+	if err != nil || k.Kind != KindMAC || k.Network != id || k.MAC != mac || k.String() != key {
+		t.Fatalf("%s parsed as %+v, %v", key, k, err)
+	}
+	other, _ := NewAnnouncement(ok, id, netip.Addr{}, t0)
+	ob, _ := other.Marshal()
+	otherNet := testDef(t, ok, false).ID()
+	elsewhere, _ := NewAnnouncement(mk, otherNet, netip.Addr{}, t0)
+	eb, _ := elsewhere.Marshal()
+	future, _ := NewAnnouncement(mk, id, netip.Addr{}, t0.Add(time.Hour))
+	fb, _ := future.Marshal()
+	cert, _ := IssueCertificate(owner, testDef(t, owner, false), m, netip.Addr{}, t0, time.Time{})
+	cb, _ := cert.Marshal()
+	upper := "/" + Namespace + "/" + id.String() + "/mac/" + strings.ToUpper(mac.String())
+	dashes := "/" + Namespace + "/" + id.String() + "/mac/" + strings.ReplaceAll(mac.String(), ":", "-")
+	for _, c := range []struct {
+		name, key string
+		val       []byte
+		want      string // in the error
+	}{
+		{"another member's announcement", key, ob, "MAC"},
+		{"under another member's MAC", MACKey(id, MemberMAC(id, o)), b, "MAC"},
+		{"the member's MAC on another network", MACKey(otherNet, mac), b, "key"},
+		{"its announcement on another network", key, eb, "key"},
+		{"a MAC nobody derives", MACKey(id, ether.MAC{2, 0, 0, 0, 0, 1}), b, "MAC"},
+		{"from the future", key, fb, "future"},
+		{"a certificate", key, cb, ""},
+		{"garbage", key, []byte("hello"), ""},
+		{"empty", key, nil, ""},
+		{"upper case", upper, b, "bad MAC"},
+		{"dashes", dashes, b, "bad MAC"},
+		{"short", "/" + Namespace + "/" + id.String() + "/mac/02:00:00:00:00", b, "bad MAC"},
+		{"extra part", key + "/x", b, "unknown record"},
+	} {
+		err := v.Validate(c.key, c.val)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: Validate(%s) = %v, want an error about %q", c.name, c.key, err, c.want)
+		}
+	}
+	newer, _ := NewAnnouncement(mk, id, netip.Addr{}, t0.Add(time.Second))
+	nb, _ := newer.Marshal()
+	if i, err := v.Select(key, [][]byte{b, ob, nb}); err != nil || i != 2 {
+		t.Errorf("Select chose %d (%v), want the newer of the member's", i, err)
+	}
+	if i, err := v.Select(key, [][]byte{ob, b}); err != nil || i != 1 {
+		t.Errorf("Select chose %d (%v), want the valid one", i, err)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kadlan/kadlan/overlay/netrec"
+	"github.com/kadlan/kadlan/tap/ether"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -211,4 +212,11 @@ func (m *Membership) Holds(p peer.ID, ip netip.Addr, now time.Time) bool {
 		return netrec.MemberIPv6(m.ID, p) == ip
 	}
 	return m.MemberIPv4(p, now) == ip
+}
+
+// HoldsMAC reports whether p is admitted and mac is its derived MAC: what
+// a MAC record naming p is checked against (a valid record's MAC is its
+// member's; whether that member is admitted, only the membership knows).
+func (m *Membership) HoldsMAC(p peer.ID, mac ether.MAC, now time.Time) bool {
+	return netrec.MemberMAC(m.ID, p) == mac && m.MemberStatus(p, now).Admitted()
 }

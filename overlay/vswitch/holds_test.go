@@ -10,10 +10,10 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
-// An address record names whoever filed it last; Holds says whether the
-// named node may have the address: on a private network only a member
-// whose certificate gives it, not a stranger announcing it, nor a member
-// announcing another's address.
+// An address or MAC record names whoever filed it last; Holds and HoldsMAC
+// say whether the named node may have the address: on a private network
+// only a member whose certificate gives it, not a stranger announcing it,
+// nor a member announcing another's address.
 func TestHoldsAddress(t *testing.T) {
 	owner, _ := testKey(t, 1)
 	_, self := testKey(t, 3)
@@ -58,5 +58,12 @@ func TestHoldsAddress(t *testing.T) {
 	}
 	if !m.Holds(mem, netrec.MemberIPv6(def.ID(), mem), now) || m.Holds(stranger, netrec.MemberIPv6(def.ID(), stranger), now) {
 		t.Fatal("derived IPv6: a member holds its own, a stranger none")
+	}
+	// A MAC record names whoever filed it too: the member holds its own
+	// derived MAC, not another member's, and a stranger holds none.
+	id := def.ID()
+	if !m.HoldsMAC(mem, netrec.MemberMAC(id, mem), now) || m.HoldsMAC(mem, netrec.MemberMAC(id, other), now) ||
+		m.HoldsMAC(stranger, netrec.MemberMAC(id, stranger), now) {
+		t.Fatal("derived MAC: a member holds its own only, a stranger none")
 	}
 }

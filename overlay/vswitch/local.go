@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kadlan/kadlan/tap/ether"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // HandleLocal processes a frame read from the local device at now.
@@ -32,6 +33,14 @@ func (s *Switch) HandleLocal(now time.Time, frame []byte) []Output {
 	p, ok := s.byMAC[h.Dst]
 	if !ok && s.cfg.AllowBridging {
 		p, ok = s.learned.Lookup(h.Dst, now)
+	}
+	if !ok && h.Dst.IsLocal() && h.Dst != s.cfg.MAC {
+		// Perhaps a member's derived MAC (they are all locally
+		// administered): the driver holds the frame and looks it up.
+		s.counters.UnicastUnresolved++
+		s.noteUnresolved(Unresolved{MAC: h.Dst})
+		s.emitInput(Output{Kind: ToUnresolved, MAC: h.Dst, Msg: Message{Kind: MsgFrame, Payload: frame}})
+		return s.out
 	}
 	if !ok {
 		s.counters.DropUnknownDest++
@@ -94,7 +103,7 @@ func (s *Switch) answerLocally(h ether.Header, frame []byte) bool {
 		}
 		m := s.memberByIP(a.TargetIP)
 		if m == nil {
-			s.noteUnresolved(a.TargetIP)
+			s.noteUnresolved(Unresolved{IP: a.TargetIP})
 			return false
 		}
 		reply := ether.ARP{Op: ether.ARPReply, SenderMAC: m.MAC, SenderIP: a.TargetIP, TargetMAC: a.SenderMAC, TargetIP: a.SenderIP}
@@ -113,7 +122,7 @@ func (s *Switch) answerLocally(h ether.Header, frame []byte) bool {
 		m := s.memberByIP(n.Target)
 		if m == nil {
 			if !n.Src.IsUnspecified() { // not someone's DAD
-				s.noteUnresolved(n.Target)
+				s.noteUnresolved(Unresolved{IP: n.Target})
 			}
 			return false
 		}
@@ -128,27 +137,51 @@ func (s *Switch) answerLocally(h ether.Header, frame []byte) bool {
 	return false
 }
 
-// maxUnresolved bounds the addresses waiting for TakeUnresolved.
-const maxUnresolved = 16
-
-func (s *Switch) noteUnresolved(ip netip.Addr) {
-	if !ip.IsValid() || slices.Contains(s.unresolved, ip) || len(s.unresolved) >= maxUnresolved {
-		return
-	}
-	s.unresolved = append(s.unresolved, ip)
+// Unresolved is a destination the local host wanted that no known member
+// holds: an address it asked for (ARP, NDP), or, with IP invalid, the MAC
+// of a unicast frame it sent (held meanwhile: see ToUnresolved).
+type Unresolved struct {
+	IP  netip.Addr
+	MAC ether.MAC
 }
 
-// TakeUnresolved returns and forgets the addresses the local host asked
-// for (ARP requests, neighbour solicitations) that no known member holds,
-// at most 16: links on demand look them up (netrec.AddressKey) and add the
-// member, and the host's next request is answered.
-func (s *Switch) TakeUnresolved() []netip.Addr {
+// maxUnresolved bounds the destinations waiting for TakeUnresolved.
+const maxUnresolved = 16
+
+func (s *Switch) noteUnresolved(u Unresolved) {
+	if !u.IP.IsValid() && u.MAC.IsZero() || slices.Contains(s.unresolved, u) || len(s.unresolved) >= maxUnresolved {
+		return
+	}
+	s.unresolved = append(s.unresolved, u)
+}
+
+// TakeUnresolved returns and forgets the destinations the local host
+// wanted that no known member holds, at most 16: addresses it asked for
+// (ARP requests, neighbour solicitations) and MACs it sent unicast frames
+// to. Links on demand look them up (netrec.AddressKey, netrec.MACKey) and
+// add the member: the host's next request is answered, and the frames
+// held for a MAC go to its member (Resolve).
+func (s *Switch) TakeUnresolved() []Unresolved {
 	if len(s.unresolved) == 0 {
 		return nil
 	}
 	out := s.unresolved
 	s.unresolved = nil
 	return out
+}
+
+// Resolve returns the member that holds mac, a destination this switch
+// handed out as ToUnresolved, once the member is known, and counts the
+// frames the driver held for it as sent (UnicastOut), making the member a
+// social neighbour as those frames would have.
+func (s *Switch) Resolve(now time.Time, mac ether.MAC, frames int) (peer.ID, bool) {
+	p, ok := s.byMAC[mac]
+	if !ok {
+		return "", false
+	}
+	s.counters.UnicastOut += uint64(frames)
+	s.social.Touch(p, now)
+	return p, true
 }
 
 func (s *Switch) memberByIP(ip netip.Addr) *SwitchMember {

@@ -82,6 +82,11 @@ const (
 	ToLocal OutputKind = 1
 	// ToPeer: push Msg onto the link queue of Peer.
 	ToPeer OutputKind = 2
+	// ToUnresolved: Msg is a unicast frame from the local device to MAC,
+	// a locally administered address that no known member holds (yet):
+	// hold it while the member is looked up (TakeUnresolved), and send
+	// it once Resolve names the member, or drop it after a while.
+	ToUnresolved OutputKind = 3
 )
 
 // Output is one action for the caller. Its slices alias the frame passed
@@ -90,12 +95,13 @@ const (
 type Output struct {
 	Kind OutputKind
 	Peer peer.ID
+	MAC  ether.MAC // ToUnresolved: the destination
 	Msg  Message
 	// Input: Msg.Payload is the very frame the call was given, unchanged
-	// (a unicast frame forwarded or delivered, a broadcast delivered). It
-	// stays valid as long as the caller's buffer, not only until the next
-	// call, and a driver may send or write the frame's offload form (a
-	// TCP super-frame) in its place.
+	// (a unicast frame forwarded, held or delivered, a broadcast
+	// delivered). It stays valid as long as the caller's buffer, not only
+	// until the next call, and a driver may send or write the frame's
+	// offload form (a TCP super-frame) in its place.
 	Input bool
 }
 
@@ -106,6 +112,7 @@ type Counters struct {
 	RemoteIn uint64 `json:"remote_in"` // messages from members
 
 	UnicastOut         uint64 `json:"unicast_out"`
+	UnicastUnresolved  uint64 `json:"unicast_unresolved"` // local unicast to an unknown member MAC, held by the driver (ToUnresolved)
 	UnicastDelivered   uint64 `json:"unicast_delivered"`
 	BroadcastOrigin    uint64 `json:"broadcast_origin"`    // local broadcasts started
 	BroadcastSent      uint64 `json:"broadcast_sent"`      // copies sent (origin and forwards)
@@ -153,9 +160,10 @@ type Switch struct {
 	pubs    map[peer.ID]crypto.PubKey
 	learned *MACTable
 	groups  map[ether.MAC]bool
-	// unresolved are addresses the local host asked for (ARP, NDP) that
-	// no known member holds, for the driver to look up (TakeUnresolved).
-	unresolved []netip.Addr
+	// unresolved are destinations the local host wanted (ARP, NDP, a
+	// unicast frame's MAC) that no known member holds, for the driver to
+	// look up (TakeUnresolved).
+	unresolved []Unresolved
 
 	out      []Output
 	scratch  []byte

@@ -88,6 +88,10 @@ func FuzzSwitch(f *testing.F) {
 				if _, err := AppendMessage(nil, o.Msg); err != nil {
 					t.Fatalf("output does not encode: %v", err)
 				}
+			case ToUnresolved:
+				if sw.isMemberMAC(o.MAC) || !o.MAC.IsLocal() || o.MAC.IsMulticast() || !o.Input || !bytes.Equal(o.Msg.Payload[:6], o.MAC[:]) {
+					t.Fatalf("held a frame for %v, a member's, universal or group MAC, or not its destination", o.MAC)
+				}
 			default:
 				t.Fatalf("bad output kind %d", o.Kind)
 			}
