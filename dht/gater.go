@@ -39,7 +39,6 @@ type inboundGater struct {
 	lim    *rate.Limiter
 	reach  *reachGuard // told of dials and accepts (reach.go); may be nil
 	gates  *relayGates // circuits waiting for their relay (relaydial.go); may be nil
-	punch  *punchGate  // direct dials to peers behind NAT (punchgate.go); may be nil
 	onLink func(net.IP) bool
 }
 
@@ -75,9 +74,6 @@ func (g *inboundGater) InterceptAccept(cm network.ConnMultiaddrs) bool {
 func (g *inboundGater) InterceptPeerDial(p peer.ID) bool { return !g.gates.isDead(p) }
 func (g *inboundGater) InterceptAddrDial(p peer.ID, a ma.Multiaddr) bool {
 	if !g.gates.allow(p, a) {
-		return false
-	}
-	if g.punch != nil && !g.punch.allow(p, a) {
 		return false
 	}
 	if g.reach != nil {

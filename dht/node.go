@@ -178,8 +178,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	guard := newReachGuard()
 	gates := newRelayGates()
 	pgate := newPunchGate()
-	gater := newInboundGater(guard, gates)
-	gater.punch = pgate
+	pstore, err := newGatedPeerstore(pgate)
+	if err != nil {
+		return nil, fmt.Errorf("dht: peerstore: %w", err)
+	}
 	reach, err := decideReachability(cfg.Reachability, listenMA)
 	if err != nil {
 		return nil, err
@@ -216,7 +218,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		libp2p.Security(noise.ID, noise.New),
 		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
 		libp2p.ResourceManager(rm),
-		libp2p.ConnectionGater(gater),
+		libp2p.ConnectionGater(newInboundGater(guard, gates)),
+		libp2p.Peerstore(pstore),
 		libp2p.ConnectionManager(cm),
 		libp2p.UserAgent("kadlan/" + cfg.Version),
 		libp2p.AddrsFactory(addrsFactory(filter, nodeRef)),
@@ -254,7 +257,6 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	// Before anyone identifies us: relays admit kadlan nodes only.
 	h.SetStreamHandler(NodeProtocol, handleNodeProtocol)
-	pgate.setPeerstore(h.Peerstore())
 	bday := newBirthday(h, quicCM, logf)
 	bday.gate = pgate
 	dopts := []kaddht.Option{

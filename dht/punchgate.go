@@ -6,6 +6,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/host/peerstore/pstoremem"
 	ma "github.com/multiformats/go-multiaddr"
 	manet "github.com/multiformats/go-multiaddr/net"
 )
@@ -32,14 +33,19 @@ import (
 //     after the first ping; with this gate, 6 of 6 were direct within 33 ms
 //     (TestDebugYoungPunch).
 //
-// So while a peer's addresses include a circuit, a dial of one of its
-// public, non-circuit addresses is refused unless a hole punch with the
-// peer started within punchWindow (DCUtR's and birthday punching's own
-// dials: the gate opens for them). A LAN address, a circuit, and any
-// address of a peer without circuits pass as before.
+// So the main host's peerstore (gatedPeerstore) hides the public,
+// non-circuit addresses of a peer whose addresses include a circuit, except
+// within punchWindow of a punch with the peer starting (DCUtR's and
+// birthday punching's own dials: the gate opens for them). Every dial of
+// the host reads its addresses there, and so does kad-dht when it answers
+// FIND_PEER: nobody is sent a mapping to dial. LAN addresses, circuits,
+// and every address of a peer without circuits pass as before. AutoNAT's
+// dial-backs are unaffected: libp2p runs them from a swarm with its own
+// peerstore and the addresses the peer asked to be dialled on (a gate in
+// the connection gater, shared by both swarms, refused them too, so that
+// AutoNAT never confirmed a full-cone or port-forwarded node).
 type punchGate struct {
 	mu   sync.Mutex
-	ps   peerstore.Peerstore // set once the host exists; nil lets all pass
 	open map[peer.ID]time.Time
 	now  func() time.Time
 }
@@ -55,12 +61,6 @@ const (
 
 func newPunchGate() *punchGate {
 	return &punchGate{open: map[peer.ID]time.Time{}, now: time.Now}
-}
-
-func (g *punchGate) setPeerstore(ps peerstore.Peerstore) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.ps = ps
 }
 
 // opened lets direct dials to p out for punchWindow.
@@ -80,13 +80,20 @@ func (g *punchGate) opened(p peer.ID) {
 	}
 }
 
-// allow reports whether a dial of a to p may go out.
-func (g *punchGate) allow(p peer.ID, a ma.Multiaddr) bool {
-	if isCircuit(a) || !isIPAddr(a) || !manet.IsPublicAddr(a) {
-		return true
+// filter returns p's addresses without the public, non-circuit ones if
+// they include a circuit and no punch with p is under way.
+func (g *punchGate) filter(p peer.ID, addrs []ma.Multiaddr) []ma.Multiaddr {
+	natted := false
+	for _, a := range addrs {
+		if isCircuit(a) {
+			natted = true
+			break
+		}
+	}
+	if !natted {
+		return addrs
 	}
 	g.mu.Lock()
-	ps := g.ps
 	until, ok := g.open[p]
 	now := g.now()
 	if ok && now.After(until) {
@@ -94,13 +101,40 @@ func (g *punchGate) allow(p peer.ID, a ma.Multiaddr) bool {
 		ok = false
 	}
 	g.mu.Unlock()
-	if ok || ps == nil {
-		return true
+	if ok {
+		return addrs
 	}
-	for _, pa := range ps.Addrs(p) {
-		if isCircuit(pa) {
-			return false
+	out := make([]ma.Multiaddr, 0, len(addrs))
+	for _, a := range addrs {
+		if isCircuit(a) || !isIPAddr(a) || !manet.IsPublicAddr(a) {
+			out = append(out, a)
 		}
 	}
-	return true
+	return out
+}
+
+// certifiedPeerstore is what libp2p's host uses of its peerstore.
+type certifiedPeerstore interface {
+	peerstore.Peerstore
+	peerstore.CertifiedAddrBook
+}
+
+// gatedPeerstore is the main host's peerstore with the punch gate on
+// Addrs.
+type gatedPeerstore struct {
+	certifiedPeerstore
+	gate *punchGate
+}
+
+func newGatedPeerstore(gate *punchGate) (*gatedPeerstore, error) {
+	ps, err := pstoremem.NewPeerstore()
+	if err != nil {
+		return nil, err
+	}
+	return &gatedPeerstore{certifiedPeerstore: ps, gate: gate}, nil
+}
+
+// Addrs returns p's addresses through the punch gate.
+func (g *gatedPeerstore) Addrs(p peer.ID) []ma.Multiaddr {
+	return g.gate.filter(p, g.certifiedPeerstore.Addrs(p))
 }
