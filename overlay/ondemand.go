@@ -150,10 +150,7 @@ func (e *Engine) closeIdle(now time.Time) {
 	for _, p := range e.sw.Neighbours(now) {
 		fresh[p] = true
 	}
-	ls := make([]bounds.Link[peer.ID], 0, len(e.links))
-	for p, l := range e.links {
-		ls = append(ls, bounds.Link[peer.ID]{Peer: p, Opened: l.opened, Outbound: l.outbound})
-	}
+	ls := e.boundsLinks()
 	for _, p := range bounds.IdleLinks(ls, func(p peer.ID) bool { return fresh[p] }, now, e.cfg.LinkIdle, e.cfg.MinLinks, e.cfg.MaxIdleInbound) {
 		l := e.links[p]
 		delete(e.links, p)
@@ -200,10 +197,7 @@ func (e *Engine) keepSeeds(now time.Time) {
 	for _, p := range fresh {
 		isFresh[p] = true
 	}
-	ls := make([]bounds.Link[peer.ID], 0, len(e.links))
-	for p, l := range e.links {
-		ls = append(ls, bounds.Link[peer.ID]{Peer: p, Opened: l.opened, Outbound: l.outbound})
-	}
+	ls := e.boundsLinks()
 	for _, p := range bounds.StaleSeeds(ls, func(p peer.ID) bool { return isFresh[p] }, len(fresh), e.cfg.MinLinks) {
 		e.dispatch(e.sw.Connected(p, now))
 	}
@@ -234,4 +228,14 @@ func (e *Engine) tick() {
 			e.mu.Unlock()
 		}
 	}
+}
+
+// boundsLinks lists the links as the bounds package's rules take them;
+// e.mu is held.
+func (e *Engine) boundsLinks() []bounds.Link[peer.ID] {
+	ls := make([]bounds.Link[peer.ID], 0, len(e.links))
+	for p, l := range e.links {
+		ls = append(ls, bounds.Link[peer.ID]{Peer: p, Opened: l.opened, Outbound: l.outbound})
+	}
+	return ls
 }
