@@ -229,10 +229,11 @@ func (b *birthday) run(ctx context.Context, wg *sync.WaitGroup) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
+				started := b.now()
 				r, peerNAT := b.initiate(ctx, rp)
 				b.finish(rp, r, peerNAT, true)
 				if ctx.Err() == nil {
-					b.logf("dht: birthday punch with %s: %v", rp, r)
+					b.logf("dht: birthday punch with %s (%s): %v after %v", rp, peerNAT, r, b.now().Sub(started).Round(time.Millisecond))
 				}
 			}()
 		}

@@ -313,6 +313,9 @@ type benchRow struct {
 	Unfindable  int                `json:"unfindable_nodes"`     // not found 30 s after start
 	Note        string             `json:"note,omitempty"`       // why a system has no figures here
 	Errors      map[string]int     `json:"errors,omitempty"`     // failed pings by error (up to " (", at most 100 characters)
+	// NotDirect says, for each kadlan pair still relayed 10 s after its
+	// ping, what both sides' punching state was then (kadlan peers --json).
+	NotDirect []string `json:"not_direct,omitempty"`
 }
 
 // benchPeer is one node of any system, as the pair loop sees it.
@@ -422,10 +425,19 @@ func measurePairs(t *testing.T, set benchSet, class string, side int, within boo
 				if direct {
 					toDirect = append(toDirect, float64(time.Since(st).Microseconds())/1000)
 				}
-				if direct || time.Since(st) > 10*time.Second {
+				expired := !direct && time.Since(st) > 10*time.Second
+				if direct || expired {
 					delete(watching, k)
 				}
 				mu.Unlock()
+				if expired && ps[k].a.node != nil && ps[k].b.node != nil {
+					nd := notDirect(ps[k].a.node, ps[k].b.node)
+					mu.Lock()
+					r.NotDirect = append(r.NotDirect, nd)
+					mu.Unlock()
+					t.Logf("%s %s: %s -> %s still not direct 10 s after the ping: %s", set.system, class, ps[k].a.name, ps[k].b.name, nd)
+					keepLogs(t, class+": "+ps[k].a.name+" -> "+ps[k].b.name+" not direct", []*labtest.Node{ps[k].a.node, ps[k].b.node})
+				}
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
@@ -505,6 +517,23 @@ func msOrDash(xs []float64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%.1f ms", median(xs))
+}
+
+// notDirect is a relayed pair's punching state from both ends, as
+// `kadlan peers --json` gives it.
+func notDirect(a, b *labtest.Node) string {
+	view := func(x, y *labtest.Node) string {
+		p, err := pathTo(x, y)
+		if err != nil {
+			return err.Error()
+		}
+		if p.Punch == nil {
+			return p.Path + ", no punch state"
+		}
+		q := *p.Punch
+		return fmt.Sprintf("%s, dcutr %d/%d failed (%s), nat %s/%s, birthday %q after %d runs", p.Path, q.Failures, q.Attempts, q.LastError, q.NAT, q.PeerNAT, q.Birthday, q.BirthdayRuns)
+	}
+	return a.Host.Name + ": " + view(a, b) + "; " + b.Host.Name + ": " + view(b, a)
 }
 
 // killRelayOfMost kills the bootstrap node and the public node that holds
