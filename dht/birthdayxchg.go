@@ -375,7 +375,9 @@ func (b *birthday) handle(ctx context.Context, s network.Stream) {
 		b.finish(rp, r, hello.Class, false)
 		return
 	}
+	started := b.now()
 	r = b.probeAndDial(ctx, x, rp, hello.Nonce, sIP, int(myExt.Port()))
+	b.logf("dht: birthday punch with %s (answering): %v after %v", rp, r, b.now().Sub(started).Round(time.Millisecond))
 	x.send(bdayMsg{Type: msgEnd, Reason: r})
 	b.finish(rp, r, hello.Class, false)
 }
@@ -435,11 +437,13 @@ func (b *birthday) probeAndDial(ctx context.Context, x *exchange, rp peer.ID, no
 		return reasonFailed
 	}
 	if b.gate != nil {
-		b.gate.opened(rp)
+		b.gate.openedFor(rp, addr)
 	}
 	dctx, cancel := context.WithTimeout(ctx, bdayDialTimeout)
 	defer cancel()
+	dialStart := b.now()
 	err = b.h.Connect(network.WithForceDirectDial(dctx, "kadlan-birthday"), peer.AddrInfo{ID: rp, Addrs: []ma.Multiaddr{addr}})
+	b.logf("dht: birthday punch with %s: hit %s after %d probes, dial %v: %v", rp, addr, i, b.now().Sub(dialStart).Round(time.Millisecond), err)
 	if err != nil {
 		return reasonDialFailed
 	}

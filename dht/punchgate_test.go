@@ -62,6 +62,35 @@ func TestPunchGate(t *testing.T) {
 	if has(natted, mapped) {
 		t.Fatal("a NAT mapping visible after the punch's window")
 	}
+
+	// A birthday dial's window lets out the one address its probe hit.
+	hit := ma.StringCast("/ip4/192.0.0.137/udp/41960/quic-v1")
+	ps.AddAddrs(natted, []ma.Multiaddr{hit}, peerstore.TempAddrTTL)
+	g.openedFor(natted, hit)
+	if !has(natted, hit) || has(natted, mappedQUIC) || has(natted, mapped) || !has(natted, relay) || !has(natted, lan) {
+		t.Fatalf("birthday window: Addrs = %v, want the hit, the circuit and the LAN address only", ps.Addrs(natted))
+	}
+	// In a DCUtR round's window, a symmetric NAT's mappings (more than
+	// mappingPorts ports on one IP and transport) stay hidden; a group
+	// within the bound passes.
+	sym := peer.ID("symmetric")
+	var symUDP []ma.Multiaddr
+	for _, port := range []string{"3000", "9557", "52027"} {
+		symUDP = append(symUDP, ma.StringCast("/ip4/192.0.0.136/udp/"+port+"/quic-v1"))
+	}
+	symTCP := []ma.Multiaddr{ma.StringCast("/ip4/192.0.0.136/tcp/4242"), ma.StringCast("/ip4/192.0.0.136/tcp/443")}
+	ps.AddAddrs(sym, append(append([]ma.Multiaddr{relay}, symUDP...), symTCP...), peerstore.PermanentAddrTTL)
+	g.opened(sym)
+	for _, a := range symUDP {
+		if has(sym, a) {
+			t.Errorf("DCUtR window: symmetric mapping %s visible", a)
+		}
+	}
+	for _, a := range symTCP {
+		if !has(sym, a) {
+			t.Errorf("DCUtR window: %s (two TCP ports on one IP) hidden", a)
+		}
+	}
 	for i := 0; i < 2*punchGateMax; i++ {
 		g.opened(peer.ID(string(rune(i))))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strings"
@@ -74,6 +75,11 @@ func TestBenchConnect(t *testing.T) {
 			kind = s.zoo[i%len(s.zoo)]
 		}
 		r := w.lab.NATRouter(fmt.Sprintf("r%d", seq), kind, nil)
+		if dir := os.Getenv("KADLAN_BENCH_PCAP"); dir != "" {
+			// A manual aid: UDP on every router, as text, into dir.
+			dump := r.Start(filepath.Join(dir, fmt.Sprintf("r%d.txt", seq)), "tcpdump", "-n", "-i", "any", "-tt", "udp or (tcp[tcpflags] & tcp-syn != 0)")
+			t.Cleanup(func() { dump.Kill() })
+		}
 		if kind == netlab.CGNAT {
 			r = w.lab.NATRouter(fmt.Sprintf("h%d", seq), netlab.EIM, r) // a home router behind the carrier's
 		}
