@@ -65,7 +65,7 @@ demo: build ## a root-less network in namespaces (needs root): nodes join, find 
 bench: build bench-connect bench-roam bench-start bench-dataplane bench-sim ## print all benchmark figures
 
 bench-connect: build ## first contact per NAT class (root), kadlan beside stock go-libp2p and HyperDHT (ANCHORS=0 skips them): first reply mean/p50/p95/max, direct share, time to direct; RTT=80ms over a lab Internet with that RTT; writes bench-connect.json
-	@KADLAN_BENCH=1 KADLAN_BENCH_RTT=$(RTT) KADLAN_BENCH_ANCHORS=$(ANCHORS) KADLAN_BENCH_OUT=$(CURDIR) KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 30m -run TestBenchConnect ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
+	@KADLAN_BENCH=1 KADLAN_BENCH_RTT=$(RTT) KADLAN_BENCH_ANCHORS=$(ANCHORS) KADLAN_BENCH_OUT=$(CURDIR) KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout $(or $(BENCH_TIMEOUT),120m) -run TestBenchConnect ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
 
 bench-roam: build ## a NATed node moves between NAT sites (root): time until a public and a NATed peer reach it again, mean/p50/p95/max; RTT=80ms over a lab Internet with that RTT; writes bench-roam.json
 	@KADLAN_BENCH=1 KADLAN_BENCH_RTT=$(RTT) KADLAN_BENCH_OUT=$(CURDIR) KADLAN_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -v -timeout 30m -run TestBenchRoam ./e2e/ | grep -v '^        \|^---\|^ok\|^PASS\|^=== '
