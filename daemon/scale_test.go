@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -466,6 +467,9 @@ func TestScaleLinksBounded(t *testing.T) {
 // benchIdle is --link-idle in the benchmark.
 const benchIdle = 30 * time.Second
 
+// fdsPerNode is the open files an in-process node needs, with a margin.
+const fdsPerNode = 100
+
 func TestBenchScale(t *testing.T) {
 	sizes := os.Getenv("KADLAN_BENCH_SCALE")
 	if sizes == "" {
@@ -487,11 +491,23 @@ func TestBenchScale(t *testing.T) {
 	// (KADLAN_BENCH_SETTLE) lets discovery's rounds back off (1 to 10 min)
 	// before the window, for the steady state.
 	settle := dur("KADLAN_BENCH_SETTLE", benchIdle+15*time.Second)
+	var ns []int
 	for _, s := range strings.Split(sizes, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 2 {
 			t.Fatalf("KADLAN_BENCH_SCALE: %q is not a size", s)
 		}
+		// Both ends of every loopback connection are in this process:
+		// about 80 descriptors per node (README, Scale). Short of them,
+		// dials fail and first contacts with them: that would measure the
+		// limit, not kadlan. Checked for every size before any runs.
+		var lim syscall.Rlimit
+		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < uint64(fdsPerNode*n) {
+			t.Fatalf("KADLAN_BENCH_SCALE: %d in-process nodes need about %d open files; the limit is %d (hard %d): raise it (ulimit -n; a hard limit needs CAP_SYS_RESOURCE) or measure fewer nodes", n, fdsPerNode*n, lim.Cur, lim.Max)
+		}
+		ns = append(ns, n)
+	}
+	for _, n := range ns {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
 			runtime.GC()
 			var ms runtime.MemStats
