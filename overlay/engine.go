@@ -244,6 +244,7 @@ func (e *Engine) Update(fn func(sw *vswitch.Switch)) {
 	defer e.mu.Unlock()
 	fn(e.sw)
 	e.resolveHeld()
+	e.dispatch(e.sw.AnswerAsked(e.cfg.Now())) // the host's requests for members just added
 	for p, l := range e.links {
 		if !e.sw.IsMember(p) {
 			delete(e.links, p)

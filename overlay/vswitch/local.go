@@ -24,7 +24,7 @@ func (s *Switch) HandleLocal(now time.Time, frame []byte) []Output {
 		return nil
 	}
 	if h.Dst.IsMulticast() {
-		if s.snoop(now, h, frame) || s.answerLocally(h, frame) {
+		if s.snoop(now, h, frame) || s.answerLocally(now, h, frame) {
 			return s.out
 		}
 		s.originate(now, h, frame)
@@ -87,7 +87,7 @@ func (s *Switch) snoop(now time.Time, h ether.Header, frame []byte) bool {
 // answerLocally answers an ARP request or neighbour solicitation for a
 // member's address (or swallows a probe for our own) and reports whether it
 // did.
-func (s *Switch) answerLocally(h ether.Header, frame []byte) bool {
+func (s *Switch) answerLocally(now time.Time, h ether.Header, frame []byte) bool {
 	switch h.Type {
 	case ether.TypeARP:
 		a, err := ether.ParseARP(frame[ether.HeaderLen:])
@@ -104,11 +104,10 @@ func (s *Switch) answerLocally(h ether.Header, frame []byte) bool {
 		m := s.memberByIP(a.TargetIP)
 		if m == nil {
 			s.noteUnresolved(Unresolved{IP: a.TargetIP})
+			s.noteAsked(now, a.TargetIP, askedAddr{src: h.Src, arp: a})
 			return false
 		}
-		reply := ether.ARP{Op: ether.ARPReply, SenderMAC: m.MAC, SenderIP: a.TargetIP, TargetMAC: a.SenderMAC, TargetIP: a.SenderIP}
-		s.emitLocal(s.synth(func(b []byte) []byte { return ether.AppendARPFrame(b, h.Src, m.MAC, reply) }))
-		s.counters.ARPAnswered++
+		s.answerARP(h.Src, a, m)
 		return true
 	case ether.TypeIPv6:
 		n, err := ether.ParseNDP(frame[ether.HeaderLen:])
@@ -123,18 +122,87 @@ func (s *Switch) answerLocally(h ether.Header, frame []byte) bool {
 		if m == nil {
 			if !n.Src.IsUnspecified() { // not someone's DAD
 				s.noteUnresolved(Unresolved{IP: n.Target})
+				s.noteAsked(now, n.Target, askedAddr{src: h.Src, ndp: n, isNDP: true})
 			}
 			return false
 		}
-		na := ether.NDP{Type: ether.ICMPv6NeighborAdv, Src: n.Target, Dst: n.Src, Target: n.Target, Flags: 0x60, LLAddr: m.MAC}
-		if n.Src.IsUnspecified() { // someone else's DAD: tell everyone
-			na.Dst, na.Flags = netip.MustParseAddr("ff02::1"), 0x20
-		}
-		s.emitLocal(s.synth(func(b []byte) []byte { return ether.AppendNDPFrame(b, h.Src, m.MAC, na) }))
-		s.counters.NDPAnswered++
+		s.answerNDP(h.Src, n, m)
 		return true
 	}
 	return false
+}
+
+func (s *Switch) answerARP(src ether.MAC, a ether.ARP, m *SwitchMember) {
+	reply := ether.ARP{Op: ether.ARPReply, SenderMAC: m.MAC, SenderIP: a.TargetIP, TargetMAC: a.SenderMAC, TargetIP: a.SenderIP}
+	s.emitLocal(s.synth(func(b []byte) []byte { return ether.AppendARPFrame(b, src, m.MAC, reply) }))
+	s.counters.ARPAnswered++
+}
+
+func (s *Switch) answerNDP(src ether.MAC, n ether.NDP, m *SwitchMember) {
+	na := ether.NDP{Type: ether.ICMPv6NeighborAdv, Src: n.Target, Dst: n.Src, Target: n.Target, Flags: 0x60, LLAddr: m.MAC}
+	if n.Src.IsUnspecified() { // someone else's DAD: tell everyone
+		na.Dst, na.Flags = netip.MustParseAddr("ff02::1"), 0x20
+	}
+	s.emitLocal(s.synth(func(b []byte) []byte { return ether.AppendNDPFrame(b, src, m.MAC, na) }))
+	s.counters.NDPAnswered++
+}
+
+// askedAddr is a request of the local host for an address no known
+// member held.
+type askedAddr struct {
+	src   ether.MAC
+	arp   ether.ARP
+	ndp   ether.NDP
+	isNDP bool
+	at    time.Time
+}
+
+// askedFor is how long a request waits for its answer: the kernel asks
+// again after 1 s and gives up after 3 requests.
+const askedFor = 3 * time.Second
+
+// noteAsked keeps the host's request for ip (the newest one per address).
+func (s *Switch) noteAsked(now time.Time, ip netip.Addr, q askedAddr) {
+	if s.asked == nil {
+		s.asked = map[netip.Addr]askedAddr{}
+	}
+	if _, ok := s.asked[ip]; !ok && len(s.asked) >= maxUnresolved {
+		for a, old := range s.asked {
+			if now.Sub(old.at) > askedFor {
+				delete(s.asked, a)
+			}
+		}
+		if len(s.asked) >= maxUnresolved {
+			return
+		}
+	}
+	q.at = now
+	s.asked[ip] = q
+}
+
+// AnswerAsked answers the local host's requests for addresses that a
+// member now holds (one a lookup just added): without it the host's first
+// request went unanswered and its first packet waited for the kernel's
+// next request, 1 s later. Requests older than askedFor are dropped.
+func (s *Switch) AnswerAsked(now time.Time) []Output {
+	s.reset()
+	for ip, q := range s.asked {
+		if now.Sub(q.at) > askedFor {
+			delete(s.asked, ip)
+			continue
+		}
+		m := s.memberByIP(ip)
+		if m == nil {
+			continue
+		}
+		delete(s.asked, ip)
+		if q.isNDP {
+			s.answerNDP(q.src, q.ndp, m)
+		} else {
+			s.answerARP(q.src, q.arp, m)
+		}
+	}
+	return s.out
 }
 
 // Unresolved is a destination the local host wanted that no known member

@@ -164,6 +164,10 @@ type Switch struct {
 	// unicast frame's MAC) that no known member holds, for the driver to
 	// look up (TakeUnresolved).
 	unresolved []Unresolved
+	// asked holds the local host's ARP requests and neighbour
+	// solicitations for addresses no known member held, answered by
+	// AnswerAsked once one does (at most maxUnresolved, askedFor).
+	asked map[netip.Addr]askedAddr
 
 	out      []Output
 	scratch  []byte

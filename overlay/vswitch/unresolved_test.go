@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/kadlan/kadlan/tap/ether"
 )
@@ -75,5 +76,60 @@ func TestSwitchUnknownMAC(t *testing.T) {
 	w.send(0, ipv4Frame(c.mac, a.mac, a.ipv4, c.ipv4, "second"))
 	if w.msgs != 1 || len(c.local) != 1 || !bytes.Contains(c.local[0], []byte("second")) {
 		t.Fatalf("%d messages, c got %d frames after the member was known", w.msgs, len(c.local))
+	}
+}
+
+// TestSwitchAnswersAskedOnceKnown: the host's ARP request or neighbour
+// solicitation for an address no known member holds is answered as soon
+// as a member holding it is added (AnswerAsked), not only the host's next
+// request a second later; an old request, or one for an address still
+// unknown, is not.
+func TestSwitchAnswersAskedOnceKnown(t *testing.T) {
+	w := newTestWorld(t, 3, false)
+	a, b, c := w.nodes[0], w.nodes[1], w.nodes[2]
+	w.connectAll()
+	bm, _ := a.sw.Member(b.peer)
+	cm, _ := a.sw.Member(c.peer)
+	a.sw.RemoveMember(b.peer)
+	a.sw.RemoveMember(c.peer)
+	for _, o := range a.sw.HandleLocal(w.now, arpRequestFrame(a.mac, a.ipv4, b.ipv4)) {
+		if o.Kind == ToLocal {
+			t.Fatal("answered a request for an address nobody known holds")
+		}
+	}
+	ns := ether.NDP{Type: ether.ICMPv6NeighborSol, Src: a.ipv6, Dst: ether.SolicitedNode(c.ipv6), Target: c.ipv6, LLAddr: a.mac}
+	a.sw.HandleLocal(w.now, ether.AppendNDPFrame(nil, ether.IPv6Multicast(ns.Dst), a.mac, ns))
+	if outs := a.sw.AnswerAsked(w.now); len(outs) != 0 {
+		t.Fatalf("answers %+v before any member holds the addresses", outs)
+	}
+	a.sw.SetMember(bm)
+	outs := a.sw.AnswerAsked(w.now.Add(time.Second))
+	if len(outs) != 1 || outs[0].Kind != ToLocal {
+		t.Fatalf("outputs %+v, want one ARP reply to the host", outs)
+	}
+	h, _ := ether.ParseHeader(outs[0].Msg.Payload)
+	rep, err := ether.ParseARP(outs[0].Msg.Payload[ether.HeaderLen:])
+	if err != nil || h.Dst != a.mac || rep.Op != ether.ARPReply || rep.SenderMAC != b.mac || rep.SenderIP != b.ipv4 || rep.TargetMAC != a.mac || rep.TargetIP != a.ipv4 {
+		t.Fatalf("bad reply %+v %+v %v", h, rep, err)
+	}
+	if outs := a.sw.AnswerAsked(w.now.Add(time.Second)); len(outs) != 0 {
+		t.Fatalf("answered twice: %+v", outs)
+	}
+	// c becomes known after the host gave up asking: no answer.
+	a.sw.SetMember(cm)
+	if outs := a.sw.AnswerAsked(w.now.Add(askedFor + time.Second)); len(outs) != 0 {
+		t.Fatalf("answered a request %v old: %+v", askedFor+time.Second, outs)
+	}
+	// Within the time, the solicitation is answered with an advertisement.
+	a.sw.RemoveMember(c.peer)
+	a.sw.HandleLocal(w.now, ether.AppendNDPFrame(nil, ether.IPv6Multicast(ns.Dst), a.mac, ns))
+	a.sw.SetMember(cm)
+	outs = a.sw.AnswerAsked(w.now)
+	if len(outs) != 1 {
+		t.Fatalf("outputs %+v, want one advertisement", outs)
+	}
+	na, err := ether.ParseNDP(outs[0].Msg.Payload[ether.HeaderLen:])
+	if err != nil || na.Type != ether.ICMPv6NeighborAdv || na.Target != c.ipv6 || na.LLAddr != c.mac || na.Dst != a.ipv6 {
+		t.Fatalf("bad advertisement %+v %v", na, err)
 	}
 }
