@@ -140,7 +140,7 @@ func (g *punchGate) filter(p peer.ID, addrs []ma.Multiaddr) []ma.Multiaddr {
 	out := make([]ma.Multiaddr, 0, len(addrs))
 	for _, a := range addrs {
 		switch {
-		case isCircuit(a) || !isIPAddr(a) || !manet.IsPublicAddr(a):
+		case !publicDirect(a):
 			out = append(out, a)
 		case !ok:
 		case w.only != nil:
@@ -148,12 +148,18 @@ func (g *punchGate) filter(p peer.ID, addrs []ma.Multiaddr) []ma.Multiaddr {
 				out = append(out, a)
 			}
 		default:
-			if g, ok := groupOf(a); !ok || !mappings[g] {
+			if g, _, ok := groupOf(a); !ok || !mappings[g] {
 				out = append(out, a)
 			}
 		}
 	}
 	return out
+}
+
+// publicDirect reports whether a is a public IP address that is not a
+// circuit: what the gate holds back.
+func publicDirect(a ma.Multiaddr) bool {
+	return !isCircuit(a) && isIPAddr(a) && manet.IsPublicAddr(a)
 }
 
 // mappingGroup is one IP and transport (UDP or TCP) of a peer's addresses.
@@ -162,13 +168,17 @@ type mappingGroup struct {
 	udp bool
 }
 
-func groupOf(a ma.Multiaddr) (mappingGroup, bool) {
+// groupOf returns a's group and its port.
+func groupOf(a ma.Multiaddr) (mappingGroup, string, bool) {
 	ip, err := manet.ToIP(a)
 	if err != nil {
-		return mappingGroup{}, false
+		return mappingGroup{}, "", false
 	}
-	_, err = a.ValueForProtocol(ma.P_UDP)
-	return mappingGroup{ip: ip.String(), udp: err == nil}, true
+	if port, err := a.ValueForProtocol(ma.P_UDP); err == nil {
+		return mappingGroup{ip: ip.String(), udp: true}, port, true
+	}
+	port, err := a.ValueForProtocol(ma.P_TCP)
+	return mappingGroup{ip: ip.String()}, port, err == nil
 }
 
 // symmetricGroups returns the groups of public addresses with more than
@@ -176,16 +186,12 @@ func groupOf(a ma.Multiaddr) (mappingGroup, bool) {
 func symmetricGroups(addrs []ma.Multiaddr) map[mappingGroup]bool {
 	ports := map[mappingGroup]map[string]bool{}
 	for _, a := range addrs {
-		if isCircuit(a) || !isIPAddr(a) || !manet.IsPublicAddr(a) {
+		if !publicDirect(a) {
 			continue
 		}
-		g, ok := groupOf(a)
+		g, port, ok := groupOf(a)
 		if !ok {
 			continue
-		}
-		port, err := a.ValueForProtocol(ma.P_UDP)
-		if !g.udp || err != nil {
-			port, _ = a.ValueForProtocol(ma.P_TCP)
 		}
 		if ports[g] == nil {
 			ports[g] = map[string]bool{}
