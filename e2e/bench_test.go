@@ -437,12 +437,12 @@ func measurePairs(t *testing.T, set benchSet, class string, side int, within boo
 				}
 				mu.Unlock()
 				if expired && ps[k].a.node != nil && ps[k].b.node != nil {
-					nd := notDirect(ps[k].a.node, ps[k].b.node)
+					nd, bothSymmetric := notDirect(ps[k].a.node, ps[k].b.node)
 					mu.Lock()
 					r.NotDirect = append(r.NotDirect, nd)
 					mu.Unlock()
 					t.Logf("%s %s: %s -> %s still not direct 10 s after the ping: %s", set.system, class, ps[k].a.name, ps[k].b.name, nd)
-					if !strings.Contains(nd, "both sides behind symmetric NATs") { // relayed as designed
+					if !bothSymmetric { // else relayed as designed
 						keepLogs(t, class+": "+ps[k].a.name+" -> "+ps[k].b.name+" not direct", []*labtest.Node{ps[k].a.node, ps[k].b.node})
 					}
 				}
@@ -528,8 +528,10 @@ func msOrDash(xs []float64) string {
 }
 
 // notDirect is a relayed pair's punching state from both ends, as
-// `kadlan peers --json` gives it.
-func notDirect(a, b *labtest.Node) string {
+// `kadlan peers --json` gives it, and whether a says both are behind
+// symmetric NATs (relayed as designed).
+func notDirect(a, b *labtest.Node) (string, bool) {
+	bothSymmetric := false
 	view := func(x, y *labtest.Node) string {
 		p, err := pathTo(x, y)
 		if err != nil {
@@ -539,9 +541,12 @@ func notDirect(a, b *labtest.Node) string {
 			return p.Path + ", no punch state"
 		}
 		q := *p.Punch
+		if x == a {
+			bothSymmetric = q.NAT == "symmetric" && q.PeerNAT == "symmetric"
+		}
 		return fmt.Sprintf("%s, dcutr %d/%d failed (%s), nat %s/%s, birthday %q after %d runs", p.Path, q.Failures, q.Attempts, q.LastError, q.NAT, q.PeerNAT, q.Birthday, q.BirthdayRuns)
 	}
-	return a.Host.Name + ": " + view(a, b) + "; " + b.Host.Name + ": " + view(b, a)
+	return a.Host.Name + ": " + view(a, b) + "; " + b.Host.Name + ": " + view(b, a), bothSymmetric
 }
 
 // killRelayOfMost kills the bootstrap node and the public node that holds
