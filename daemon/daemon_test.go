@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/kadlan/kadlan/api"
+	"github.com/kadlan/kadlan/overlay/netrec"
 	"github.com/kadlan/kadlan/overlay/vswitch"
 	"github.com/kadlan/kadlan/tap"
 	"github.com/kadlan/kadlan/tap/ether"
@@ -314,6 +315,73 @@ func TestNetworkLifecycle(t *testing.T) {
 	// Only the owner can authorize.
 	if err := member.client.Do(ctx, "POST", "/v1/networks/authorize", api.NetworkRequest{Network: created.Network, Address: memberAddr}, nil); err == nil {
 		t.Error("a member issued a certificate")
+	}
+}
+
+// TestRevocationListFromCreation: a network starts with an empty,
+// owner-signed revocation list in the DHT (so members' polls find a
+// record and end early instead of walking to every closest peer), and a
+// member takes it on.
+func TestRevocationListFromCreation(t *testing.T) {
+	owner := startDaemon(t)
+	boot := owner.d.Node.ShareableAddrs()[0]
+	member := startDaemon(t, boot)
+	other := startDaemon(t, member.d.Node.ShareableAddrs()[0]) // on no network
+
+	var created api.NetworkCreated
+	owner.call(t, "POST", "/v1/networks/create", api.NetworkCreateRequest{Name: "r", IPv4: "10.6.0.0/24"}, &created)
+	id, err := netrec.ParseNetworkID(created.Network)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oj, err := owner.d.nets.resolve(created.Network)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oj.mu.Lock()
+	rev := oj.m.Revocation
+	oj.mu.Unlock()
+	if rev == nil || rev.Seq != 1 || len(rev.Entries) != 0 {
+		t.Fatalf("the owner's revocation list after create: %+v, want an empty one, sequence 1", rev)
+	}
+
+	member.call(t, "POST", "/v1/networks/join", api.NetworkRequest{Network: created.Network}, nil)
+	waitStatus(t, member, created.Network, "ok", 1)
+	mj, err := member.d.nets.resolve(created.Network)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mj.mu.Lock()
+		got := mj.m.Revocation
+		mj.mu.Unlock()
+		if got != nil && got.Seq == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the member never took on the revocation list: %+v", got)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	// A node on no network reads it from the DHT.
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		b, err := other.d.Node.GetValueQuorum(ctx, netrec.RevocationKey(id), 1)
+		cancel()
+		if err == nil {
+			r, err := netrec.ParseRevocation(b)
+			if err != nil || r.Network() != id || r.Seq != 1 {
+				t.Fatalf("revocation record from the DHT: %+v, %v", r, err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no revocation list in the DHT: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/kadlan/kadlan/tap"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	lprouting "github.com/libp2p/go-libp2p/core/routing"
 )
 
 // run is the network's loop: records, device, discovery, links.
@@ -58,7 +59,7 @@ func (j *joined) step(ctx context.Context) bool {
 	j.mu.Unlock()
 
 	if !hasDef || now.Sub(j.lastDef) > republishEvery {
-		if _, err := j.fetch(ctx, netrec.DefinitionKey(id)); err == nil || hasDef {
+		if _, err := j.fetchPoll(ctx, netrec.DefinitionKey(id)); err == nil || hasDef {
 			j.lastDef = now
 		}
 	}
@@ -83,7 +84,10 @@ func (j *joined) step(ctx context.Context) bool {
 	pollRev := now.Sub(j.lastRev) > revEvery
 	if pollRev {
 		j.lastRev = now
-		j.fetch(ctx, netrec.RevocationKey(id))
+		_, err := j.fetchPoll(ctx, netrec.RevocationKey(id))
+		if isOwner && errors.Is(err, lprouting.ErrNotFound) {
+			j.ownerRevocation()
+		}
 	}
 	j.inviteStep(ctx, now, pollRev)
 	j.mu.Lock()
@@ -97,7 +101,7 @@ func (j *joined) step(ctx context.Context) bool {
 		}
 	}
 	ann, annChanged := j.announcement(now)
-	def, cert := j.m.Def, j.m.Cert
+	def, cert, rev := j.m.Def, j.m.Cert, j.m.Revocation
 	status := j.m.Status(now)
 	j.mu.Unlock()
 
@@ -135,6 +139,11 @@ func (j *joined) step(ctx context.Context) bool {
 			}
 			if cert != nil {
 				j.publish(pctx, netrec.CertificateKey(id, j.mgr.node.ID()), cert)
+			}
+			// The owner's revocation list, by everyone who holds it, so
+			// that it outlives the owner's absence and polls find it.
+			if rev != nil {
+				j.publish(pctx, netrec.RevocationKey(id), rev)
 			}
 			j.mgr.walks.publications.Add(1)
 			if perr := j.mgr.node.Provide(pctx, netrec.MembersCID(id)); perr != nil {
@@ -181,6 +190,28 @@ func (j *joined) step(ctx context.Context) bool {
 	}
 	j.save()
 	return status == vswitch.StatusOK && settled
+}
+
+// ownerRevocation gives a network the owner created before revocation
+// lists were made at creation an empty one, once a poll found none in the
+// DHT (a list of a later sequence number would have been found, and one
+// made here would lose to it), and publishes it with the next
+// announcement.
+func (j *joined) ownerRevocation() {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.m.Revocation != nil || j.m.Def == nil || !j.m.IsOwner() {
+		return
+	}
+	rev, err := netrec.NextRevocation(j.mgr.key, j.m.Def, nil, nil, nil)
+	if err == nil {
+		_, err = j.m.SetRevocation(rev)
+	}
+	if err != nil {
+		j.mgr.logf("networks: %s: an empty revocation list: %v", j.m.ID.Short(), err)
+		return
+	}
+	j.dirty, j.pubPending = true, true
 }
 
 // seedLinks picks, at random, the members to dial so that a node has want

@@ -41,6 +41,21 @@ func (j *joined) fetchFirst(ctx context.Context, key string) (bool, error) {
 	return j.fetchWith(ctx, key, j.mgr.node.GetFirstValue)
 }
 
+// pollQuorum is how many holders' records a poll of a record every
+// member republishes takes (the best wins): enough that one stale or
+// unhelpful holder does not hide a newer revocation, few enough that the
+// walk ends well before the key's closest peers.
+const pollQuorum = 3
+
+// fetchPoll is fetch that ends the walk at pollQuorum holders (kad-dht's
+// Quorum): the periodic polls of the definition and revocation list,
+// which members republish, so that many peers hold them.
+func (j *joined) fetchPoll(ctx context.Context, key string) (bool, error) {
+	return j.fetchWith(ctx, key, func(ctx context.Context, key string) ([]byte, error) {
+		return j.mgr.node.GetValueQuorum(ctx, key, pollQuorum)
+	})
+}
+
 func (j *joined) fetchWith(ctx context.Context, key string, get func(context.Context, string) ([]byte, error)) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, dhtOpTimeout)
 	defer cancel()

@@ -311,11 +311,23 @@ func (nm *netManager) create(ctx context.Context, req api.NetworkCreateRequest) 
 	if _, err := m.SetDefinition(def); err != nil {
 		return api.NetworkCreated{}, err
 	}
+	// An empty revocation list from the start: members poll it, and a
+	// poll of a key no one holds walks to the key's closest peers and
+	// asks each (issue 13); with a record held by many (every member
+	// republishes it) the walk ends at the first few.
+	rev, err := netrec.NextRevocation(nm.key, def, nil, nil, nil)
+	if err != nil {
+		return api.NetworkCreated{}, err
+	}
+	if _, err := m.SetRevocation(rev); err != nil {
+		return api.NetworkCreated{}, err
+	}
 	if err := overlay.SaveMembership(nm.stateDir, m); err != nil {
 		return api.NetworkCreated{}, err
 	}
 	j := nm.start(m)
 	j.publish(ctx, netrec.DefinitionKey(def.ID()), def)
+	j.publish(ctx, netrec.RevocationKey(def.ID()), rev)
 	return api.NetworkCreated{Network: def.ID().String(), Name: def.Name, Private: def.Private, IPv4: def.IPv4Pool.String()}, nil
 }
 

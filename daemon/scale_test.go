@@ -58,7 +58,11 @@ type scaleWorld struct {
 // waits until it is ok on every node. logs says whether daemons log to
 // the test (off at large n: the test's log buffer would be in the heap);
 // maxKnown is Config.MaxKnownMembers.
-func newScaleWorld(t *testing.T, n int, idle time.Duration, logs bool, maxKnown int) *scaleWorld {
+//
+// transport is "tcp" (every connection takes a descriptor at each end,
+// both in this process) or "quic" (one UDP socket per node, whatever its
+// connections: what lets 500 nodes fit the machine's open-file limit).
+func newScaleWorld(t *testing.T, n int, idle time.Duration, logs bool, maxKnown int, transport string) *scaleWorld {
 	t.Helper()
 	w := &scaleWorld{idle: idle}
 	var boots []string
@@ -67,6 +71,9 @@ func newScaleWorld(t *testing.T, n int, idle time.Duration, logs bool, maxKnown 
 		sn := &scaleNode{bw: metrics.NewBandwidthCounter(), arp: map[netip.Addr]chan ether.MAC{}, got: map[uint64]chan struct{}{}, done: make(chan struct{})}
 		testConfigs[t] = func(c *Config) {
 			c.LinkIdle, c.Bandwidth, c.MaxKnownMembers = idle, sn.bw, maxKnown
+			if transport == "quic" {
+				c.Listen = []string{"/ip4/127.0.0.1/udp/0/quic-v1"}
+			}
 			if !logs {
 				c.Logf = nil
 			}
@@ -225,8 +232,10 @@ func (sn *scaleNode) contact(ctx context.Context, to *scaleNode, tag uint64) (ti
 // scaleFigures is what one run of a scale world measured.
 type scaleFigures struct {
 	N            int     `json:"n"`
-	Setup        float64 `json:"setup_s"`  // start, join and ok everywhere
-	Settle       float64 `json:"settle_s"` // from then to the quiet window
+	Transport    string  `json:"transport"`           // in-process: tcp or quic on loopback
+	OpenFiles    float64 `json:"open_files_per_node"` // in-process: the process's descriptors / N, before the window
+	Setup        float64 `json:"setup_s"`             // start, join and ok everywhere
+	Settle       float64 `json:"settle_s"`            // from then to the quiet window
 	LinksMean    float64 `json:"links_mean"`
 	LinksMax     int     `json:"links_max"`
 	KnownMean    float64 `json:"known_members_mean"`
@@ -415,7 +424,7 @@ func TestScaleLinksBounded(t *testing.T) {
 		t.Skip("20 in-process daemons; run with KADLAN_SCALE=1 (make test-scale)")
 	}
 	const n, idle, maxKnown = 20, 3 * time.Second, 8
-	w := newScaleWorld(t, n, idle, false, maxKnown)
+	w := newScaleWorld(t, n, idle, false, maxKnown, "tcp")
 	x, _ := w.nodes[0].td.network(t, w.id)
 	if x.Bounds == nil || !x.Bounds.OnDemand || x.Bounds.MaxIdleInbound == 0 || x.Bounds.KnownMembers != maxKnown {
 		t.Fatalf("bounds %+v, want links on demand", x.Bounds)
@@ -467,8 +476,9 @@ func TestScaleLinksBounded(t *testing.T) {
 // benchIdle is --link-idle in the benchmark.
 const benchIdle = 30 * time.Second
 
-// fdsPerNode is the open files an in-process node needs, with a margin.
-const fdsPerNode = 100
+// fdsPerNode is the open files an in-process node needs, with a margin,
+// by transport (see newScaleWorld).
+var fdsPerNode = map[string]int{"tcp": 100, "quic": 20}
 
 func TestBenchScale(t *testing.T) {
 	sizes := os.Getenv("KADLAN_BENCH_SCALE")
@@ -487,6 +497,13 @@ func TestBenchScale(t *testing.T) {
 		return d
 	}
 	quiet := dur("KADLAN_BENCH_QUIET", 30*time.Second)
+	transport := os.Getenv("KADLAN_BENCH_TRANSPORT")
+	if transport == "" {
+		transport = "quic"
+	}
+	if _, ok := fdsPerNode[transport]; !ok {
+		t.Fatalf("KADLAN_BENCH_TRANSPORT: %q: want tcp or quic", transport)
+	}
 	// Settling past the idle time is part of the method; a longer settle
 	// (KADLAN_BENCH_SETTLE) lets discovery's rounds back off (1 to 10 min)
 	// before the window, for the steady state.
@@ -502,8 +519,8 @@ func TestBenchScale(t *testing.T) {
 		// dials fail and first contacts with them: that would measure the
 		// limit, not kadlan. Checked for every size before any runs.
 		var lim syscall.Rlimit
-		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < uint64(fdsPerNode*n) {
-			t.Fatalf("KADLAN_BENCH_SCALE: %d in-process nodes need about %d open files; the limit is %d (hard %d): raise it (ulimit -n; a hard limit needs CAP_SYS_RESOURCE) or measure fewer nodes", n, fdsPerNode*n, lim.Cur, lim.Max)
+		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < uint64(fdsPerNode[transport]*n) {
+			t.Fatalf("KADLAN_BENCH_SCALE: %d in-process nodes over %s need about %d open files; the limit is %d (hard %d): raise it (ulimit -n; a hard limit needs CAP_SYS_RESOURCE), measure fewer nodes or use KADLAN_BENCH_TRANSPORT=quic", n, transport, fdsPerNode[transport]*n, lim.Cur, lim.Max)
 		}
 		ns = append(ns, n)
 	}
@@ -513,10 +530,13 @@ func TestBenchScale(t *testing.T) {
 			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
 			started := time.Now()
-			w := newScaleWorld(t, n, benchIdle, false, 0)
-			f := scaleFigures{N: n, Setup: time.Since(started).Seconds(), Settle: settle.Seconds()}
+			w := newScaleWorld(t, n, benchIdle, false, 0, transport)
+			f := scaleFigures{N: n, Transport: transport, Setup: time.Since(started).Seconds(), Settle: settle.Seconds()}
 			t.Logf("%d daemons up and joined in %v", n, time.Since(started).Round(time.Second))
 			time.Sleep(settle) // a measurement's method, not a wait for state
+			if fds, err := os.ReadDir("/proc/self/fd"); err == nil {
+				f.OpenFiles = float64(len(fds)) / float64(n)
+			}
 			links, known := w.links(t)
 			f.LinksMean, f.LinksMax = meanMax(links)
 			f.KnownMean, f.KnownMax = meanMax(known)

@@ -177,6 +177,25 @@ func (n *Node) GetFirstValue(ctx context.Context, key string) ([]byte, error) {
 	return n.getValue(ctx, key, kaddht.Quorum(1))
 }
 
+// GetValueQuorum is GetValue that ends the walk once quorum peers
+// returned a valid record, and returns the best of those, and that asks
+// the LAN DHT only when the WAN DHT fails (no record, no peers): for
+// polls of a record that every member republishes (a network's revocation
+// list and definition), where a full walk to the key's closest peers in
+// both DHTs was most of an idle node's bytes (issue 13) and a few
+// holders' best is current.
+func (n *Node) GetValueQuorum(ctx context.Context, key string, quorum int) ([]byte, error) {
+	v, err := n.DHT.GetValue(ctx, key, kaddht.Quorum(quorum))
+	if err == nil || n.LAN == nil || ctx.Err() != nil {
+		return v, err
+	}
+	lv, lerr := n.LAN.GetValue(ctx, key, kaddht.Quorum(quorum))
+	if lerr != nil {
+		return nil, dhtErr([]error{err, lerr})
+	}
+	return lv, nil
+}
+
 func (n *Node) getValue(ctx context.Context, key string, opts ...routing.Option) ([]byte, error) {
 	ds := n.dhts()
 	vals := make([][]byte, len(ds))

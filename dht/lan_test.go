@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ipfs/go-cid"
+	kaddht "github.com/libp2p/go-libp2p-kad-dht"
 	"github.com/multiformats/go-multihash"
 )
 
@@ -19,7 +20,10 @@ func TestLANDHTWithoutPublicNodes(t *testing.T) {
 		// "auto" on loopback: not public, so the WAN DHT is a client.
 		// (Forced "private" would do too, but then libp2p never closes its
 		// AutoNAT dialer host, which goleak reports.)
-		nodes = append(nodes, newNode(t, func(c *Config) { c.Reachability = "auto" }))
+		nodes = append(nodes, newNode(t, func(c *Config) {
+			c.Reachability = "auto"
+			c.DHTOptions = []kaddht.Option{kaddht.NamespacedValidator("t", anyRecord{})}
+		}))
 	}
 	for _, n := range nodes[1:] {
 		connect(t, n.Host, nodes[0])
@@ -49,4 +53,22 @@ func TestLANDHTWithoutPublicNodes(t *testing.T) {
 	if !found {
 		t.Fatalf("node 2 did not find node 1 as provider over the LAN DHT")
 	}
+	// A poll (GetValueQuorum) asks the WAN DHT first and falls back to
+	// the LAN's when that fails, as it does here.
+	if err := nodes[1].PutValue(ctx, "/t/poll", []byte("v1")); err != nil {
+		t.Fatalf("put on the LAN: %v", err)
+	}
+	v, err := nodes[2].GetValueQuorum(ctx, "/t/poll", 1)
+	if err != nil || string(v) != "v1" {
+		t.Fatalf("poll over the LAN DHT: %q, %v", v, err)
+	}
+	if _, err := nodes[2].GetValueQuorum(ctx, "/t/none", 1); err == nil {
+		t.Fatal("poll of a key no one holds succeeded")
+	}
 }
+
+// anyRecord is a record validator that takes any value (the first wins).
+type anyRecord struct{}
+
+func (anyRecord) Validate(string, []byte) error        { return nil }
+func (anyRecord) Select(string, [][]byte) (int, error) { return 0, nil }

@@ -20,7 +20,8 @@ import (
 
 // scaleRow is one line of make bench-scale's table.
 type scaleRow struct {
-	Kind        string  `json:"kind"` // "e2e" or "in-process"
+	Kind        string  `json:"kind"`                // "e2e" or "in-process"
+	Transport   string  `json:"transport,omitempty"` // in-process: tcp or quic on loopback
 	N           int     `json:"n"`
 	Behind      int     `json:"behind_nat"` // nodes behind a NAT (e2e)
 	LinksMean   float64 `json:"links_mean"`
@@ -95,7 +96,11 @@ func TestBenchScale(t *testing.T) {
 		if r.Kind != "e2e" {
 			mem = "heap/N"
 		}
-		fmt.Printf("| %s | %d | %d | %.1f / %d | %.1f (%s) | %.0f | %d (%d) | %.0f / %.0f / %.0f | %.0f |\n", r.Kind, r.N, r.Behind,
+		kind := r.Kind
+		if r.Transport != "" {
+			kind += " (" + r.Transport + ")"
+		}
+		fmt.Printf("| %s | %d | %d | %.1f / %d | %.1f (%s) | %.0f | %d (%d) | %.0f / %.0f / %.0f | %.0f |\n", kind, r.N, r.Behind,
 			r.LinksMean, r.LinksMax, r.MemPerNode, mem, r.BytesPerSec, r.Pings, r.Failed, r.PingMean, r.PingP95, r.PingMax, r.Setup)
 	}
 	for _, kind := range []string{"e2e", "in-process"} {
@@ -179,7 +184,10 @@ func benchScaleE2E(t *testing.T, n int) scaleRow {
 				r.Pings++
 				if err != nil {
 					r.Failed++
-					t.Logf("first ping %s -> %s failed: %v", nd.Host.Name, to.Host.Name, err)
+					// What each daemon logged of the other: the evidence
+					// for why a first contact failed.
+					t.Logf("first ping %s -> %s failed: %v\n%s's log of %s:\n%s\n%s's log of %s:\n%s", nd.Host.Name, to.Host.Name, err,
+						nd.Host.Name, to.Host.Name, nd.LogLines(to.Address, 12), to.Host.Name, nd.Host.Name, to.LogLines(nd.Address, 12))
 				} else {
 					lat = append(lat, ms)
 				}
@@ -242,6 +250,7 @@ func readInProcess(t *testing.T, path string) []scaleRow {
 	for sc.Scan() {
 		var x struct {
 			N          int     `json:"n"`
+			Transport  string  `json:"transport"`
 			Setup      float64 `json:"setup_s"`
 			LinksMean  float64 `json:"links_mean"`
 			LinksMax   int     `json:"links_max"`
@@ -256,7 +265,7 @@ func readInProcess(t *testing.T, path string) []scaleRow {
 		if err := json.Unmarshal(sc.Bytes(), &x); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		rows = append(rows, scaleRow{Kind: "in-process", N: x.N, LinksMean: x.LinksMean, LinksMax: x.LinksMax, MemPerNode: x.Heap, BytesPerSec: x.Bytes,
+		rows = append(rows, scaleRow{Kind: "in-process", Transport: x.Transport, N: x.N, LinksMean: x.LinksMean, LinksMax: x.LinksMax, MemPerNode: x.Heap, BytesPerSec: x.Bytes,
 			Pings: x.Contacts, Failed: x.Failed, PingMean: x.Mean, PingP95: x.ContactP95, PingMax: x.ContactMax, Setup: x.Setup})
 	}
 	return rows

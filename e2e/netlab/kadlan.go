@@ -205,6 +205,22 @@ func (n *Node) LogTail(lines int) string {
 	return strings.Join(l, "\n")
 }
 
+// LogLines returns the last n lines of the daemon's log that contain
+// substr (a peer's address, say).
+func (n *Node) LogLines(substr string, lines int) string {
+	b, _ := os.ReadFile(n.Log)
+	var l []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, substr) {
+			l = append(l, line)
+		}
+	}
+	if len(l) > lines {
+		l = l[len(l)-lines:]
+	}
+	return strings.Join(l, "\n")
+}
+
 // Stop ends the daemon with SIGTERM (a clean shutdown).
 func (n *Node) Stop() { n.proc.Signal(syscall.SIGTERM) }
 
