@@ -108,6 +108,7 @@ func (j *joined) keepLinking(p peer.ID, now time.Time) {
 func (j *joined) resolve(u vswitch.Unresolved) {
 	if j.resolving.Add(1) > maxResolving {
 		j.resolving.Add(-1)
+		j.logs.Log("resolve busy", "networks: %s: looking up %s: %d lookups already running, left for the host's next request", j.m.ID.Short(), u, maxResolving)
 		return
 	}
 	j.spawn(func(ctx context.Context) {
@@ -123,6 +124,7 @@ func (j *joined) resolve(u vswitch.Unresolved) {
 		}
 		b, err := j.mgr.node.GetFirstValue(ctx, key)
 		if err != nil {
+			j.logs.Log("resolve "+u.String(), "networks: %s: looking up %s: %v (asking the members instead)", j.m.ID.Short(), u, err)
 			// Not filed (yet): look for members as providers instead,
 			// which also brings their announcements.
 			j.discover(ctx)
@@ -151,6 +153,7 @@ func (j *joined) resolve(u vswitch.Unresolved) {
 		}
 		j.mu.Unlock()
 		if !holds {
+			j.logs.Log("resolve "+u.String(), "networks: %s: looking up %s: the record names %s, who does not hold it (asking the members instead)", j.m.ID.Short(), u, a.Member)
 			// The record names someone who is no member, or who does not
 			// hold the address or MAC by the network's rules (anyone can file a record
 			// under any key, and the latest wins): ask the members, as

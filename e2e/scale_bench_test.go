@@ -182,16 +182,22 @@ func benchScaleE2E(t *testing.T, n int) scaleRow {
 				ms, err := firstPing(nd, ips[to])
 				mu.Lock()
 				r.Pings++
-				if err != nil {
-					r.Failed++
-					// What each daemon logged of the other: the evidence
-					// for why a first contact failed.
-					t.Logf("first ping %s -> %s failed: %v\n%s's log of %s:\n%s\n%s's log of %s:\n%s", nd.Host.Name, to.Host.Name, err,
-						nd.Host.Name, to.Host.Name, nd.LogLines(to.Address, 12), to.Host.Name, nd.Host.Name, to.LogLines(nd.Address, 12))
-				} else {
+				if err == nil {
 					lat = append(lat, ms)
+				} else {
+					r.Failed++
 				}
 				mu.Unlock()
+				if err != nil {
+					// What each daemon logged of the other: the evidence
+					// for why a first contact failed. A link still being
+					// dialled logs when it ends: give it a few seconds
+					// (a diagnostic's wait, not a measurement).
+					time.Sleep(5 * time.Second)
+					t.Logf("first ping %s -> %s failed: %v\n%s's log of %s:\n%s\n%s's log of %s:\n%s\n%s: %s\n%s: %s", nd.Host.Name, to.Host.Name, err,
+						nd.Host.Name, to.Host.Name, nd.LogLines(12, to.Address, ips[to]+" ", ips[to]+":"), to.Host.Name, nd.Host.Name, to.LogLines(12, nd.Address, ips[nd]+" ", ips[nd]+":"),
+						nd.Host.Name, viewOf(nd, id, to), to.Host.Name, viewOf(to, id, nd))
+				}
 			}
 		}()
 	}
@@ -206,6 +212,22 @@ func benchScaleE2E(t *testing.T, n int) scaleRow {
 	}
 	t.Logf("e2e %d: %+v", n, r)
 	return r
+}
+
+// viewOf is what n's daemon says of member m on network id and of its
+// own counters: evidence for a failed first contact.
+func viewOf(n *labtest.Node, id string, m *labtest.Node) string {
+	x, err := network(n, id)
+	if err != nil {
+		return err.Error()
+	}
+	var mem any = "not known"
+	for _, e := range x.Members {
+		if e.Address == m.Address {
+			mem = e
+		}
+	}
+	return fmt.Sprintf("member %+v; links %d; counters %s; engine %s", mem, x.Links, x.Counters, x.Engine)
 }
 
 // appendRow appends r to the JSON lines file path (the rows of earlier

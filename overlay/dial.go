@@ -1,6 +1,13 @@
 package overlay
 
-import "github.com/libp2p/go-libp2p/core/peer"
+import (
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+)
+
+// slowDial is how long a link's dial takes before the engine logs it.
+const slowDial = 2 * time.Second
 
 // Connect dials member p unless a link to p is up or being dialled, or a
 // dial started less than needLinkEvery ago.
@@ -40,12 +47,18 @@ func (e *Engine) dial(p peer.ID) {
 		e.logs.Log("hello", "overlay: no hello for %s: %v", p, err)
 		return
 	}
+	start := time.Now()
 	rw, err := e.tr.DialLink(e.ctx, p, hello)
 	if err != nil {
 		if e.ctx.Err() == nil {
-			e.logs.Log("dial", "overlay: link to %s: %v", p, err)
+			e.logs.Log("dial "+string(p), "overlay: link to %s: %v (after %v)", p, err, time.Since(start).Round(time.Millisecond))
 		}
 		return
+	}
+	if d := time.Since(start); d > slowDial {
+		// Frames held for the link wait this long (and expire after
+		// pendingMaxAge): worth knowing when a first contact is slow.
+		e.logs.Log("slow dial "+string(p), "overlay: link to %s took %v", p, d.Round(time.Millisecond))
 	}
 	if err := e.AddLink(p, rw, true); err != nil {
 		rw.Close()

@@ -205,14 +205,17 @@ func (n *Node) LogTail(lines int) string {
 	return strings.Join(l, "\n")
 }
 
-// LogLines returns the last n lines of the daemon's log that contain
-// substr (a peer's address, say).
-func (n *Node) LogLines(substr string, lines int) string {
+// LogLines returns the last n lines of the daemon's log that contain one
+// of substrs (a peer's address, an IP address).
+func (n *Node) LogLines(lines int, substrs ...string) string {
 	b, _ := os.ReadFile(n.Log)
 	var l []string
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, substr) {
-			l = append(l, line)
+		for _, s := range substrs {
+			if strings.Contains(line, s) {
+				l = append(l, line)
+				break
+			}
 		}
 	}
 	if len(l) > lines {

@@ -213,6 +213,15 @@ type Unresolved struct {
 	MAC ether.MAC
 }
 
+// String names the destination: its IP address if it has one, else its
+// MAC.
+func (u Unresolved) String() string {
+	if u.IP.IsValid() {
+		return u.IP.String()
+	}
+	return u.MAC.String()
+}
+
 // maxUnresolved bounds the destinations waiting for TakeUnresolved.
 const maxUnresolved = 16
 
