@@ -41,8 +41,8 @@ func (n *Node) DialLink(ctx context.Context, p peer.ID, proto protocol.ID, first
 	if err := n.Connect(ctx, p); err != nil {
 		return nil, err
 	}
-	if tcpConn(n.Host.Network().ConnsToPeer(p)) == nil {
-		for _, c := range n.Host.Network().ConnsToPeer(p) {
+	if conns := n.Host.Network().ConnsToPeer(p); tcpConn(conns) == nil && !carriesStream(conns, proto) {
+		for _, c := range conns {
 			if isQUIC(c.RemoteMultiaddr()) && !c.Stat().Limited {
 				n.upgradeTCP(ctx, p, c)
 				break
@@ -66,6 +66,22 @@ func (n *Node) DialLink(ctx context.Context, p peer.ID, proto protocol.ID, first
 		n.relayedLink(p, s)
 	}
 	return s, nil
+}
+
+// carriesStream reports whether one of conns carries a stream of proto:
+// a link the peer opened over QUIC a moment ago (both ends dialling at
+// once). Moving to TCP would close that connection and the link with
+// what is in flight on it (found by bench-scale's e2e first pings: the
+// echo arrived, the reply was lost), so DialLink then stays on QUIC.
+func carriesStream(conns []network.Conn, proto protocol.ID) bool {
+	for _, c := range conns {
+		for _, s := range c.GetStreams() {
+			if s.Protocol() == proto {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // tcpUpgradeEvery is how long upgradeTCP leaves a peer alone after a

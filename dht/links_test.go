@@ -68,6 +68,69 @@ func TestDialLinkPrefersTCP(t *testing.T) {
 	}
 }
 
+// TestDialLinkKeepsPeersQUICLink: when the peer opened a link over QUIC a
+// moment ago (both ends dialling at once), DialLink does not move the
+// connection to TCP, which would close it and the peer's link with it.
+func TestDialLinkKeepsPeersQUICLink(t *testing.T) {
+	both := func(c *Config) {
+		c.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+	}
+	a, b := newNode(t, both), newNode(t, both)
+	const proto = protocol.ID("/kadlan/test-link/1.0.0")
+	inbound := make(chan network.Stream, 4)
+	for _, n := range []*Node{a, b} {
+		n.Host.SetStreamHandler(proto, func(s network.Stream) { inbound <- s })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// b's link to a, over QUIC only (b knows only a's QUIC address).
+	if err := b.Host.Connect(ctx, peer.AddrInfo{ID: a.ID(), Addrs: onlyQUIC(a)}); err != nil {
+		t.Fatal(err)
+	}
+	bs, err := b.Host.NewStream(ctx, a.ID(), proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Reset()
+	if _, err := bs.Write([]byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	var as network.Stream
+	select {
+	case as = <-inbound:
+	case <-ctx.Done():
+		t.Fatal("b's link never arrived")
+	}
+	defer as.Reset()
+	// a dials its own link to b meanwhile, knowing b's TCP address (from
+	// identify), so that moving to TCP is on the table.
+	waitFor(t, "b's TCP address at a", func() bool {
+		for _, ad := range a.Host.Peerstore().Addrs(b.ID()) {
+			if isPlainTCP(ad) {
+				return true
+			}
+		}
+		return false
+	})
+	s, err := a.DialLink(ctx, b.ID(), proto, []byte("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Reset()
+	// b.s link still carries data both ways.
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(as, buf); err != nil || string(buf) != "first" {
+		t.Fatalf("b's link after a's dial: %q, %v", buf, err)
+	}
+	if _, err := as.Write([]byte("reply")); err != nil {
+		t.Fatalf("writing on b's link after a's dial: %v", err)
+	}
+	bs.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(bs, buf); err != nil || string(buf) != "reply" {
+		t.Fatalf("b's link lost the reply: %q, %v (connections %v)", buf, err, a.Host.Network().ConnsToPeer(b.ID()))
+	}
+}
+
 func onlyQUIC(n *Node) []ma.Multiaddr {
 	var out []ma.Multiaddr
 	for _, a := range n.Host.Addrs() {

@@ -195,8 +195,11 @@ func benchScaleE2E(t *testing.T, n int) scaleRow {
 					// (a diagnostic's wait, not a measurement).
 					time.Sleep(5 * time.Second)
 					t.Logf("first ping %s -> %s failed: %v\n%s's log of %s:\n%s\n%s's log of %s:\n%s\n%s: %s\n%s: %s", nd.Host.Name, to.Host.Name, err,
-						nd.Host.Name, to.Host.Name, nd.LogLines(12, to.Address, ips[to]+" ", ips[to]+":"), to.Host.Name, nd.Host.Name, to.LogLines(12, nd.Address, ips[nd]+" ", ips[nd]+":"),
+						nd.Host.Name, to.Host.Name, nd.LogLines(12, to.Address, to.Address[len(to.Address)-8:], ips[to]+" ", ips[to]+":"), to.Host.Name, nd.Host.Name, to.LogLines(12, nd.Address, nd.Address[len(nd.Address)-8:], ips[nd]+" ", ips[nd]+":"),
 						nd.Host.Name, viewOf(nd, id, to), to.Host.Name, viewOf(to, id, nd))
+					if os.Getenv("KADLAN_BENCH_TAILS") != "" {
+						t.Logf("%s's log:\n%s\n%s's log:\n%s", nd.Host.Name, nd.LogTail(20), to.Host.Name, to.LogTail(20))
+					}
 				}
 			}
 		}()
