@@ -146,6 +146,7 @@ func newNetManager(ctx context.Context, node *dht.Node, key crypto.PrivKey, stat
 		configure(nm)
 	}
 	node.Host.SetStreamHandler(protocol.ID(vswitch.ProtocolID), nm.handleStream)
+	node.SetRedial(nm.redial)
 	ms, errs := overlay.LoadMemberships(stateDir)
 	for _, e := range errs {
 		nm.broken[e.Network] = e.Err.Error()
@@ -160,6 +161,25 @@ func newNetManager(ctx context.Context, node *dht.Node, key crypto.PrivKey, stat
 		logf("networks: rejoined %s", m.ID)
 	}
 	return nm
+}
+
+// redial dials p again on every network whose link to p this node
+// dialled (the node moves such links off a relay this way: see
+// dht.Node.SetRedial) and reports whether any dial started.
+func (nm *netManager) redial(p peer.ID) bool {
+	nm.mu.Lock()
+	js := make([]*joined, 0, len(nm.nets))
+	for _, j := range nm.nets {
+		js = append(js, j)
+	}
+	nm.mu.Unlock()
+	started := false
+	for _, j := range js {
+		if eng := j.engine(); eng != nil && eng.Redial(p) {
+			started = true
+		}
+	}
+	return started
 }
 
 // Device kinds for Config.Device.

@@ -79,14 +79,34 @@ func (n *Node) relayedLink(p peer.ID, s network.Stream) {
 	}
 }
 
-// moveLinksOffRelay resets p's links that still run on relayed
-// connections, now that a direct one exists.
+// SetRedial sets how the node moves a member link off a relay: redial(p)
+// asks the link's owner (the daemon's engines) to dial p again, the new
+// link replacing the relayed one with what waits in its queue and what is
+// in flight on it, and reports whether it did. Without it, or when it
+// did not, the relayed link is reset and its owner dials again with an
+// empty queue (what was in flight on it is lost: bench-scale's e2e first
+// pings lost their reply this way).
+func (n *Node) SetRedial(redial func(p peer.ID) bool) { n.redial.Store(&redial) }
+
+// moveLinksOffRelay moves p's links that still run on relayed
+// connections, now that a direct one exists: by a redial that replaces
+// them (SetRedial), else by resetting them.
 func (n *Node) moveLinksOffRelay(p peer.ID) {
+	var live []network.Stream
 	for _, s := range n.relayed.take(p) {
-		if s.Conn().IsClosed() || !s.Conn().Stat().Limited {
-			continue
+		if !s.Conn().IsClosed() && s.Conn().Stat().Limited {
+			live = append(live, s)
 		}
-		n.logf("dht: %s is directly connected: moving its member link off the relay", p)
+	}
+	if len(live) == 0 {
+		return
+	}
+	if r := n.redial.Load(); r != nil && (*r)(p) {
+		n.logf("dht: %s is directly connected: dialling its member link again to move it off the relay", p)
+		return
+	}
+	n.logf("dht: %s is directly connected: moving its member link off the relay", p)
+	for _, s := range live {
 		s.Reset()
 	}
 }

@@ -68,13 +68,17 @@ func (n *Node) DialLink(ctx context.Context, p peer.ID, proto protocol.ID, first
 	return s, nil
 }
 
-// carriesStream reports whether one of conns carries a stream of proto:
+// carriesStream reports whether one of conns that a move to TCP would
+// close (direct QUIC) carries a stream of proto:
 // a link the peer opened over QUIC a moment ago (both ends dialling at
 // once). Moving to TCP would close that connection and the link with
 // what is in flight on it (found by bench-scale's e2e first pings: the
 // echo arrived, the reply was lost), so DialLink then stays on QUIC.
 func carriesStream(conns []network.Conn, proto protocol.ID) bool {
 	for _, c := range conns {
+		if c.Stat().Limited || !isQUIC(c.RemoteMultiaddr()) {
+			continue // the move leaves it open
+		}
 		for _, s := range c.GetStreams() {
 			if s.Protocol() == proto {
 				return true

@@ -134,12 +134,13 @@ type Node struct {
 	relayAddrs   []ma.Multiaddr
 
 	acl     *relayACL
-	connMgr *connmgr.BasicConnMgr // trimmed directly by tests
-	punch   *puncher              // DCUtR, punched again while relayed
-	vouch   *vouch                // peers holding reservations on this relay (vouch.go)
-	gates   *relayGates           // circuits waiting for their relay during Connect (relaydial.go)
-	relayed relayedLinks          // member links on relayed connections (linkmove.go)
-	reach   *reachGuard           // who this node sent to; a stranger's connection
+	connMgr *connmgr.BasicConnMgr              // trimmed directly by tests
+	punch   *puncher                           // DCUtR, punched again while relayed
+	vouch   *vouch                             // peers holding reservations on this relay (vouch.go)
+	gates   *relayGates                        // circuits waiting for their relay during Connect (relaydial.go)
+	relayed relayedLinks                       // member links on relayed connections (linkmove.go)
+	redial  atomic.Pointer[func(peer.ID) bool] // SetRedial's (linkmove.go)
+	reach   *reachGuard                        // who this node sent to; a stranger's connection
 	// reachEm emits reachability overrides (reach.go); nil when not needed.
 	reachEm      event.Emitter
 	reachChanged chan struct{} // kicked on every reachability event

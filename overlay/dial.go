@@ -19,6 +19,25 @@ func (e *Engine) Connect(p peer.ID) {
 	}
 }
 
+// Redial dials p again although a link to p is up, when this node dialled
+// that link: the new link replaces it (AddLink), taking over what waits
+// in its queue while the old one drains what the other end sent on it.
+// The node moves a link off a relay this way once a direct path exists.
+// It reports whether a dial started.
+func (e *Engine) Redial(p peer.ID) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	l, ok := e.links[p]
+	if !ok || !l.outbound || e.tr == nil || e.closed || e.dialing[p] {
+		return false
+	}
+	e.asked[p] = e.cfg.Now()
+	e.dialing[p] = true
+	e.wg.Add(1)
+	go e.dial(p)
+	return true
+}
+
 // connect starts a dial of p (see Connect); e.mu is held.
 func (e *Engine) connect(p peer.ID) {
 	if e.tr == nil || e.closed || e.dialing[p] || !e.sw.IsMember(p) {

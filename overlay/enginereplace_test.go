@@ -3,11 +3,15 @@ package overlay
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/kadlan/kadlan/overlay/vswitch"
+	"github.com/kadlan/kadlan/tap/taptest"
+	"github.com/libp2p/go-libp2p/core/peer"
 )
 
 // stalledConn is a link stream whose writes block until it is closed (a
@@ -107,5 +111,57 @@ func TestEngineReplacedLinkDrains(t *testing.T) {
 	}
 	if ls, _ := b.eng.Links(); len(ls) != 1 || ls[0].Stream != winB {
 		t.Fatalf("links %+v, want the winning stream only", ls)
+	}
+}
+
+// Redial replaces a link this node dialled with a new one (how the node
+// moves a link off a relay once a direct path exists) and frames keep
+// flowing; a link the other end dialled, or none, is not redialled.
+func TestEngineRedialReplacesOwnLink(t *testing.T) {
+	w := newTestWorld(t, 2, false)
+	a, b := w.nodes[0], w.nodes[1]
+	linked := make(chan bool, 4)
+	hostA, devA := taptest.NewPair(a.mac, a.mac, 0, 16)
+	hostB, devB := taptest.NewPair(b.mac, b.mac, 0, 16)
+	tr := &pipeTransport{t: t, to: map[peer.ID]*Engine{}, from: a.peer}
+	ea := New(devA, tr, a.sw, EngineConfig{
+		Hello:  func() ([]byte, error) { return []byte("hello"), nil },
+		OnLink: func(_ peer.ID, _ io.ReadWriteCloser, outbound bool) { linked <- outbound },
+	})
+	eb := New(devB, nil, b.sw, EngineConfig{})
+	tr.to[b.peer] = eb
+	defer ea.Close()
+	defer eb.Close()
+	if ea.Redial(b.peer) {
+		t.Fatal("Redial without a link started a dial")
+	}
+	hostA.Write(ipv4Frame(b.mac, a.mac, a.ipv4, b.ipv4, "first"))
+	if got := hostRead(t, hostB, isIPv4); !bytes.Contains(got, []byte("first")) {
+		t.Fatalf("b got %q", got)
+	}
+	<-linked
+	if eb.Redial(a.peer) {
+		t.Fatal("b redialled a link a dialled")
+	}
+	if !ea.Redial(b.peer) {
+		t.Fatal("Redial of a's own link did not start a dial")
+	}
+	select {
+	case <-linked:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no new link after Redial")
+	}
+	tr.mu.Lock()
+	dials := tr.dials
+	tr.mu.Unlock()
+	if dials != 2 {
+		t.Fatalf("%d dials, want 2", dials)
+	}
+	if ls, _ := ea.Links(); len(ls) != 1 {
+		t.Fatalf("%d links after Redial, want the one that replaced the other", len(ls))
+	}
+	hostA.Write(ipv4Frame(b.mac, a.mac, a.ipv4, b.ipv4, "second"))
+	if got := hostRead(t, hostB, isIPv4); !bytes.Contains(got, []byte("second")) {
+		t.Fatalf("b got %q after the redial", got)
 	}
 }
