@@ -77,10 +77,9 @@ func TestDialLinkKeepsPeersQUICLink(t *testing.T) {
 	}
 	a, b := newNode(t, both), newNode(t, both)
 	const proto = protocol.ID("/kadlan/test-link/1.0.0")
-	inbound := make(chan network.Stream, 4)
-	for _, n := range []*Node{a, b} {
-		n.Host.SetStreamHandler(proto, func(s network.Stream) { inbound <- s })
-	}
+	inbound := make(chan network.Stream, 4) // links b opened, at a
+	a.Host.SetStreamHandler(proto, func(s network.Stream) { inbound <- s })
+	b.Host.SetStreamHandler(proto, func(s network.Stream) { io.Copy(io.Discard, s) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// b's link to a, over QUIC only (b knows only a's QUIC address).
@@ -128,6 +127,85 @@ func TestDialLinkKeepsPeersQUICLink(t *testing.T) {
 	bs.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.ReadFull(bs, buf); err != nil || string(buf) != "reply" {
 		t.Fatalf("b's link lost the reply: %q, %v (connections %v)", buf, err, a.Host.Network().ConnsToPeer(b.ID()))
+	}
+}
+
+// TestDialLinkAwaitsPeersLink: the peer's QUIC connection is up and its
+// link stream follows a moment later, while this node dials its own link:
+// DialLink waits for the peer's link rather than moving the connection to
+// TCP under it.
+func TestDialLinkAwaitsPeersLink(t *testing.T) {
+	// The connection's age must not end the wait on a busy machine (its
+	// identify can take seconds): b's link ends it.
+	defer func(w time.Duration) { linkRaceWindow = w }(linkRaceWindow)
+	linkRaceWindow = 30 * time.Second
+	both := func(c *Config) {
+		c.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
+	}
+	a, b := newNode(t, both), newNode(t, both)
+	const proto = protocol.ID("/kadlan/test-link/1.0.0")
+	inbound := make(chan network.Stream, 4) // links b opened, at a
+	a.Host.SetStreamHandler(proto, func(s network.Stream) { inbound <- s })
+	b.Host.SetStreamHandler(proto, func(s network.Stream) { io.Copy(io.Discard, s) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// b knows a's TCP address too, so identify tells a b's.
+	if err := b.Host.Connect(ctx, peer.AddrInfo{ID: a.ID(), Addrs: onlyQUIC(a)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b's TCP address at a", func() bool {
+		for _, ad := range a.Host.Peerstore().Addrs(b.ID()) {
+			if isPlainTCP(ad) {
+				return true
+			}
+		}
+		return false
+	})
+	type result struct {
+		s   network.Stream
+		err error
+	}
+	dialled := make(chan result, 1)
+	go func() {
+		s, err := a.DialLink(ctx, b.ID(), proto, []byte("hello"))
+		dialled <- result{s, err}
+	}()
+	// b's link arrives a little later (its hello is on the way).
+	time.Sleep(50 * time.Millisecond) // the race under test, not a wait for state
+	bs, err := b.Host.NewStream(ctx, a.ID(), proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Reset()
+	if _, err := bs.Write([]byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	res := <-dialled
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	defer res.s.Reset()
+	// a's link joined b's on the QUIC connection instead of moving it.
+	if !isQUIC(res.s.Conn().RemoteMultiaddr()) {
+		t.Fatalf("a's link runs over %s: the connection b's link was coming on was moved to TCP", res.s.Conn().RemoteMultiaddr())
+	}
+	var as network.Stream
+	select {
+	case as = <-inbound:
+	case <-ctx.Done():
+		t.Fatal("b's link never arrived")
+	}
+	defer as.Reset()
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(as, buf); err != nil || string(buf) != "first" {
+		t.Fatalf("b's link after a's dial: %q, %v", buf, err)
+	}
+	if _, err := as.Write([]byte("reply")); err != nil {
+		t.Fatalf("writing on b's link after a's dial: %v", err)
+	}
+	bs.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.ReadFull(bs, buf); err != nil || string(buf) != "reply" {
+		t.Fatalf("b's link lost the reply: %q, %v", buf, err)
 	}
 }
 

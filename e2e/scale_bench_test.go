@@ -159,6 +159,7 @@ func benchScaleE2E(t *testing.T, n int) scaleRow {
 	rng := rand.New(rand.NewPCG(13, uint64(n)))
 	var mu sync.Mutex
 	var lat []float64
+	var failed [][2]*labtest.Node // pinger, target
 	var wg sync.WaitGroup
 	for i, nd := range nodes {
 		x, err := network(nd, id)
@@ -187,24 +188,27 @@ func benchScaleE2E(t *testing.T, n int) scaleRow {
 				} else {
 					r.Failed++
 				}
-				mu.Unlock()
 				if err != nil {
-					// What each daemon logged of the other: the evidence
-					// for why a first contact failed. A link still being
-					// dialled logs when it ends: give it a few seconds
-					// (a diagnostic's wait, not a measurement).
-					time.Sleep(5 * time.Second)
-					t.Logf("first ping %s -> %s failed: %v\n%s's log of %s:\n%s\n%s's log of %s:\n%s\n%s: %s\n%s: %s", nd.Host.Name, to.Host.Name, err,
-						nd.Host.Name, to.Host.Name, nd.LogLines(12, to.Address, to.Address[len(to.Address)-8:], ips[to]+" ", ips[to]+":"), to.Host.Name, nd.Host.Name, to.LogLines(12, nd.Address, nd.Address[len(nd.Address)-8:], ips[nd]+" ", ips[nd]+":"),
-						nd.Host.Name, viewOf(nd, id, to), to.Host.Name, viewOf(to, id, nd))
-					if os.Getenv("KADLAN_BENCH_TAILS") != "" {
-						t.Logf("%s's log:\n%s\n%s's log:\n%s", nd.Host.Name, nd.LogTail(20), to.Host.Name, to.LogTail(20))
-					}
+					failed = append(failed, [2]*labtest.Node{nd, to})
 				}
+				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
+	// What each daemon of a failed first ping logged of the other and
+	// says of it: the evidence for why it failed. Taken a while after
+	// the pings, since a dial still under way logs when it ends (a
+	// diagnostic's wait, not a measurement).
+	if len(failed) > 0 {
+		time.Sleep(10 * time.Second)
+	}
+	for _, f := range failed {
+		nd, to := f[0], f[1]
+		t.Logf("first ping %s -> %s failed\n%s's log of %s:\n%s\n%s's log of %s:\n%s\n%s: %s\n%s: %s", nd.Host.Name, to.Host.Name,
+			nd.Host.Name, to.Host.Name, nd.LogLines(12, to.Address, ips[to]+" ", ips[to]+":"), to.Host.Name, nd.Host.Name, to.LogLines(12, nd.Address, ips[nd]+" ", ips[nd]+":"),
+			nd.Host.Name, viewOf(nd, id, to), to.Host.Name, viewOf(to, id, nd))
+	}
 	if len(lat) > 0 {
 		slices.Sort(lat)
 		sum := 0.0
