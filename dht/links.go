@@ -38,11 +38,15 @@ const linkDialTimeout = 20 * time.Second
 func (n *Node) DialLink(ctx context.Context, p peer.ID, proto protocol.ID, first []byte) (network.Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, linkDialTimeout)
 	defer cancel()
+	before := map[string]bool{} // connections this dial did not open
+	for _, c := range n.Host.Network().ConnsToPeer(p) {
+		before[c.ID()] = true
+	}
 	if err := n.Connect(ctx, p); err != nil {
 		return nil, err
 	}
 	if tcpConn(n.Host.Network().ConnsToPeer(p)) == nil {
-		n.awaitPeersLink(ctx, p, proto)
+		n.awaitPeersLink(ctx, p, proto, before)
 	}
 	if conns := n.Host.Network().ConnsToPeer(p); tcpConn(conns) == nil && !carriesStream(conns, proto) {
 		for _, c := range conns {
@@ -96,19 +100,21 @@ func carriesStream(conns []network.Conn, proto protocol.ID) bool {
 // connection to TCP (a variable for tests on a loaded machine).
 var linkRaceWindow = time.Second
 
-// awaitPeersLink waits, while the peer's direct QUIC connection to this
-// node is younger than linkRaceWindow, for a link stream of proto from
-// the peer on it. Both ends dialling at once, the peer's connection is
-// up a moment before its link stream: moving the connection to TCP then
-// closed it under the peer's link, hello and first frames included
-// (bench-scale's e2e first pings, 3 of 120 lost at 60 nodes). It returns
-// at once when there is no such connection.
-func (n *Node) awaitPeersLink(ctx context.Context, p peer.ID, proto protocol.ID) {
+// awaitPeersLink waits, while a direct QUIC connection to p that this
+// dial did not open (the peer dialled it, or a hole punch made it before
+// the dial began: not in before, by ID) is younger than linkRaceWindow,
+// for a link stream of proto from the peer on it. Both ends dialling at
+// once, the peer's connection is up a moment before its link stream:
+// moving the connection to TCP then closed it under the peer's link,
+// hello and first frames included (bench-scale's e2e first pings, 3 of
+// 120 lost at 60 nodes, NATed targets among them). It returns at once
+// when there is no such connection.
+func (n *Node) awaitPeersLink(ctx context.Context, p peer.ID, proto protocol.ID, before map[string]bool) {
 	for {
 		young := false
 		for _, c := range n.Host.Network().ConnsToPeer(p) {
 			st := c.Stat()
-			if !st.Limited && isQUIC(c.RemoteMultiaddr()) && st.Direction == network.DirInbound && time.Since(st.Opened) < linkRaceWindow {
+			if !st.Limited && isQUIC(c.RemoteMultiaddr()) && (st.Direction == network.DirInbound || before[c.ID()]) && time.Since(st.Opened) < linkRaceWindow {
 				young = true
 			}
 		}
@@ -121,6 +127,25 @@ func (n *Node) awaitPeersLink(ctx context.Context, p peer.ID, proto protocol.ID)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// peerOpening reports whether the peer opened a stream on one of the
+// direct QUIC connections among conns within linkRaceWindow: a link (its
+// hello, its first frames) or anything else in flight that closing the
+// connection would lose, whichever way the connection was dialled (a
+// hole punch's, say, which awaitPeersLink does not wait on).
+func peerOpening(conns []network.Conn) bool {
+	for _, c := range conns {
+		if c.Stat().Limited || !isQUIC(c.RemoteMultiaddr()) {
+			continue
+		}
+		for _, s := range c.GetStreams() {
+			if st := s.Stat(); st.Direction == network.DirInbound && time.Since(st.Opened) < linkRaceWindow {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // tcpUpgradeEvery is how long upgradeTCP leaves a peer alone after a
@@ -179,6 +204,9 @@ func (n *Node) upgradeTCP(ctx context.Context, p peer.ID, qc network.Conn) {
 	probe.Close()
 	if tcpConn(h.Network().ConnsToPeer(p)) != nil {
 		return // p dialled us over TCP meanwhile
+	}
+	if peerOpening(h.Network().ConnsToPeer(p)) {
+		return // the move would cut what the peer is sending: stay on QUIC
 	}
 	ps := h.Peerstore()
 	ps.SetAddrs(p, quics, 0)
