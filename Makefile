@@ -11,9 +11,10 @@ DESTDIR ?=
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR  ?= $(PREFIX)/share/zsh/site-functions
 # Sizes of make bench-scale: in-process daemons, and real ones in namespaces.
-# In-process nodes need about 100 open files each (both ends of every
-# loopback connection are in one process): 250 and 500 need a hard limit
-# above 25000 and 50000 (the benchmark refuses to start short of it).
+# In-process nodes run over loopback QUIC (about 5 open files each;
+# KADLAN_BENCH_TRANSPORT=tcp: about 100, both ends of every connection are
+# in one process); the benchmark refuses sizes the open-file limit cannot
+# hold. 250 in-process nodes did not get through the joins here (README).
 SCALE_INPROCESS ?= 10,100
 SCALE_E2E       ?= 10,30,60
 # Packages without the namespace tests; e2e needs root and builds the binary.
