@@ -385,6 +385,51 @@ func TestRevocationListFromCreation(t *testing.T) {
 	}
 }
 
+// TestReadmitReachesMembers: on a public network the owner revokes a
+// member and then authorizes it again; another member learns both along
+// its link (the new revocation list readmits it), not only at the
+// owner's next republication.
+func TestReadmitReachesMembers(t *testing.T) {
+	owner := startDaemon(t)
+	boot := owner.d.Node.ShareableAddrs()[0]
+	member := startDaemon(t, boot)
+	other := startDaemon(t, boot)
+	var created api.NetworkCreated
+	owner.call(t, "POST", "/v1/networks/create", api.NetworkCreateRequest{Name: "p", IPv4: "10.7.0.0/24"}, &created)
+	member.call(t, "POST", "/v1/networks/join", api.NetworkRequest{Network: created.Network}, nil)
+	waitStatus(t, member, created.Network, "ok", 1)
+	// Joined second, other finds both in its first rounds and links to
+	// both (links to every member: no --link-idle here).
+	other.call(t, "POST", "/v1/networks/join", api.NetworkRequest{Network: created.Network}, nil)
+	waitStatus(t, other, created.Network, "ok", 2)
+	addr := member.d.Node.ID().String()
+	statusAt := func(td *testDaemon, want string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			n, _ := td.network(t, created.Network)
+			got := "not known"
+			for _, m := range n.Members {
+				if m.Address == addr {
+					got = m.Status
+				}
+			}
+			if got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the member is %s at %s, want %s", got, td.d.Node.ID(), want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	statusAt(other, "ok")
+	owner.call(t, "POST", "/v1/networks/revoke", api.NetworkRequest{Network: created.Network, Address: addr}, nil)
+	statusAt(other, "revoked")
+	owner.call(t, "POST", "/v1/networks/authorize", api.NetworkRequest{Network: created.Network, Address: addr}, nil)
+	statusAt(other, "ok")
+}
+
 // TestDeviceErrorIsReported: when the interface cannot be created (no
 // CAP_NET_ADMIN), the network says so instead of pretending to work.
 func TestDeviceErrorIsReported(t *testing.T) {

@@ -414,12 +414,12 @@ func (nm *netManager) authorize(ctx context.Context, j *joined, member peer.ID, 
 	if err == nil {
 		_, err = j.m.AddCertificate(cert)
 	}
+	var readmit *netrec.Revocation
 	if err == nil && j.m.Revocation != nil {
 		// A member revoked earlier and authorized again: readmit it.
 		if _, revoked := j.m.Revocation.Lookup(member); revoked {
-			var rev *netrec.Revocation
-			if rev, err = netrec.NextRevocation(nm.key, j.m.Def, j.m.Revocation, nil, []peer.ID{member}); err == nil {
-				_, err = j.m.SetRevocation(rev)
+			if readmit, err = netrec.NextRevocation(nm.key, j.m.Def, j.m.Revocation, nil, []peer.ID{member}); err == nil {
+				_, err = j.m.SetRevocation(readmit)
 			}
 		}
 	}
@@ -429,6 +429,15 @@ func (nm *netManager) authorize(ctx context.Context, j *joined, member peer.ID, 
 		return err
 	}
 	j.pushRecord(cert)
+	if readmit != nil {
+		// Members hold the list that revoked it (on a public network
+		// nothing else admits it again): tell them, as revoke does.
+		j.pushRecord(readmit)
+		j.syncSwitch()
+		if err := j.publish(ctx, netrec.RevocationKey(j.m.ID), readmit); err != nil {
+			return err
+		}
+	}
 	return j.publish(ctx, netrec.CertificateKey(j.m.ID, member), cert)
 }
 
